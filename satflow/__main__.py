@@ -1,0 +1,3 @@
+from satflow.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""Mergeable per-feature statistics over valid points.
+
+A `Moments` holds count, mean, M2 (sum of squared deviations), min and max per feature.
+Two partials merge exactly (Chan et al. pairwise update), so a tree reduction over chunks or a
+fold over per-time-step partials stored in the datacube gives the same answer as one pass over
+all the data, without ever holding it in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Moments:
+    count: np.ndarray  # int64 (feature,)
+    mean: np.ndarray  # float64 (feature,)
+    m2: np.ndarray  # float64 (feature,)
+    min: np.ndarray  # float64 (feature,); +inf where count == 0
+    max: np.ndarray  # float64 (feature,); -inf where count == 0
+
+    @classmethod
+    def empty(cls, n_features: int) -> Moments:
+        return cls(
+            count=np.zeros(n_features, np.int64),
+            mean=np.zeros(n_features, np.float64),
+            m2=np.zeros(n_features, np.float64),
+            min=np.full(n_features, np.inf),
+            max=np.full(n_features, -np.inf),
+        )
+
+    @classmethod
+    def from_block(cls, x: np.ndarray, feature_axis: int = 0) -> Moments:
+        """Moments of a block with a feature axis; NaN marks invalid points."""
+        x = np.moveaxis(np.asarray(x), feature_axis, 0)
+        flat = x.reshape(x.shape[0], -1).astype(np.float64, copy=False)
+        valid = np.isfinite(flat)
+        count = valid.sum(axis=1).astype(np.int64)
+        safe_count = np.maximum(count, 1)
+        total = np.where(valid, flat, 0.0).sum(axis=1)
+        mean = np.where(count > 0, total / safe_count, 0.0)
+        deviation = np.where(valid, flat - mean[:, None], 0.0)
+        m2 = (deviation * deviation).sum(axis=1)
+        lo = np.where(valid, flat, np.inf).min(axis=1, initial=np.inf)
+        hi = np.where(valid, flat, -np.inf).max(axis=1, initial=-np.inf)
+        return cls(count, mean, m2, lo, hi)
+
+    def merge(self, other: Moments) -> Moments:
+        n_a, n_b = self.count, other.count
+        n = n_a + n_b
+        safe_n = np.maximum(n, 1)
+        delta = other.mean - self.mean
+        mean = np.where(n > 0, self.mean + delta * (n_b / safe_n), 0.0)
+        m2 = self.m2 + other.m2 + delta * delta * (n_a * n_b / safe_n)
+        return Moments(n, mean, m2, np.minimum(self.min, other.min), np.maximum(self.max, other.max))
+
+    @property
+    def std(self) -> np.ndarray:
+        """Population standard deviation (ddof=0), NaN where there is no valid point."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.count > 0, np.sqrt(self.m2 / self.count), np.nan)
+
+    def as_summary(self) -> dict[str, np.ndarray]:
+        """count/mean/std/min/max with NaN (not 0 or inf) where a feature has no valid point."""
+        none = self.count == 0
+        return {
+            "count": self.count,
+            "mean": np.where(none, np.nan, self.mean),
+            "std": self.std,
+            "min": np.where(none, np.nan, self.min),
+            "max": np.where(none, np.nan, self.max),
+        }
+
+
+def merge_all(parts: list[Moments], n_features: int) -> Moments:
+    """Pairwise (tree) merge, which keeps rounding error at O(log n) merges deep."""
+    if not parts:
+        return Moments.empty(n_features)
+    while len(parts) > 1:
+        parts = [parts[i].merge(parts[i + 1]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
+    return parts[0]

@@ -1,0 +1,239 @@
+"""The satflow datacube: one Zarr v3 group that `xr.open_zarr` opens.
+
+Layout (the contract in DESIGN.md):
+- `X` float32 (time, feature, lat, lon), NaN where there is no valid observation
+- `M` uint8, same shape and chunks, 1 = valid; `M == isfinite(X)` always
+- coords `time` (CF-encoded), `feature` (strings), `lat`, `lon` (degrees, CF attributes)
+- `count`, `mean`, `std`, `min`, `max` (feature): statistics over valid points
+- `step_count`, `step_mean`, `step_m2`, `step_min`, `step_max` (time, feature): the mergeable
+  per-time-step partials those statistics are folded from; they make an interrupted ingest
+  resumable (a finished region keeps its partials) and give inspect its missing-data table
+- `source_file` (time): provenance, the file that filled each time step ("" = not yet written)
+- `ingested` (time) uint8: 1 once a time step's region is fully written (the resume marker)
+- attributes: `satflow_version`, `satflow_config` (JSON), `satflow_fingerprint` after finalise
+
+Region writes go straight through zarr (no xarray round trip) because they run once per chunk on
+workers; the template and coordinates go through xarray so that CF encoding stays standard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import BloscCodec, BloscShuffle
+
+from satflow import __version__
+from satflow.stats import Moments, merge_all
+
+DIMS = ("time", "feature", "lat", "lon")
+STAT_NAMES = ("count", "mean", "std", "min", "max")
+STEP_NAMES = ("step_count", "step_mean", "step_m2", "step_min", "step_max")
+TIME_UNITS = "minutes since 1970-01-01 00:00:00"
+TIME_CALENDAR = "proleptic_gregorian"
+
+
+class StoreError(ValueError):
+    """The path is not a satflow store, or it is inconsistent with what was asked."""
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Everything needed to create an empty store; plain data, printable in a plan."""
+
+    times: np.ndarray  # datetime64[ns]
+    features: tuple[str, ...]
+    lat: np.ndarray
+    lon: np.ndarray
+    chunks: dict[str, int]  # keys: time, feature, lat, lon; -1 means the whole dimension
+    compression_level: int = 5
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.times), len(self.features), len(self.lat), len(self.lon))
+
+    @property
+    def chunk_shape(self) -> tuple[int, int, int, int]:
+        return tuple(  # type: ignore[return-value]
+            size if self.chunks.get(dim, -1) in (-1, None) else min(self.chunks[dim], size) or 1
+            for dim, size in zip(DIMS, self.shape)
+        )
+
+
+def _compressor(level: int) -> BloscCodec:
+    # zstd with bit-shuffle: the best ratio/speed trade-off for float32 geophysical fields.
+    return BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.bitshuffle)
+
+
+def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = None) -> None:
+    """Write metadata, coordinates and empty (fill-valued) data variables; no chunk is written."""
+    import dask.array as da
+
+    shape, chunk_shape = layout.shape, layout.chunk_shape
+    n_time, n_feature = shape[0], shape[1]
+    step_chunks = (chunk_shape[0], n_feature)
+    data_vars = {
+        "X": (DIMS, da.full(shape, np.nan, dtype=np.float32, chunks=chunk_shape)),
+        "M": (DIMS, da.zeros(shape, dtype=np.uint8, chunks=chunk_shape)),
+        "ingested": (("time",), da.zeros(n_time, dtype=np.uint8, chunks=chunk_shape[0])),
+        "source_file": (("time",), np.full(n_time, "", dtype=object)),
+    }
+    for name in STEP_NAMES:
+        dtype = np.int64 if name == "step_count" else np.float64
+        data_vars[name] = (("time", "feature"), da.zeros((n_time, n_feature), dtype=dtype, chunks=step_chunks))
+    for name in STAT_NAMES:
+        data_vars[name] = (("feature",), np.zeros(n_feature, np.int64 if name == "count" else np.float64))
+    ds = xr.Dataset(
+        data_vars,
+        coords={
+            "time": ("time", np.asarray(layout.times, dtype="datetime64[ns]")),
+            "feature": ("feature", np.asarray(layout.features, dtype=object)),
+            "lat": ("lat", np.asarray(layout.lat, dtype=np.float64)),
+            "lon": ("lon", np.asarray(layout.lon, dtype=np.float64)),
+        },
+        attrs={"satflow_version": __version__, "Conventions": "CF-1.8", **(attrs or {})},
+    )
+    _annotate(ds)
+    encoding = {
+        "X": {"chunks": chunk_shape, "compressors": [_compressor(layout.compression_level)]},
+        # No _FillValue on the mask: xarray would otherwise decode M == 0 to NaN.
+        "M": {"chunks": chunk_shape, "compressors": [_compressor(layout.compression_level)], "_FillValue": None},
+        "ingested": {"chunks": (chunk_shape[0],), "_FillValue": None},
+        "time": {"units": TIME_UNITS, "calendar": TIME_CALENDAR, "dtype": "int64"},
+        "step_count": {"_FillValue": None, "chunks": step_chunks},
+        "count": {"_FillValue": None},
+    }
+    ds.to_zarr(str(path), mode="w", compute=False, zarr_format=3, encoding=encoding, consolidated=False)
+
+
+def _annotate(ds: xr.Dataset) -> None:
+    ds["lat"].attrs.update(units="degrees_north", standard_name="latitude", long_name="latitude", axis="Y")
+    ds["lon"].attrs.update(units="degrees_east", standard_name="longitude", long_name="longitude", axis="X")
+    ds["time"].attrs.update(standard_name="time", axis="T")
+    ds["X"].attrs.update(long_name="feature values on the target grid; NaN where invalid")
+    ds["M"].attrs.update(long_name="validity mask", flag_values=[0, 1], flag_meanings="invalid valid")
+    ds["source_file"].attrs.update(long_name="source file that filled this time step")
+    ds["ingested"].attrs.update(long_name="1 once this time step has been fully written")
+
+
+def open_group(path: str | Path, mode: str = "r") -> zarr.Group:
+    try:
+        group = zarr.open_group(str(path), mode=mode, zarr_format=3)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:  # type: ignore[attr-defined]
+        raise StoreError(f"{path}: no satflow store here (no Zarr v3 group); run `satflow ingest` first") from err
+    if "X" not in group or "M" not in group:
+        raise StoreError(f"{path}: a Zarr group, but not a satflow store (arrays X and M are missing)")
+    return group
+
+
+def open_store(path: str | Path) -> xr.Dataset:
+    """Open a store lazily with xarray (dask arrays aligned with the Zarr chunks)."""
+    open_group(path)  # clear error first
+    return xr.open_zarr(str(path), consolidated=False, zarr_format=3)
+
+
+def write_region(
+    group: zarr.Group,
+    t0: int,
+    values: np.ndarray,
+    source_files: Sequence[str],
+) -> Moments:
+    """Write time steps t0.. of X, M and their per-step partial statistics; mark them ingested.
+
+    `values` is float32 (time, feature, lat, lon) with NaN as the only invalid marker. The
+    `ingested` flag is written last, so a task killed midway leaves its steps marked unfinished.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    t1 = t0 + values.shape[0]
+    valid = np.isfinite(values)
+    group["X"][t0:t1] = values
+    group["M"][t0:t1] = valid.astype(np.uint8)
+    steps = [Moments.from_block(values[i], feature_axis=0) for i in range(values.shape[0])]
+    for name, field in zip(STEP_NAMES, ("count", "mean", "m2", "min", "max")):
+        group[name][t0:t1] = np.stack([getattr(m, field) for m in steps])
+    group["source_file"][t0:t1] = np.asarray(list(source_files), dtype=object)
+    group["ingested"][t0:t1] = 1
+    return merge_all(steps, values.shape[1])
+
+
+def step_moments(group: zarr.Group, steps: np.ndarray | None = None) -> list[Moments]:
+    """The stored per-time-step partials (optionally only for the given step indices)."""
+    arrays = [np.asarray(group[name][:]) for name in STEP_NAMES]
+    index = np.arange(arrays[0].shape[0]) if steps is None else np.asarray(steps)
+    return [Moments(*(a[i] for a in arrays)) for i in index]
+
+
+def finalize(path: str | Path) -> Moments:
+    """Fold per-step partials of ingested steps into the per-feature statistics and fingerprint."""
+    group = open_group(path, mode="r+")
+    done = np.flatnonzero(np.asarray(group["ingested"][:]) == 1)
+    total = merge_all(step_moments(group, done), group["X"].shape[1])
+    for name, values in total.as_summary().items():
+        group[name][:] = values
+    group.attrs["satflow_fingerprint"] = compute_fingerprint(group)
+    return total
+
+
+def compute_fingerprint(group: zarr.Group) -> str:
+    """A content fingerprint: shape, coordinates, provenance and the exact statistics.
+
+    Any change to the data changes the per-step partial sums, so hashing them (rather than
+    every chunk of X) detects a changed store in milliseconds.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps(list(group["X"].shape)).encode())
+    for name in ("time", "feature", "lat", "lon", "source_file", *STEP_NAMES):
+        digest.update(name.encode())
+        values = np.asarray(group[name][:])
+        if name in ("feature", "source_file"):
+            digest.update("\x1f".join(map(str, values.tolist())).encode())
+        else:
+            digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def fingerprint(path: str | Path) -> str:
+    """The fingerprint recorded when the store was last finalised (raises if never finalised)."""
+    group = open_group(path)
+    value = group.attrs.get("satflow_fingerprint")
+    if not value:
+        raise StoreError(f"{path}: store was never finalised (an ingest is unfinished); re-run `satflow ingest`")
+    return str(value)
+
+
+def write_store_from_arrays(
+    path: str | Path,
+    values: np.ndarray,
+    *,
+    times: np.ndarray,
+    features: Sequence[str],
+    lat: np.ndarray,
+    lon: np.ndarray,
+    chunks: dict[str, int] | None = None,
+    attrs: dict | None = None,
+    source_files: Sequence[str] | None = None,
+) -> Path:
+    """Write an in-memory (time, feature, lat, lon) array as a complete store.
+
+    For small derived cubes and test fixtures; archives go through `satflow.ingest`.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    layout = StoreLayout(
+        times=np.asarray(times, dtype="datetime64[ns]"),
+        features=tuple(features),
+        lat=np.asarray(lat),
+        lon=np.asarray(lon),
+        chunks=chunks or {"time": 1, "feature": -1, "lat": 64, "lon": 64},
+    )
+    create_template(path, layout, attrs)
+    group = open_group(path, mode="r+")
+    files = list(source_files) if source_files is not None else ["<memory>"] * values.shape[0]
+    write_region(group, 0, values, files)
+    finalize(path)
+    return Path(path)
