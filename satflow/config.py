@@ -171,7 +171,7 @@ def _format_errors(err: ValidationError, origin: str) -> str:
     for item in err.errors():
         path = ".".join(str(p) for p in item["loc"]) or "<root>"
         if item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; `satflow config --show` lists every key)"
+            message = "unknown key (check the spelling; `satflow config` prints every key)"
         else:
             message = item["msg"]
             if "input" in item and not isinstance(item["input"], dict):

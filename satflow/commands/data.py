@@ -1,0 +1,177 @@
+"""Sub-commands for the data side: sample, ingest, inspect, export, config.
+
+Each handler maps flags onto the validated config (flags win over the file) and calls the
+stage's Python API; no stage logic lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from satflow.config import SatflowConfig, dump_config
+
+
+def register(subparsers, common: argparse.ArgumentParser) -> None:
+    _register_sample(subparsers, common)
+    _register_ingest(subparsers, common)
+    _register_inspect(subparsers, common)
+    _register_export(subparsers, common)
+    _register_config(subparsers, common)
+    from satflow.commands.demo import register as register_demo
+
+    register_demo(subparsers, common)
+
+
+# --- sample ------------------------------------------------------------------------------------
+def _register_sample(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "sample", parents=[common], help="write realistic sample NetCDF files (AMSU-A or ocean)",
+        description="Write seeded, reproducible sample files shaped like real products: gridded AMSU-A "
+        "brightness temperatures with swath gaps (1bamua_YYYYMMDD_tHH.nc) or monthly ocean thetao with depth.",
+    )
+    parser.add_argument("kind", choices=["amsua", "ocean"], help="which product to imitate")
+    parser.add_argument("--out", required=True, type=Path, help="directory for the files")
+    parser.add_argument("--start", help="first time (default: sample.start)")
+    parser.add_argument("--steps", type=int, help="number of files (default: sample.steps)")
+    parser.add_argument("--resolution", type=float, help="grid spacing in degrees; 0.25 = real product")
+    parser.add_argument("--seed", type=int, help="random seed (default: sample.seed)")
+    parser.set_defaults(handler=run_sample)
+
+
+def _apply_sample_flags(args, config: SatflowConfig):
+    updates = {k: v for k, v in {"kind": args.kind, "start": args.start, "steps": args.steps,
+                                  "resolution": args.resolution, "seed": args.seed}.items() if v is not None}
+    return config.sample.model_validate({**config.sample.model_dump(), **updates})
+
+
+def write_sample(sample, out: Path) -> list[Path]:
+    """Write the configured sample files into `out`."""
+    from satflow.sources import sample as samples
+
+    out.mkdir(parents=True, exist_ok=True)
+    if sample.kind == "amsua":
+        return samples.write_amsua_sample(out, start=sample.start, steps=sample.steps,
+                                          resolution=sample.resolution, seed=sample.seed)
+    return samples.write_ocean_sample(out, start=sample.start[:7], steps=sample.steps,
+                                      resolution=sample.resolution, seed=sample.seed)
+
+
+def run_sample(args, config: SatflowConfig) -> int:
+    sample = _apply_sample_flags(args, config)
+    files = write_sample(sample, args.out)
+    print(f"wrote {len(files)} {sample.kind} file(s) to {args.out} ({files[0].name} .. {files[-1].name})")
+    return 0
+
+
+# --- ingest ------------------------------------------------------------------------------------
+def _register_ingest(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "ingest", parents=[common], help="NetCDF files -> Zarr v3 datacube (resumable)",
+        description="Plan and write a (time, feature, lat, lon) Zarr v3 store with masks, statistics and "
+        "provenance, one Dask task per chunk-aligned region. Re-running the same command resumes.",
+    )
+    parser.add_argument("inputs", nargs="*", help="NetCDF paths, directories or globs (or ingest.inputs)")
+    parser.add_argument("--out", required=True, help="store path (a directory ending in .zarr)")
+    parser.add_argument("--var", dest="variables", action="append", help="variable to ingest (repeatable)")
+    parser.add_argument("--append", action="store_true", help="add new files after the store's last time")
+    parser.add_argument("--overwrite", action="store_true", help="delete an existing store first")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit; writes nothing")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if any input was skipped")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--report", type=Path, help="also write the skipped-file report as JSON here")
+    parser.set_defaults(handler=run_ingest_command)
+
+
+def ingest_config_from_args(args, config: SatflowConfig):
+    ingest = config.ingest.model_copy(deep=True)
+    if args.inputs:
+        ingest.inputs = list(args.inputs)
+    if args.variables:
+        ingest.source.variables = list(args.variables)
+    if args.strict:
+        ingest.strict = True
+    if not ingest.inputs:
+        raise ValueError("no inputs: give NetCDF paths/globs or set ingest.inputs in the config")
+    return ingest
+
+
+def run_ingest_command(args, config: SatflowConfig) -> int:
+    from satflow.cluster import open_client
+    from satflow.ingest import execute_plan, plan_ingest
+
+    ingest = ingest_config_from_args(args, config)
+    if args.overwrite and not args.dry_run and Path(args.out).exists():
+        import shutil
+
+        shutil.rmtree(args.out)
+    if args.dry_run:
+        print(plan_ingest(ingest.inputs, args.out, ingest, append=args.append).describe())
+        return 0
+    with open_client(config.cluster) as client:
+        plan = plan_ingest(ingest.inputs, args.out, ingest, append=args.append, client=client)
+        print(plan.describe())
+        report = execute_plan(plan, ingest, client, progress=not args.no_progress)
+    print(report.describe())
+    if args.report:
+        args.report.write_text(json.dumps([vars(s) for s in report.skipped], indent=2))
+    return 1 if ingest.strict and report.skipped else 0
+
+
+# --- inspect / export ------------------------------------------------------------------------
+def _register_inspect(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "inspect", parents=[common], help="summarise a store: shape, chunks, statistics, gaps, provenance",
+        description="Print a readable summary of a satflow store (or JSON with --json).",
+    )
+    parser.add_argument("store", help="store path")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=run_inspect)
+
+
+def run_inspect(args, config: SatflowConfig) -> int:
+    from satflow.summary import format_summary, summarize_store
+
+    summary = summarize_store(args.store)
+    print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
+    return 0
+
+
+def _register_export(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "export", parents=[common], help="store -> NPZ (users' X/M layout) or CF NetCDF",
+        description="Export a time range of a store to the NPZ layout (X, M, feature_names, lat, lon, time, "
+        "mean, std) or to CF NetCDF.",
+    )
+    parser.add_argument("format", choices=["npz", "netcdf"])
+    parser.add_argument("store", help="store path")
+    parser.add_argument("--out", required=True, type=Path, help="output file")
+    parser.add_argument("--time-start", help="first time to export (ISO date), inclusive")
+    parser.add_argument("--time-end", help="last time to export (ISO date), inclusive")
+    parser.add_argument("--feature", dest="features", action="append", help="feature to export (repeatable)")
+    parser.set_defaults(handler=run_export)
+
+
+def run_export(args, config: SatflowConfig) -> int:
+    from satflow import export
+
+    writer = export.export_npz if args.format == "npz" else export.export_netcdf
+    writer(args.store, args.out, time_start=args.time_start, time_end=args.time_end, features=args.features)
+    print(f"wrote {args.out}")
+    return 0
+
+
+# --- config ------------------------------------------------------------------------------------
+def _register_config(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "config", parents=[common], help="validate a config and print it with every default filled in",
+        description="Validate --config/--set and print the effective configuration as YAML.",
+    )
+    parser.set_defaults(handler=run_config)
+
+
+def run_config(args, config: SatflowConfig) -> int:
+    sys.stdout.write(dump_config(config))
+    return 0

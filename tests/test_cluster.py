@@ -1,0 +1,35 @@
+from satflow.cluster import open_client, slurm_cluster_kwargs, slurm_job_script
+from satflow.config import load_config
+
+
+def test_local_cluster_runs_tasks_and_has_dashboard():
+    config = load_config(None, ["cluster.local.n_workers=1", "cluster.local.memory_limit=1GiB"])
+    with open_client(config.cluster) as client:
+        assert client.submit(sum, [1, 2, 3]).result() == 6
+        assert client.dashboard_link.startswith("http://127.0.0.1:")
+        assert len(client.scheduler_info()["workers"]) == 1
+
+
+def test_address_connects_to_existing_scheduler():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        config = load_config(None, ["cluster.kind=address", f"cluster.address={cluster.scheduler_address}"])
+        with open_client(config.cluster, quiet=True) as client:
+            assert client.submit(lambda: 41 + 1).result() == 42
+
+
+def test_slurm_kwargs_and_job_script():
+    config = load_config(None, [
+        "cluster.kind=slurm", "cluster.slurm.queue=debug", "cluster.slurm.account=climate",
+        "cluster.slurm.cores=8", "cluster.slurm.memory=32GiB", "cluster.slurm.walltime=02:00:00",
+        "cluster.slurm.interface=lo", "cluster.slurm.gpus_per_job=2",
+        "cluster.slurm.job_extra_directives=['--constraint=a100']",
+    ])
+    kwargs = slurm_cluster_kwargs(config.cluster.slurm)
+    assert kwargs["queue"] == "debug" and kwargs["cores"] == 8
+    script = slurm_job_script(config.cluster)
+    for line in ("#SBATCH -p debug", "#SBATCH -A climate", "#SBATCH --cpus-per-task=8", "#SBATCH -t 02:00:00",
+                 "#SBATCH --constraint=a100", "#SBATCH --gres=gpu:2"):
+        assert line in script
+    assert "--resources GPU=2" in script and "--interface lo" in script
