@@ -1,0 +1,262 @@
+"""Codec benchmark: rate-distortion, ratio at max-error bounds, and throughput, from real bitstreams.
+
+Datasets (one (feature, lat, lon) block per time step, NaN gaps kept):
+- amsua: AMSU-A-like brightness temperatures, 15 channels with swath gaps, from
+  `satflow.sources.sample.write_amsua_sample` ingested with `satflow.ingest` (falls back to a smooth
+  synthetic field written with `satflow.store.write_store_from_arrays` when the sample module is absent),
+  or any store given with --store;
+- ostia: OSTIA monthly SST from iris-sample-data (ostia_monthly.nc, land = invalid), real data; its
+  source-file bytes give the ratio vs the NetCDF source.
+
+Every codec runs at several settings; bits are the bytes of the containers (header, mask and
+checksum included). Errors are over valid points. Learned codecs are picked up by name:
+`--learned NAME --checkpoint PATH [--learned-param device=cuda]` adds NAME and errorbound(NAME).
+
+    python benchmarks/codecs/run.py            # full run (a few minutes on 2 cores)
+    python benchmarks/codecs/run.py --quick    # < 1 minute smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from satflow.codecs.registry import get_codec
+from satflow.metrics import ErrorSums, merge_all
+
+HERE = Path(__file__).parent
+BOUNDS = (0.1, 0.5, 1.0)  # max-error bounds, in the data's units (K for both datasets)
+
+
+# --- datasets -------------------------------------------------------------------------------------
+def _store_blocks(path: Path, steps: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from satflow.store import open_store
+
+    ds = open_store(path)
+    n = min(steps, ds.sizes["time"])
+    return ds["X"].values[:n], ds["M"].values[:n], [str(f) for f in ds["feature"].values]
+
+
+def amsua_dataset(work: Path, steps: int, resolution: float) -> dict:
+    """AMSU-like blocks: the project's sample generator + ingest, else a synthetic stand-in."""
+    store = work / "amsua.zarr"
+    try:
+        from satflow.sources.sample import write_amsua_sample
+    except ImportError:
+        write_amsua_sample = None
+    if write_amsua_sample is not None:
+        from satflow.config import IngestConfig
+        from satflow.ingest import run_ingest
+
+        files = write_amsua_sample(work / "raw", steps=steps, resolution=resolution, seed=0)
+        run_ingest([str(f) for f in files], store, IngestConfig(), progress=False)
+        source = "satflow.sources.sample.write_amsua_sample + satflow.ingest"
+        source_bytes = sum(f.stat().st_size for f in files)
+    else:
+        _write_synthetic_amsua(store, steps, resolution)
+        source, source_bytes = "synthetic smooth field (sample module not available)", 0
+    x, m, features = _store_blocks(store, steps)
+    return {"name": "amsua", "source": source, "x": x, "mask": m, "features": features, "source_bytes": source_bytes}
+
+
+def _write_synthetic_amsua(store: Path, steps: int, resolution: float) -> None:
+    from satflow.store import write_store_from_arrays
+
+    rng = np.random.default_rng(0)
+    lat = np.arange(-90 + resolution / 2, 90, resolution)
+    lon = np.arange(-180 + resolution / 2, 180, resolution)
+    la, lo = np.meshgrid(np.radians(lat), np.radians(lon), indexing="ij")
+    values = np.empty((steps, 15, lat.size, lon.size), np.float32)
+    for t in range(steps):
+        weather = sum(rng.normal(0, 2) * np.sin(k * lo + rng.uniform(0, 6)) * np.cos(k * la) for k in range(1, 6))
+        for c in range(15):  # channels peak higher in the atmosphere: colder, smoother
+            values[t, c] = 270 - 5 * c + 25 * np.cos(la) * (1 - c / 20) + weather / (1 + c / 3)
+        values[t] += rng.normal(0, 0.25, values[t].shape)
+        swath = np.sin(lo * 7 + la * 3 + t) > 0.55  # diagonal gaps between swaths
+        values[t][:, swath] = np.nan
+    write_store_from_arrays(
+        store, values, times=np.datetime64("2020-01-01") + np.arange(steps) * np.timedelta64(6, "h"),
+        features=[f"tmbrs-{c + 1}" for c in range(15)], lat=lat, lon=lon,
+    )
+
+
+def ostia_dataset(steps: int) -> dict:
+    """OSTIA monthly SST (iris-sample-data), one feature; fill values (land) become invalid."""
+    import iris_sample_data
+    import xarray as xr
+
+    path = Path(iris_sample_data.__file__).parent / "sample_data" / "ostia_monthly.nc"
+    with xr.open_dataset(path) as ds:
+        sst = ds["surface_temperature"].values[:steps].astype(np.float32)  # _FillValue decoded to NaN
+    x = sst[:, None]
+    share = x.shape[0] / xr.open_dataset(path).sizes["time"]
+    return {"name": "ostia", "source": str(path), "x": x, "mask": np.isfinite(x).astype(np.uint8),
+            "features": ["surface_temperature"], "source_bytes": int(path.stat().st_size * share)}
+
+
+# --- codec settings -------------------------------------------------------------------------------
+def codec_settings(quick: bool, learned: str | None, learned_params: dict) -> list[tuple[str, str, dict]]:
+    """(family, codec name, params) for every setting to measure."""
+    tols = [0.05, 0.1, 0.5, 1.0] if quick else [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0]
+    keepbits = [4, 7, 10] if quick else [2, 3, 4, 5, 6, 7, 8, 10, 12]
+    settings = [("lossless", "lossless", {})]
+    settings += [("bitround", "bitround", {"keepbits": k}) for k in keepbits]
+    settings += [("bitround-auto", "bitround", {"information": i}) for i in ((0.99,) if quick else (0.9, 0.99, 0.9999))]
+    settings += [("sz3", "sz3", {"tol": t}) for t in tols]
+    settings += [("zfp", "zfp", {"tol": t}) for t in tols + [4.0]]  # ZFP's errors stay well below its tol
+    settings += [("errorbound(bitround-3)", "errorbound", {"inner": "bitround", "inner_params": {"keepbits": 3}, "eps": b})
+                 for b in BOUNDS]
+    if learned:
+        settings.append((learned, learned, dict(learned_params)))
+        settings += [(f"errorbound({learned})", "errorbound", {"inner": learned, "inner_params": dict(learned_params),
+                                                             "eps": b}) for b in BOUNDS]
+    return settings
+
+
+# --- measurement ----------------------------------------------------------------------------------
+def measure(codec, x: np.ndarray, mask: np.ndarray, source_bytes: int, features: list[str]) -> dict:
+    """Encode/decode every block as one batch; metrics from the real bytes; throughput in MB/s of float32."""
+    start = time.perf_counter()
+    streams = codec.encode_batch(x, mask)
+    encode_s = time.perf_counter() - start
+    start = time.perf_counter()
+    decoded = codec.decode_batch(streams)
+    decode_s = time.perf_counter() - start
+    share = source_bytes // len(streams)
+    parts = [ErrorSums.from_block(x[i], x_rec, mask[i], n_bytes=len(s), source_bytes=share)
+             for i, (s, (x_rec, _)) in enumerate(zip(streams, decoded))]
+    report = merge_all(parts).finalize(features)
+    per = report["per_feature"]
+    megabytes = x.nbytes / 1e6
+    return {
+        "bits_per_value": report["bits_per_value"],
+        "bits_per_valid_value": report["bits_per_valid_value"],
+        "compression_ratio": report["compression_ratio"],
+        "compression_ratio_vs_source": report["compression_ratio_vs_source"],
+        "rmse": float(np.sqrt(np.nansum(np.square(per["rmse"]) * per["count"]) / max(sum(per["count"]), 1))),
+        "max_abs_error": float(np.nanmax(per["max_abs_error"])),
+        "encode_mb_s": megabytes / encode_s,
+        "decode_mb_s": megabytes / decode_s,
+        "per_feature": per,
+    }
+
+
+def run_dataset(data: dict, settings: list[tuple[str, str, dict]]) -> dict:
+    rows = []
+    for family, name, params in settings:
+        codec = get_codec(name, **params)
+        row = {"family": family, "codec": codec.describe(), **measure(codec, data["x"], data["mask"],
+                                                                     data["source_bytes"], data["features"])}
+        rows.append(row)
+        print(f"  {data['name']:6s} {row['codec'][:60]:60s} {row['bits_per_value']:7.3f} b/v  "
+              f"rmse {row['rmse']:.4f}  max {row['max_abs_error']:.4f}  "
+              f"enc {row['encode_mb_s']:6.1f} dec {row['decode_mb_s']:6.1f} MB/s", flush=True)
+    return {
+        "source": data["source"], "shape": list(data["x"].shape), "features": data["features"],
+        "valid_fraction": float(data["mask"].mean()), "source_bytes": data["source_bytes"],
+        "results": rows, "ratio_at_bound": ratio_at_bounds(rows),
+    }
+
+
+def ratio_at_bounds(rows: list[dict]) -> dict:
+    """Per family, the best measured compression ratio whose max error stays within each bound."""
+    table: dict[str, dict[str, float | None]] = {}
+    for row in rows:
+        entry = table.setdefault(row["family"], {str(b): None for b in BOUNDS})
+        for bound in BOUNDS:
+            if row["max_abs_error"] <= bound:
+                best = entry[str(bound)]
+                entry[str(bound)] = max(best or 0.0, row["compression_ratio"])
+    return table
+
+
+# --- plotting -------------------------------------------------------------------------------------
+def plot(results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = results["datasets"]
+    fig, axes = plt.subplots(2, len(datasets), figsize=(6 * len(datasets), 9), squeeze=False)
+    for col, (name, data) in enumerate(datasets.items()):
+        families: dict[str, list[dict]] = {}
+        for row in data["results"]:
+            families.setdefault(row["family"], []).append(row)
+        for family, rows in families.items():
+            rows = sorted(rows, key=lambda r: r["bits_per_value"])
+            bits = [r["bits_per_value"] for r in rows]
+            for row_index, key in enumerate(("rmse", "max_abs_error")):
+                ax = axes[row_index, col]
+                if all(r[key] == 0 for r in rows):  # exact codecs have no error to put on a log axis
+                    ax.axvline(bits[0], color="black", ls="--", lw=1, label=f"{family} (exact)")
+                else:
+                    ax.plot(bits, [r[key] for r in rows], "o-", label=family, ms=4)
+        for row_index, label in enumerate(("RMSE", "max abs error")):
+            ax = axes[row_index, col]
+            ax.set_yscale("log")
+            ax.set_xlabel("bits per value (all cells, container bytes)")
+            ax.set_ylabel(f"{label} over valid points (K)")
+            ax.set_title(f"{name}: {label} vs rate")
+            ax.grid(True, which="both", alpha=0.3)
+            if row_index == 1:
+                for bound in BOUNDS:
+                    ax.axhline(bound, color="grey", ls=":", lw=0.8)
+        axes[0, col].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few steps, coarse grid, fewer settings (< 1 minute)")
+    parser.add_argument("--steps", type=int, default=4, help="time steps per dataset")
+    parser.add_argument("--resolution", type=float, default=1.0, help="grid spacing of the AMSU-like sample (degrees)")
+    parser.add_argument("--store", type=Path, help="benchmark this satflow store instead of the generated AMSU sample")
+    parser.add_argument("--learned", help="registered learned codec name to include")
+    parser.add_argument("--checkpoint", help="checkpoint for --learned")
+    parser.add_argument("--learned-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra parameter of the learned codec, e.g. device=cuda (repeatable)")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.resolution = 2, 3.0
+    learned_params = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.learned_param)}
+    if args.checkpoint:
+        learned_params["checkpoint"] = args.checkpoint
+    settings = codec_settings(args.quick, args.learned, learned_params)
+
+    work = Path(tempfile.mkdtemp(prefix="satflow-codec-bench-"))
+    started = time.perf_counter()
+    try:
+        if args.store:
+            x, m, features = _store_blocks(args.store, args.steps)
+            amsua = {"name": "store", "source": str(args.store), "x": x, "mask": m, "features": features, "source_bytes": 0}
+        else:
+            amsua = amsua_dataset(work, args.steps, args.resolution)
+        datasets = {d["name"]: run_dataset(d, settings) for d in (amsua, ostia_dataset(args.steps))}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results = {
+        "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count()},
+        "quick": args.quick, "steps": args.steps, "resolution": args.resolution, "bounds": list(BOUNDS),
+        "seconds": round(time.perf_counter() - started, 1), "datasets": datasets,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "codecs-quick" if args.quick else "codecs"
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=float))
+    plot(results, args.out / f"{stem}.png")
+    print(json.dumps({name: d["ratio_at_bound"] for name, d in datasets.items()}, indent=2))
+    print(f"wrote {args.out / (stem + '.json')} and {stem}.png in {results['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()

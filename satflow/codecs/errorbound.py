@@ -1,0 +1,193 @@
+"""`errorbound`: wrap any codec (classic or learned) so that |x - x_rec| <= eps at every valid point.
+
+Encoding runs the inner codec, decodes its payload, and quantises the residual r = x - x_hat with
+step 2*eps (q = round(r / (2 eps)), so |r - 2 eps q| <= eps). The q of each feature are range-coded
+(constriction) with a categorical model fitted to that feature's histogram; the histogram travels
+in the stream so the decoder builds the identical model. Symbols outside a +-127 window go through
+an escape symbol and a side stream. Reconstructions are computed in float64 and checked after the
+cast to float32; any valid point still beyond eps is stored verbatim.
+
+The decoder needs x_hat bit-identical to the encoder's, so a CRC-32 of x_hat is in the stream: a
+non-deterministic inner decoder (other device, other weights) raises ContainerError instead of
+returning numbers that may break the bound.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import constriction
+import numpy as np
+from numcodecs import Zstd
+
+from satflow.codecs.base import Codec, pack_sections, unpack_sections
+from satflow.codecs.classic import apply_patches, exceedances, pack_patches, per_feature
+from satflow.codecs.container import ContainerError
+from satflow.codecs.registry import codec_class, get_codec, parameter_docs, register_codec
+
+WINDOW = 127  # symbols -WINDOW..WINDOW are modelled directly; the rest are escaped
+_LIMIT = 2**40  # |q| beyond this is not worth coding: the point becomes a verbatim patch
+
+
+def _checksum(x_hat: np.ndarray, mask: np.ndarray) -> bytes:
+    return zlib.crc32(np.ascontiguousarray(x_hat[mask != 0], dtype="<f4").tobytes()).to_bytes(4, "little")
+
+
+def _zstd(values: np.ndarray) -> bytes:
+    return bytes(Zstd(level=9).encode(np.ascontiguousarray(values, dtype="<i8"))) if values.size else b""
+
+
+def _unzstd(data: bytes) -> np.ndarray:
+    return np.frombuffer(Zstd().decode(data), "<i8") if data else np.zeros(0, "<i8")
+
+
+def _model(counts: np.ndarray):
+    return constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
+
+
+def encode_symbols(groups: list[np.ndarray]) -> tuple[bytes, bytes, bytes]:
+    """Range-code integer groups (one per feature), each with its own fitted categorical model.
+
+    Returns (tables, coded words, escaped values).
+    """
+    encoder = constriction.stream.queue.RangeEncoder()
+    tables, escaped = [], []
+    for q in groups:
+        lo = int(max(q.min(initial=0), -WINDOW))
+        hi = int(min(q.max(initial=0), WINDOW))
+        inside = (q >= lo) & (q <= hi)
+        symbols = np.where(inside, q - lo, hi - lo + 1).astype(np.int32)  # last symbol = escape
+        counts = np.bincount(symbols, minlength=hi - lo + 2)
+        tables.append(np.concatenate([[lo, hi], counts]))
+        escaped.append(q[~inside])
+        if q.size:
+            encoder.encode(symbols, _model(counts.astype(np.float64)))
+    words = encoder.get_compressed().astype("<u4").tobytes()
+    return _zstd(np.concatenate(tables)), words, _zstd(np.concatenate(escaped))
+
+
+def decode_symbols(sizes: list[int], tables: bytes, words: bytes, escaped: bytes) -> list[np.ndarray]:
+    """Inverse of `encode_symbols`, given how many symbols each group holds."""
+    table = _unzstd(tables)
+    extra = _unzstd(escaped)
+    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(words, "<u4").copy())
+    groups, at, used = [], 0, 0
+    for size in sizes:
+        if at + 2 > table.size:
+            raise ContainerError("errorbound symbol tables are shorter than the block's features")
+        lo, hi = int(table[at]), int(table[at + 1])
+        counts = table[at + 2 : at + 2 + (hi - lo + 2)].astype(np.float64)
+        at += 2 + hi - lo + 2
+        if counts.sum() != size:
+            raise ContainerError(f"errorbound table counts {int(counts.sum())} symbols, the mask has {size} valid points")
+        symbols = decoder.decode(_model(counts), size).astype(np.int64) if size else np.zeros(0, np.int64)
+        q = symbols + lo
+        escapes = np.flatnonzero(symbols == hi - lo + 1)
+        q[escapes] = extra[used : used + escapes.size]
+        used += escapes.size
+        groups.append(q)
+    return groups
+
+
+@register_codec("errorbound")
+class ErrorBounded(Codec):
+    """Error-bounded wrapper: any inner codec + range-coded residual, |x - x_rec| <= eps at every valid point."""
+
+    param_docs = {
+        "inner": "the wrapped codec: a registered name (or a Codec instance from Python)",
+        "eps": "absolute error bound in data units: one number or one per feature",
+        "inner_params": "keyword parameters of the inner codec when given by name (a missing tol defaults to eps)",
+    }
+
+    def __init__(self, *, inner: str | Codec, eps: float | list[float], inner_params: dict | None = None) -> None:
+        values = np.atleast_1d(np.asarray(eps, dtype=np.float64))
+        if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
+            raise ValueError(f"errorbound: eps must be positive finite numbers, got {eps!r}")
+        if isinstance(inner, str):
+            inner = get_codec(inner, **_default_inner_params(inner, inner_params, eps))
+        elif inner_params:
+            raise ValueError("errorbound: inner_params only apply when inner is a codec name")
+        if not isinstance(inner, Codec):
+            raise ValueError(f"errorbound: inner must be a codec name or Codec instance, got {inner!r}")
+        self.inner = inner
+        super().__init__(inner=inner.name, inner_params=inner.params, eps=float(eps) if np.ndim(eps) == 0 else values.tolist())
+
+    def container_params(self) -> dict:
+        return {"inner": self.inner.name, "inner_params": self.inner.container_params(), "eps": self._params["eps"]}
+
+    @classmethod
+    def from_container_params(cls, params: dict, **context: Any) -> ErrorBounded:
+        inner = codec_class(params["inner"]).from_container_params(params["inner_params"], **context)
+        return cls(inner=inner, eps=params["eps"])
+
+    def describe(self) -> str:
+        return f"errorbound(eps={self._params['eps']!r}, inner={self.inner.describe()})"
+
+    def _steps(self, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+        eps = per_feature(self._params["eps"], n_features, "errorbound eps")
+        return eps, 2.0 * eps
+
+    def encode_payloads(self, xs: list[np.ndarray], masks: list[np.ndarray]) -> list[bytes]:
+        inner_payloads = self.inner.encode_payloads(xs, masks)
+        x_hats = self.inner.decode_payloads(inner_payloads, masks)
+        return [self._encode_residual(*args) for args in zip(xs, masks, inner_payloads, x_hats)]
+
+    def decode_payloads(self, payloads: list[bytes], masks: list[np.ndarray]) -> list[np.ndarray]:
+        parts = [unpack_sections(p, expected=6) for p in payloads]
+        x_hats = self.inner.decode_payloads([p[0] for p in parts], masks)
+        return [self._decode_residual(p, m, x_hat) for p, m, x_hat in zip(parts, masks, x_hats)]
+
+    def encode_payload(self, x: np.ndarray, mask: np.ndarray) -> bytes:
+        return self.encode_payloads([x], [mask])[0]
+
+    def decode_payload(self, payload: bytes, mask: np.ndarray) -> np.ndarray:
+        return self.decode_payloads([payload], [mask])[0]
+
+    def _encode_residual(self, x: np.ndarray, mask: np.ndarray, inner_payload: bytes, x_hat: np.ndarray) -> bytes:
+        x_hat = np.asarray(x_hat, np.float32)
+        eps, step = self._steps(x.shape[0])
+        valid = mask != 0
+        groups = []
+        q_block = np.zeros(x.shape, np.int64)
+        for f in range(x.shape[0]):
+            residual = (x[f][valid[f]].astype(np.float64) - x_hat[f][valid[f]]) / step[f]
+            q = np.where(np.abs(residual) < _LIMIT, np.rint(np.nan_to_num(residual, nan=0.0)), 0.0).astype(np.int64)
+            q_block[f][valid[f]] = q
+            groups.append(q)
+        x_rec = _reconstruct(x_hat, q_block, step)
+        patches = pack_patches(exceedances(x, x_rec, mask, eps), x)
+        tables, words, escaped = encode_symbols(groups)
+        return pack_sections([inner_payload, _checksum(x_hat, mask), tables, words, escaped, patches])
+
+    def _decode_residual(self, parts: list[bytes], mask: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
+        _, checksum, tables, words, escaped, patches = parts
+        x_hat = np.asarray(x_hat, np.float32)
+        if _checksum(x_hat, mask) != checksum:
+            raise ContainerError(
+                f"inner codec {self.inner.name!r} decoded differently than when this stream was encoded "
+                "(non-deterministic decoder, other device or other weights); refusing to return values "
+                "that may break the error bound"
+            )
+        valid = mask != 0
+        sizes = [int(valid[f].sum()) for f in range(mask.shape[0])]
+        groups = decode_symbols(sizes, tables, words, escaped)
+        q_block = np.zeros(mask.shape, np.int64)
+        for f, q in enumerate(groups):
+            q_block[f][valid[f]] = q
+        _, step = self._steps(mask.shape[0])
+        return apply_patches(patches, _reconstruct(x_hat, q_block, step))
+
+
+def _default_inner_params(inner: str, inner_params: dict | None, eps: float | list[float]) -> dict:
+    """An inner codec that requires `tol` and got none uses tol = eps (so inner="sz3" just works)."""
+    params = dict(inner_params or {})
+    tol_doc = parameter_docs(codec_class(inner)).get("tol")
+    if tol_doc is not None and "default" not in tol_doc and "tol" not in params:
+        params["tol"] = eps
+    return params
+
+
+def _reconstruct(x_hat: np.ndarray, q: np.ndarray, step: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (x_hat.astype(np.float64) + q * step[:, None, None]).astype(np.float32)

@@ -1,0 +1,129 @@
+"""Codecs by name: `@register_codec("name")`, `get_codec(name, **params)`, `codec_from_container(data)`.
+
+Built-in codecs register themselves when their module is imported; the registry imports those
+modules on first use (so `satflow.codecs.learned` can import this module without a cycle), plus any
+third-party module declared under the `satflow.codecs` entry-point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+from satflow.codecs.base import Codec
+from satflow.codecs.container import ContainerError, unpack_container
+
+# Modules whose import registers codecs; a missing learned package just means no learned codecs.
+BUILTIN_MODULES = ("satflow.codecs.classic", "satflow.codecs.errorbound", "satflow.codecs.learned")
+
+_REGISTRY: dict[str, type[Codec]] = {}
+_loaded = False
+
+C = TypeVar("C", bound=type[Codec])
+
+
+def register_codec(name: str):
+    """Class decorator: make a Codec subclass available as `get_codec(name, ...)`."""
+
+    def decorate(cls: C) -> C:
+        if not (isinstance(cls, type) and issubclass(cls, Codec)):
+            raise TypeError(f"@register_codec({name!r}) decorates Codec subclasses, not {cls!r}")
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing.__qualname__ != cls.__qualname__:
+            raise ValueError(f"codec name {name!r} is already registered by {existing.__module__}.{existing.__qualname__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def _load_codec_modules() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in BUILTIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:  # a real missing dependency inside the module
+                raise
+    for entry in entry_points(group="satflow.codecs"):
+        entry.load()
+
+
+def codec_class(name: str) -> type[Codec]:
+    """The registered class for `name` (ValueError listing the known names otherwise)."""
+    _load_codec_modules()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise ValueError(f"unknown codec {name!r}; registered codecs: {known} (see `satflow codecs`)") from None
+
+
+def get_codec(name: str, **params: Any) -> Codec:
+    """Instantiate a registered codec, e.g. `get_codec("zfp", tol=0.1)`.
+
+    Learned codecs take their resources the same way: `get_codec("<learned>", checkpoint="ckpt.pt")`.
+    """
+    cls = codec_class(name)
+    accepted = parameter_docs(cls)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
+    unknown = sorted(set(params) - set(accepted))
+    if unknown and not takes_any:
+        raise ValueError(
+            f"codec {name!r} has no parameter {', '.join(map(repr, unknown))}; "
+            f"its parameters: {', '.join(accepted) or 'none'}"
+        )
+    missing = [key for key, doc in accepted.items() if "default" not in doc and key not in params]
+    if missing:
+        raise ValueError(
+            f"codec {name!r} needs parameter {', '.join(map(repr, missing))} "
+            f"({'; '.join(accepted[key]['doc'] for key in missing)})"
+        )
+    return cls(**params)
+
+
+def codec_from_container(data: bytes, **context: Any) -> Codec:
+    """The codec (with the recorded parameters) that wrote a container.
+
+    `context` passes resources not stored in the stream, e.g. `checkpoint="model.pt"` for a
+    learned codec; codecs that need none ignore it.
+    """
+    container = unpack_container(data)
+    try:
+        cls = codec_class(container.codec)
+    except ValueError as err:
+        raise ContainerError(f"container was written by codec {container.codec!r}, which is not available: {err}") from None
+    return cls.from_container_params(container.params, **context)
+
+
+def decode_any(data: bytes, **context: Any) -> tuple:
+    """Decode a container whatever codec wrote it -> (x float32, mask uint8)."""
+    return codec_from_container(data, **context).decode(data)
+
+
+def parameter_docs(cls: type[Codec]) -> dict[str, dict[str, Any]]:
+    """Keyword parameters of a codec class: {name: {"default": ..., "doc": ...}} (required: no default)."""
+    docs: dict[str, dict[str, Any]] = {}
+    for param in inspect.signature(cls.__init__).parameters.values():
+        if param.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        entry: dict[str, Any] = {"doc": cls.param_docs.get(param.name, "")}
+        if param.default is not inspect.Parameter.empty:
+            entry["default"] = param.default
+        docs[param.name] = entry
+    return docs
+
+
+def available_codecs() -> dict[str, dict[str, Any]]:
+    """Every registered codec: {name: {"description": str, "params": parameter_docs}}."""
+    _load_codec_modules()
+    return {
+        name: {"description": cls.description(), "params": parameter_docs(cls)}
+        for name, cls in sorted(_REGISTRY.items())
+    }

@@ -1,0 +1,100 @@
+"""The error-bounded wrapper: bound at every valid point, any inner codec, honest failures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from satflow.codecs.base import pack_sections, unpack_sections
+from satflow.codecs.container import ContainerError, pack_container, unpack_container
+from satflow.codecs.errorbound import ErrorBounded, decode_symbols, encode_symbols
+from satflow.codecs.registry import codec_from_container, get_codec
+
+INNERS = [
+    ("sz3", {"tol": 2.0}),
+    ("zfp", {"tol": 4.0}),
+    ("bitround", {"keepbits": 2}),
+    ("lossless", {}),
+]
+
+
+def _max_error(x, x_rec, valid):
+    return np.abs(x_rec[valid].astype(np.float64) - x[valid]).max(initial=0.0)
+
+
+@pytest.mark.parametrize(("inner", "inner_params"), INNERS)
+@pytest.mark.parametrize("eps", [0.05, 0.5])
+def test_bound_holds_for_every_inner_codec(block, inner, inner_params, eps):
+    codec = get_codec("errorbound", inner=inner, inner_params=inner_params, eps=eps)
+    data = codec.encode(block)
+    x_rec, mask = codec_from_container(data).decode(data)
+    valid = np.isfinite(block)
+    assert np.array_equal(mask, valid.astype(np.uint8))
+    assert _max_error(block, x_rec, valid) <= eps
+
+
+def test_tol_of_the_inner_codec_defaults_to_eps():
+    codec = get_codec("errorbound", inner="sz3", eps=0.5)
+    assert codec.inner.params == {"tol": 0.5, "fill": "smooth"}
+    assert codec.describe() == "errorbound(eps=0.5, inner=sz3(fill='smooth', tol=0.5))"
+
+
+def test_per_feature_eps(block):
+    codec = get_codec("errorbound", inner="bitround", inner_params={"keepbits": 3}, eps=[0.01, 1.0])
+    x_rec, _ = codec.decode(codec.encode(block))
+    error = np.abs(x_rec.astype(np.float64) - block)
+    assert np.nanmax(error[0]) <= 0.01 and np.nanmax(error[1]) <= 1.0
+
+
+def test_wraps_a_codec_instance(block):
+    inner = get_codec("zfp", tol=1.0)
+    codec = ErrorBounded(inner=inner, eps=0.2)
+    x_rec, _ = codec.decode(codec.encode(block))
+    assert np.nanmax(np.abs(x_rec.astype(np.float64) - block)) <= 0.2
+
+
+def test_tighter_eps_costs_more_bits(block):
+    sizes = [len(get_codec("errorbound", inner="sz3", inner_params={"tol": 4.0}, eps=eps).encode(block))
+             for eps in (1.0, 0.1, 0.01)]
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_extremes_and_eps_below_float32_resolution():
+    x = np.array([[[1e30, -1e30, 1e-40, 250.0, 250.00002, 0.0]]], np.float32)
+    codec = get_codec("errorbound", inner="sz3", inner_params={"tol": 1.0}, eps=1e-7)
+    x_rec, _ = codec.decode(codec.encode(x))
+    assert np.abs(x_rec.astype(np.float64) - x).max() <= 1e-7
+
+
+def test_inner_decoding_differently_is_refused(block, make_block):
+    # Splice the inner payload of another block in: the inner codec now decodes other values than
+    # the residual was computed against, which must be an error, never numbers off by more than eps.
+    codec = get_codec("errorbound", inner="sz3", inner_params={"tol": 1.0}, eps=0.1)
+    data, other = codec.encode(block), codec.encode(make_block(seed=7))
+    container, foreign = unpack_container(data), unpack_container(other)
+    parts = unpack_sections(container.payload, expected=6)
+    parts[0] = unpack_sections(foreign.payload, expected=6)[0]
+    forged = pack_container("errorbound", container.params, container.mask, pack_sections(parts))
+    with pytest.raises(ContainerError, match="inner codec 'sz3' decoded differently than when this stream was encoded"):
+        codec.decode(forged)
+
+
+def test_invalid_eps_is_rejected():
+    with pytest.raises(ValueError, match=r"errorbound: eps must be positive finite numbers, got 0"):
+        get_codec("errorbound", inner="sz3", eps=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(arrays(np.int64, st.integers(0, 40), elements=st.integers(-300, 300)), min_size=1, max_size=3))
+def test_symbol_coding_round_trips(groups):
+    coded = encode_symbols(groups)
+    decoded = decode_symbols([g.size for g in groups], *coded)
+    assert all(np.array_equal(a, b) for a, b in zip(groups, decoded))
+
+
+def test_all_zero_residuals_cost_almost_nothing():
+    tables, words, escaped = encode_symbols([np.zeros(10_000, np.int64)])
+    assert len(words) <= 8 and escaped == b""
