@@ -86,7 +86,8 @@ def open_client(cluster: ClusterConfig, *, quiet: bool = False) -> Iterator[Clie
             memory_limit=local.memory_limit,
             processes=local.processes,
             dashboard_address=local.dashboard_address,
-            host="127.0.0.1",
+            # Bind worker processes to loopback; a threads-only cluster has no TCP host to bind.
+            **({"host": "127.0.0.1"} if local.processes else {}),
         )
     with dask_cluster, Client(dask_cluster) as client:
         _announce(client, quiet)

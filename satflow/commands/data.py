@@ -151,14 +151,19 @@ def _register_export(subparsers, common) -> None:
     parser.add_argument("--time-start", help="first time to export (ISO date), inclusive")
     parser.add_argument("--time-end", help="last time to export (ISO date), inclusive")
     parser.add_argument("--feature", dest="features", action="append", help="feature to export (repeatable)")
+    parser.add_argument("--max-gib", type=float, default=2.0, help="npz: refuse selections larger than this")
+    parser.add_argument("--complevel", type=int, default=1, help="netcdf: zlib level 0-9 (1 is 2x faster than 4)")
     parser.set_defaults(handler=run_export)
 
 
 def run_export(args, config: SatflowConfig) -> int:
     from satflow import export
 
-    writer = export.export_npz if args.format == "npz" else export.export_netcdf
-    writer(args.store, args.out, time_start=args.time_start, time_end=args.time_end, features=args.features)
+    selection = {"time_start": args.time_start, "time_end": args.time_end, "features": args.features}
+    if args.format == "npz":
+        export.export_npz(args.store, args.out, max_bytes=int(args.max_gib * 2**30), **selection)
+    else:
+        export.export_netcdf(args.store, args.out, complevel=args.complevel, **selection)
     print(f"wrote {args.out}")
     return 0
 
