@@ -196,7 +196,9 @@ def _define_cf_file(nc: netCDF4.Dataset, ds: xr.Dataset, store, names: dict[str,
         # Each chunk is written once, whole: HDF5's default 64 MiB cache per variable would only
         # hold finished chunks (and multiply by the number of features). One chunk is enough.
         variable.set_var_chunk_cache(size=int(np.prod(chunks)) * 4, nelems=1, preemption=1.0)
+        units = str(ds["units"].sel(feature=feature).values) if "units" in ds else ""
         variable.setncatts({
+            **({"units": units} if units else {}),
             "long_name": feature,
             "satflow_feature": feature,
             "comment": "NaN (the _FillValue) where the satflow store's mask M is 0",

@@ -8,6 +8,7 @@ Layout (the contract in DESIGN.md):
 - `step_count`, `step_mean`, `step_m2`, `step_min`, `step_max` (time, feature): the mergeable
   per-time-step partials those statistics are folded from; they make an interrupted ingest
   resumable (a finished region keeps its partials) and give inspect its missing-data table
+- `units` (feature): physical units of each feature as read (after any conversion)
 - `source_file` (time): provenance, the file that filled each time step ("" = not yet written)
 - `ingested` (time) uint8: 1 once a time step's region is fully written (the resume marker)
 - attributes: `satflow_version`, `satflow_config` (JSON), `satflow_fingerprint` after finalise
@@ -53,6 +54,7 @@ class StoreLayout:
     lon: np.ndarray
     chunks: dict[str, int]  # keys: time, feature, lat, lon; -1 means the whole dimension
     compression_level: int = 5
+    units: tuple[str, ...] = ()  # per feature, "" where the source declares none
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -83,6 +85,7 @@ def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = 
         "M": (DIMS, da.zeros(shape, dtype=np.uint8, chunks=chunk_shape)),
         "ingested": (("time",), da.zeros(n_time, dtype=np.uint8, chunks=chunk_shape[0])),
         "source_file": (("time",), np.full(n_time, "", dtype=object)),
+        "units": (("feature",), np.asarray(layout.units or ("",) * n_feature, dtype=object)),
     }
     for name in STEP_NAMES:
         dtype = np.int64 if name == "step_count" else np.float64
@@ -124,7 +127,8 @@ def _annotate(ds: xr.Dataset) -> None:
 
 def open_group(path: str | Path, mode: str = "r") -> zarr.Group:
     try:
-        group = zarr.open_group(str(path), mode=mode, zarr_format=3)
+        # Never trust consolidated metadata here: writers resize arrays (append) before re-consolidating.
+        group = zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=False)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:  # type: ignore[attr-defined]
         raise StoreError(f"{path}: no satflow store here (no Zarr v3 group); run `satflow ingest` first") from err
     if "X" not in group or "M" not in group:
@@ -135,7 +139,7 @@ def open_group(path: str | Path, mode: str = "r") -> zarr.Group:
 def open_store(path: str | Path) -> xr.Dataset:
     """Open a store lazily with xarray (dask arrays aligned with the Zarr chunks)."""
     open_group(path)  # clear error first
-    return xr.open_zarr(str(path), consolidated=False, zarr_format=3)
+    return xr.open_zarr(str(path), zarr_format=3)
 
 
 def write_region(
@@ -177,7 +181,21 @@ def finalize(path: str | Path) -> Moments:
     for name, values in total.as_summary().items():
         group[name][:] = values
     group.attrs["satflow_fingerprint"] = compute_fingerprint(group)
+    consolidate(path)
     return total
+
+
+def consolidate(path: str | Path) -> None:
+    """Consolidate metadata so `xr.open_zarr(path)` opens the store with one read and no warning.
+
+    Consolidated metadata is a zarr-python extension to Zarr v3 (hence the silenced warning);
+    it is rewritten after every finalise, so appends never leave it stale.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
 def compute_fingerprint(group: zarr.Group) -> str:
@@ -218,6 +236,7 @@ def write_store_from_arrays(
     chunks: dict[str, int] | None = None,
     attrs: dict | None = None,
     source_files: Sequence[str] | None = None,
+    units: Sequence[str] = (),
 ) -> Path:
     """Write an in-memory (time, feature, lat, lon) array as a complete store.
 
@@ -230,6 +249,7 @@ def write_store_from_arrays(
         lat=np.asarray(lat),
         lon=np.asarray(lon),
         chunks=chunks or {"time": 1, "feature": -1, "lat": 64, "lon": 64},
+        units=tuple(units),
     )
     create_template(path, layout, attrs)
     group = open_group(path, mode="r+")

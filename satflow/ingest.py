@@ -1,0 +1,405 @@
+"""NetCDF archive -> satflow store, as a plan of plain data and a tiny Dask executor.
+
+`plan_ingest` scans file metadata (no data), picks the reference grid and features, rejects
+inputs that cannot join the cube, and lays out time slots and chunk-aligned regions. The plan is
+printable (`--dry-run`) and testable without a cluster. `execute_plan` creates the store template
+(or resizes it for `--append`) and submits one task per region; each task reads its files,
+writes X/M and the per-step partial statistics, then flags its steps as ingested, so a re-run
+skips finished regions and a killed worker's task is simply retried.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from satflow import __version__
+from satflow.config import IngestConfig, SourceConfig
+from satflow.sources.gridded import FileInfo, SourceError, read_file, scan_file
+from satflow.store import StoreLayout, create_template, finalize, open_group, write_region
+
+log = logging.getLogger(__name__)
+
+
+class IngestError(ValueError):
+    """The ingest cannot start (no inputs, nothing readable, store mismatch)."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One store time step filled by one time index of one source file."""
+
+    t: int
+    time: np.datetime64
+    path: str
+    file_step: int
+
+
+@dataclass(frozen=True)
+class Region:
+    """A chunk-aligned block of time steps [t0, t1), written by one task."""
+
+    t0: int
+    t1: int
+    slots: tuple[Slot, ...]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestPlan:
+    store: str
+    layout: StoreLayout
+    regions: list[Region]
+    skipped: list[Skipped]
+    infos: dict[str, FileInfo] = field(repr=False)
+    mode: str = "create"  # create | resume | append
+    t_offset: int = 0  # first new time step when appending
+
+    def describe(self) -> str:
+        times = self.layout.times
+        lines = [
+            f"ingest plan ({self.mode}) -> {self.store}",
+            f"  grid      {len(self.layout.lat)} lat x {len(self.layout.lon)} lon "
+            f"({self.layout.lat[0]:.3f}..{self.layout.lat[-1]:.3f}, {self.layout.lon[0]:.3f}..{self.layout.lon[-1]:.3f})",
+            f"  features  {len(self.layout.features)}: {_abbreviate(self.layout.features)}",
+            f"  time      {len(times)} steps {times[0]} .. {times[-1]}" if len(times) else "  time      0 steps",
+            f"  chunks    {dict(zip(('time', 'feature', 'lat', 'lon'), self.layout.chunk_shape))}",
+            f"  regions   {len(self.regions)} to write (one task each)",
+        ]
+        for region in self.regions[:5]:
+            files = sorted({Path(s.path).name for s in region.slots})
+            lines.append(f"    t[{region.t0}:{region.t1}] <- {', '.join(files)}")
+        if len(self.regions) > 5:
+            lines.append(f"    ... {len(self.regions) - 5} more")
+        lines += [f"  skipped   {s.path}: {s.reason}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+def _abbreviate(names: Sequence[str], keep: int = 6) -> str:
+    names = list(names)
+    return ", ".join(names if len(names) <= keep else names[:3] + ["..."] + names[-2:])
+
+
+def expand_inputs(inputs: Sequence[str]) -> list[str]:
+    """Paths, directories (their *.nc) and globs -> sorted unique file list; names what matched nothing."""
+    found: list[str] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            matches = sorted(glob.glob(os.path.join(item, "*.nc")))
+        elif glob.has_magic(item):
+            matches = sorted(glob.glob(item, recursive=True))
+        else:
+            matches = [item] if os.path.exists(item) else []
+        if not matches:
+            raise IngestError(f"{item}: no such file or no file matches; check the path or glob")
+        found.extend(matches)
+    return sorted(dict.fromkeys(os.path.abspath(p) for p in found))
+
+
+def _scan_all(paths: list[str], source: SourceConfig, client) -> list[FileInfo | Skipped]:
+    def scan(path: str) -> FileInfo | Skipped:
+        try:
+            return scan_file(path, source)
+        except SourceError as err:
+            return Skipped(path, err.reason)
+
+    if client is None or len(paths) < 8:
+        return [scan(p) for p in paths]
+    # Metadata reads are HDF5-bound; worker processes sidestep the global HDF5 lock.
+    return client.gather(client.map(scan, paths, pure=False))
+
+
+def _grid_key(grid: FileInfo | StoreLayout) -> tuple:
+    lat, lon = np.asarray(grid.lat, np.float64), np.asarray(grid.lon, np.float64)
+    return (lat.shape, lon.shape, lat.round(6).tobytes(), lon.round(6).tobytes())
+
+
+def _select_compatible(infos: list[FileInfo], reference: StoreLayout | None) -> tuple[list[FileInfo], list[Skipped]]:
+    """Keep files on the reference grid with the reference features (the majority when none is given)."""
+    if reference is None:
+        grids = collections.Counter(_grid_key(i) for i in infos)
+        grid = grids.most_common(1)[0][0]
+        reference = next(i for i in infos if _grid_key(i) == grid)
+    ref_grid = _grid_key(reference)
+    ref_name = Path(getattr(reference, "path", "the store")).name
+    kept, skipped = [], []
+    for info in infos:
+        if _grid_key(info) != ref_grid:
+            skipped.append(Skipped(info.path, f"different grid ({len(info.lat)}x{len(info.lon)} vs "
+                                   f"{len(reference.lat)}x{len(reference.lon)} in {ref_name}); "
+                                   "regrid it or ingest it into another store"))
+        elif tuple(info.features) != tuple(reference.features):
+            missing = sorted(set(reference.features) - set(info.features))
+            skipped.append(Skipped(info.path, f"different features (missing {_abbreviate(missing) or 'none'}); "
+                                   "select common variables with --var"))
+        else:
+            kept.append(info)
+    return kept, skipped
+
+
+def _assign_times(infos: list[FileInfo], taken: dict[np.datetime64, str]) -> tuple[list[tuple], list[Skipped]]:
+    """(time, path, file_step) for every new time; a file repeating a known time is skipped whole."""
+    entries, skipped = [], []
+    for info in infos:
+        times = np.asarray(info.times, dtype="datetime64[ns]")
+        clash = [t for t in times if t in taken]
+        if clash or len(set(times.tolist())) != len(times):
+            other = Path(taken[clash[0]]).name if clash else "itself"
+            skipped.append(Skipped(info.path, f"duplicate time {clash[0] if clash else 'inside the file'} "
+                                   f"(already from {other}); remove one of the two files"))
+            continue
+        for step, t in enumerate(times):
+            taken[t] = info.path
+            entries.append((t, info.path, step))
+    entries.sort(key=lambda e: e[0])
+    return entries, skipped
+
+
+def _regions(slots: list[Slot], t_offset: int, time_chunk: int) -> list[Region]:
+    """Group slots into time-chunk-aligned regions (chunks count from the store's t=0)."""
+    by_chunk: dict[int, list[Slot]] = collections.defaultdict(list)
+    for slot in slots:
+        by_chunk[slot.t // time_chunk].append(slot)
+    regions = []
+    for chunk in sorted(by_chunk):
+        group = by_chunk[chunk]
+        regions.append(Region(group[0].t, group[-1].t + 1, tuple(group)))
+    if t_offset % time_chunk and regions:
+        # An append that starts inside a chunk would make two tasks write the same chunk.
+        raise IngestError(f"cannot append at time step {t_offset}: not a multiple of the time chunk "
+                          f"({time_chunk}); use ingest.chunks.time=1 for archives that grow")
+    return regions
+
+
+def plan_ingest(inputs: Sequence[str], store: str | Path, config: IngestConfig, *, append: bool = False,
+                client=None) -> IngestPlan:
+    """Scan inputs (metadata only) and lay out the store and its regions; performs no writes.
+
+    A new store gets a `create` plan; the same command against an existing store gets a `resume`
+    plan with only unfinished regions; `append=True` lays out new files after the last time step.
+    """
+    store = str(store)
+    scanned = _scan_all(expand_inputs(inputs), config.source, client)
+    skipped = [s for s in scanned if isinstance(s, Skipped)]
+    infos = [s for s in scanned if not isinstance(s, Skipped)]
+    existing = _existing_store(store)
+    if existing is None:
+        return _plan_new(store, config, infos, skipped, None)
+    _check_same_config(store, existing, config)
+    if append:
+        return _plan_new(store, config, infos, skipped, existing)
+    return _plan_resume(store, config, infos, skipped, existing)
+
+
+@dataclass(frozen=True)
+class _ExistingStore:
+    layout: StoreLayout
+    files_by_time: dict
+    ingested: np.ndarray
+    config_json: str
+
+
+def _existing_store(store: str) -> _ExistingStore | None:
+    if not os.path.exists(os.path.join(store, "zarr.json")):
+        return None
+    group = open_group(store)
+    import xarray as xr
+
+    ds = xr.open_zarr(store, consolidated=False, zarr_format=3)
+    chunks = dict(zip(("time", "feature", "lat", "lon"), group["X"].chunks))
+    layout = StoreLayout(ds["time"].values, tuple(str(f) for f in ds["feature"].values), ds["lat"].values,
+                         ds["lon"].values, chunks)
+    files = {t: str(f) for t, f in zip(layout.times, ds["source_file"].values)}
+    return _ExistingStore(layout, files, ds["ingested"].values, str(group.attrs.get("satflow_config", "")))
+
+
+def _recorded_config(config: IngestConfig) -> str:
+    """The settings that shape the store's content; inputs are recorded per step in `source_file`."""
+    return json.dumps(config.model_dump(mode="json", exclude={"inputs", "strict"}), sort_keys=True)
+
+
+def _layout_settings(config_json: str) -> dict:
+    ingest = json.loads(config_json) if config_json else {}
+    return {key: ingest.get(key) for key in ("source", "chunks", "compression_level")}
+
+
+def _check_same_config(store: str, existing: _ExistingStore, config: IngestConfig) -> None:
+    """Resuming or appending with other reading rules would silently mix two cubes in one store."""
+    old = _layout_settings(existing.config_json)
+    new = _layout_settings(_recorded_config(config))
+    changed = sorted(key for key in new if old.get(key) != new[key])
+    if changed:
+        raise IngestError(f"{store}: exists and was written with different ingest settings ({', '.join(changed)}); "
+                          "use the same config to resume or append, --overwrite to rebuild, or another --out")
+
+
+def _plan_new(store: str, config: IngestConfig, infos: list[FileInfo], skipped: list[Skipped],
+              existing: _ExistingStore | None) -> IngestPlan:
+    """A create plan, or an append plan after the existing store's last time step."""
+    if not infos:
+        raise IngestError("no readable input: " + "; ".join(f"{s.path}: {s.reason}" for s in skipped))
+    reference = existing.layout if existing else None
+    compatible, rejected = _select_compatible(infos, reference)
+    entries, duplicates = _assign_times(compatible, dict(existing.files_by_time) if existing else {})
+    skipped = skipped + rejected + duplicates
+    t_offset = len(existing.layout.times) if existing else 0
+    if existing and entries and entries[0][0] <= existing.layout.times[-1]:
+        raise IngestError(f"--append adds time steps after {existing.layout.times[-1]}, but {entries[0][1]} "
+                          f"holds {entries[0][0]}; ingest it into a new store")
+    slots = [Slot(t_offset + i, t, p, s) for i, (t, p, s) in enumerate(entries)]
+    grid = reference or compatible[0]
+    chunks = existing.layout.chunks if existing else config.chunks.model_dump()
+    layout = StoreLayout(
+        times=np.array([s.time for s in slots], dtype="datetime64[ns]"),
+        features=tuple(grid.features), lat=np.asarray(grid.lat), lon=np.asarray(grid.lon),
+        chunks=chunks, compression_level=config.compression_level,
+        units=tuple(getattr(grid, "units", ())),
+    )
+    regions = _regions(slots, t_offset, layout.chunk_shape[0] if slots else 1)
+    return IngestPlan(store, layout, regions, skipped, {i.path: i for i in compatible},
+                      mode="append" if existing else "create", t_offset=t_offset)
+
+
+def _plan_resume(store: str, config: IngestConfig, infos: list[FileInfo], skipped: list[Skipped],
+                 existing: _ExistingStore) -> IngestPlan:
+    """The same command again: the fresh plan must match the store; only unfinished regions remain."""
+    fresh = _plan_new(store, config, infos, skipped, None) if infos else None
+    if fresh is None or not _same_layout(fresh.layout, existing.layout):
+        raise IngestError(f"{store}: a store with a different layout exists (other inputs, variables or chunks); "
+                          "use --append to add files, --overwrite to rebuild, or another --out")
+    pending = [r for r in fresh.regions if not np.all(existing.ingested[r.t0:r.t1] == 1)]
+    return IngestPlan(store, existing.layout, pending, fresh.skipped, fresh.infos, mode="resume")
+
+
+def _same_layout(a: StoreLayout, b: StoreLayout) -> bool:
+    return (a.features == b.features and np.array_equal(a.times, b.times) and np.allclose(a.lat, b.lat)
+            and np.allclose(a.lon, b.lon) and a.chunk_shape == b.chunk_shape)
+
+
+# --- execution ---------------------------------------------------------------------------------
+def ingest_region(store: str, region: Region, infos: dict[str, FileInfo], source: SourceConfig,
+                  n_features: int, shape_yx: tuple[int, int]) -> list[Skipped]:
+    """One task: read the region's files, write its steps. Unreadable data leaves NaN steps, reported."""
+    block = np.full((region.t1 - region.t0, n_features, *shape_yx), np.nan, dtype=np.float32)
+    files = [""] * len(block)
+    problems: list[Skipped] = []
+    for path, slots in _slots_by_file(region.slots).items():
+        try:
+            data = read_file(infos[path], source)
+        except SourceError as err:
+            problems.append(Skipped(path, err.reason))
+            continue
+        for slot in slots:
+            block[slot.t - region.t0] = data[slot.file_step]
+            files[slot.t - region.t0] = path
+    write_region(open_group(store, mode="r+"), region.t0, block, files)
+    return problems
+
+
+def _slots_by_file(slots: Sequence[Slot]) -> dict[str, list[Slot]]:
+    grouped: dict[str, list[Slot]] = collections.defaultdict(list)
+    for slot in slots:
+        grouped[slot.path].append(slot)
+    return grouped
+
+
+@dataclass
+class IngestReport:
+    store: str
+    written: int
+    skipped: list[Skipped]
+    time_steps: int
+
+    def describe(self) -> str:
+        lines = [f"ingested {self.written} region(s) into {self.store} ({self.time_steps} time steps)"]
+        if self.skipped:
+            lines.append(f"{len(self.skipped)} input(s) skipped:")
+            lines += [f"  {s.path}: {s.reason}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+def _prepare_store(plan: IngestPlan, config: IngestConfig) -> None:
+    attrs = {"satflow_config": _recorded_config(config), "satflow_version": __version__}
+    if plan.mode == "create":
+        create_template(plan.store, plan.layout, attrs)
+    elif plan.mode == "append" and plan.regions:
+        _extend_time(plan)
+    open_group(plan.store, mode="r+").attrs.pop("satflow_fingerprint", None)  # stale until finalised
+
+
+def _extend_time(plan: IngestPlan) -> None:
+    """Grow every time-dimensioned array and write the new time coordinates."""
+    import cftime
+
+    group = open_group(plan.store, mode="r+")
+    new_times = np.array([s.time for r in plan.regions for s in r.slots], dtype="datetime64[ns]")
+    n_old = group["X"].shape[0]
+    n_new = n_old + len(new_times)
+    for name, array in group.arrays():
+        dims = array.metadata.dimension_names or ()
+        if dims and dims[0] == "time":
+            array.resize((n_new, *array.shape[1:]))
+    time_array = group["time"]
+    units, calendar = time_array.attrs["units"], time_array.attrs.get("calendar", "proleptic_gregorian")
+    as_datetimes = new_times.astype("datetime64[us]").astype(object)
+    time_array[n_old:] = np.asarray(cftime.date2num(as_datetimes, units, calendar), dtype=time_array.dtype)
+
+
+def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progress: bool = True) -> IngestReport:
+    """Write every region of the plan (on `client` if given), then fold the statistics."""
+    _prepare_store(plan, config)
+    shape_yx = (len(plan.layout.lat), len(plan.layout.lon))
+    args = (plan.infos, config.source, len(plan.layout.features), shape_yx)
+    problems: list[Skipped] = []
+    if client is None:
+        for region in _progress(plan.regions, progress):
+            problems += ingest_region(plan.store, region, *args)
+    else:
+        from distributed import as_completed
+
+        infos = client.scatter(plan.infos, broadcast=True)
+        futures = [client.submit(ingest_region, plan.store, region, infos, *args[1:], retries=2,
+                                 key=f"ingest-region-{region.t0}-{_token(plan.store)}")
+                   for region in plan.regions]
+        for future in _progress(as_completed(futures), progress, total=len(futures)):
+            problems += future.result()
+    finalize(plan.store)
+    n_steps = open_group(plan.store)["X"].shape[0]
+    return IngestReport(plan.store, len(plan.regions), plan.skipped + problems, n_steps)
+
+
+def _token(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def _progress(iterable, enabled: bool, total: int | None = None):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc="ingest", unit="region")
+
+
+def run_ingest(inputs: Sequence[str], store: str | Path, config: IngestConfig, *, client=None,
+               append: bool = False, overwrite: bool = False, progress: bool = True) -> IngestReport:
+    """Plan and execute; the Python entry point behind `satflow ingest`."""
+    if overwrite and os.path.exists(store):
+        import shutil
+
+        shutil.rmtree(store)
+    plan = plan_ingest(inputs, store, config, append=append, client=client)
+    return execute_plan(plan, config, client, progress=progress)

@@ -1,0 +1,483 @@
+"""Read regular latitude/longitude CF NetCDF files onto a normalised grid, one file at a time.
+
+Two plain functions, so that the ingest planner and per-file Dask tasks in worker processes can
+share them: `scan_file` reads metadata only and returns a picklable `FileInfo` (times, feature
+names, the normalised lat/lon axes and a private read plan); `read_file` reads the data of one
+file as float32 `(time, feature, lat, lon)` with NaN where a value is not valid.
+
+Features: a variable on (time?, lat, lon) keeps its name; a variable with one more dimension
+(channel, band, level, depth) gives one feature per index, `<var>-<k>` (1-based), or `<var>-d<k>`
+when that dimension is vertical (depth/lev/level, `positive` attribute, or length units).
+Values follow CF (see `cfvalues`), times are decoded robustly (see `timecodec`), longitudes are
+wrapped to `source.lon_convention` and sorted ascending, latitudes sorted ascending, then the
+optional `source.crop` is applied (see `satflow.grid`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import netCDF4
+import numpy as np
+
+from satflow.config import SourceConfig
+from satflow.grid import crop_indices, latitude_order, normalize_longitudes, unwrap_longitudes
+from satflow.sources.cfvalues import UnitsError, canonical_unit, convert_units, decode_values
+from satflow.sources.timecodec import TimeDecodeError, decode_times, time_from_filename
+
+_CORRUPT_HINT = "the file is truncated or not NetCDF: re-download or remove it"
+_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
+_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
+_TIME_DIM_NAMES = {"time", "t", "time_counter", "valid_time", "times"}
+_VERTICAL_DIM_NAMES = {"depth", "deptht", "depthu", "depthv", "depthw", "lev", "level", "levels", "olevel", "z"}
+_LENGTH_UNITS = {"m", "meter", "meters", "metre", "metres", "km", "dbar", "decibar"}
+
+
+class SourceError(Exception):
+    """A file cannot be used: `path`, `reason` (what is wrong) and `hint` (what to do)."""
+
+    def __init__(self, path, reason: str, hint: str = "fix or remove the file, or exclude it from the inputs"):
+        self.path = str(path)
+        self.reason = reason
+        self.hint = hint
+        super().__init__(f"{self.path}: {reason}; {hint}")
+
+    def __reduce__(self):  # keep all three fields when the error travels back from a Dask worker
+        return type(self), (self.path, self.reason, self.hint)
+
+
+@dataclass(frozen=True)
+class _VariableRead:
+    name: str  # path inside the file, e.g. "tmbrs" or "obs/tb"
+    features: tuple[str, ...]
+    axes: tuple[int | None, int | None, int, int]  # positions of time, extra, lat, lon in its dims
+    units: str | None  # as declared by the file
+    target_units: str | None  # from source.convert_units
+
+
+@dataclass(frozen=True, eq=False)
+class _ReadPlan:
+    variables: tuple[_VariableRead, ...]
+    n_times: int
+    lat_index: np.ndarray  # indices into the file's latitude axis, in output order
+    lon_index: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class FileInfo:
+    """Metadata of one file, on the normalised grid (what `read_file` will return)."""
+
+    path: str
+    times: np.ndarray  # datetime64[ns], one per time step of the file
+    features: tuple[str, ...]
+    lat: np.ndarray  # ascending, after crop
+    lon: np.ndarray  # ascending in source.lon_convention (unwrapped past the seam by a crossing crop)
+    units: tuple[str, ...] = ()  # per feature, after conversion ("" when the file declares none)
+    notes: tuple[str, ...] = ()  # how the file was interpreted (time from name, calendar mapping, ...)
+    _plan: _ReadPlan | None = field(default=None, repr=False)
+
+
+# --- public API --------------------------------------------------------------------------------
+def scan_file(path, source: SourceConfig) -> FileInfo:
+    """Metadata of one file (reads coordinates and attributes, no data). Raises SourceError."""
+    path = os.fspath(path)
+    with _open(path) as ds:
+        try:
+            return _Scanner(ds, path, source).scan()
+        except (TimeDecodeError, UnitsError) as err:
+            raise SourceError(path, str(err), "fix the file's attributes or the source settings") from None
+        except (OSError, RuntimeError) as err:  # HDF5 errors while reading coordinates
+            raise SourceError(path, f"cannot read metadata ({_short(err)})", _CORRUPT_HINT) from None
+
+
+def read_file(info: FileInfo, source: SourceConfig) -> np.ndarray:
+    """Data of a scanned file: float32 (time, feature, lat, lon) on `info`'s grid, NaN where invalid.
+
+    Raises SourceError when the file cannot be read or holds no valid value at all.
+    """
+    plan = info._plan
+    if plan is None:
+        raise ValueError("FileInfo has no read plan; get it from scan_file")
+    out = np.empty((plan.n_times, len(info.features), plan.lat_index.size, plan.lon_index.size), np.float32)
+    with _open(info.path) as ds:
+        start = 0
+        for variable in plan.variables:
+            block = _read_variable(ds, info.path, variable, plan, source)
+            out[:, start:start + block.shape[1]] = block
+            start += block.shape[1]
+    if not np.isfinite(out).any():
+        raise SourceError(info.path, "all values are fill",
+                          "check its _FillValue/missing_value (or source.sentinel), or remove the file")
+    return out
+
+
+# --- opening -----------------------------------------------------------------------------------
+def _open(path: str) -> netCDF4.Dataset:
+    if not os.path.exists(path):
+        raise SourceError(path, "no such file", "check the path or glob")
+    try:
+        return netCDF4.Dataset(path, "r")
+    except (OSError, RuntimeError, ValueError) as err:
+        raise SourceError(path, f"cannot open as NetCDF ({_short(err)})", _CORRUPT_HINT) from None
+
+
+def _short(err: Exception) -> str:
+    return str(err).split(": '")[0]  # netCDF4 repeats the path after the message
+
+
+# --- scanning ----------------------------------------------------------------------------------
+class _Scanner:
+    """Walks one open dataset: finds the grid, the variables, their features and the times."""
+
+    def __init__(self, ds: netCDF4.Dataset, path: str, source: SourceConfig):
+        self.ds, self.path, self.source = ds, path, source
+        self.notes: list[str] = []
+        self.lat_dims, self.lon_dims = _spatial_dims(ds)
+        # A dimension carrying both latitude and longitude indexes points or mesh cells, not a grid.
+        self.shared_dims = set(self.lat_dims) & set(self.lon_dims)
+        for dim in self.shared_dims:
+            del self.lat_dims[dim], self.lon_dims[dim]
+
+    def scan(self) -> FileInfo:
+        variables = self._select_variables()
+        lat_dim, lon_dim = self._common_grid(variables)
+        time_dim, times = self._times(variables)
+        reads = tuple(self._variable_read(v, lat_dim, lon_dim, time_dim) for v in variables)
+        lat, lon, lat_index, lon_index = self._normalised_axes(lat_dim, lon_dim)
+        features = tuple(f for r in reads for f in r.features)
+        units = tuple(r.target_units or r.units or "" for r in reads for _ in r.features)
+        plan = _ReadPlan(reads, len(times), lat_index, lon_index)
+        return FileInfo(self.path, times, features, lat, lon, units, tuple(self.notes), plan)
+
+    # variables
+    def _select_variables(self) -> list[netCDF4.Variable]:
+        if self.source.variables:
+            return [self._requested(name) for name in self.source.variables]
+        candidates = [v for v in _all_variables(self.ds) if self._is_gridded(v) and not self._is_auxiliary(v)]
+        usable = [v for v in candidates if len(self._extra_dims(v)) <= 1]
+        for variable in candidates:
+            if variable not in usable:
+                self.notes.append(f"skipped {_var_path(variable)}: more than one dimension besides "
+                                  f"time/lat/lon {self._extra_dims(variable)}")
+        if not usable:
+            raise SourceError(self.path, *self._why_no_gridded_variable())
+        return usable
+
+    def _requested(self, name: str) -> netCDF4.Variable:
+        variable = _find_variable(self.ds, name)
+        if variable is None:
+            available = [_var_path(v) for v in _all_variables(self.ds) if self._is_gridded(v)]
+            raise SourceError(self.path, f"variable '{name}' not found",
+                              f"gridded variables in this file: {', '.join(available) or 'none'}; "
+                              "check source.variables (--var)")
+        if not self._is_gridded(variable):
+            reason, hint = self._why_no_gridded_variable()
+            raise SourceError(self.path, f"variable '{name}' is not on a lat/lon grid "
+                              f"(dimensions {variable.dimensions}): {reason}", hint)
+        extra = self._extra_dims(variable)
+        if len(extra) > 1:
+            raise SourceError(self.path, f"variable '{name}' has {len(extra)} dimensions besides time/lat/lon "
+                              f"{extra}; satflow turns at most one into features",
+                              "select a slice of the file first (e.g. ncks -d) or choose other variables")
+        return variable
+
+    def _is_gridded(self, variable: netCDF4.Variable) -> bool:
+        dims = variable.dimensions
+        return _is_numeric(variable) and any(d in self.lat_dims for d in dims) and any(d in self.lon_dims for d in dims)
+
+    def _is_auxiliary(self, variable: netCDF4.Variable) -> bool:
+        """Coordinates, bounds and variables that other variables list as coordinates."""
+        name = variable.name
+        if name in variable.dimensions:
+            return True
+        for other in _all_variables(self.ds):
+            attrs = other.ncattrs()
+            if "bounds" in attrs and other.getncattr("bounds") == name:
+                return True
+            if "coordinates" in attrs and name in str(other.getncattr("coordinates")).split():
+                return True
+        return False
+
+    def _why_no_gridded_variable(self) -> tuple[str, str]:
+        """(reason, hint) for a file without a usable regular lat/lon variable."""
+        regrid = "regrid it to a regular lat/lon grid first (e.g. CDO remapbil or xESMF)"
+        variables = _all_variables(self.ds)
+        std = {v.name: str(_attr(v, "standard_name", "")) for v in variables}
+        two_d = [v for v in variables if v.ndim >= 2 and (std[v.name] in ("latitude", "longitude")
+                                                          or v.name.lower() in ("lat", "lon", "nav_lat", "nav_lon"))]
+        if two_d:
+            names = ", ".join(v.name for v in two_d)
+            return f"latitude/longitude are {two_d[0].ndim}-D ({names}): a curvilinear or projected grid", regrid
+        if self.shared_dims:
+            return (f"latitude and longitude share the dimension {sorted(self.shared_dims)}: "
+                    "unstructured mesh or point data, not a grid", regrid)
+        if any(s in ("grid_latitude", "grid_longitude") for s in std.values()):
+            return "rotated-pole grid (grid_latitude/grid_longitude), not a regular lat/lon grid", regrid
+        if any(s.startswith("projection_") for s in std.values()):
+            return "projected grid (projection_x/y_coordinate) without latitude/longitude axes", regrid
+        if not self.lat_dims or not self.lon_dims:
+            return ("no 1-D latitude/longitude coordinates",
+                    "give the coordinates standard_name latitude/longitude or units degrees_north/east")
+        return ("no numeric variable has both latitude and longitude dimensions",
+                "pick variables with source.variables")
+
+    # grid
+    def _extra_dims(self, variable: netCDF4.Variable) -> list[str]:
+        return [d for d in variable.dimensions if d not in self.lat_dims and d not in self.lon_dims
+                and not self._is_time_dim(variable, d)]
+
+    def _common_grid(self, variables: list[netCDF4.Variable]) -> tuple[str, str]:
+        grids = {(next(d for d in v.dimensions if d in self.lat_dims),
+                  next(d for d in v.dimensions if d in self.lon_dims)) for v in variables}
+        if len(grids) > 1:
+            raise SourceError(self.path, f"variables lie on different grids {sorted(grids)}",
+                              "ingest the variables of one grid together (source.variables)")
+        return grids.pop()
+
+    def _normalised_axes(self, lat_dim: str, lon_dim: str):
+        lat_raw = np.asarray(self.lat_dims[lat_dim][...], dtype=np.float64)
+        lon_raw = np.asarray(self.lon_dims[lon_dim][...], dtype=np.float64)
+        lat_order = latitude_order(lat_raw)
+        lon_sorted, lon_order = normalize_longitudes(lon_raw, self.source.lon_convention)
+        lat_sorted = lat_raw[lat_order]
+        lat_crop, lon_crop = crop_indices(lat_sorted, lon_sorted, self.source.crop)
+        if lat_crop.size == 0 or lon_crop.size == 0:
+            raise SourceError(self.path, f"the crop box {self.source.crop.model_dump()} selects no grid cell "
+                              f"(file covers lat {lat_sorted[0]:g}..{lat_sorted[-1]:g}, "
+                              f"lon {lon_sorted[0]:g}..{lon_sorted[-1]:g})", "widen source.crop or drop the file")
+        if lon_order.size < lon_raw.size:
+            self.notes.append(f"dropped {lon_raw.size - lon_order.size} duplicate longitude column(s)")
+        lat = lat_sorted[lat_crop]
+        lon = unwrap_longitudes(lon_sorted[lon_crop])
+        return lat, lon, lat_order[lat_crop], lon_order[lon_crop]
+
+    # time
+    def _is_time_dim(self, variable: netCDF4.Variable, dim: str) -> bool:
+        return dim.lower() in _TIME_DIM_NAMES or _time_coordinate(variable, dim) is not None
+
+    def _times(self, variables: list[netCDF4.Variable]) -> tuple[str | None, np.ndarray]:
+        time_dims = {d for v in variables for d in v.dimensions if self._is_time_dim(v, d)}
+        if len(time_dims) > 1:
+            raise SourceError(self.path, f"variables use different time dimensions {sorted(time_dims)}",
+                              "select variables that share one time axis (source.variables)")
+        if time_dims:
+            dim = time_dims.pop()
+            owner = next(v for v in variables if dim in v.dimensions)
+            coordinate = _time_coordinate(owner, dim)
+            length = owner.shape[owner.dimensions.index(dim)]
+            if length == 0:
+                raise SourceError(self.path, f"time dimension '{dim}' is empty", "remove the file")
+            if coordinate is not None:
+                return dim, self._decode(coordinate, expected=length)
+            if length == 1:
+                return dim, self._time_from_name()
+            raise SourceError(self.path, f"time dimension '{dim}' ({length} steps) has no coordinate with "
+                              "'<unit> since <date>' units", "add CF time units to the file")
+        scalar = _scalar_time(self.ds, variables)
+        if scalar is not None:
+            return None, self._decode(scalar, expected=1)
+        return None, self._time_from_name()
+
+    def _decode(self, coordinate: netCDF4.Variable, expected: int) -> np.ndarray:
+        values = np.ma.filled(np.ma.asarray(coordinate[...], dtype=np.float64), np.nan).ravel()
+        if values.size != expected:
+            raise SourceError(self.path, f"time coordinate '{coordinate.name}' has {values.size} values for "
+                              f"{expected} steps", "fix the time coordinate")
+        calendar = str(_attr(coordinate, "calendar", "standard"))
+        try:
+            times = decode_times(values, str(_attr(coordinate, "units", "")), calendar)
+        except TimeDecodeError as err:
+            raise SourceError(self.path, f"cannot decode time '{coordinate.name}': {err}",
+                              "fix its units/calendar attributes, or remove the time variable so that "
+                              "source.time_from_filename applies") from None
+        if calendar.lower() in ("360_day", "366_day", "all_leap"):
+            self.notes.append(f"{calendar} calendar mapped to real dates by day of year")
+        return times
+
+    def _time_from_name(self) -> np.ndarray:
+        name = os.path.basename(self.path)
+        try:
+            stamp = time_from_filename(name, self.source.time_from_filename)
+        except TimeDecodeError as err:
+            raise SourceError(self.path, f"no time coordinate, and {err}",
+                              "set source.time_from_filename to a regex with year/month/day[/hour] groups") from None
+        self.notes.append("time taken from the file name")
+        return np.array([stamp], dtype="datetime64[ns]")
+
+    # features
+    def _variable_read(self, variable, lat_dim: str, lon_dim: str, time_dim: str | None) -> _VariableRead:
+        dims = variable.dimensions
+        extra = self._extra_dims(variable)
+        name = _var_path(variable)
+        axes = (dims.index(time_dim) if time_dim in dims else None,
+                dims.index(extra[0]) if extra else None, dims.index(lat_dim), dims.index(lon_dim))
+        if extra:
+            size = variable.shape[axes[1]]
+            prefix = "d" if _is_vertical(extra[0], _coordinate(variable, extra[0])) else ""
+            features = tuple(f"{name}-{prefix}{k}" for k in range(1, size + 1))
+        else:
+            features = (name,)
+        units = _attr(variable, "units", None)
+        target = self._target_units(variable, name, units)
+        return _VariableRead(name, features, axes, None if units is None else str(units), target)
+
+    def _target_units(self, variable, name: str, units) -> str | None:
+        wanted = self.source.convert_units
+        target = wanted.get(name, wanted.get(variable.name))
+        if target is None:
+            return None
+        if canonical_unit(str(units) if units is not None else None) is None or canonical_unit(target) is None:
+            raise SourceError(self.path, f"cannot convert '{name}' from units {units!r} to {target!r}",
+                              "satflow converts temperatures between K, degC and degF: fix "
+                              "source.convert_units or the variable's units attribute")
+        return target
+
+
+# --- reading -----------------------------------------------------------------------------------
+def _read_variable(ds, path: str, spec: _VariableRead, plan: _ReadPlan, source: SourceConfig) -> np.ndarray:
+    """One variable -> float32 (time, n_features, lat, lon) on the output grid."""
+    variable = _find_variable(ds, spec.name)
+    if variable is None:
+        raise SourceError(path, f"variable '{spec.name}' disappeared since the scan", "re-run the ingest")
+    t_ax, e_ax, lat_ax, lon_ax = spec.axes
+    lat0, lat1 = int(plan.lat_index.min()), int(plan.lat_index.max()) + 1
+    lon0, lon1 = int(plan.lon_index.min()), int(plan.lon_index.max()) + 1
+    slab = [slice(None)] * variable.ndim
+    slab[lat_ax], slab[lon_ax] = slice(lat0, lat1), slice(lon0, lon1)
+    try:
+        variable.set_auto_maskandscale(False)
+        raw = np.asarray(variable[tuple(slab)])
+    except (OSError, RuntimeError, ValueError, IndexError) as err:
+        raise SourceError(path, f"cannot read variable '{spec.name}' ({_short(err)})", _CORRUPT_HINT) from None
+    raw = _to_canonical_axes(raw, spec.axes)
+    raw = np.take(np.take(raw, plan.lat_index - lat0, axis=2), plan.lon_index - lon0, axis=3)
+    attrs = {key: variable.getncattr(key) for key in variable.ncattrs()}
+    values = decode_values(raw, attrs, sentinel=source.sentinel)
+    if spec.target_units:
+        values = convert_units(values, spec.units, spec.target_units)
+    if t_ax is None:
+        values = np.broadcast_to(values, (plan.n_times, *values.shape[1:]))
+    return values
+
+
+def _to_canonical_axes(raw: np.ndarray, axes) -> np.ndarray:
+    """Transpose to (time, extra, lat, lon), inserting length-1 axes for absent time/extra dims."""
+    t_ax, e_ax, lat_ax, lon_ax = axes
+    present = [a for a in (t_ax, e_ax, lat_ax, lon_ax) if a is not None]
+    out = np.transpose(raw, present)
+    if t_ax is None:
+        out = out[np.newaxis]
+    if e_ax is None:
+        out = out[:, np.newaxis]
+    return out
+
+
+# --- netCDF helpers ----------------------------------------------------------------------------
+def _all_variables(group) -> list[netCDF4.Variable]:
+    """Variables of a group and of all its sub-groups, depth first."""
+    found = list(group.variables.values())
+    for child in group.groups.values():
+        found += _all_variables(child)
+    return found
+
+
+def _var_path(variable: netCDF4.Variable) -> str:
+    group = variable.group().path.strip("/")
+    return f"{group}/{variable.name}" if group else variable.name
+
+
+def _find_variable(ds: netCDF4.Dataset, name: str) -> netCDF4.Variable | None:
+    *groups, leaf = name.strip("/").split("/")
+    node = ds
+    for group in groups:
+        node = node.groups.get(group)
+        if node is None:
+            return None
+    return node.variables.get(leaf)
+
+
+def _attr(variable, name: str, default=None):
+    return variable.getncattr(name) if name in variable.ncattrs() else default
+
+
+def _coordinate(variable: netCDF4.Variable, dim: str) -> netCDF4.Variable | None:
+    """The variable named like `dim` in the variable's group or an enclosing group (CF scoping)."""
+    group = variable.group()
+    while group is not None:
+        candidate = group.variables.get(dim)
+        if candidate is not None and candidate.dimensions == (dim,):
+            return candidate
+        group = group.parent
+    return None
+
+
+def _spatial_dims(ds: netCDF4.Dataset) -> tuple[dict, dict]:
+    """dim name -> 1-D latitude variable, dim name -> 1-D longitude variable (whole file)."""
+    lat_dims, lon_dims = {}, {}
+    for variable in _all_variables(ds):
+        if variable.ndim != 1:
+            continue
+        dim = variable.dimensions[0]
+        if _looks_like(variable, "latitude", _LAT_UNITS, ("lat", "latitude")):
+            lat_dims.setdefault(dim, variable)
+        elif _looks_like(variable, "longitude", _LON_UNITS, ("lon", "long", "longitude")):
+            lon_dims.setdefault(dim, variable)
+    return lat_dims, lon_dims
+
+
+def _looks_like(variable, standard_name: str, units: set[str], names: tuple[str, ...]) -> bool:
+    std = str(_attr(variable, "standard_name", "")).lower()
+    if std:
+        return std == standard_name
+    unit = str(_attr(variable, "units", "")).lower().replace(" ", "_")
+    if unit in units:
+        return True
+    return variable.name.lower() in names and (not unit or unit.startswith("degree"))
+
+
+def _time_coordinate(variable: netCDF4.Variable, dim: str) -> netCDF4.Variable | None:
+    """The coordinate of `dim` with '<unit> since <date>' units (the dim's own variable first)."""
+    own = _coordinate(variable, dim)
+    if own is not None and _has_time_units(own):
+        return own
+    group = variable.group()
+    while group is not None:  # e.g. NEMO's time_centered(time_counter)
+        for candidate in group.variables.values():
+            if candidate.dimensions == (dim,) and _has_time_units(candidate) and \
+                    str(_attr(candidate, "standard_name", "time")) == "time":
+                return candidate
+        group = group.parent
+    return None
+
+
+def _has_time_units(variable: netCDF4.Variable) -> bool:
+    return " since " in f" {str(_attr(variable, 'units', '')).lower()} "
+
+
+def _scalar_time(ds: netCDF4.Dataset, variables) -> netCDF4.Variable | None:
+    """A 0-d time variable: listed in a variable's `coordinates`, or named 'time' at the root."""
+    listed = {name for v in variables for name in str(_attr(v, "coordinates", "")).split()}
+    for variable in _all_variables(ds):
+        if variable.ndim == 0 and _has_time_units(variable) and \
+                str(_attr(variable, "standard_name", "time")) == "time" and \
+                (variable.name in listed or (variable.name == "time" and variable.group().parent is None)):
+            return variable
+    return None
+
+
+def _is_numeric(variable: netCDF4.Variable) -> bool:
+    try:
+        return np.dtype(variable.dtype).kind in "iuf"
+    except TypeError:  # variable-length and user-defined types
+        return False
+
+
+def _is_vertical(dim: str, coordinate: netCDF4.Variable | None) -> bool:
+    if dim.lower() in _VERTICAL_DIM_NAMES:
+        return True
+    if coordinate is None:
+        return False
+    positive = str(_attr(coordinate, "positive", "")).lower()
+    units = str(_attr(coordinate, "units", "")).lower()
+    return positive == "down" or "depth" in str(_attr(coordinate, "standard_name", "")) or units in _LENGTH_UNITS
