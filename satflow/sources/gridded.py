@@ -153,7 +153,7 @@ class _Scanner:
     # variables
     def _select_variables(self) -> list[netCDF4.Variable]:
         if self.source.variables:
-            return [self._requested(name) for name in self.source.variables]
+            return [self._requested(name) for name in dict.fromkeys(self.source.variables)]
         candidates = [v for v in _all_variables(self.ds) if self._is_gridded(v) and not self._is_auxiliary(v)]
         usable = [v for v in candidates if len(self._extra_dims(v)) <= 1]
         for variable in candidates:
@@ -173,6 +173,8 @@ class _Scanner:
                               "check source.variables (--var)")
         if not self._is_gridded(variable):
             reason, hint = self._why_no_gridded_variable()
+            if self.lat_dims and self.lon_dims and _is_numeric(variable):
+                reason, hint = "it lacks a latitude or longitude dimension", "choose a gridded variable"
             raise SourceError(self.path, f"variable '{name}' is not on a lat/lon grid "
                               f"(dimensions {variable.dimensions}): {reason}", hint)
         extra = self._extra_dims(variable)

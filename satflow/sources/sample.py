@@ -19,7 +19,8 @@ stratospheric channels 9-14 warmer with height; plus correlated weather, limb ef
 `write_ocean_sample` imitates a monthly ocean reanalysis (`thetao_YYYYMM.nc`): potential
 temperature on depth levels, int16-packed like CMEMS products, land and sea floor masked.
 
-The same seed gives the same values at any resolution of the same grid family.
+A seed fixes every value; land and weather are drawn on a 1-degree grid and interpolated, so the
+same seed shows the same weather at every resolution (instrument noise and FOV counts differ).
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ def empty(path):
 
 def all_fill(path):
     variables = {**lat_lon_variables(), **time_variable([0.0]),
-                 "x": (("time", "lat", "lon"), np.full((1, 3, 4), -999.0, np.float32), {"_FillValue": np.float32(-999)})}
+                 "x": (("time", "lat", "lon"), np.full((1, 3, 4), -999.0, np.float32),
+                       {"_FillValue": np.float32(-999)})}
     write_nc(path, variables)
 
 
@@ -130,3 +131,14 @@ def test_source_error_survives_pickling():
     err = pickle.loads(pickle.dumps(SourceError("/data/a.nc", "all values are fill", "remove it")))
     assert (err.path, err.reason, err.hint) == ("/data/a.nc", "all values are fill", "remove it")
     assert str(err) == "/data/a.nc: all values are fill; remove it"
+
+
+def test_requesting_a_non_gridded_variable(tmp_path):
+    variables = {**lat_lon_variables(), **time_variable([0.0, 1.0]),
+                 "x": (("time", "lat", "lon"), np.ones((2, 3, 4), np.float32), {}),
+                 "index": (("time",), np.ones(2, np.float32), {})}
+    path = write_nc(tmp_path / "mixed.nc", variables)
+    with pytest.raises(SourceError, match=r"variable 'index' is not on a lat/lon grid \(dimensions \('time',\)\): "
+                                          "it lacks a latitude or longitude dimension; choose a gridded variable"):
+        scan_file(path, source(variables=["index"]))
+    assert scan_file(path, source(variables=["x", "x"])).features == ("x",)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from sources_helpers import LAT, LON, lat_lon_variables, source, time_variable, write_nc
+from sources_helpers import LAT, lat_lon_variables, source, time_variable, write_nc
 
 from satflow.config import CropBox
 from satflow.sources.gridded import SourceError, read_file, scan_file
@@ -138,7 +138,7 @@ def test_latitude_descending_is_flipped(make_grid_file):
 
 def test_crop_across_the_dateline(make_grid_file):
     lat, lon = np.arange(-45.0, 50.0, 10.0), np.arange(-175.0, 180.0, 10.0)
-    values = np.broadcast_to(lon, (1, lat.size, lon.size)) + 1000.0 * np.broadcast_to(lat[:, None], (1, lat.size, lon.size))
+    values = (lon[None, :] + 1000.0 * lat[:, None])[None]  # lon + 1000 * lat
     crop = CropBox(lat_min=-10, lat_max=20, lon_min=150, lon_max=-150)
     info, data = read(make_grid_file(values=values, lat=lat, lon=lon), crop=crop)
     np.testing.assert_array_equal(info.lat, [-5.0, 5.0, 15.0])
