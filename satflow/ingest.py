@@ -299,12 +299,12 @@ def ingest_region(store: str, region: Region, infos: dict[str, FileInfo], source
     problems: list[Skipped] = []
     for path, slots in _slots_by_file(region.slots).items():
         try:
-            data = read_file(infos[path], source)
+            data = read_file(infos[path], source, steps=[slot.file_step for slot in slots])
         except SourceError as err:
             problems.append(Skipped(path, err.reason))
             continue
-        for slot in slots:
-            block[slot.t - region.t0] = data[slot.file_step]
+        for slot, values in zip(slots, data):
+            block[slot.t - region.t0] = values
             files[slot.t - region.t0] = path
     write_region(open_group(store, mode="r+"), region.t0, block, files)
     return problems

@@ -15,6 +15,8 @@ optional `source.crop` is applied (see `satflow.grid`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import os
 from dataclasses import dataclass, field
 
@@ -91,19 +93,22 @@ def scan_file(path, source: SourceConfig) -> FileInfo:
             raise SourceError(path, f"cannot read metadata ({_short(err)})", _CORRUPT_HINT) from None
 
 
-def read_file(info: FileInfo, source: SourceConfig) -> np.ndarray:
+def read_file(info: FileInfo, source: SourceConfig, steps: Sequence[int] | None = None) -> np.ndarray:
     """Data of a scanned file: float32 (time, feature, lat, lon) on `info`'s grid, NaN where invalid.
 
-    Raises SourceError when the file cannot be read or holds no valid value at all.
+    `steps` selects time indices of the file (all by default), so a task that fills a few time
+    steps from a file holding years of them reads only those. Raises SourceError when the file
+    cannot be read or the selection holds no valid value at all.
     """
     plan = info._plan
     if plan is None:
         raise ValueError("FileInfo has no read plan; get it from scan_file")
-    out = np.empty((plan.n_times, len(info.features), plan.lat_index.size, plan.lon_index.size), np.float32)
+    steps = np.arange(plan.n_times) if steps is None else np.asarray(steps, dtype=np.int64)
+    out = np.empty((len(steps), len(info.features), plan.lat_index.size, plan.lon_index.size), np.float32)
     with _open(info.path) as ds:
         start = 0
         for variable in plan.variables:
-            block = _read_variable(ds, info.path, variable, plan, source)
+            block = _read_variable(ds, info.path, variable, plan, source, steps)
             out[:, start:start + block.shape[1]] = block
             start += block.shape[1]
     if not np.isfinite(out).any():
@@ -337,8 +342,9 @@ class _Scanner:
 
 
 # --- reading -----------------------------------------------------------------------------------
-def _read_variable(ds, path: str, spec: _VariableRead, plan: _ReadPlan, source: SourceConfig) -> np.ndarray:
-    """One variable -> float32 (time, n_features, lat, lon) on the output grid."""
+def _read_variable(ds, path: str, spec: _VariableRead, plan: _ReadPlan, source: SourceConfig,
+                   steps: np.ndarray) -> np.ndarray:
+    """One variable at the given time steps -> float32 (step, n_features, lat, lon) on the output grid."""
     variable = _find_variable(ds, spec.name)
     if variable is None:
         raise SourceError(path, f"variable '{spec.name}' disappeared since the scan", "re-run the ingest")
@@ -347,19 +353,24 @@ def _read_variable(ds, path: str, spec: _VariableRead, plan: _ReadPlan, source: 
     lon0, lon1 = int(plan.lon_index.min()), int(plan.lon_index.max()) + 1
     slab = [slice(None)] * variable.ndim
     slab[lat_ax], slab[lon_ax] = slice(lat0, lat1), slice(lon0, lon1)
+    t0 = int(steps.min()) if len(steps) else 0
+    if t_ax is not None:
+        slab[t_ax] = slice(t0, int(steps.max()) + 1 if len(steps) else 0)
     try:
         variable.set_auto_maskandscale(False)
         raw = np.asarray(variable[tuple(slab)])
     except (OSError, RuntimeError, ValueError, IndexError) as err:
         raise SourceError(path, f"cannot read variable '{spec.name}' ({_short(err)})", _CORRUPT_HINT) from None
     raw = _to_canonical_axes(raw, spec.axes)
+    if t_ax is not None:
+        raw = np.take(raw, steps - t0, axis=0)
     raw = np.take(np.take(raw, plan.lat_index - lat0, axis=2), plan.lon_index - lon0, axis=3)
     attrs = {key: variable.getncattr(key) for key in variable.ncattrs()}
     values = decode_values(raw, attrs, sentinel=source.sentinel)
     if spec.target_units:
         values = convert_units(values, spec.units, spec.target_units)
     if t_ax is None:
-        values = np.broadcast_to(values, (plan.n_times, *values.shape[1:]))
+        values = np.broadcast_to(values, (len(steps), *values.shape[1:]))
     return values
 
 

@@ -79,3 +79,13 @@ def test_files_that_are_not_regular_grids_are_rejected_with_a_reason(name, reaso
     with pytest.raises(SourceError) as caught:
         scan_file(sample(name), SourceConfig())
     assert reason in caught.value.reason and caught.value.path == sample(name)
+
+
+def test_reading_selected_steps_equals_slicing_all():
+    """A task that fills a few steps of a multi-year file reads just those steps, identically."""
+    from pathlib import Path
+
+    info = scan_file(Path(iris_sample_data.path) / "ostia_monthly.nc", SourceConfig())
+    everything = read_file(info, SourceConfig())
+    chosen = read_file(info, SourceConfig(), steps=[3, 4, 40])
+    np.testing.assert_array_equal(chosen, everything[[3, 4, 40]])
