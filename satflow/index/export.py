@@ -1,0 +1,90 @@
+"""Export indexed patches as files for other tools: NPZ (the users' X/M layout) or GeoTIFF.
+
+NPZ, one file per index row: `X` float32 (1, feature, lat, lon) with NaN where invalid, `M` uint8,
+`feature_names`, `lat`, `lon` (cell centres, store order: latitude ascending), `time`
+(datetime64[ns], shape (1,)), `mean`, `std` (the store's per-feature statistics), `patch_id`.
+GeoTIFF (needs the optional extra `satflow[geotiff]`, i.e. rasterio): one band per feature,
+EPSG:4326, geotransform from the patch bounds, north up, NaN nodata. A wrapped patch keeps
+continuous longitudes (its east edge may exceed 180).
+A `manifest.csv` lists every file with its index row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from satflow.index.reader import PatchReader
+
+FORMATS = ("npz", "geotiff")
+
+
+def _file_stem(row) -> str:
+    return f"{row.patch_id}_{pd.Timestamp(row.time):%Y%m%dT%H%M}"
+
+
+def write_npz(path: Path, x: np.ndarray, reader: PatchReader, row, stats: dict) -> None:
+    """One patch in the users' NPZ layout (no pickled objects: loads with allow_pickle=False)."""
+    lat, lon = reader.coords(int(row.y0), int(row.x0), int(row.height), int(row.width))
+    np.savez_compressed(
+        path, X=x[None], M=np.isfinite(x)[None].astype(np.uint8),
+        feature_names=np.asarray(reader.features, dtype=str), lat=lat, lon=lon,
+        time=np.asarray([np.datetime64(pd.Timestamp(row.time), "ns")]), mean=stats["mean"], std=stats["std"],
+        patch_id=np.asarray(str(row.patch_id)),
+    )
+
+
+def _rasterio():
+    try:
+        import rasterio
+    except ImportError as err:
+        raise ImportError("GeoTIFF export needs rasterio: pip install 'satflow[geotiff]' "
+                          "(or use --format npz)") from err
+    return rasterio
+
+
+def write_geotiff(path: Path, x: np.ndarray, reader: PatchReader, row) -> None:
+    """One patch as a north-up, EPSG:4326 GeoTIFF with one band per feature and NaN nodata."""
+    rasterio = _rasterio()
+    from rasterio.transform import from_bounds
+
+    lat, _ = reader.coords(int(row.y0), int(row.x0), int(row.height), int(row.width))
+    west = float(row.lon0)
+    east = west + ((float(row.lon1) - west) % 360.0 or 360.0)  # continuous across the dateline
+    transform = from_bounds(west, float(row.lat0), east, float(row.lat1), x.shape[2], x.shape[1])
+    north_up = x[:, ::-1, :] if lat[0] < lat[-1] else x
+    profile = dict(driver="GTiff", height=x.shape[1], width=x.shape[2], count=x.shape[0], dtype="float32",
+                   crs="EPSG:4326", transform=transform, nodata=np.nan, compress="deflate")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.ascontiguousarray(north_up, dtype=np.float32))
+        for band, name in enumerate(reader.features, start=1):
+            dst.set_band_description(band, name)
+        dst.update_tags(patch_id=str(row.patch_id), time=pd.Timestamp(row.time).isoformat(), t=int(row.t))
+
+
+def export_patches(store: str | Path, frame: pd.DataFrame, out_dir: str | Path, fmt: str = "npz", *,
+                   features: list[str] | None = None, limit: int | None = None) -> Path:
+    """Write one file per index row (the first `limit` rows) and a manifest; returns the manifest path."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "geotiff":
+        _rasterio()  # fail before writing anything
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reader = PatchReader(store, features)
+    stats = reader.statistics()
+    rows = frame.head(limit) if limit is not None else frame
+    paths = []
+    for row in rows.itertuples(index=False):
+        x = reader.read(int(row.t), int(row.y0), int(row.x0), int(row.height), int(row.width))
+        path = out_dir / f"{_file_stem(row)}.{'npz' if fmt == 'npz' else 'tif'}"
+        if fmt == "npz":
+            write_npz(path, x, reader, row, stats)
+        else:
+            write_geotiff(path, x, reader, row)
+        paths.append(path.name)
+    manifest = out_dir / "manifest.csv"
+    rows.assign(path=paths).to_csv(manifest, index=False)
+    return manifest

@@ -1,0 +1,48 @@
+"""Corruption masks: exact observed budget for tracks, thinned curved tracks, rectangles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from satflow.index.corruption import _walks, corruption_mask, rectangle_mask, track_mask
+
+
+@pytest.mark.parametrize("hidden", [0.0, 0.3, 0.5, 0.9, 1.0])
+def test_tracks_observe_exactly_the_budget(hidden):
+    observed = track_mask(32, 40, hidden, np.random.default_rng(0))
+    assert observed.shape == (32, 40) and observed.dtype == bool
+    assert observed.sum() == round((1 - hidden) * 32 * 40)
+
+
+def test_tracks_are_thinned_lines_not_noise():
+    observed = track_mask(64, 64, 0.95, np.random.default_rng(1))
+    # Thinned tracks: most observed cells have no observed 4-neighbour (one point every 2-8 cells) ...
+    padded = np.pad(observed, 1)
+    neighbours = padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]
+    assert (observed & neighbours).sum() < 0.5 * observed.sum()
+
+
+def test_one_walk_is_a_continuous_curve_sampled_every_few_cells():
+    for seed in range(20):
+        cells = _walks(64, 64, np.random.default_rng(seed), 1, 0.15, (2, 8))
+        points = np.stack([cells // 64, cells % 64], axis=1).astype(float)
+        steps = np.hypot(*np.diff(points, axis=0).T)
+        assert (steps <= 8 + np.sqrt(2)).all()  # a unit-step walk sampled every 2-8 steps
+
+
+def test_same_generator_state_gives_the_same_mask():
+    a = corruption_mask("tracks", 16, 16, 0.5, np.random.default_rng(5))
+    b = corruption_mask("tracks", 16, 16, 0.5, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_rectangles_hide_at_least_the_target():
+    observed = rectangle_mask(40, 40, 0.4, np.random.default_rng(2))
+    hidden = (~observed).mean()
+    assert 0.4 <= hidden < 0.4 + 0.25  # overshoot at most one rectangle (<= 1/4 of the patch)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match=r"hidden_fraction must be in \[0, 1\] \(got 1.5\)"):
+        corruption_mask("tracks", 4, 4, 1.5, np.random.default_rng(0))
