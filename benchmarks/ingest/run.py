@@ -116,13 +116,25 @@ def run_floor(files, store, chunk) -> None:
         m[t] = np.isfinite(block)
 
 
+def warm_up(client) -> None:
+    """Import the readers in every worker first: one-off start-up is not throughput."""
+
+    def imports() -> None:
+        import netCDF4  # noqa: F401
+        import xarray  # noqa: F401
+
+        import satflow.ingest  # noqa: F401
+
+    client.run(imports)
+
+
 def bench_archive(files, work: Path, chunks: list[int], workers: int) -> dict:
     from distributed import Client, LocalCluster
 
     results: dict = {}
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       host="127.0.0.1") as cluster, Client(cluster) as client:
-        client.submit(lambda: None).result()  # workers warm
+        warm_up(client)
         for chunk in chunks:
             with timed(results, f"satflow_chunk{chunk}"):
                 run_satflow(files, work / f"satflow{chunk}.zarr", chunk, client)
@@ -147,7 +159,7 @@ def memory_growth(files_small, files_large, work: Path, chunk: int, workers: int
     for label, files in (("1x", files_small), ("4x", files_large)):
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                           host="127.0.0.1") as cluster, Client(cluster) as client:
-            client.submit(lambda: None).result()
+            warm_up(client)
             result: dict = {}
             with timed(result, "run"):
                 run_satflow(files, work / f"mem{label}.zarr", chunk, client)

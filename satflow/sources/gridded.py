@@ -364,7 +364,7 @@ def _read_variable(ds, path: str, spec: _VariableRead, plan: _ReadPlan, source: 
     raw = _to_canonical_axes(raw, spec.axes)
     if t_ax is not None:
         raw = np.take(raw, steps - t0, axis=0)
-    raw = np.take(np.take(raw, plan.lat_index - lat0, axis=2), plan.lon_index - lon0, axis=3)
+    raw = _take(_take(raw, plan.lat_index - lat0, axis=2), plan.lon_index - lon0, axis=3)
     attrs = {key: variable.getncattr(key) for key in variable.ncattrs()}
     values = decode_values(raw, attrs, sentinel=source.sentinel)
     if spec.target_units:
@@ -372,6 +372,17 @@ def _read_variable(ds, path: str, spec: _VariableRead, plan: _ReadPlan, source: 
     if t_ax is None:
         values = np.broadcast_to(values, (len(steps), *values.shape[1:]))
     return values
+
+
+def _take(array: np.ndarray, index: np.ndarray, axis: int) -> np.ndarray:
+    """`np.take`, but a view when the index is a plain ascending or descending run (the usual case)."""
+    if len(index) > 1 and np.all(np.diff(index) == index[1] - index[0]) and abs(index[1] - index[0]) == 1:
+        step = int(index[1] - index[0])
+        stop = int(index[-1]) + step
+        selector = [slice(None)] * array.ndim
+        selector[axis] = slice(int(index[0]), stop if stop >= 0 else None, step)
+        return array[tuple(selector)]
+    return np.take(array, index, axis=axis)
 
 
 def _to_canonical_axes(raw: np.ndarray, axes) -> np.ndarray:
