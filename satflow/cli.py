@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # the cluster's own chatter (worker start/stop) is noise to users
+        for noisy in ("distributed", "bokeh", "tornado"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         config = load_config(args.config, args.overrides)
         return int(args.handler(args, config) or 0)

@@ -26,7 +26,7 @@ def _store_status(metadata: dict, path: str | Path) -> str:
         verify_store(metadata, path)
     except StaleIndexError as err:
         return f"NOT USABLE: {err}"
-    return "matches (fingerprint {})".format(metadata["store"]["fingerprint"])
+    return "fingerprint {} matches".format(metadata["store"]["fingerprint"])
 
 
 def _split_table(frame: pd.DataFrame) -> list[str]:

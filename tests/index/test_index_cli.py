@@ -42,7 +42,7 @@ def test_summary_and_leak_exit_codes(built, tmp_path, capsys):
     out, _ = built
     assert main(["index", "summary", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert f"patch index {out}" in printed and "(matches (fingerprint" in printed
+    assert f"patch index {out}" in printed and "fingerprint " in printed and " matches)" in printed
     frame = read_index(out)
     frame.loc[frame.index[::2], "split"] = "test"  # a random-row split: overlapping patches leak
     leaky = tmp_path / "leaky.parquet"
