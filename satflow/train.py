@@ -1,0 +1,396 @@
+"""`satflow train`: train VAEformerLite on the patch index's train split.
+
+Stages (`train.stage`):
+- `pretrain`: every weight, on masked MSE in normalised space (+ the rate R when
+  `train.pretrain_rate`, as lmbda * D + R);
+- `finetune-entropy`: analysis and synthesis frozen, the hyperprior and entropy models trained on
+  lmbda * D + R (R from likelihoods, in bits per valid value; fine for *training*).
+
+Each epoch ends with validation on the val split: masked RMSE in physical units (the model in
+coding mode: latents rounded) and bits per value from real range-coded containers of a few val
+patches. Checkpoints (`satflow.codecs.learned.checkpoint`) go to OUT/last every epoch and to
+OUT/<stage> when a stage completes; `resume=` continues a stage (same stage: optimizer, counters
+and RNG restored) or starts a new one from its weights. Runs single-process or under `torchrun`
+(DDP: gloo on CPU, NCCL on GPU); autocast (bf16/fp16) on GPU only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+
+from satflow.codecs.learned.checkpoint import (
+    CheckpointMeta,
+    load_checkpoint,
+    load_training_state,
+    save_checkpoint,
+)
+from satflow.codecs.learned.model import ModelConfig, VAEformerLite
+from satflow.codecs.options import TrainConfig
+
+log = logging.getLogger("satflow.train")
+
+
+class NonFiniteLossError(ValueError):
+    """Training produced a NaN/inf loss; the message names the stage, epoch and step."""
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path  # OUT/<stage>
+    history: list[dict] = field(default_factory=list)
+
+
+# --- data ----------------------------------------------------------------------------------------
+class PatchTensors(Dataset):
+    """(x, mask) float32 tensors of a PatchDataset, optionally cached in memory."""
+
+    def __init__(self, patches, cache: bool) -> None:
+        self.patches, self.cache = patches, {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.patches)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cache is not None and i in self.cache:
+            return self.cache[i]
+        item = self.patches[i]
+        pair = (item["x"].float(), item["mask"].float())
+        if self.cache is not None:
+            self.cache[i] = pair
+        return pair
+
+
+def open_split(store: str | Path, index: str | Path, split: str, features: list[str] | None):
+    """The PatchDataset of one split (normalised with the store statistics, invalid = 0)."""
+    from satflow.dataset import PatchDataset
+
+    return PatchDataset(store, index, split=split, features=features, normalize=True, augment=False)
+
+
+def augment_batch(x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random rot90 / left-right flip for the whole batch (patches are square)."""
+    turns, flip = (int(v) for v in torch.randint(0, 4, (2,), generator=generator))
+    if x.shape[-1] == x.shape[-2] and turns:
+        x, mask = torch.rot90(x, turns, (-2, -1)), torch.rot90(mask, turns, (-2, -1))
+    if flip % 2:
+        x, mask = x.flip(-1), mask.flip(-1)
+    return x, mask
+
+
+# --- losses --------------------------------------------------------------------------------------
+def masked_mse(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over valid points (normalised units)."""
+    return ((x_hat.float() - x) ** 2 * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def rate_bits(output, mask: torch.Tensor) -> torch.Tensor:
+    """Estimated bits (y and z) per valid value, from the likelihoods."""
+    bits = -(torch.log2(output.y_likelihood).sum() + torch.log2(output.z_likelihood).sum())
+    return bits / mask.sum().clamp_min(1.0)
+
+
+def stage_loss(output, x, mask, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, D, R) for the configured stage."""
+    distortion, rate = masked_mse(output.x_hat, x, mask), rate_bits(output, mask)
+    if config.stage == "pretrain" and not config.pretrain_rate:
+        return distortion, distortion, rate
+    return config.lmbda * distortion + rate, distortion, rate
+
+
+# --- distributed ---------------------------------------------------------------------------------
+@dataclass
+class Runtime:
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_runtime(device: str) -> Runtime:
+    """Single process, or DDP when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={device!r} but torch sees no CUDA device; use --device cpu")
+    if world == 1:
+        return Runtime(0, 1, resolved)
+    if resolved.type == "cuda":
+        resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(resolved)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
+    return Runtime(dist.get_rank(), dist.get_world_size(), resolved)
+
+
+def _any_rank(flag: bool, runtime: Runtime) -> bool:
+    if runtime.world == 1:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=runtime.device)
+    dist.all_reduce(value)
+    return bool(value.item() > 0)
+
+
+def _barrier(runtime: Runtime) -> None:
+    if runtime.world > 1:
+        dist.barrier()
+
+
+# --- model and optimiser -------------------------------------------------------------------------
+@dataclass
+class Start:
+    model: VAEformerLite
+    meta: CheckpointMeta
+    optimizer_state: dict | None = None
+    rng_state: torch.Tensor | None = None
+
+
+def _initial_state(store, train_set, config: TrainConfig, resume: str | Path | None) -> Start:
+    features = [str(f) for f in train_set.features]
+    if resume is None:
+        torch.manual_seed(config.seed)
+        model_config = ModelConfig(n_features=len(features), **config.model.model_dump())
+        meta = CheckpointMeta(model=model_config, features=features, mean=train_set.mean.tolist(),
+                              std=train_set.std.tolist(), stage=config.stage, store=str(store),
+                              store_fingerprint=_store_fingerprint(store))
+        return Start(VAEformerLite(model_config), meta)
+    checkpoint = load_checkpoint(resume)
+    meta = checkpoint.meta
+    if meta.features != features:
+        raise ValueError(f"{checkpoint.path}: trained on features {meta.features}, the store has {features}")
+    if meta.stage != config.stage:  # a new stage from the previous one's weights
+        log.info("starting stage %s from the %s weights of %s", config.stage, meta.stage, checkpoint.path)
+        meta.stage, meta.epoch = config.stage, 0
+        return Start(checkpoint.model, meta)
+    state = load_training_state(checkpoint.path)
+    log.info("resuming stage %s of %s after epoch %d", meta.stage, checkpoint.path, meta.epoch)
+    return Start(checkpoint.model, meta, state["optimizer"], state.get("torch_rng"))
+
+
+def _store_fingerprint(store) -> str:
+    from satflow.store import StoreError, fingerprint
+
+    try:
+        return fingerprint(store)
+    except StoreError:
+        return ""
+
+
+def trainable_parameters(model: VAEformerLite, stage: str) -> list[torch.nn.Parameter]:
+    """Freeze the transforms in `finetune-entropy`; return the parameters to optimise."""
+    entropy = {id(p) for p in model.entropy_parameters()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(stage == "pretrain" or id(parameter) in entropy)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _autocast(runtime: Runtime, config: TrainConfig):
+    if runtime.device.type != "cuda" or config.amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if config.amp == "bf16" else torch.float16)
+
+
+# --- validation ----------------------------------------------------------------------------------
+@torch.no_grad()
+def validate(model: VAEformerLite, val_set: Dataset, meta: CheckpointMeta, config: TrainConfig,
+             device: torch.device) -> dict[str, Any]:
+    """Masked RMSE in physical units over the val split, and real bits per value on a few patches."""
+    from satflow.codecs.container import pack_container
+    from satflow.codecs.learned.coding import LatentCoder
+
+    model.eval()
+    _, std = meta.normalization()
+    squared, counts = np.zeros(len(std)), np.zeros(len(std))
+    loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False)
+    for x, mask in loader:
+        x, mask = x.to(device), mask.to(device)
+        error = (model(x, mask).x_hat.float() - x) * mask
+        squared += (error**2).sum(dim=(0, 2, 3)).double().cpu().numpy()
+        counts += mask.sum(dim=(0, 2, 3)).double().cpu().numpy()
+    per_feature = np.sqrt(squared / np.maximum(counts, 1)) * std
+    overall = math.sqrt(float((per_feature**2 * counts).sum() / max(counts.sum(), 1)))
+    result = {"val_rmse": overall, "val_rmse_per_feature": dict(zip(meta.features, per_feature.tolist()))}
+    n_code = min(config.val_patches, len(val_set))
+    if n_code:
+        model.update()
+        coder = LatentCoder(model, device)
+        x, mask = (torch.stack(t) for t in zip(*(val_set[i] for i in range(n_code))))
+        payloads = coder.compress(x, mask)
+        sizes = [len(pack_container("vaeformer", {"fingerprint": "0" * 16, "n_features": x.shape[1], "qstep": 1.0},
+                                    m.numpy().astype(np.uint8), p)) for m, p in zip(mask, payloads)]
+        result["val_bits_per_value"] = 8.0 * sum(sizes) / x.numel()
+        result["val_bits_per_valid_value"] = 8.0 * sum(sizes) / max(float(mask.sum()), 1.0)
+    model.train()
+    return result
+
+
+# --- the loop ------------------------------------------------------------------------------------
+def _loader(dataset: Dataset, config: TrainConfig, runtime: Runtime, epoch: int) -> DataLoader:
+    if runtime.world > 1:
+        sampler = DistributedSampler(dataset, runtime.world, runtime.rank, shuffle=True, seed=config.seed)
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
+    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
+                      drop_last=len(dataset) >= config.batch_size * runtime.world)
+
+
+def _train_epoch(net, model, optimizer, scaler, dataset, config, runtime, epoch: int, step: int) -> tuple[dict, int]:
+    loader = _loader(dataset, config, runtime, epoch)
+    generator = torch.Generator().manual_seed(config.seed * 7919 + epoch * 104729 + runtime.rank)
+    limit = config.max_steps_per_epoch or len(loader)
+    totals = np.zeros(3)
+    n = 0
+    net.train()
+    for x, mask in loader:
+        if n >= limit:
+            break
+        if config.augment:
+            x, mask = augment_batch(x, mask, generator)
+        x, mask = x.to(runtime.device), mask.to(runtime.device)
+        with _autocast(runtime, config):
+            output = net(x, mask)
+        loss, distortion, rate = stage_loss(output, x, mask, config)
+        if _any_rank(not bool(torch.isfinite(loss)), runtime):
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) in stage {config.stage}, epoch {epoch + 1}, step {n + 1} "
+                f"(global step {step + 1}); check the store for absurd values or lower train.lr ({config.lr})"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if config.grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        totals += (loss.item(), distortion.item(), rate.item())
+        n, step = n + 1, step + 1
+        if runtime.main and step % config.log_every == 0:
+            log.info("step %d: loss %.4f (D %.5f, R %.3f bits/value)", step, *(totals / n))
+    if n == 0:
+        raise ValueError("the train split yielded no batch; lower train.batch_size or index more patches")
+    loss, distortion, rate = totals / n
+    return {"train_loss": loss, "train_mse": distortion, "train_bits_estimate": rate, "steps": n}, step
+
+
+def train(store: str | Path, index: str | Path, out: str | Path, config: TrainConfig | None = None, *,
+          resume: str | Path | None = None) -> TrainResult:
+    """Train (or resume) one stage; returns the stage's final checkpoint OUT/<stage>."""
+    config = config or TrainConfig()
+    runtime = setup_runtime(config.device)
+    out = Path(out)
+    train_set = open_split(store, index, "train", None)
+    val_set = PatchTensors(open_split(store, index, "val", train_set.features), cache=config.cache)
+    start = _initial_state(store, train_set, config, resume)
+    model, meta = start.model.to(runtime.device), start.meta
+    meta.train = config.model_dump(mode="json")
+    optimizer = torch.optim.AdamW(trainable_parameters(model, config.stage), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    if start.optimizer_state is not None:
+        optimizer.load_state_dict(start.optimizer_state)
+    if start.rng_state is not None:
+        torch.set_rng_state(start.rng_state)
+    scaler = torch.amp.GradScaler("cuda", enabled=runtime.device.type == "cuda" and config.amp == "fp16")
+    net = model
+    if runtime.world > 1:
+        # Coding tables change shape at validation (rank 0 only): never broadcast buffers.
+        net = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+    dataset = PatchTensors(train_set, cache=config.cache)
+    if meta.epoch >= config.epochs:
+        log.info("stage %s already has %d epochs (train.epochs = %d): nothing to do", config.stage, meta.epoch,
+                 config.epochs)
+    for epoch in range(meta.epoch, config.epochs):
+        started = time.perf_counter()
+        record, meta.step = _train_epoch(net, model, optimizer, scaler, dataset, config, runtime, epoch, meta.step)
+        meta.epoch = epoch + 1
+        if runtime.main:
+            record.update(validate(model, val_set, meta, config, runtime.device))
+            record.update(stage=config.stage, epoch=meta.epoch, seconds=round(time.perf_counter() - started, 2))
+            meta.history.append(record)
+            _log_epoch(record, config)
+            model.update()
+            state = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+            save_checkpoint(out / "last", model, meta, state)
+        _barrier(runtime)
+    if runtime.main:
+        model.update()
+        save_checkpoint(out / config.stage, model, meta,
+                        {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()})
+    _barrier(runtime)
+    return TrainResult(out / config.stage, meta.history)
+
+
+def _log_epoch(record: dict, config: TrainConfig) -> None:
+    bits = record.get("val_bits_per_value")
+    log.info(
+        "%s epoch %d/%d: loss %.4f (MSE %.5f, R %.3f est. bits/value) | val RMSE %.4f%s | %.1f s",
+        record["stage"], record["epoch"], config.epochs, record["train_loss"], record["train_mse"],
+        record["train_bits_estimate"], record["val_rmse"],
+        f", {bits:.3f} bits/value (real streams)" if bits is not None else "", record["seconds"],
+    )
+
+
+# --- command line --------------------------------------------------------------------------------
+_FLAGS = ("stage", "epochs", "batch_size", "lr", "lmbda", "device", "max_steps_per_epoch", "val_patches", "seed")
+
+
+def register(subparsers, common: argparse.ArgumentParser) -> None:
+    """Add `satflow train`."""
+    parser = subparsers.add_parser(
+        "train", parents=[common], help="train the learned codec (VAEformerLite + hyperprior)",
+        description="Train VAEformerLite on the train split of a patch index: stage pretrain (masked MSE "
+        "+ rate), then stage finetune-entropy (transforms frozen). Checkpoints go to OUT/last each epoch and "
+        "OUT/<stage> at the end; validation on the val split reports RMSE (physical units) and real bits per "
+        "value. Under torchrun it trains with DDP (see jobs/train_ddp.py). Flags override the train: section.",
+    )
+    parser.add_argument("store", help="the Zarr store (satflow ingest)")
+    parser.add_argument("--index", required=True, help="patch index Parquet of the store (satflow index)")
+    parser.add_argument("--out", required=True, help="checkpoint directory")
+    parser.add_argument("--stage", choices=("pretrain", "finetune-entropy"), help="training stage (train.stage)")
+    parser.add_argument("--epochs", type=int, help="total epochs of this stage (train.epochs)")
+    parser.add_argument("--resume", metavar="CKPT",
+                        help="checkpoint to continue (same stage) or to start this stage from (e.g. OUT/pretrain)")
+    parser.add_argument("--batch-size", type=int, help="patches per step (train.batch_size)")
+    parser.add_argument("--lr", type=float, help="learning rate (train.lr)")
+    parser.add_argument("--lmbda", type=float, help="rate-distortion weight in lmbda * D + R (train.lmbda)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (train.device)")
+    parser.add_argument("--max-steps", dest="max_steps_per_epoch", type=int, help="cap on steps per epoch")
+    parser.add_argument("--val-patches", type=int, help="val patches coded to real streams per epoch")
+    parser.add_argument("--seed", type=int, help="random seed (train.seed)")
+    parser.set_defaults(handler=run_train)
+
+
+def config_from_args(args, config) -> TrainConfig:
+    """The train: section with the command-line flags applied (validated)."""
+    overrides = {name: getattr(args, name) for name in _FLAGS if getattr(args, name, None) is not None}
+    return TrainConfig.model_validate({**config.train.model_dump(), **overrides})
+
+
+def run_train(args, config) -> int:
+    from pydantic import ValidationError
+
+    try:
+        train_config = config_from_args(args, config)
+    except ValidationError as err:
+        raise ValueError(f"invalid train flags: {err.errors()[0]['loc'][0]}: {err.errors()[0]['msg']}") from None
+    result = train(args.store, args.index, args.out, train_config, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"checkpoint: {result.checkpoint}")
+    return 0
