@@ -107,7 +107,10 @@ def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = 
         "X": {"chunks": chunk_shape, "compressors": [_compressor(layout.compression_level)]},
         # No _FillValue on the mask: xarray would otherwise decode M == 0 to NaN.
         "M": {"chunks": chunk_shape, "compressors": [_compressor(layout.compression_level)], "_FillValue": None},
+        # Every time-dimensioned array is chunked like X along time: concurrent region tasks
+        # then never read-modify-write the same chunk (one shared chunk lost updates).
         "ingested": {"chunks": (chunk_shape[0],), "_FillValue": None},
+        "source_file": {"chunks": (chunk_shape[0],)},
         "time": {"units": TIME_UNITS, "calendar": TIME_CALENDAR, "dtype": "int64"},
         "step_count": {"_FillValue": None, "chunks": step_chunks},
         "count": {"_FillValue": None},

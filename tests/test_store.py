@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from satflow.store import StoreError, fingerprint, open_store, write_store_from_arrays
+
+
+def test_written_store_honours_the_contract(tiny_store):
+    path, values = tiny_store
+    ds = xr.open_zarr(path)  # plain xarray, consolidated metadata
+    np.testing.assert_array_equal(ds["X"].values, values)
+    np.testing.assert_array_equal(ds["M"].values, np.isfinite(values).astype(np.uint8))
+    assert ds["M"].dtype == np.uint8 and ds["X"].dtype == np.float32
+    assert [str(f) for f in ds["feature"].values] == ["a-1", "a-2", "b"]
+    assert ds["lat"].attrs["units"] == "degrees_north" and ds["lon"].attrs["standard_name"] == "longitude"
+    assert ds["X"].data.chunksize == (1, 3, 8, 16) and ds["M"].data.chunksize == (1, 3, 8, 16)
+
+
+def test_region_tasks_never_share_a_chunk(tiny_store):
+    """Each time-dimensioned array is chunked like X along time, so parallel regions cannot race."""
+    group = zarr.open_group(str(tiny_store[0]), mode="r", use_consolidated=False)
+    for name, array in group.arrays():
+        dims = array.metadata.dimension_names or ()
+        if dims and dims[0] == "time" and name != "time":
+            assert array.chunks[0] == group["X"].chunks[0], name
+
+
+def test_statistics_are_exact_over_valid_points(tiny_store):
+    path, values = tiny_store
+    ds = open_store(path)
+    data = values.astype(np.float64)
+    np.testing.assert_array_equal(ds["count"].values, np.isfinite(data).sum(axis=(0, 2, 3)))
+    np.testing.assert_allclose(ds["mean"].values, np.nanmean(data, axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(ds["std"].values, np.nanstd(data, axis=(0, 2, 3)), rtol=1e-10)
+
+
+def test_fingerprint_changes_with_content(tmp_path, tiny_store):
+    path, values = tiny_store
+    other = values.copy()
+    other[0, 0, 0, 0] = 1.0
+    kwargs = dict(times=np.datetime64("2020-01-01") + np.arange(4) * np.timedelta64(6, "h"),
+                  features=["a-1", "a-2", "b"], lat=np.linspace(-9.5, 9.5, 20), lon=np.linspace(0.5, 29.5, 30))
+    same = write_store_from_arrays(tmp_path / "same.zarr", values, **kwargs)
+    changed = write_store_from_arrays(tmp_path / "changed.zarr", other, **kwargs)
+    assert fingerprint(same) == fingerprint(path)
+    assert fingerprint(changed) != fingerprint(path)
+
+
+def test_not_a_store_is_named(tmp_path):
+    with pytest.raises(StoreError, match=f"{tmp_path / 'nope.zarr'}: no satflow store here"):
+        open_store(tmp_path / "nope.zarr")
+    zarr.open_group(str(tmp_path / "plain.zarr"), mode="w", zarr_format=3)
+    with pytest.raises(StoreError, match="not a satflow store \\(arrays X and M are missing\\)"):
+        open_store(tmp_path / "plain.zarr")
