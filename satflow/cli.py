@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if not args.verbose:  # the cluster's own chatter (worker start/stop) is noise to users
+    if not args.verbose:
+        # The cluster's own chatter (worker start/stop) is noise to users. distributed sets its
+        # logger levels when first imported, so import it before quieting it.
+        import distributed  # noqa: F401
+
         for noisy in ("distributed", "bokeh", "tornado"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
