@@ -74,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         # logger levels when first imported, so import it before quieting it.
         import distributed  # noqa: F401
 
-        for noisy in ("distributed", "bokeh", "tornado"):
+        for noisy in ("distributed", "tornado"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # bokeh warns that the dashboard accepts any Origin header; it listens on loopback only.
+        logging.getLogger("bokeh").setLevel(logging.ERROR)
     try:
         config = load_config(args.config, args.overrides)
         return int(args.handler(args, config) or 0)
