@@ -211,7 +211,8 @@ def _autocast(runtime: Runtime, config: TrainConfig):
 @torch.no_grad()
 def validate(model: VAEformerLite, val_set: Dataset, meta: CheckpointMeta, config: TrainConfig,
              device: torch.device) -> dict[str, Any]:
-    """Masked RMSE in physical units over the val split, and real bits per value on a few patches."""
+    """Masked RMSE per feature (physical units) and pooled (z-score units) over the val split, and
+    real bits per value on a few patches."""
     from satflow.codecs.container import pack_container
     from satflow.codecs.learned.coding import LatentCoder
 
@@ -225,8 +226,9 @@ def validate(model: VAEformerLite, val_set: Dataset, meta: CheckpointMeta, confi
         squared += (error**2).sum(dim=(0, 2, 3)).double().cpu().numpy()
         counts += mask.sum(dim=(0, 2, 3)).double().cpu().numpy()
     per_feature = np.sqrt(squared / np.maximum(counts, 1)) * std
-    overall = math.sqrt(float((per_feature**2 * counts).sum() / max(counts.sum(), 1)))
-    result = {"val_rmse": overall, "val_rmse_per_feature": dict(zip(meta.features, per_feature.tolist()))}
+    # Pooled over features only in normalised (z-score) units: kelvin and metres do not add up.
+    pooled = math.sqrt(float(squared.sum() / max(counts.sum(), 1)))
+    result = {"val_rmse_normalized": pooled, "val_rmse_per_feature": dict(zip(meta.features, per_feature.tolist()))}
     n_code = min(config.val_patches, len(val_set))
     if n_code:
         model.update()
@@ -340,9 +342,9 @@ def train(store: str | Path, index: str | Path, out: str | Path, config: TrainCo
 def _log_epoch(record: dict, config: TrainConfig) -> None:
     bits = record.get("val_bits_per_value")
     log.info(
-        "%s epoch %d/%d: loss %.4f (MSE %.5f, R %.3f est. bits/value) | val RMSE %.4f%s | %.1f s",
+        "%s epoch %d/%d: loss %.4f (MSE %.5f, R %.3f est. bits/value) | val RMSE %.4f std%s | %.1f s",
         record["stage"], record["epoch"], config.epochs, record["train_loss"], record["train_mse"],
-        record["train_bits_estimate"], record["val_rmse"],
+        record["train_bits_estimate"], record["val_rmse_normalized"],
         f", {bits:.3f} bits/value (real streams)" if bits is not None else "", record["seconds"],
     )
 
