@@ -88,7 +88,12 @@ def pack_patches(indices: np.ndarray, x: np.ndarray) -> bytes:
 
 
 def apply_patches(data: bytes, x_rec: np.ndarray) -> np.ndarray:
-    """Write patched values into x_rec (in place) and return it."""
+    """Write patched values into x_rec and return it (the same array when it is C-contiguous).
+
+    Flat indices need a C-ordered array: on any other layout `reshape(-1)` is a copy and the
+    patches would vanish silently (a learned decoder's cropped output is such a layout).
+    """
+    x_rec = np.ascontiguousarray(x_rec)
     if not data:
         return x_rec
     raw = bytes(Zstd().decode(data))

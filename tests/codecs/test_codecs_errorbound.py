@@ -98,3 +98,14 @@ def test_symbol_coding_round_trips(groups):
 def test_all_zero_residuals_cost_almost_nothing():
     tables, words, escaped = encode_symbols([np.zeros(10_000, np.int64)])
     assert len(words) <= 8 and escaped == b""
+
+
+def test_patches_survive_a_non_contiguous_inner_reconstruction():
+    """A learned inner decoder returns cropped (non-C-contiguous) arrays; patches must still land."""
+    from satflow.codecs.classic import apply_patches, pack_patches
+
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    x_rec = np.zeros((2, 4, 3), np.float32).transpose(0, 2, 1)  # right shape, Fortran-like layout
+    assert not x_rec.flags.c_contiguous
+    patched = apply_patches(pack_patches(np.array([1, 13, 23]), x), x_rec)
+    assert patched.ravel()[[1, 13, 23]].tolist() == [1.0, 13.0, 23.0]
