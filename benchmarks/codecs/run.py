@@ -1,10 +1,9 @@
 """Codec benchmark: rate-distortion, ratio at max-error bounds, and throughput, from real bitstreams.
 
 Datasets (one (feature, lat, lon) block per time step, NaN gaps kept):
-- amsua: AMSU-A-like brightness temperatures, 15 channels with swath gaps, from
-  `satflow.sources.sample.write_amsua_sample` ingested with `satflow.ingest` (falls back to a smooth
-  synthetic field written with `satflow.store.write_store_from_arrays` when the sample module is absent),
-  or any store given with --store;
+- amsua: AMSU-A-like brightness temperatures (`tmbrs`, 15 channels with swath gaps) from
+  `satflow.sources.sample.write_amsua_sample` ingested with `satflow.ingest`, or any store given
+  with --store;
 - ostia: OSTIA monthly SST from iris-sample-data (ostia_monthly.nc, land = invalid), real data; its
   source-file bytes give the ratio vs the NetCDF source.
 
@@ -45,47 +44,20 @@ def _store_blocks(path: Path, steps: int) -> tuple[np.ndarray, np.ndarray, list[
     return ds["X"].values[:n], ds["M"].values[:n], [str(f) for f in ds["feature"].values]
 
 
-def amsua_dataset(work: Path, steps: int, resolution: float) -> dict:
-    """AMSU-like blocks: the project's sample generator + ingest, else a synthetic stand-in."""
-    store = work / "amsua.zarr"
-    try:
-        from satflow.sources.sample import write_amsua_sample
-    except ImportError:
-        write_amsua_sample = None
-    if write_amsua_sample is not None:
-        from satflow.config import IngestConfig
-        from satflow.ingest import run_ingest
+def amsua_dataset(work: Path, steps: int, resolution: float, seed: int = 0) -> dict:
+    """AMSU-like brightness temperatures (15 channels, swath gaps): sample files + satflow ingest."""
+    from satflow.config import IngestConfig, SourceConfig
+    from satflow.ingest import run_ingest
+    from satflow.sources.sample import write_amsua_sample
 
-        files = write_amsua_sample(work / "raw", steps=steps, resolution=resolution, seed=0)
-        run_ingest([str(f) for f in files], store, IngestConfig(), progress=False)
-        source = "satflow.sources.sample.write_amsua_sample + satflow.ingest"
-        source_bytes = sum(f.stat().st_size for f in files)
-    else:
-        _write_synthetic_amsua(store, steps, resolution)
-        source, source_bytes = "synthetic smooth field (sample module not available)", 0
+    store = work / f"amsua-seed{seed}.zarr"
+    files = write_amsua_sample(work / f"raw-seed{seed}", steps=steps, resolution=resolution, seed=seed)
+    config = IngestConfig(source=SourceConfig(variables=["tmbrs"]))
+    run_ingest([str(f) for f in files], store, config, progress=False)
     x, m, features = _store_blocks(store, steps)
-    return {"name": "amsua", "source": source, "x": x, "mask": m, "features": features, "source_bytes": source_bytes}
-
-
-def _write_synthetic_amsua(store: Path, steps: int, resolution: float) -> None:
-    from satflow.store import write_store_from_arrays
-
-    rng = np.random.default_rng(0)
-    lat = np.arange(-90 + resolution / 2, 90, resolution)
-    lon = np.arange(-180 + resolution / 2, 180, resolution)
-    la, lo = np.meshgrid(np.radians(lat), np.radians(lon), indexing="ij")
-    values = np.empty((steps, 15, lat.size, lon.size), np.float32)
-    for t in range(steps):
-        weather = sum(rng.normal(0, 2) * np.sin(k * lo + rng.uniform(0, 6)) * np.cos(k * la) for k in range(1, 6))
-        for c in range(15):  # channels peak higher in the atmosphere: colder, smoother
-            values[t, c] = 270 - 5 * c + 25 * np.cos(la) * (1 - c / 20) + weather / (1 + c / 3)
-        values[t] += rng.normal(0, 0.25, values[t].shape)
-        swath = np.sin(lo * 7 + la * 3 + t) > 0.55  # diagonal gaps between swaths
-        values[t][:, swath] = np.nan
-    write_store_from_arrays(
-        store, values, times=np.datetime64("2020-01-01") + np.arange(steps) * np.timedelta64(6, "h"),
-        features=[f"tmbrs-{c + 1}" for c in range(15)], lat=lat, lon=lon,
-    )
+    return {"name": "amsua", "source": f"write_amsua_sample(seed={seed}, resolution={resolution}) + satflow ingest "
+            "(tmbrs)", "x": x, "mask": m, "features": features,
+            "source_bytes": sum(f.stat().st_size for f in files)}
 
 
 def ostia_dataset(steps: int) -> dict:
@@ -114,8 +86,11 @@ def codec_settings(quick: bool, learned: str | None, learned_params: dict) -> li
     settings += [("zfp", "zfp", {"tol": t}) for t in tols + [4.0]]  # ZFP's errors stay well below its tol
     settings += [("errorbound(bitround-3)", "errorbound", {"inner": "bitround", "inner_params": {"keepbits": 3}, "eps": b})
                  for b in BOUNDS]
+    settings += [("errorbound(sz3)", "errorbound", {"inner": "sz3", "eps": b}) for b in BOUNDS]
     if learned:
-        settings.append((learned, learned, dict(learned_params)))
+        # qstep scales the latent quantisation step: one trained model, several rates.
+        qsteps = [1.0] if quick else [0.5, 1.0, 2.0, 4.0]
+        settings += [(learned, learned, {**learned_params, "qstep": q}) for q in qsteps]
         settings += [(f"errorbound({learned})", "errorbound", {"inner": learned, "inner_params": dict(learned_params),
                                                              "eps": b}) for b in BOUNDS]
     return settings
@@ -149,10 +124,21 @@ def measure(codec, x: np.ndarray, mask: np.ndarray, source_bytes: int, features:
     }
 
 
+def _learned_features(codec) -> list[str] | None:
+    """Features a learned codec (or a wrapper around one) was trained on; None for classic codecs."""
+    inner = getattr(codec, "inner", None)
+    return getattr(codec, "features", None) or (getattr(inner, "features", None) if inner is not None else None)
+
+
 def run_dataset(data: dict, settings: list[tuple[str, str, dict]]) -> dict:
     rows = []
     for family, name, params in settings:
         codec = get_codec(name, **params)
+        trained_on = _learned_features(codec)
+        if trained_on is not None and list(trained_on) != list(data["features"]):
+            print(f"  {data['name']:6s} {family}: skipped, its checkpoint was trained on other features "
+                  f"({len(trained_on)} vs {len(data['features'])})", flush=True)
+            continue
         row = {"family": family, "codec": codec.describe(), **measure(codec, data["x"], data["mask"],
                                                                      data["source_bytes"], data["features"])}
         rows.append(row)
@@ -220,6 +206,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few steps, coarse grid, fewer settings (< 1 minute)")
     parser.add_argument("--steps", type=int, default=4, help="time steps per dataset")
     parser.add_argument("--resolution", type=float, default=1.0, help="grid spacing of the AMSU-like sample (degrees)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the AMSU-like sample (training data uses 0)")
     parser.add_argument("--store", type=Path, help="benchmark this satflow store instead of the generated AMSU sample")
     parser.add_argument("--learned", help="registered learned codec name to include")
     parser.add_argument("--checkpoint", help="checkpoint for --learned")
@@ -241,7 +228,7 @@ def main() -> None:
             x, m, features = _store_blocks(args.store, args.steps)
             amsua = {"name": "store", "source": str(args.store), "x": x, "mask": m, "features": features, "source_bytes": 0}
         else:
-            amsua = amsua_dataset(work, args.steps, args.resolution)
+            amsua = amsua_dataset(work, args.steps, args.resolution, args.seed)
         datasets = {d["name"]: run_dataset(d, settings) for d in (amsua, ostia_dataset(args.steps))}
     finally:
         shutil.rmtree(work, ignore_errors=True)
