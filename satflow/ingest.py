@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import collections
 import glob
-import hashlib
 import json
 import logging
 import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -372,18 +372,15 @@ def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progres
         from distributed import as_completed
 
         infos = client.scatter(plan.infos, broadcast=True)
+        run_id = uuid.uuid4().hex[:8]  # readable task names on the dashboard, never reused by a re-run
         futures = [client.submit(ingest_region, plan.store, region, infos, *args[1:], retries=2,
-                                 key=f"ingest-region-{region.t0}-{_token(plan.store)}")
+                                 key=f"ingest-region-t{region.t0}-{run_id}")
                    for region in plan.regions]
         for future in _progress(as_completed(futures), progress, total=len(futures)):
             problems += future.result()
     finalize(plan.store)
     n_steps = open_group(plan.store)["X"].shape[0]
     return IngestReport(plan.store, len(plan.regions), plan.skipped + problems, n_steps)
-
-
-def _token(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 def _progress(iterable, enabled: bool, total: int | None = None):
