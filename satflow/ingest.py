@@ -363,24 +363,29 @@ def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progres
     """Write every region of the plan (on `client` if given), then fold the statistics."""
     _prepare_store(plan, config)
     shape_yx = (len(plan.layout.lat), len(plan.layout.lon))
-    args = (plan.infos, config.source, len(plan.layout.features), shape_yx)
+    common = (config.source, len(plan.layout.features), shape_yx)
     problems: list[Skipped] = []
     if client is None:
         for region in _progress(plan.regions, progress):
-            problems += ingest_region(plan.store, region, *args)
+            problems += ingest_region(plan.store, region, _infos_for(plan, region), *common)
     else:
         from distributed import as_completed
 
-        infos = client.scatter(plan.infos, broadcast=True)
         run_id = uuid.uuid4().hex[:8]  # readable task names on the dashboard, never reused by a re-run
-        futures = [client.submit(ingest_region, plan.store, region, infos, *args[1:], retries=2,
-                                 key=f"ingest-region-t{region.t0}-{run_id}")
+        # Each task carries only its own files' metadata: broadcasting every FileInfo to every
+        # worker would cost O(files x workers) memory on archives of thousands of files.
+        futures = [client.submit(ingest_region, plan.store, region, _infos_for(plan, region), *common,
+                                 retries=2, key=f"ingest-region-t{region.t0}-{run_id}")
                    for region in plan.regions]
         for future in _progress(as_completed(futures), progress, total=len(futures)):
             problems += future.result()
     finalize(plan.store)
     n_steps = open_group(plan.store)["X"].shape[0]
     return IngestReport(plan.store, len(plan.regions), plan.skipped + problems, n_steps)
+
+
+def _infos_for(plan: IngestPlan, region: Region) -> dict[str, FileInfo]:
+    return {slot.path: plan.infos[slot.path] for slot in region.slots}
 
 
 def _progress(iterable, enabled: bool, total: int | None = None):
