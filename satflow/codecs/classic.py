@@ -124,6 +124,23 @@ class LosslessCodec(Codec):
         return _unshuffled_zstd(payload, mask.shape)
 
 
+# --- constant -------------------------------------------------------------------------------------
+@register_codec("constant")
+class ConstantCodec(Codec):
+    """Constant: each feature's valid mean (8 bytes each); a baseline and a free inner codec for errorbound."""
+
+    def encode_payload(self, x: np.ndarray, mask: np.ndarray) -> bytes:
+        valid = mask != 0
+        means = [float(x[f][valid[f]].mean(dtype=np.float64)) if valid[f].any() else 0.0 for f in range(x.shape[0])]
+        return np.asarray(means, "<f8").tobytes()
+
+    def decode_payload(self, payload: bytes, mask: np.ndarray) -> np.ndarray:
+        means = np.frombuffer(payload, "<f8")
+        if means.size != mask.shape[0]:
+            raise ContainerError(f"constant payload holds {means.size} means, the block has {mask.shape[0]} features")
+        return np.broadcast_to(means.astype(np.float32)[:, None, None], mask.shape).copy()
+
+
 # --- bit rounding ---------------------------------------------------------------------------------
 def bitround(values: np.ndarray, keepbits: int) -> np.ndarray:
     """Round-to-nearest float32 mantissa to `keepbits` bits (numcodecs.BitRound), never overflowing to inf."""
@@ -157,6 +174,12 @@ class BitRoundCodec(Codec):
         if not 0.0 < float(information) <= 1.0:
             raise ValueError(f"bitround: information must be in (0, 1], got {information!r}")
         super().__init__(keepbits=keepbits, information=float(information), level=_check_level(level, "bitround"))
+
+    def describe(self) -> str:
+        """Without `information` when keepbits are set by hand (it is not used then)."""
+        if self._params["keepbits"] is None:
+            return super().describe()
+        return f"bitround(keepbits={self._params['keepbits']!r}, level={self._params['level']})"
 
     def keepbits_for(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Keepbits per feature: the configured ones, or those holding `information` of the data's."""

@@ -1,11 +1,20 @@
 """`errorbound`: wrap any codec (classic or learned) so that |x - x_rec| <= eps at every valid point.
 
-Encoding runs the inner codec, decodes its payload, and quantises the residual r = x - x_hat with
-step 2*eps (q = round(r / (2 eps)), so |r - 2 eps q| <= eps). The q of each feature are range-coded
-(constriction) with a categorical model fitted to that feature's histogram; the histogram travels
-in the stream so the decoder builds the identical model. Symbols outside a +-127 window go through
-an escape symbol and a side stream. Reconstructions are computed in float64 and checked after the
-cast to float32; any valid point still beyond eps is stored verbatim.
+Encoding runs the inner codec, decodes its payload, and quantises with step 2*eps what x_hat does
+not explain (q = round(r / (2 eps)), so |r - 2 eps q| <= eps):
+
+- context="causal" (default): r is the error of a closed-loop prediction from x_hat and from the
+  values already reconstructed around the point, in its own and in earlier features
+  (`satflow.codecs.prediction`). Invalid points cost nothing, and the inner codec may be as cheap
+  as `constant`.
+- context="none": r = x - x_hat at every valid point (streams written before the context existed
+  read back this way).
+
+The q of each group (feature, or feature and column parity) are range-coded (constriction) with a
+categorical model fitted to the group's histogram; the histogram travels in the stream so the
+decoder builds the identical model. Symbols outside a +-127 window go through an escape symbol and
+a side stream. Reconstructions are computed in float64 and checked after the cast to float32; any
+valid point still beyond eps is stored verbatim.
 
 The decoder needs x_hat bit-identical to the encoder's, so a CRC-32 of x_hat is in the stream: a
 non-deterministic inner decoder (other device, other weights) raises ContainerError instead of
@@ -21,13 +30,15 @@ import constriction
 import numpy as np
 from numcodecs import Zstd
 
+from satflow.codecs import prediction
 from satflow.codecs.base import Codec, pack_sections, unpack_sections
 from satflow.codecs.classic import apply_patches, exceedances, pack_patches, per_feature
 from satflow.codecs.container import ContainerError
 from satflow.codecs.registry import codec_class, get_codec, parameter_docs, register_codec
 
 WINDOW = 127  # symbols -WINDOW..WINDOW are modelled directly; the rest are escaped
-_LIMIT = 2**40  # |q| beyond this is not worth coding: the point becomes a verbatim patch
+_LIMIT = prediction.LIMIT  # |q| beyond this is not worth coding: the point becomes a verbatim patch
+CONTEXTS = ("causal", "none")
 
 
 def _checksum(x_hat: np.ndarray, mask: np.ndarray) -> bytes:
@@ -98,9 +109,12 @@ class ErrorBounded(Codec):
         "inner": "the wrapped codec: a registered name (or a Codec instance from Python)",
         "eps": "absolute error bound in data units: one number or one per feature",
         "inner_params": "keyword parameters of the inner codec when given by name (a missing tol defaults to eps)",
+        "context": "'causal' (default): code the error of a closed-loop prediction from x_hat and decoded "
+                   "neighbours and features; 'none': code x - x_hat point by point",
     }
 
-    def __init__(self, *, inner: str | Codec, eps: float | list[float], inner_params: dict | None = None) -> None:
+    def __init__(self, *, inner: str | Codec, eps: float | list[float], inner_params: dict | None = None,
+                 context: str = "causal") -> None:
         values = np.atleast_1d(np.asarray(eps, dtype=np.float64))
         if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
             raise ValueError(f"errorbound: eps must be positive finite numbers, got {eps!r}")
@@ -110,19 +124,26 @@ class ErrorBounded(Codec):
             raise ValueError("errorbound: inner_params only apply when inner is a codec name")
         if not isinstance(inner, Codec):
             raise ValueError(f"errorbound: inner must be a codec name or Codec instance, got {inner!r}")
+        if context not in CONTEXTS:
+            raise ValueError(f"errorbound: context must be one of {', '.join(CONTEXTS)}, got {context!r}")
         self.inner = inner
-        super().__init__(inner=inner.name, inner_params=inner.params, eps=float(eps) if np.ndim(eps) == 0 else values.tolist())
+        super().__init__(inner=inner.name, inner_params=inner.params,
+                         eps=float(eps) if np.ndim(eps) == 0 else values.tolist(), context=context)
 
     def container_params(self) -> dict:
-        return {"inner": self.inner.name, "inner_params": self.inner.container_params(), "eps": self._params["eps"]}
+        params = {"inner": self.inner.name, "inner_params": self.inner.container_params(), "eps": self._params["eps"]}
+        if self._causal:  # context="none" headers stay exactly as they were before the context existed
+            params["context"] = "causal"
+        return params
 
     @classmethod
     def from_container_params(cls, params: dict, **context: Any) -> ErrorBounded:
         inner = codec_class(params["inner"]).from_container_params(params["inner_params"], **context)
-        return cls(inner=inner, eps=params["eps"])
+        return cls(inner=inner, eps=params["eps"], context=params.get("context", "none"))  # older streams: none
 
     def describe(self) -> str:
-        return f"errorbound(eps={self._params['eps']!r}, inner={self.inner.describe()})"
+        return (f"errorbound(eps={self._params['eps']!r}, context={self._params['context']!r}, "
+                f"inner={self.inner.describe()})")
 
     def _steps(self, n_features: int) -> tuple[np.ndarray, np.ndarray]:
         eps = per_feature(self._params["eps"], n_features, "errorbound eps")
@@ -134,7 +155,7 @@ class ErrorBounded(Codec):
         return [self._encode_residual(*args) for args in zip(xs, masks, inner_payloads, x_hats)]
 
     def decode_payloads(self, payloads: list[bytes], masks: list[np.ndarray]) -> list[np.ndarray]:
-        parts = [unpack_sections(p, expected=6) for p in payloads]
+        parts = [unpack_sections(p, expected=7 if self._causal else 6) for p in payloads]
         x_hats = self.inner.decode_payloads([p[0] for p in parts], masks)
         return [self._decode_residual(p, m, x_hat) for p, m, x_hat in zip(parts, masks, x_hats)]
 
@@ -144,24 +165,32 @@ class ErrorBounded(Codec):
     def decode_payload(self, payload: bytes, mask: np.ndarray) -> np.ndarray:
         return self.decode_payloads([payload], [mask])[0]
 
+    @property
+    def _causal(self) -> bool:
+        return self._params["context"] == "causal"
+
     def _encode_residual(self, x: np.ndarray, mask: np.ndarray, inner_payload: bytes, x_hat: np.ndarray) -> bytes:
         x_hat = np.asarray(x_hat, np.float32)
         eps, step = self._steps(x.shape[0])
-        valid = mask != 0
-        groups = []
-        q_block = np.zeros(x.shape, np.int64)
-        for f in range(x.shape[0]):
-            residual = (x[f][valid[f]].astype(np.float64) - x_hat[f][valid[f]]) / step[f]
-            q = np.where(np.abs(residual) < _LIMIT, np.rint(np.nan_to_num(residual, nan=0.0)), 0.0).astype(np.int64)
-            q_block[f][valid[f]] = q
-            groups.append(q)
-        x_rec = _reconstruct(x_hat, q_block, step)
+        if self._causal:
+            filled = prediction.finite_fill(x_hat, mask)
+            coefficients = prediction.fit(x, mask, filled, eps)
+            x_rec64, q_block = prediction.run(filled, mask, coefficients, step, x=x)
+            groups = prediction.groups(q_block, mask)
+            context = [_zstd_bytes(coefficients.astype("<f4").tobytes())]
+        else:
+            q_block = _pointwise_q(x, x_hat, mask, step)
+            x_rec64 = x_hat.astype(np.float64) + q_block * step[:, None, None]
+            groups = [q_block[f][mask[f] != 0] for f in range(x.shape[0])]
+            context = []
+        with np.errstate(invalid="ignore", over="ignore"):
+            x_rec = x_rec64.astype(np.float32)
         patches = pack_patches(exceedances(x, x_rec, mask, eps), x)
         tables, words, escaped = encode_symbols(groups)
-        return pack_sections([inner_payload, _checksum(x_hat, mask), tables, words, escaped, patches])
+        return pack_sections([inner_payload, _checksum(x_hat, mask), *context, tables, words, escaped, patches])
 
     def _decode_residual(self, parts: list[bytes], mask: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
-        _, checksum, tables, words, escaped, patches = parts
+        checksum, *context, tables, words, escaped, patches = parts[1:]
         x_hat = np.asarray(x_hat, np.float32)
         if _checksum(x_hat, mask) != checksum:
             raise ContainerError(
@@ -169,14 +198,44 @@ class ErrorBounded(Codec):
                 "(non-deterministic decoder, other device or other weights); refusing to return values "
                 "that may break the error bound"
             )
-        valid = mask != 0
-        sizes = [int(valid[f].sum()) for f in range(mask.shape[0])]
-        groups = decode_symbols(sizes, tables, words, escaped)
-        q_block = np.zeros(mask.shape, np.int64)
-        for f, q in enumerate(groups):
-            q_block[f][valid[f]] = q
         _, step = self._steps(mask.shape[0])
-        return apply_patches(patches, _reconstruct(x_hat, q_block, step))
+        valid = mask != 0
+        if self._causal:
+            coefficients = np.frombuffer(_unzstd_bytes(context[0]), "<f4")
+            if coefficients.size != prediction.coefficient_count(mask.shape[0]):
+                raise ContainerError(f"errorbound stream holds {coefficients.size} prediction coefficients, "
+                                     f"a block of {mask.shape[0]} features needs {prediction.coefficient_count(mask.shape[0])}")
+            q_block = prediction.scatter(decode_symbols(prediction.group_sizes(mask), tables, words, escaped), mask)
+            x_rec64, _ = prediction.run(prediction.finite_fill(x_hat, mask), mask, coefficients, step, q=q_block)
+        else:
+            sizes = [int(valid[f].sum()) for f in range(mask.shape[0])]
+            q_block = np.zeros(mask.shape, np.int64)
+            for f, q in enumerate(decode_symbols(sizes, tables, words, escaped)):
+                q_block[f][valid[f]] = q
+            x_rec64 = x_hat.astype(np.float64) + q_block * step[:, None, None]
+        with np.errstate(invalid="ignore", over="ignore"):
+            return apply_patches(patches, x_rec64.astype(np.float32))
+
+
+def _pointwise_q(x: np.ndarray, x_hat: np.ndarray, mask: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """round((x - x_hat) / step) at valid points; 0 elsewhere and where that is not worth coding."""
+    valid = mask != 0
+    q_block = np.zeros(x.shape, np.int64)
+    for f in range(x.shape[0]):
+        residual = (x[f][valid[f]].astype(np.float64) - x_hat[f][valid[f]]) / step[f]
+        q_block[f][valid[f]] = np.where(np.abs(residual) < _LIMIT, np.rint(np.nan_to_num(residual, nan=0.0)), 0.0)
+    return q_block
+
+
+def _zstd_bytes(data: bytes) -> bytes:
+    return bytes(Zstd(level=9).encode(data))
+
+
+def _unzstd_bytes(data: bytes) -> bytes:
+    try:
+        return bytes(Zstd().decode(data))
+    except Exception as err:  # numcodecs raises RuntimeError on corrupt frames
+        raise ContainerError(f"errorbound prediction coefficients are corrupt: {err}") from err
 
 
 def _default_inner_params(inner: str, inner_params: dict | None, eps: float | list[float]) -> dict:
@@ -186,8 +245,3 @@ def _default_inner_params(inner: str, inner_params: dict | None, eps: float | li
     if tol_doc is not None and "default" not in tol_doc and "tol" not in params:
         params["tol"] = eps
     return params
-
-
-def _reconstruct(x_hat: np.ndarray, q: np.ndarray, step: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", over="ignore"):
-        return (x_hat.astype(np.float64) + q * step[:, None, None]).astype(np.float32)

@@ -97,7 +97,7 @@ def test_explicit_mask_marks_finite_points_invalid(block):
 
 
 ALL_CODECS = [("lossless", {}), ("bitround", {"keepbits": 6}), ("bitround", {}), ("sz3", {"tol": 0.5}),
-              ("zfp", {"tol": 0.5}), ("sz3", {"tol": 0.5, "fill": "mean"})]
+              ("zfp", {"tol": 0.5}), ("sz3", {"tol": 0.5, "fill": "mean"}), ("constant", {})]
 
 
 @pytest.mark.parametrize(("name", "params"), ALL_CODECS)
@@ -222,3 +222,13 @@ def test_smooth_fill_keeps_valid_points_and_fills_gaps(block):
         filled = fill_invalid(block, mask, method)
         assert np.isfinite(filled).all()
         assert np.array_equal(filled[mask == 1], block[mask == 1])
+
+
+def test_constant_codec_stores_each_features_valid_mean(block):
+    codec = get_codec("constant")
+    data = codec.encode(block)
+    x_rec, mask = codec.decode(data)
+    for f in range(block.shape[0]):
+        assert np.allclose(x_rec[f][mask[f] != 0], np.nanmean(block[f].astype(np.float64)), rtol=0, atol=1e-4)
+    assert np.isnan(x_rec[mask == 0]).all()
+    assert len(unpack_container(data).payload) == 8 * block.shape[0]

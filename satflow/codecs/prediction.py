@@ -1,0 +1,231 @@
+"""Closed-loop causal linear prediction: the context model of `errorbound` (context="causal").
+
+Each valid point is predicted from values the decoder already holds, and only the prediction error
+is quantised (step 2*eps) and coded; reconstructed values, not the originals, feed the next
+predictions, so errors never accumulate (near-lossless DPCM, as in JPEG-LS and CALIC). The order:
+
+- features one after another; inside a feature, rows in index order; inside a row, even columns
+  first, then odd columns, which also see their left and right (even) neighbours;
+- a point sees, in this order: a constant; the inner codec's reconstruction x_hat of its own feature
+  at the point and its four neighbours; every earlier feature's reconstruction at the point and its
+  four neighbours (channels of one instrument share most of their structure); its own feature's
+  reconstruction two rows up (`ABOVE`) and, for odd columns, beside it (`BESIDE`).
+
+Invalid points take their prediction as their value: the decoder knows the mask, so they cost
+nothing. Coefficients are fitted per feature and column parity by least squares at encode time, on
+the input plus uniform noise of +-eps (what reconstruction error looks like), and travel in the
+stream as float32. Predictions are sums of float64 products in a fixed order, elementwise only (no
+BLAS reductions), so a decoder on any machine repeats them bit for bit.
+
+Written by hand because no library does near-lossless prediction over masked multi-feature grids:
+SZ3 and ZFP code each array on its own and must also code the filled gaps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+AROUND = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # (rows up, columns left): point and 4 neighbours
+ABOVE = ((1, 0), (1, 1), (1, -1), (2, 0), (1, 2), (1, -2))  # same feature, rows already decoded
+BESIDE = ((0, 1), (0, -1))  # same feature, same row: the even columns, decoded in the first pass
+PAD = 2  # rows above the block, set to the inner reconstruction's first row
+LIMIT = 2**40  # prediction errors beyond this many steps are not coded: the point becomes a patch
+MAX_FIT_POINTS = 16384  # least squares on an even subsample: the fit costs little, the coding the same
+_NOISE_SEED = 0  # the fitting noise only shapes coefficients; fixed so that equal inputs give equal bytes
+
+
+def n_terms(feature: int, parity: int) -> int:
+    """Coefficients of one (feature, column parity) predictor."""
+    return 1 + len(AROUND) * (feature + 1) + len(ABOVE) + parity * len(BESIDE)
+
+
+def coefficient_count(n_features: int) -> int:
+    return sum(n_terms(f, p) for f in range(n_features) for p in (0, 1))
+
+
+def finite_fill(x_hat: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """x_hat in float64 with every invalid or non-finite point set to its feature's valid mean.
+
+    The mean is math.fsum's (exactly rounded), so encoder and decoder agree on any machine.
+    """
+    out = np.array(x_hat, dtype=np.float64)
+    usable = (mask != 0) & np.isfinite(out)
+    for f in range(out.shape[0]):
+        values = out[f][usable[f]]
+        fill = math.fsum(values.tolist()) / values.size if values.size else 0.0
+        out[f][~usable[f]] = fill if math.isfinite(fill) else 0.0
+    return out
+
+
+def _around(field: np.ndarray, up: int, left: int) -> np.ndarray:
+    """field[i - up, j - left]: rows clamp at the block's edges, columns wrap (global longitudes)."""
+    height = field.shape[0]
+    rows = np.clip(np.arange(height) - up, 0, height - 1)
+    return np.roll(field[rows], left, axis=1)
+
+
+def _static_terms(f: int, x_hat: np.ndarray, rec: np.ndarray) -> list[np.ndarray]:
+    """The terms of feature f known before it is coded, in coefficient order (after the constant)."""
+    terms = [_around(x_hat[f], *o) for o in AROUND]
+    for g in range(f):
+        terms += [_around(rec[g], *o) for o in AROUND]
+    return terms
+
+
+def _columns(width: int, parity: int) -> np.ndarray:
+    return np.arange(parity, width, 2)
+
+
+def _padded(field: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """(PAD + H, W): PAD copies of `top` above `field`."""
+    return np.concatenate([np.broadcast_to(top, (PAD, field.shape[1])), field])
+
+
+def _row_offsets(parity: int) -> tuple[tuple[int, int], ...]:
+    return ABOVE + (BESIDE if parity else ())
+
+
+def fit(x: np.ndarray, mask: np.ndarray, x_hat: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """float32 coefficients of every (feature, parity) predictor, concatenated.
+
+    `x_hat` must come from `finite_fill`. Fitted open loop on x + U(-eps, eps), over the points
+    whose predicting neighbours are all valid and inside the block (gap edges and the block's top
+    rows would otherwise pull the fit); a group with too few such points, or a singular fit,
+    predicts x_hat instead.
+    """
+    rng = np.random.default_rng(_NOISE_SEED)
+    valid = mask != 0
+    noise = rng.uniform(-1.0, 1.0, x.shape) * eps[:, None, None]
+    noisy = np.where(valid, np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0) + noise, x_hat)
+    coefficients = []
+    for f in range(x.shape[0]):
+        static = _static_terms(f, x_hat, noisy)
+        padded = _padded(noisy[f], x_hat[f, 0])
+        for parity in (0, 1):
+            interior = _interior(valid, f, parity)
+            cols = _columns(x.shape[2], parity)
+            rows, at = np.nonzero(interior[PAD:, cols])  # rows whose rows above are inside the block
+            rows += PAD
+            keep = slice(None, None, max(1, rows.size // MAX_FIT_POINTS))
+            rows, at = rows[keep], at[keep]
+            columns = cols[at]
+            design = [t[rows, columns] for t in static]
+            design += [padded[rows + PAD - up, (columns - left) % x.shape[2]] for up, left in _row_offsets(parity)]
+            coefficients.append(_least_squares(np.stack(design, axis=1), x[f][rows, columns].astype(np.float64)))
+    return np.concatenate(coefficients).astype(np.float32)
+
+
+def _interior(valid: np.ndarray, f: int, parity: int) -> np.ndarray:
+    """Valid points of feature f whose every predicting neighbour is valid too."""
+    inside = valid[f].copy()
+    for up, left in _row_offsets(parity):
+        inside &= _around(valid[f], up, left)
+    for g in range(f):
+        for offset in AROUND:
+            inside &= _around(valid[g], *offset)
+    return inside
+
+
+def _least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """[constant, weights...] by least squares, refitted without the points it misses by far.
+
+    Squared error lets a few points (next to gaps, at a block's edge) pull every coefficient; the
+    coder pays for all the others, so the second fit ignores misses beyond 4 robust deviations.
+    """
+    fallback = np.zeros(1 + design.shape[1])
+    fallback[1] = 1.0  # x_hat at the point itself
+    if design.shape[0] < 4 * design.shape[1] or not np.all(np.isfinite(design)) or not np.all(np.isfinite(target)):
+        return fallback
+    first = _solve(design, target)
+    if first is None:
+        return fallback
+    miss = np.abs(target - first[0] - design @ first[1:])
+    keep = miss <= 4.0 * 1.4826 * np.median(miss) + 1e-12
+    second = _solve(design[keep], target[keep]) if 4 * design.shape[1] <= keep.sum() < keep.size else first
+    return second if second is not None else first
+
+
+def _solve(design: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+    """Least squares on centred columns with a tiny ridge; None when it fails."""
+    mean, target_mean = design.mean(axis=0), target.mean()
+    centred = design - mean
+    gram = centred.T @ centred
+    gram[np.diag_indices_from(gram)] += 1e-9 * np.trace(gram) / gram.shape[0] + 1e-12
+    try:
+        weights = np.linalg.solve(gram, centred.T @ (target - target_mean))
+    except np.linalg.LinAlgError:
+        return None
+    solution = np.concatenate([[target_mean - mean @ weights], weights])
+    return solution if np.all(np.isfinite(solution)) and np.abs(solution).max() < 1e6 else None
+
+
+def run(x_hat: np.ndarray, mask: np.ndarray, coefficients: np.ndarray, step: np.ndarray, *,
+        x: np.ndarray | None = None, q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The closed loop shared by encoder (`x` given: computes q) and decoder (`q` given).
+
+    Returns (reconstruction in float64, q as int64), both (feature, lat, lon); q is 0 where invalid.
+    """
+    n_features, height, width = mask.shape
+    if coefficients.size != coefficient_count(n_features):
+        raise ValueError(f"{coefficients.size} prediction coefficients for {n_features} features, "
+                         f"expected {coefficient_count(n_features)}")
+    encoding = x is not None
+    q = np.zeros(mask.shape, np.int64) if encoding else q
+    weights = iter(np.split(coefficients.astype(np.float64), np.cumsum(
+        [n_terms(f, p) for f in range(n_features) for p in (0, 1)])[:-1]))
+    valid = mask != 0
+    rec = np.array(x_hat, dtype=np.float64)  # rows not yet reached are never read
+    for f in range(n_features):
+        static = _static_terms(f, x_hat, rec)
+        padded = _padded(rec[f], x_hat[f, 0])  # rec[f] rows live at padded[PAD:]: written in place below
+        passes = [_pass(parity, next(weights), static, width) for parity in (0, 1)]
+        for i in range(height):
+            for cols, base, offsets in passes:  # even columns, then odd ones (which see the even ones)
+                prediction = base[i].copy()
+                for up, at, weight in offsets:
+                    prediction += weight * padded[PAD + i - up, at]
+                prediction = np.where(np.isfinite(prediction), prediction, x_hat[f, i, cols])
+                if encoding:
+                    q[f, i, cols] = _quantise(x[f, i, cols], prediction, step[f], valid[f, i, cols])
+                padded[PAD + i, cols] = prediction + q[f, i, cols] * step[f]
+        rec[f] = padded[PAD:]
+    return rec, q
+
+
+def _pass(parity: int, c: np.ndarray, static: list[np.ndarray], width: int):
+    """(columns, static part of the prediction for every row, row terms as (up, columns, weight))."""
+    cols = _columns(width, parity)
+    base = np.full((static[0].shape[0], cols.size), c[0])
+    for k, term in enumerate(static, start=1):
+        base += c[k] * term[:, cols]
+    offsets = [(up, (cols - left) % width, c[len(static) + 1 + i]) for i, (up, left) in enumerate(_row_offsets(parity))]
+    return cols, base, offsets
+
+
+def _quantise(x: np.ndarray, prediction: np.ndarray, step: float, valid: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", over="ignore"):
+        error = (x.astype(np.float64) - prediction) / step
+    codable = valid & np.isfinite(error) & (np.abs(error) < LIMIT)
+    return np.where(codable, np.rint(np.where(codable, error, 0.0)), 0.0).astype(np.int64)
+
+
+def groups(q: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+    """q of the valid points, one group per (feature, column parity): each has its own statistics."""
+    return [q[f][:, p::2][mask[f][:, p::2] != 0] for f in range(q.shape[0]) for p in (0, 1)]
+
+
+def group_sizes(mask: np.ndarray) -> list[int]:
+    return [int(np.count_nonzero(mask[f][:, p::2])) for f in range(mask.shape[0]) for p in (0, 1)]
+
+
+def scatter(values: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
+    """Inverse of `groups`: a (feature, lat, lon) int64 array with 0 at invalid points."""
+    q = np.zeros(mask.shape, np.int64)
+    pairs = iter(values)
+    for f in range(mask.shape[0]):
+        for p in (0, 1):
+            view = q[f][:, p::2]
+            view[mask[f][:, p::2] != 0] = next(pairs)
+    return q
