@@ -6,10 +6,11 @@ predictions, so errors never accumulate (near-lossless DPCM, as in JPEG-LS and C
 
 - features one after another; inside a feature, rows in index order; inside a row, even columns
   first, then odd columns, which also see their left and right (even) neighbours;
-- a point sees, in this order: a constant; the inner codec's reconstruction x_hat of its own feature
-  at the point and its four neighbours; every earlier feature's reconstruction at the point and its
-  four neighbours (channels of one instrument share most of their structure); its own feature's
-  reconstruction two rows up (`ABOVE`) and, for odd columns, beside it (`BESIDE`).
+- a point sees, in this order: a constant; the inner codec's reconstruction x_hat of its own
+  feature at the point and its four neighbours; the reconstruction of each earlier feature (the
+  last `EARLIER` of them) at the point and its four neighbours, since channels of one instrument
+  share most of their structure; its own feature's reconstruction in the two rows above (`ABOVE`)
+  and, for odd columns, beside it (`BESIDE`).
 
 Invalid points take their prediction as their value: the decoder knows the mask, so they cost
 nothing. Coefficients are fitted per feature and column parity by least squares at encode time, on
@@ -30,15 +31,16 @@ import numpy as np
 AROUND = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # (rows up, columns left): point and 4 neighbours
 ABOVE = ((1, 0), (1, 1), (1, -1), (2, 0), (1, 2), (1, -2))  # same feature, rows already decoded
 BESIDE = ((0, 1), (0, -1))  # same feature, same row: the even columns, decoded in the first pass
+EARLIER = 16  # earlier features a point sees at most: bounds the cost on stores with many features
 PAD = 2  # rows above the block, set to the inner reconstruction's first row
 LIMIT = 2**40  # prediction errors beyond this many steps are not coded: the point becomes a patch
-MAX_FIT_POINTS = 16384  # least squares on an even subsample: the fit costs little, the coding the same
+MAX_FIT_POINTS = 4096  # least squares on an even subsample: the fit costs little, the coding the same
 _NOISE_SEED = 0  # the fitting noise only shapes coefficients; fixed so that equal inputs give equal bytes
 
 
 def n_terms(feature: int, parity: int) -> int:
     """Coefficients of one (feature, column parity) predictor."""
-    return 1 + len(AROUND) * (feature + 1) + len(ABOVE) + parity * len(BESIDE)
+    return 1 + len(AROUND) * (1 + min(feature, EARLIER)) + len(ABOVE) + parity * len(BESIDE)
 
 
 def coefficient_count(n_features: int) -> int:
@@ -69,7 +71,7 @@ def _around(field: np.ndarray, up: int, left: int) -> np.ndarray:
 def _static_terms(f: int, x_hat: np.ndarray, rec: np.ndarray) -> list[np.ndarray]:
     """The terms of feature f known before it is coded, in coefficient order (after the constant)."""
     terms = [_around(x_hat[f], *o) for o in AROUND]
-    for g in range(f):
+    for g in range(max(0, f - EARLIER), f):
         terms += [_around(rec[g], *o) for o in AROUND]
     return terms
 
@@ -122,7 +124,7 @@ def _interior(valid: np.ndarray, f: int, parity: int) -> np.ndarray:
     inside = valid[f].copy()
     for up, left in _row_offsets(parity):
         inside &= _around(valid[f], up, left)
-    for g in range(f):
+    for g in range(max(0, f - EARLIER), f):
         for offset in AROUND:
             inside &= _around(valid[g], *offset)
     return inside

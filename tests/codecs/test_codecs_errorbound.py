@@ -189,3 +189,13 @@ def test_property_bound_holds_at_every_valid_point(sample, eps, inner, context):
     assert np.array_equal(mask_rec, valid.astype(np.uint8))
     assert (np.abs(x_rec[valid].astype(np.float64) - x[valid]) <= eps).all()
     assert np.isnan(x_rec[~valid]).all()
+
+
+def test_many_features_see_a_bounded_number_of_earlier_ones():
+    from satflow.codecs import prediction
+
+    block = _instrument_block(shape=(prediction.EARLIER + 4, 12, 16))
+    codec = get_codec("errorbound", inner="constant", eps=0.2)
+    x_rec, _ = codec.decode(codec.encode(block))
+    assert np.nanmax(np.abs(x_rec.astype(np.float64) - block)) <= 0.2
+    assert prediction.n_terms(prediction.EARLIER + 3, 0) == prediction.n_terms(prediction.EARLIER, 0)
