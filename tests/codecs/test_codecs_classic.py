@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
+from codec_strategies import masked_blocks
 from satflow.codecs.base import fill_invalid, prepare_block
 from satflow.codecs.classic import SZ3Codec, ToleranceCodec, bitround
 from satflow.codecs.container import ContainerError, unpack_container
@@ -150,20 +150,6 @@ def test_patches_catch_what_the_library_misses():
     assert ToleranceCodec.patch_count(unpack_container(data).payload) >= 1
     x_rec, _ = codec.decode(data)
     assert np.abs(x_rec.astype(np.float64) - x).max() <= 0.1
-
-
-finite_or_special = st.one_of(
-    st.floats(-400, 400, width=32),
-    st.sampled_from([np.nan, 1e30, -1e30, 1e-40, -0.0]),
-)
-
-
-@st.composite
-def masked_blocks(draw):
-    shape = draw(st.tuples(st.integers(1, 3), st.integers(1, 8), st.integers(1, 8)))
-    x = draw(arrays(np.float32, shape, elements=finite_or_special))
-    mask = draw(arrays(np.uint8, shape, elements=st.sampled_from([0, 1, 1, 1])))
-    return x, mask
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from codec_strategies import masked_blocks
 from satflow.codecs.base import pack_sections, unpack_sections
 from satflow.codecs.container import ContainerError, pack_container, unpack_container
 from satflow.codecs.errorbound import ErrorBounded, decode_symbols, encode_symbols
@@ -165,19 +166,8 @@ def test_corrupt_prediction_coefficients_are_refused(block):
         codec_from_container(forged).decode(forged)
 
 
-values_or_special = st.one_of(st.floats(-400, 400, width=32), st.sampled_from([np.nan, 1e30, -1e30, 1e-40, -0.0]))
-
-
-@st.composite
-def _masked_blocks(draw):
-    shape = draw(st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 9)))
-    x = draw(arrays(np.float32, shape, elements=values_or_special))
-    mask = draw(arrays(np.uint8, shape, elements=st.sampled_from([0, 1, 1, 1])))
-    return x, mask
-
-
 @settings(max_examples=40, deadline=None)
-@given(_masked_blocks(), st.sampled_from([0.01, 0.5, 3.0]), st.sampled_from(["constant", "bitround"]),
+@given(masked_blocks(), st.sampled_from([0.01, 0.5, 3.0]), st.sampled_from(["constant", "bitround"]),
        st.sampled_from(["causal", "none"]))
 def test_property_bound_holds_at_every_valid_point(sample, eps, inner, context):
     x, mask = sample
