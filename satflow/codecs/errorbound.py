@@ -109,7 +109,7 @@ class ErrorBounded(Codec):
         "inner": "the wrapped codec: a registered name (or a Codec instance from Python)",
         "eps": "absolute error bound in data units: one number or one per feature",
         "inner_params": "keyword parameters of the inner codec when given by name (a missing tol defaults to eps)",
-        "context": "'causal' (default): code the error of a closed-loop prediction from x_hat and decoded "
+        "context": "'causal': code the error of a closed-loop prediction from x_hat and decoded "
                    "neighbours and features; 'none': code x - x_hat point by point",
     }
 
@@ -234,7 +234,7 @@ def _zstd_bytes(data: bytes) -> bytes:
 def _unzstd_bytes(data: bytes) -> bytes:
     try:
         return bytes(Zstd().decode(data))
-    except Exception as err:  # numcodecs raises RuntimeError on corrupt frames
+    except (RuntimeError, ValueError) as err:  # what numcodecs' Zstd raises on a corrupt frame
         raise ContainerError(f"errorbound prediction coefficients are corrupt: {err}") from err
 
 
