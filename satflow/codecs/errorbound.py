@@ -175,7 +175,8 @@ class ErrorBounded(Codec):
         if self._causal:
             filled = prediction.finite_fill(x_hat, mask)
             coefficients = prediction.fit(x, mask, filled, eps)
-            x_rec64, q_block = prediction.run(filled, mask, coefficients, step, x=x)
+            predictor = prediction.LinearPredictor(coefficients, x.shape[0])
+            x_rec64, q_block = prediction.run(filled, mask, predictor, step, x=x)
             groups = prediction.groups(q_block, mask)
             context = [_zstd_bytes(coefficients.astype("<f4").tobytes())]
         else:
@@ -206,7 +207,8 @@ class ErrorBounded(Codec):
                 raise ContainerError(f"errorbound stream holds {coefficients.size} prediction coefficients, "
                                      f"a block of {mask.shape[0]} features needs {prediction.coefficient_count(mask.shape[0])}")
             q_block = prediction.scatter(decode_symbols(prediction.group_sizes(mask), tables, words, escaped), mask)
-            x_rec64, _ = prediction.run(prediction.finite_fill(x_hat, mask), mask, coefficients, step, q=q_block)
+            predictor = prediction.LinearPredictor(coefficients, mask.shape[0])
+            x_rec64, _ = prediction.run(prediction.finite_fill(x_hat, mask), mask, predictor, step, q=q_block)
         else:
             sizes = [int(valid[f].sum()) for f in range(mask.shape[0])]
             q_block = np.zeros(mask.shape, np.int64)

@@ -163,31 +163,53 @@ def _solve(design: np.ndarray, target: np.ndarray) -> np.ndarray | None:
     return solution if np.all(np.isfinite(solution)) and np.abs(solution).max() < 1e6 else None
 
 
-def run(x_hat: np.ndarray, mask: np.ndarray, coefficients: np.ndarray, step: np.ndarray, *,
+class LinearPredictor:
+    """Per-block least-squares coefficients (from `fit`): the prediction is a weighted sum of terms."""
+
+    def __init__(self, coefficients: np.ndarray, n_features: int) -> None:
+        if coefficients.size != coefficient_count(n_features):
+            raise ValueError(f"{coefficients.size} prediction coefficients for {n_features} features, "
+                             f"expected {coefficient_count(n_features)}")
+        self._weights = np.split(coefficients.astype(np.float64), np.cumsum(
+            [n_terms(f, p) for f in range(n_features) for p in (0, 1)])[:-1])
+
+    def start(self, f: int, x_hat: np.ndarray, rec: np.ndarray, valid: np.ndarray):
+        """One row function per column parity: row(i, padded) -> predictions at that row's columns."""
+        static = _static_terms(f, x_hat, rec)
+        return [self._row_function(*_pass(parity, self._weights[2 * f + parity], static, x_hat.shape[2]))
+                for parity in (0, 1)]
+
+    @staticmethod
+    def _row_function(base: np.ndarray, offsets: list):
+        def row(i: int, padded: np.ndarray) -> np.ndarray:
+            prediction = base[i].copy()
+            for up, at, weight in offsets:
+                prediction += weight * padded[PAD + i - up, at]
+            return prediction
+        return row
+
+
+def run(x_hat: np.ndarray, mask: np.ndarray, predictor, step: np.ndarray, *,
         x: np.ndarray | None = None, q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The closed loop shared by encoder (`x` given: computes q) and decoder (`q` given).
 
-    Returns (reconstruction in float64, q as int64), both (feature, lat, lon); q is 0 where invalid.
+    `predictor.start(f, x_hat, rec, valid)` returns, per column parity, a function of (row, padded
+    reconstruction of feature f) giving the predictions of that row's columns (`LinearPredictor`,
+    or the learned `satflow.codecs.learned.context.ContextPredictor`). Returns (reconstruction in
+    float64, q as int64), both (feature, lat, lon); q is 0 where invalid.
     """
     n_features, height, width = mask.shape
-    if coefficients.size != coefficient_count(n_features):
-        raise ValueError(f"{coefficients.size} prediction coefficients for {n_features} features, "
-                         f"expected {coefficient_count(n_features)}")
     encoding = x is not None
     q = np.zeros(mask.shape, np.int64) if encoding else q
-    weights = iter(np.split(coefficients.astype(np.float64), np.cumsum(
-        [n_terms(f, p) for f in range(n_features) for p in (0, 1)])[:-1]))
     valid = mask != 0
     rec = np.array(x_hat, dtype=np.float64)  # rows not yet reached are never read
     for f in range(n_features):
-        static = _static_terms(f, x_hat, rec)
+        rows = predictor.start(f, x_hat, rec, valid)
         padded = _padded(rec[f], x_hat[f, 0])  # rec[f] rows live at padded[PAD:]: written in place below
-        passes = [_pass(parity, next(weights), static, width) for parity in (0, 1)]
         for i in range(height):
-            for cols, base, offsets in passes:  # even columns, then odd ones (which see the even ones)
-                prediction = base[i].copy()
-                for up, at, weight in offsets:
-                    prediction += weight * padded[PAD + i - up, at]
+            for parity, row in enumerate(rows):  # even columns, then odd ones (which see the even ones)
+                cols = _columns(width, parity)
+                prediction = row(i, padded)
                 prediction = np.where(np.isfinite(prediction), prediction, x_hat[f, i, cols])
                 if encoding:
                     q[f, i, cols] = _quantise(x[f, i, cols], prediction, step[f], valid[f, i, cols])
@@ -197,13 +219,13 @@ def run(x_hat: np.ndarray, mask: np.ndarray, coefficients: np.ndarray, step: np.
 
 
 def _pass(parity: int, c: np.ndarray, static: list[np.ndarray], width: int):
-    """(columns, static part of the prediction for every row, row terms as (up, columns, weight))."""
+    """(static part of the prediction for every row, row terms as (up, columns, weight))."""
     cols = _columns(width, parity)
     base = np.full((static[0].shape[0], cols.size), c[0])
     for k, term in enumerate(static, start=1):
         base += c[k] * term[:, cols]
     offsets = [(up, (cols - left) % width, c[len(static) + 1 + i]) for i, (up, left) in enumerate(_row_offsets(parity))]
-    return cols, base, offsets
+    return base, offsets
 
 
 def _quantise(x: np.ndarray, prediction: np.ndarray, step: float, valid: np.ndarray) -> np.ndarray:
