@@ -4,7 +4,9 @@ Stages (`train.stage`):
 - `pretrain`: every weight, on masked MSE in normalised space (+ the rate R when
   `train.pretrain_rate`, as lmbda * D + R);
 - `finetune-entropy`: analysis and synthesis frozen, the hyperprior and entropy models trained on
-  lmbda * D + R (R from likelihoods, in bits per valid value; fine for *training*).
+  lmbda * D + R (R from likelihoods, in bits per valid value; fine for *training*);
+- `context`: the causal context network of errorbound(context="learned") (`satflow.train_context`),
+  the transforms untouched.
 
 Each epoch ends with validation on the val split: masked RMSE in physical units (the model in
 coding mode: latents rounded) and bits per value from real range-coded containers of a few val
@@ -37,6 +39,7 @@ from satflow.codecs.learned.checkpoint import (
     load_training_state,
     save_checkpoint,
 )
+from satflow.codecs.learned.context import ContextNet
 from satflow.codecs.learned.model import ModelConfig, VAEformerLite
 from satflow.codecs.options import TrainConfig
 
@@ -160,6 +163,7 @@ class Start:
     meta: CheckpointMeta
     optimizer_state: dict | None = None
     rng_state: torch.Tensor | None = None
+    context: ContextNet | None = None  # carried through the transform stages, trained by stage context
 
 
 def _initial_state(store, train_set, config: TrainConfig, resume: str | Path | None) -> Start:
@@ -178,10 +182,10 @@ def _initial_state(store, train_set, config: TrainConfig, resume: str | Path | N
     if meta.stage != config.stage:  # a new stage from the previous one's weights
         log.info("starting stage %s from the %s weights of %s", config.stage, meta.stage, checkpoint.path)
         meta.stage, meta.epoch = config.stage, 0
-        return Start(checkpoint.model, meta)
+        return Start(checkpoint.model, meta, context=checkpoint.context)
     state = load_training_state(checkpoint.path)
     log.info("resuming stage %s of %s after epoch %d", meta.stage, checkpoint.path, meta.epoch)
-    return Start(checkpoint.model, meta, state["optimizer"], state.get("torch_rng"))
+    return Start(checkpoint.model, meta, state["optimizer"], state.get("torch_rng"), checkpoint.context)
 
 
 def _store_fingerprint(store) -> str:
@@ -296,6 +300,10 @@ def train(store: str | Path, index: str | Path, out: str | Path, config: TrainCo
           resume: str | Path | None = None) -> TrainResult:
     """Train (or resume) one stage; returns the stage's final checkpoint OUT/<stage>."""
     config = config or TrainConfig()
+    if config.stage == "context":
+        from satflow.train_context import train_context
+
+        return train_context(store, index, out, config, resume=resume)
     runtime = setup_runtime(config.device)
     out = Path(out)
     train_set = open_split(store, index, "train", None)
@@ -329,12 +337,12 @@ def train(store: str | Path, index: str | Path, out: str | Path, config: TrainCo
             _log_epoch(record, config)
             model.update()
             state = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
-            save_checkpoint(out / "last", model, meta, state)
+            save_checkpoint(out / "last", model, meta, state, context=start.context)
         _barrier(runtime)
     if runtime.main:
         model.update()
         save_checkpoint(out / config.stage, model, meta,
-                        {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()})
+                        {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, context=start.context)
     _barrier(runtime)
     return TrainResult(out / config.stage, meta.history)
 
@@ -356,16 +364,17 @@ _FLAGS = ("stage", "epochs", "batch_size", "lr", "lmbda", "device", "max_steps_p
 def register(subparsers, common: argparse.ArgumentParser) -> None:
     """Add `satflow train`."""
     parser = subparsers.add_parser(
-        "train", parents=[common], help="train the learned codec (VAEformerLite + hyperprior)",
+        "train", parents=[common], help="train the learned codec (VAEformerLite + hyperprior, causal context)",
         description="Train VAEformerLite on the train split of a patch index: stage pretrain (masked MSE "
-        "+ rate), then stage finetune-entropy (transforms frozen). Checkpoints go to OUT/last each epoch and "
+        "+ rate), then stage finetune-entropy (transforms frozen); stage context trains the causal context "
+        "network of errorbound(context='learned') into the same checkpoint. Checkpoints go to OUT/last each epoch and "
         "OUT/<stage> at the end; validation on the val split reports RMSE (physical units) and real bits per "
         "value. Under torchrun it trains with DDP (see jobs/train_ddp.py). Flags override the train: section.",
     )
     parser.add_argument("store", help="the Zarr store (satflow ingest)")
     parser.add_argument("--index", required=True, help="patch index Parquet of the store (satflow index)")
     parser.add_argument("--out", required=True, help="checkpoint directory")
-    parser.add_argument("--stage", choices=("pretrain", "finetune-entropy"), help="training stage (train.stage)")
+    parser.add_argument("--stage", choices=("pretrain", "finetune-entropy", "context"), help="training stage (train.stage)")
     parser.add_argument("--epochs", type=int, help="total epochs of this stage (train.epochs)")
     parser.add_argument("--resume", metavar="CKPT",
                         help="checkpoint to continue (same stage) or to start this stage from (e.g. OUT/pretrain)")

@@ -13,7 +13,7 @@ import torch
 
 from satflow.cli import main
 from satflow.codecs.learned.checkpoint import load_checkpoint, load_training_state
-from satflow.codecs.options import ArchitectureConfig, TrainConfig
+from satflow.codecs.options import ArchitectureConfig, ContextTrainConfig, TrainConfig
 from satflow.codecs.registry import get_codec
 from satflow.train import NonFiniteLossError, train
 
@@ -134,11 +134,57 @@ def test_non_finite_loss_stops_with_epoch_and_step(data, tmp_path):
     assert not (tmp_path / "last").exists()
 
 
+def context_config(epochs: int) -> TrainConfig:
+    small = ContextTrainConfig(hidden=8, points=256, steps_per_batch=3)
+    return tiny_config(stage="context", epochs=epochs, context=small)
+
+
+@pytest.fixture(scope="module")
+def with_context(pretrained, data, tmp_path_factory):
+    store, index = data
+    out = tmp_path_factory.mktemp("context")
+    return out, train(store, index, out, context_config(2), resume=pretrained[1].checkpoint)
+
+
+def test_context_stage_trains_the_network_and_leaves_the_transforms(with_context, pretrained, data):
+    _, result = with_context
+    checkpoint = load_checkpoint(result.checkpoint)
+    assert result.checkpoint.name == "context" and checkpoint.context is not None
+    assert checkpoint.meta.fingerprint == load_checkpoint(pretrained[1].checkpoint).meta.fingerprint
+    epochs = [record for record in result.history if record["stage"] == "context"]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert epochs[1]["val_l1"] < epochs[0]["val_l1"]
+    assert set(epochs[1]["val_l1_per_feature"]) == set(FEATURES) and epochs[1]["val_bits_estimate"] > 0
+    # the trained network codes the store's blocks within the bound
+    from satflow.store import open_store
+
+    ds = open_store(data[0])
+    x, mask = ds["X"].values[0], ds["M"].values[0]
+    codec = get_codec("errorbound", inner="constant", eps=0.3, context="learned", checkpoint=str(result.checkpoint))
+    x_rec, _ = codec.decode(codec.encode(x, mask))
+    assert np.abs(x_rec[mask != 0].astype(np.float64) - x[mask != 0]).max() <= 0.3
+
+
+def test_context_stage_resumes_and_later_stages_keep_the_network(with_context, data):
+    store, index = data
+    out, first = with_context
+    resumed = train(store, index, out, context_config(3), resume=out / "last")
+    assert [r["epoch"] for r in resumed.history if r["stage"] == "context"] == [1, 2, 3]
+    fingerprint = load_checkpoint(resumed.checkpoint).meta.context["fingerprint"]
+    finetuned = train(store, index, out, tiny_config(stage="finetune-entropy", epochs=1), resume=resumed.checkpoint)
+    assert load_checkpoint(finetuned.checkpoint).meta.context["fingerprint"] == fingerprint
+
+
 def test_cli_train_and_help(data, tmp_path, capsys):
     store, index = data
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "finetune-entropy" in capsys.readouterr().out
+    code = main(["train", str(store), "--index", str(index), "--out", str(tmp_path / "ctx"), "--stage", "context",
+                 "--epochs", "1", "--max-steps", "1", "--batch-size", "2", "--device", "cpu",
+                 "--set", "train.context.hidden=4", "--set", "train.context.points=64"])
+    assert code == 0 and f"checkpoint: {tmp_path / 'ctx' / 'context'}" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "ctx" / "context").meta.context["hidden"] == 4
     code = main(["train", str(store), "--index", str(index), "--out", str(tmp_path), "--epochs", "1",
                  "--max-steps", "2", "--batch-size", "2", "--device", "cpu", "--set", "train.model.dim=16", "--set", "train.model.heads=2",
                  "--set", "train.model.depth=1"])

@@ -7,6 +7,9 @@ not explain (q = round(r / (2 eps)), so |r - 2 eps q| <= eps):
   values already reconstructed around the point, in its own and in earlier features
   (`satflow.codecs.prediction`). Invalid points cost nothing, and the inner codec may be as cheap
   as `constant`.
+- context="learned": the same closed loop, predicted by the trained context network of a
+  checkpoint (`satflow.codecs.learned.context`; `satflow train --stage context`) instead of
+  per-block least squares.
 - context="none": r = x - x_hat at every valid point (streams written before the context existed
   read back this way).
 
@@ -38,7 +41,7 @@ from satflow.codecs.registry import codec_class, get_codec, parameter_docs, regi
 
 WINDOW = 127  # symbols -WINDOW..WINDOW are modelled directly; the rest are escaped
 _LIMIT = prediction.LIMIT  # |q| beyond this is not worth coding: the point becomes a verbatim patch
-CONTEXTS = ("causal", "none")
+CONTEXTS = ("causal", "learned", "none")
 
 
 def _checksum(x_hat: np.ndarray, mask: np.ndarray) -> bytes:
@@ -110,11 +113,14 @@ class ErrorBounded(Codec):
         "eps": "absolute error bound in data units: one number or one per feature",
         "inner_params": "keyword parameters of the inner codec when given by name (a missing tol defaults to eps)",
         "context": "'causal': code the error of a closed-loop prediction from x_hat and decoded "
-                   "neighbours and features; 'none': code x - x_hat point by point",
+                   "neighbours and features; 'learned': the same with the trained context network of "
+                   "`checkpoint`; 'none': code x - x_hat point by point",
+        "checkpoint": "context='learned': checkpoint with a context network (`satflow train --stage context`); "
+                      "default: the inner codec's checkpoint",
     }
 
     def __init__(self, *, inner: str | Codec, eps: float | list[float], inner_params: dict | None = None,
-                 context: str = "causal") -> None:
+                 context: str = "causal", checkpoint: str | None = None) -> None:
         values = np.atleast_1d(np.asarray(eps, dtype=np.float64))
         if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
             raise ValueError(f"errorbound: eps must be positive finite numbers, got {eps!r}")
@@ -126,20 +132,39 @@ class ErrorBounded(Codec):
             raise ValueError(f"errorbound: inner must be a codec name or Codec instance, got {inner!r}")
         if context not in CONTEXTS:
             raise ValueError(f"errorbound: context must be one of {', '.join(CONTEXTS)}, got {context!r}")
+        if checkpoint is not None and context != "learned":
+            raise ValueError(f"errorbound: checkpoint only applies to context='learned', not {context!r}")
         self.inner = inner
+        self.context_model = _context_model(inner, checkpoint) if context == "learned" else None
+        params = {"checkpoint": str(self.context_model.path)} if self.context_model else {}
         super().__init__(inner=inner.name, inner_params=inner.params,
-                         eps=float(eps) if np.ndim(eps) == 0 else values.tolist(), context=context)
+                         eps=float(eps) if np.ndim(eps) == 0 else values.tolist(), context=context, **params)
 
     def container_params(self) -> dict:
         params = {"inner": self.inner.name, "inner_params": self.inner.container_params(), "eps": self._params["eps"]}
-        if self._causal:  # context="none" headers stay exactly as they were before the context existed
-            params["context"] = "causal"
+        if self._params["context"] != "none":  # context="none" headers stay exactly as before contexts existed
+            params["context"] = self._params["context"]
+        if self.context_model:  # no local path in the stream: the fingerprint identifies the network
+            params["predictor"] = self.context_model.fingerprint
         return params
 
     @classmethod
     def from_container_params(cls, params: dict, **context: Any) -> ErrorBounded:
         inner = codec_class(params["inner"]).from_container_params(params["inner_params"], **context)
-        return cls(inner=inner, eps=params["eps"], context=params.get("context", "none"))  # older streams: none
+        mode = params.get("context", "none")  # older streams: none
+        checkpoint = context.get("checkpoint") if mode == "learned" else None
+        if mode == "learned" and not checkpoint and not hasattr(inner, "checkpoint"):
+            raise ContainerError(
+                f"container was written by errorbound with a learned context (network fingerprint "
+                f"{params.get('predictor')}); pass checkpoint=<the checkpoint that encoded it> to decode it "
+                "(`satflow decode --checkpoint DIR`)")
+        codec = cls(inner=inner, eps=params["eps"], context=mode, checkpoint=checkpoint)
+        if mode == "learned" and params.get("predictor") != codec.context_model.fingerprint:
+            raise ContainerError(
+                f"container was encoded with context network {params.get('predictor')}, but checkpoint "
+                f"{codec.context_model.path} has {codec.context_model.fingerprint}; decode with the checkpoint "
+                "that encoded it")
+        return codec
 
     def describe(self) -> str:
         return (f"errorbound(eps={self._params['eps']!r}, context={self._params['context']!r}, "
@@ -155,7 +180,7 @@ class ErrorBounded(Codec):
         return [self._encode_residual(*args) for args in zip(xs, masks, inner_payloads, x_hats)]
 
     def decode_payloads(self, payloads: list[bytes], masks: list[np.ndarray]) -> list[np.ndarray]:
-        parts = [unpack_sections(p, expected=7 if self._causal else 6) for p in payloads]
+        parts = [unpack_sections(p, expected=6 if self._params["context"] == "none" else 7) for p in payloads]
         x_hats = self.inner.decode_payloads([p[0] for p in parts], masks)
         return [self._decode_residual(p, m, x_hat) for p, m, x_hat in zip(parts, masks, x_hats)]
 
@@ -165,20 +190,23 @@ class ErrorBounded(Codec):
     def decode_payload(self, payload: bytes, mask: np.ndarray) -> np.ndarray:
         return self.decode_payloads([payload], [mask])[0]
 
-    @property
-    def _causal(self) -> bool:
-        return self._params["context"] == "causal"
 
     def _encode_residual(self, x: np.ndarray, mask: np.ndarray, inner_payload: bytes, x_hat: np.ndarray) -> bytes:
         x_hat = np.asarray(x_hat, np.float32)
         eps, step = self._steps(x.shape[0])
-        if self._causal:
+        if self._params["context"] == "causal":
             filled = prediction.finite_fill(x_hat, mask)
             coefficients = prediction.fit(x, mask, filled, eps)
             predictor = prediction.LinearPredictor(coefficients, x.shape[0])
             x_rec64, q_block = prediction.run(filled, mask, predictor, step, x=x)
             groups = prediction.groups(q_block, mask)
             context = [_zstd_bytes(coefficients.astype("<f4").tobytes())]
+        elif self.context_model:
+            noise = self.context_model.noise_inputs(eps, x.shape[0])
+            predictor = self.context_model.predictor(noise)
+            x_rec64, q_block = prediction.run(prediction.finite_fill(x_hat, mask), mask, predictor, step, x=x)
+            groups = prediction.groups(q_block, mask)
+            context = [_zstd(noise)]
         else:
             q_block = _pointwise_q(x, x_hat, mask, step)
             x_rec64 = x_hat.astype(np.float64) + q_block * step[:, None, None]
@@ -201,7 +229,14 @@ class ErrorBounded(Codec):
             )
         _, step = self._steps(mask.shape[0])
         valid = mask != 0
-        if self._causal:
+        if self.context_model:
+            noise = _unzstd(context[0]).astype(np.float64)
+            if noise.size != mask.shape[0]:
+                raise ContainerError(f"errorbound stream holds {noise.size} context noise levels for {mask.shape[0]} features")
+            q_block = prediction.scatter(decode_symbols(prediction.group_sizes(mask), tables, words, escaped), mask)
+            x_rec64, _ = prediction.run(prediction.finite_fill(x_hat, mask), mask,
+                                        self.context_model.predictor(noise), step, q=q_block)
+        elif self._params["context"] == "causal":
             coefficients = np.frombuffer(_unzstd_bytes(context[0]), "<f4")
             if coefficients.size != prediction.coefficient_count(mask.shape[0]):
                 raise ContainerError(f"errorbound stream holds {coefficients.size} prediction coefficients, "
@@ -227,6 +262,48 @@ def _pointwise_q(x: np.ndarray, x_hat: np.ndarray, mask: np.ndarray, step: np.nd
         residual = (x[f][valid[f]].astype(np.float64) - x_hat[f][valid[f]]) / step[f]
         q_block[f][valid[f]] = np.where(np.abs(residual) < _LIMIT, np.rint(np.nan_to_num(residual, nan=0.0)), 0.0)
     return q_block
+
+
+class _ContextModel:
+    """The trained context network of a checkpoint, ready for fixed-point inference."""
+
+    def __init__(self, path, net, mean: np.ndarray, std: np.ndarray, fingerprint: str) -> None:
+        from satflow.codecs.learned.context import FixedPointNet
+
+        self.path, self.fingerprint = path, fingerprint
+        self.mean, self.std = mean.astype(np.float64), std.astype(np.float64)
+        self.net = FixedPointNet(net.state_dict())
+
+    def noise_inputs(self, eps: np.ndarray, n_features: int) -> np.ndarray:
+        from satflow.codecs.learned.context import noise_inputs
+
+        if n_features != self.net.n_features:
+            raise ValueError(f"errorbound: the context network of {self.path} was trained on {self.net.n_features} "
+                             f"features, the block has {n_features}")
+        return noise_inputs(eps, self.std).astype(np.int64)
+
+    def predictor(self, noise: np.ndarray):
+        from satflow.codecs.learned.context import ContextPredictor
+
+        return ContextPredictor(self.net, self.mean, self.std, noise)
+
+
+def _context_model(inner: Codec, checkpoint: str | None) -> _ContextModel:
+    """The context network of `checkpoint`, or of the inner (learned) codec's checkpoint."""
+    from satflow.codecs.learned.checkpoint import load_checkpoint
+
+    if checkpoint is None:
+        if not hasattr(inner, "checkpoint"):
+            raise ValueError(f"errorbound: context='learned' needs checkpoint=<dir> (inner {inner.name!r} has none); "
+                             "train the network with `satflow train --stage context`")
+        loaded = inner.checkpoint
+    else:
+        loaded = load_checkpoint(checkpoint)
+    if loaded.context is None:
+        raise ValueError(f"errorbound: checkpoint {loaded.path} has no context network; train one with "
+                         f"`satflow train --stage context --resume {loaded.path}`")
+    mean, std = loaded.meta.normalization()
+    return _ContextModel(loaded.path, loaded.context, mean, std, loaded.meta.context["fingerprint"])
 
 
 def _zstd_bytes(data: bytes) -> bytes:

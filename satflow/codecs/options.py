@@ -43,15 +43,36 @@ class ArchitectureConfig(BaseModel):
         return self
 
 
+class ContextTrainConfig(BaseModel):
+    """Stage `context`: the causal context network of errorbound(context="learned")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden: int = Field(64, ge=1, le=128, description="hidden width of each feature's MLP")
+    points: int = Field(2048, gt=0, description="training points per feature and step")
+    steps_per_batch: int = Field(4, gt=0, description="optimizer steps per batch of patches (fresh points and noise)")
+    noise: tuple[float, float] = Field(
+        (1e-3, 0.1), description="range of the input noise eps in standard deviations (log-uniform): the "
+        "error bounds the network will serve, eps / std")
+    reference_eps: float = Field(0.02, gt=0, description="eps / std at which validation estimates bits per value")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ContextTrainConfig:
+        if not 0 < self.noise[0] <= self.noise[1]:
+            raise ValueError(f"noise must be 0 < low <= high, got {self.noise}")
+        return self
+
+
 class TrainConfig(BaseModel):
     """`satflow train`: stages, optimisation, validation and the model architecture."""
 
     model_config = ConfigDict(extra="forbid")
 
-    stage: Literal["pretrain", "finetune-entropy"] = Field(
+    stage: Literal["pretrain", "finetune-entropy", "context"] = Field(
         "pretrain",
         description="pretrain: all weights on masked MSE (+ rate); finetune-entropy: transforms frozen, "
-        "hyperprior and entropy models on lmbda * D + R",
+        "hyperprior and entropy models on lmbda * D + R; context: the causal context network of "
+        "errorbound(context='learned') (the transform codec untouched)",
     )
     epochs: int = Field(1, gt=0, description="epochs of this stage (a resumed run continues to this total)")
     batch_size: int = Field(16, gt=0, description="patches per step (per process under DDP)")
@@ -73,3 +94,4 @@ class TrainConfig(BaseModel):
     seed: int = 0
     log_every: int = Field(50, gt=0, description="log the running loss every N steps")
     model: ArchitectureConfig = Field(default_factory=ArchitectureConfig)
+    context: ContextTrainConfig = Field(default_factory=ContextTrainConfig)

@@ -3,6 +3,9 @@
     CKPT/weights.safetensors   model state dict, coding tables included (safetensors: no pickle)
     CKPT/meta.json             model config, features, store statistics, stage, epoch, history,
                                and the weights fingerprint
+    CKPT/context.safetensors   (after `satflow train --stage context`) the causal context network
+                               of errorbound(context="learned"); meta.json's "context" holds its
+                               width and fingerprint
     CKPT/training_state.pt     optimizer state, epoch/step counters and RNG state; a plain
                                tensor/dict structure loaded with `torch.load(weights_only=True)`
 
@@ -24,9 +27,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from satflow.codecs.learned.context import ContextNet
 from satflow.codecs.learned.model import ModelConfig, VAEformerLite
 
-WEIGHTS, META, STATE = "weights.safetensors", "meta.json", "training_state.pt"
+WEIGHTS, META, STATE, CONTEXT = "weights.safetensors", "meta.json", "training_state.pt", "context.safetensors"
 FORMAT = "satflow-vaeformer"
 FORMAT_VERSION = 1
 
@@ -51,6 +55,7 @@ class CheckpointMeta:
     train: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     fingerprint: str = ""
+    context: dict = field(default_factory=dict)  # {"hidden", "fingerprint"} of the context network
 
     def to_json(self) -> dict:
         return {
@@ -58,7 +63,7 @@ class CheckpointMeta:
             "features": list(self.features), "mean": [float(v) for v in self.mean],
             "std": [float(v) for v in self.std], "stage": self.stage, "epoch": self.epoch, "step": self.step,
             "store": self.store, "store_fingerprint": self.store_fingerprint, "train": self.train,
-            "history": self.history, "fingerprint": self.fingerprint,
+            "history": self.history, "fingerprint": self.fingerprint, "context": self.context,
         }
 
     @classmethod
@@ -74,6 +79,7 @@ class CheckpointMeta:
                 epoch=int(data.get("epoch", 0)), step=int(data.get("step", 0)), store=data.get("store", ""),
                 store_fingerprint=data.get("store_fingerprint", ""), train=data.get("train", {}),
                 history=list(data.get("history", [])), fingerprint=data.get("fingerprint", ""),
+                context=dict(data.get("context", {})),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"{origin}: invalid checkpoint metadata ({err.__class__.__name__}: {err})") from err
@@ -91,6 +97,7 @@ class Checkpoint:
     path: Path
     model: VAEformerLite
     meta: CheckpointMeta
+    context: ContextNet | None = None
 
 
 def weights_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
@@ -117,16 +124,23 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def save_checkpoint(
-    path: str | Path, model: VAEformerLite, meta: CheckpointMeta, training_state: dict[str, Any] | None = None
+    path: str | Path, model: VAEformerLite, meta: CheckpointMeta, training_state: dict[str, Any] | None = None,
+    context: ContextNet | None = None,
 ) -> Path:
     """Write a checkpoint atomically (a temporary sibling directory renamed into place)."""
     path = Path(path)
-    state = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
+    state = _cpu_state(_unwrap(model))
     meta.fingerprint = weights_fingerprint(state)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(state, str(tmp / WEIGHTS))
+    if context is None:
+        meta.context = {}
+    else:
+        context_state = _cpu_state(context)
+        meta.context = {"hidden": context.hidden, "fingerprint": weights_fingerprint(context_state)}
+        save_file(context_state, str(tmp / CONTEXT))
     (tmp / META).write_text(json.dumps(meta.to_json(), indent=1))
     if training_state is not None:
         torch.save(training_state, tmp / STATE)
@@ -161,7 +175,26 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
             "(files from different checkpoints?)"
         )
     meta.fingerprint = actual
-    return Checkpoint(path=path, model=model.to(device), meta=meta)
+    return Checkpoint(path=path, model=model.to(device), meta=meta, context=_load_context(path, meta))
+
+
+def _load_context(path: Path, meta: CheckpointMeta) -> ContextNet | None:
+    if not meta.context:
+        return None
+    if not (path / CONTEXT).is_file():
+        raise CheckpointError(f"{path}: {META} names a context network but {CONTEXT} is missing")
+    net = ContextNet(len(meta.features), int(meta.context.get("hidden", 0)))
+    try:
+        net.load_state_dict(load_file(str(path / CONTEXT)))
+    except RuntimeError as err:
+        raise CheckpointError(f"{path / CONTEXT}: weights do not fit the context network in {META} ({err})") from err
+    if weights_fingerprint(_cpu_state(net)) != meta.context.get("fingerprint"):
+        raise CheckpointError(f"{path / CONTEXT}: fingerprint differs from the one recorded in {META}")
+    return net
+
+
+def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:

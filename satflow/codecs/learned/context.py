@@ -1,0 +1,255 @@
+"""Learned causal context: one small network per feature predicts a point from what the decoder holds.
+
+`errorbound(context="learned")` runs the closed loop of `satflow.codecs.prediction` with this
+network in place of per-block least squares. A point of feature f sees, as `prediction` defines
+them, the reconstructions of up to `EARLIER` earlier features at the point and its four
+neighbours, its own feature's reconstruction in the rows above and (odd columns) beside it, each
+with a validity flag (invalid inputs read 0), plus its column parity and the noise level of its
+inputs, log(eps / std). The network is an MLP (two hidden ReLU layers) plus a linear skip over the
+values, in normalised units; trained on the patch index's train split (`satflow train --stage
+context`) on inputs disturbed by +-eps uniform noise, which is what reconstructions look like.
+
+It learns what a linear fit cannot: the regimes of the data. Window channels over land follow
+the surface, over sea the vapour and cloud; frozen ground changes emissivity; a gap edge changes
+which neighbours can be trusted.
+
+Encoder and decoder must compute identical predictions on any machine, so inference is in fixed
+point: inputs with `FRACTION` fraction bits, weights with `WEIGHT_BITS`, every product and sum an
+integer held exactly in float64 (all bounded below 2^53, see `_check_bounds`). Exact integer sums
+do not depend on summation order, so BLAS matrix products (any blocking, SIMD or FMA) give the
+same bits everywhere; the rounding steps are floor and rint, which are exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from satflow.codecs.prediction import ABOVE, AROUND, BESIDE, EARLIER, PAD, _columns
+
+ROW = ABOVE + BESIDE  # the row terms: same feature, decoded in this loop; BESIDE only for odd columns
+FRACTION = 16  # fraction bits of activations (inputs, hidden units)
+WEIGHT_BITS = 12  # fraction bits of weights
+ACTIVATION_LIMIT = 2.0**23  # |activation| (fixed point) beyond this is clipped: 128 standard deviations
+WEIGHT_LIMIT = 256.0  # |weight| beyond this cannot be held exactly: training diverged
+MAX_HIDDEN = 128
+ONE = 2.0**FRACTION  # 1.0 in fixed point (validity flags, parity)
+STATIC_CHUNK = 2**22  # input-plane elements computed at once (32 MB): large blocks in row chunks
+
+
+def static_slots(n_features: int) -> int:
+    """Value inputs from earlier features (the same for every feature: unused slots read 0)."""
+    return len(AROUND) * min(max(n_features - 1, 0), EARLIER)
+
+
+def value_slots(n_features: int) -> int:
+    return static_slots(n_features) + len(ROW)
+
+
+def input_size(n_features: int) -> int:
+    """[values | validity of each value | parity | noise]."""
+    return 2 * value_slots(n_features) + 2
+
+
+def earlier(f: int) -> range:
+    return range(max(0, f - EARLIER), f)
+
+
+class ContextNet(torch.nn.Module):
+    """Per-feature MLP + linear skip, batched over features: (F, N, D) inputs -> (F, N) predictions."""
+
+    def __init__(self, n_features: int, hidden: int = 64) -> None:
+        super().__init__()
+        if not 1 <= hidden <= MAX_HIDDEN:
+            raise ValueError(f"context hidden width must be 1..{MAX_HIDDEN}, got {hidden}")
+        d, v = input_size(n_features), value_slots(n_features)
+        self.n_features, self.hidden = n_features, hidden
+
+        def uniform(*shape: int, fan_in: int) -> torch.nn.Parameter:
+            return torch.nn.Parameter((torch.rand(*shape) * 2 - 1) / math.sqrt(fan_in))
+
+        self.w1, self.b1 = uniform(n_features, d, hidden, fan_in=d), torch.nn.Parameter(torch.zeros(n_features, hidden))
+        self.w2, self.b2 = uniform(n_features, hidden, hidden, fan_in=hidden), torch.nn.Parameter(torch.zeros(n_features, hidden))
+        self.w3, self.b3 = uniform(n_features, hidden, fan_in=hidden), torch.nn.Parameter(torch.zeros(n_features))
+        self.skip = torch.nn.Parameter(torch.zeros(n_features, v))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(torch.bmm(inputs, self.w1) + self.b1[:, None])
+        h = torch.relu(torch.bmm(h, self.w2) + self.b2[:, None])
+        values = inputs[..., : self.skip.shape[1]]
+        return (h * self.w3[:, None]).sum(-1) + self.b3[:, None] + (values * self.skip[:, None]).sum(-1)
+
+
+# --- training inputs (torch) ---------------------------------------------------------------------
+def sample_points(x: torch.Tensor, mask: torch.Tensor, n_points: int, noise: tuple[float, float],
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random training points of every feature from a batch of normalised patches.
+
+    x, mask: (B, F, h, w), x normalised with invalid = 0. The inputs are disturbed by U(-eps, eps),
+    eps (in standard deviations) log-uniform in `noise` per patch and feature. Points are valid
+    and at least two cells from the patch's edges, so every neighbour is real data.
+    Returns inputs (F, N, D), targets (F, N) and weights (F, N): 0 for a feature with no point.
+    """
+    b, n_features, h, w = x.shape
+    lo, hi = math.log(noise[0]), math.log(noise[1])
+    log_eps = lo + (hi - lo) * torch.rand(b, n_features, generator=generator)
+    disturbance = (2 * torch.rand(x.shape, generator=generator) - 1) * log_eps.exp()[..., None, None]
+    noisy = (x + disturbance) * mask
+    interior = torch.zeros(h, w, dtype=torch.bool)
+    interior[2 : h - 1, 2 : w - 2] = True
+    inputs = torch.zeros(n_features, n_points, input_size(n_features))
+    targets, weights = torch.zeros(n_features, n_points), torch.zeros(n_features, n_points)
+    for f in range(n_features):
+        candidates = ((mask[:, f] > 0) & interior).flatten().nonzero().squeeze(1)
+        if candidates.numel() == 0:
+            continue
+        pick = candidates[torch.randint(candidates.numel(), (n_points,), generator=generator)]
+        pb, pi, pj = pick // (h * w), pick // w % h, pick % w
+        inputs[f] = _point_inputs(noisy, mask, f, pb, pi, pj, log_eps[pb, f])
+        targets[f], weights[f] = x[pb, f, pi, pj], 1.0
+    return inputs, targets, weights
+
+
+def _point_inputs(noisy, mask, f: int, pb, pi, pj, log_eps) -> torch.Tensor:
+    n_features, h, w = noisy.shape[1:]
+    s, v = static_slots(n_features), value_slots(n_features)
+    out = torch.zeros(pb.numel(), input_size(n_features), dtype=noisy.dtype)
+    parity = (pj % 2).float()
+
+    def at(g: int, up: int, left: int):
+        i, j = (pi - up).clamp(0, h - 1), (pj - left) % w
+        return noisy[pb, g, i, j], mask[pb, g, i, j]
+
+    for k, (g, offset) in enumerate((g, o) for g in earlier(f) for o in AROUND):
+        out[:, k], out[:, v + k] = at(g, *offset)
+    for k, offset in enumerate(ROW):
+        value, valid = at(f, *offset)
+        keep = parity if offset in BESIDE else 1.0
+        out[:, s + k], out[:, v + s + k] = value * keep, valid * keep
+    out[:, 2 * v], out[:, 2 * v + 1] = parity, log_eps
+    return out
+
+
+# --- exact inference (numpy, fixed point) --------------------------------------------------------
+def _fixed(values: np.ndarray, bits: int) -> np.ndarray:
+    return np.rint(np.asarray(values, np.float64) * 2.0**bits)
+
+
+class FixedPointNet:
+    """ContextNet weights as integers (held in float64) for bit-exact inference anywhere."""
+
+    def __init__(self, state: dict[str, torch.Tensor]) -> None:
+        arrays = {k: t.detach().cpu().double().numpy() for k, t in state.items()}
+        largest = max(float(np.abs(a).max(initial=0.0)) for a in arrays.values())
+        if not math.isfinite(largest) or largest > WEIGHT_LIMIT:
+            raise ValueError(f"context network weight of magnitude {largest:g} (limit {WEIGHT_LIMIT:g}): "
+                             "training diverged; retrain the context stage with a lower train.lr")
+        self.w1, self.w2, self.w3, self.skip = (_fixed(arrays[k], WEIGHT_BITS) for k in ("w1", "w2", "w3", "skip"))
+        bias_bits = FRACTION + WEIGHT_BITS  # a bias adds to products of an activation and a weight
+        self.b1, self.b2, self.b3 = (_fixed(arrays[k], bias_bits) for k in ("b1", "b2", "b3"))
+        self.n_features, _, self.hidden = self.w1.shape
+        _check_bounds(self.w1.shape[1], self.hidden)
+
+
+def _check_bounds(n_inputs: int, hidden: int) -> None:
+    """Every partial sum stays an exact float64 integer: terms * max |activation| * max |weight| < 2^53."""
+    weight = WEIGHT_LIMIT * 2.0**WEIGHT_BITS
+    worst = max(n_inputs, hidden) * ACTIVATION_LIMIT * weight + 2.0**(FRACTION + WEIGHT_BITS) * WEIGHT_LIMIT
+    assert worst < 2.0**53, "fixed-point context network sums could exceed exact float64 integers"
+
+
+def _activation(z: np.ndarray) -> np.ndarray:
+    """Pre-activation at FRACTION + WEIGHT_BITS bits -> ReLU at FRACTION bits (floor: exact)."""
+    return np.clip(np.floor(z * 2.0**-WEIGHT_BITS), 0.0, ACTIVATION_LIMIT)
+
+
+def noise_inputs(eps: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """log(eps / std) in fixed point, per feature. Computed once by the encoder and stored in the
+    stream: the decoder never evaluates a logarithm, whose last bit may differ between libms."""
+    return np.clip(_fixed(np.log(eps / std), FRACTION), -ACTIVATION_LIMIT, ACTIVATION_LIMIT)
+
+
+class ContextPredictor:
+    """The `prediction.run` predictor backed by a FixedPointNet."""
+
+    def __init__(self, net: FixedPointNet, mean: np.ndarray, std: np.ndarray, noise: np.ndarray) -> None:
+        self.net, self.noise = net, np.asarray(noise, np.float64)
+        self.mean, self.std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+
+    def _quantise(self, values: np.ndarray, valid: np.ndarray, g: int) -> np.ndarray:
+        with np.errstate(invalid="ignore", over="ignore"):
+            scaled = _fixed((values - self.mean[g]) / self.std[g], FRACTION)
+        return np.where(valid, np.clip(np.nan_to_num(scaled), -ACTIVATION_LIMIT, ACTIVATION_LIMIT), 0.0)
+
+    def start(self, f: int, x_hat: np.ndarray, rec: np.ndarray, valid: np.ndarray):
+        """Layer-1 sums and skip of everything known before feature f is coded, then row functions."""
+        height, width = valid.shape[1:]
+        net = self.net
+        n_static = len(AROUND) * len(earlier(f))
+        slots = self._static_slots(f, n_static)
+        w1, skip_w = net.w1[f, slots], net.skip[f, :n_static]
+        z1, skip = np.empty((height, width, net.hidden)), np.empty((height, width))
+        chunk = max(1, STATIC_CHUNK // (width * len(slots)))  # bounds the memory of the input planes
+        for top in range(0, height, chunk):
+            rows = np.arange(top, min(height, top + chunk))
+            planes = np.stack(self._static_planes(f, rec, valid, rows), -1)  # (rows, width, slots)
+            z1[rows] = planes @ w1 + net.b1[f]
+            skip[rows] = planes[..., :n_static] @ skip_w
+        rows_of = []
+        for parity in (0, 1):
+            cols = _columns(width, parity)
+            row_offsets = [(k, o) for k, o in enumerate(ROW) if parity or o not in BESIDE]
+            seen = np.stack([_shifted(valid[f], *o, np.arange(height))[:, cols] for _, o in row_offsets], axis=1)
+            rows_of.append(self._row_function(f, cols, z1[:, cols], skip[:, cols], row_offsets, seen, width))
+        return rows_of
+
+    def _static_slots(self, f: int, n_static: int) -> list[int]:
+        """Rows of w1 for the planes of `_static_planes`, in their order."""
+        s, v = static_slots(self.net.n_features), value_slots(self.net.n_features)
+        return [*range(n_static), *range(v, v + n_static), *(v + s + k for k in range(len(ROW))), 2 * v, 2 * v + 1]
+
+    def _static_planes(self, f: int, rec: np.ndarray, valid: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
+        """Fixed-point inputs known before feature f is coded, at `rows`: earlier features' values
+        and validity, the validity of the row terms (BESIDE only at odd columns), parity, noise."""
+        odd = (np.arange(valid.shape[2]) % 2).astype(np.float64)
+        values, flags = [], []
+        for g in earlier(f):
+            for up, left in AROUND:
+                seen = _around_rows(valid[g], up, left, rows)
+                values.append(self._quantise(_around_rows(rec[g], up, left, rows), seen, g))
+                flags.append(seen * ONE)
+        row_flags = [_shifted(valid[f], up, left, rows) * (odd if (up, left) in BESIDE else 1.0) * ONE
+                     for up, left in ROW]
+        shape = (rows.size, valid.shape[2])
+        return [*values, *flags, *row_flags, np.broadcast_to(odd * ONE, shape), np.full(shape, self.noise[f])]
+
+    def _row_function(self, f, cols, z1, skip, row_offsets, seen, width):
+        """row(i, padded): the predictions of row i's `cols`; `seen` (rows, terms, columns) flags
+        which row terms are valid."""
+        net, s = self.net, static_slots(self.net.n_features)
+        slots = [s + k for k, _ in row_offsets]
+        w1_row, skip_row = net.w1[f, slots], net.skip[f, slots]
+        ups = np.array([up for _, (up, _) in row_offsets])[:, None]
+        where = np.stack([(cols - left) % width for _, (_, left) in row_offsets])
+        scale = 2.0**-(FRACTION + WEIGHT_BITS) * self.std[f]
+
+        def row(i: int, padded: np.ndarray) -> np.ndarray:
+            values = self._quantise(padded[PAD + i - ups, where], seen[i], f).T  # (columns, terms)
+            h1 = _activation(z1[i] + values @ w1_row)
+            h2 = _activation(h1 @ net.w2[f] + net.b2[f])
+            return (h2 @ net.w3[f] + net.b3[f] + skip[i] + values @ skip_row) * scale + self.mean[f]
+
+        return row
+
+
+def _around_rows(field: np.ndarray, up: int, left: int, rows: np.ndarray) -> np.ndarray:
+    """`prediction._around(field, up, left)[rows]`: rows clamp at the block's edges, columns wrap."""
+    return np.roll(field[np.clip(rows - up, 0, field.shape[0] - 1)], left, axis=1)
+
+
+def _shifted(valid: np.ndarray, up: int, left: int, rows: np.ndarray) -> np.ndarray:
+    """Validity of field[i - up, j - left] at `rows`, as float; rows above the block are invalid."""
+    inside = rows - up >= 0
+    return np.where(inside[:, None], _around_rows(valid, up, left, rows), False).astype(np.float64)
