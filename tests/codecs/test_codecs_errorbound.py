@@ -152,7 +152,7 @@ def test_context_none_writes_the_headers_of_earlier_streams(block):
 
 
 def test_unknown_context_is_rejected():
-    with pytest.raises(ValueError, match=r"errorbound: context must be one of causal, none, got 'spatial'"):
+    with pytest.raises(ValueError, match=r"errorbound: context must be one of causal, learned, none, got 'spatial'"):
         get_codec("errorbound", inner="constant", eps=0.1, context="spatial")
 
 
