@@ -3,7 +3,8 @@
 Each step draws random points of every feature from a batch of train-split patches, disturbs
 their inputs by +-eps (eps log-uniform over `train.context.noise`, in standard deviations) and
 minimises the mean absolute prediction error in normalised units: a Laplace-like residual costs
-bits in proportion to log |error|, which L1 tracks more closely than squared error. No rot90 or
+bits in proportion to log |error|, which L1 tracks more closely than squared error. The learning
+rate decays from `train.lr` to 0 over the stage's epochs (cosine): the last steps refine. No rot90 or
 flip augmentation: "rows above" must stay the rows above. Validation on the val split reports
 the error per feature and an estimate of the bits per valid value at `train.context.reference_eps`
 (the empirical entropy of the residual quantised with step 2 eps). One process: the network is
@@ -13,6 +14,7 @@ small, and DDP would buy nothing on it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -79,13 +81,18 @@ def _save(path: Path, model, meta, optimizer, net: ContextNet) -> None:
 
 def _train_epoch(net, optimizer, dataset, config: TrainConfig, runtime, epoch: int, step: int) -> tuple[dict, int]:
     generator = torch.Generator().manual_seed(config.seed * 7919 + epoch)
-    limit = config.max_steps_per_epoch or len(dataset)
+    loader = _loader(dataset, config, runtime, epoch)
+    batches = min(config.max_steps_per_epoch or len(loader), len(loader))
+    total_steps = config.epochs * batches * config.context.steps_per_batch
     total, n = 0.0, 0
     net.train()
-    for batch, (x, mask) in enumerate(_loader(dataset, config, runtime, epoch)):
-        if batch >= limit:
+    for batch, (x, mask) in enumerate(loader):
+        if batch >= batches:
             break
         for _ in range(config.context.steps_per_batch):
+            for group in optimizer.param_groups:  # cosine decay over the stage: the last steps refine
+                progress = min((epoch * batches * config.context.steps_per_batch + n) / total_steps, 1.0)
+                group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
             inputs, targets, weights = sample_points(x, mask, config.context.points, config.context.noise, generator)
             loss = _l1(net(inputs.to(runtime.device)), targets.to(runtime.device), weights.to(runtime.device))
             if not torch.isfinite(loss):

@@ -194,9 +194,9 @@ class ContextPredictor:
         chunk = max(1, STATIC_CHUNK // (width * len(slots)))  # bounds the memory of the input planes
         for top in range(0, height, chunk):
             rows = np.arange(top, min(height, top + chunk))
-            planes = np.stack(self._static_planes(f, rec, valid, rows), -1)  # (rows, width, slots)
-            z1[rows] = planes @ w1 + net.b1[f]
-            skip[rows] = planes[..., :n_static] @ skip_w
+            planes = np.stack(self._static_planes(f, rec, valid, rows)).reshape(len(slots), -1)  # contiguous copies
+            z1[rows] = (planes.T @ w1).reshape(rows.size, width, net.hidden) + net.b1[f]
+            skip[rows] = (planes[:n_static].T @ skip_w).reshape(rows.size, width)
         rows_of = []
         for parity in (0, 1):
             cols = _columns(width, parity)

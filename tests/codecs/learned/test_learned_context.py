@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 
@@ -63,8 +64,9 @@ def test_round_trip_holds_the_bound_and_decodes_identically_in_a_fresh_process(c
     script = ("import sys, numpy as np\n"
               "from satflow.codecs.registry import decode_any\n"
               "np.save(sys.argv[3], decode_any(open(sys.argv[1], 'rb').read(), checkpoint=sys.argv[2])[0])\n")
+    threads = {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}  # other BLAS blocking: same integers
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "block.sfc"), str(context_checkpoint),
-                    str(tmp_path / "x.npy")], check=True, timeout=120)
+                    str(tmp_path / "x.npy")], check=True, timeout=120, env={**os.environ, **threads})
     assert np.load(tmp_path / "x.npy").tobytes() == x.tobytes()
 
 
