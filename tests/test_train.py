@@ -165,6 +165,22 @@ def test_context_stage_trains_the_network_and_leaves_the_transforms(with_context
     assert np.abs(x_rec[mask != 0].astype(np.float64) - x[mask != 0]).max() <= 0.3
 
 
+def test_learned_context_round_trips_from_the_cli(with_context, data, tmp_path, capsys):
+    store, _ = data
+    checkpoint = str(with_context[1].checkpoint)
+    sfc = tmp_path / "t.sfc"
+    assert main(["encode", str(store), "--codec", "errorbound", "--param", "inner=constant", "--param", "eps=0.25",
+                 "--param", "context=learned", "--param", f"checkpoint={checkpoint}", "--time", "0:2",
+                 "--out", str(sfc)]) == 0
+    assert "context='learned'" in capsys.readouterr().out
+    assert main(["decode", str(sfc), "--out", str(tmp_path / "t.npz")]) == 1
+    assert "pass checkpoint=" in capsys.readouterr().err
+    assert main(["decode", str(sfc), "--checkpoint", checkpoint, "--out", str(tmp_path / "t.npz")]) == 0
+    decoded = np.load(tmp_path / "t.npz")
+    original = smooth_fields()[:2]
+    assert np.nanmax(np.abs(decoded["X"].astype(np.float64) - original)) <= 0.25
+
+
 def test_context_stage_resumes_and_later_stages_keep_the_network(with_context, data):
     store, index = data
     out, first = with_context
