@@ -154,9 +154,10 @@ class FixedPointNet:
 
 
 def _check_bounds(n_inputs: int, hidden: int) -> None:
-    """Every partial sum stays an exact float64 integer: terms * max |activation| * max |weight| < 2^53."""
+    """Every partial sum stays an exact float64 integer: terms * max |activation| * max |weight| < 2^53
+    (the output sums hidden units and the skip's inputs: fewer terms than n_inputs + hidden)."""
     weight = WEIGHT_LIMIT * 2.0**WEIGHT_BITS
-    worst = max(n_inputs, hidden) * ACTIVATION_LIMIT * weight + 2.0**(FRACTION + WEIGHT_BITS) * WEIGHT_LIMIT
+    worst = (n_inputs + hidden) * ACTIVATION_LIMIT * weight + 2.0**(FRACTION + WEIGHT_BITS) * WEIGHT_LIMIT
     assert worst < 2.0**53, "fixed-point context network sums could exceed exact float64 integers"
 
 
