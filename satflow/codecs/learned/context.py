@@ -185,26 +185,16 @@ class ContextPredictor:
         return np.where(valid, np.clip(np.nan_to_num(scaled), -ACTIVATION_LIMIT, ACTIVATION_LIMIT), 0.0)
 
     def start(self, f: int, x_hat: np.ndarray, rec: np.ndarray, valid: np.ndarray):
-        """Layer-1 sums and skip of everything known before feature f is coded, then row functions."""
-        height, width = valid.shape[1:]
-        net = self.net
-        n_static = len(AROUND) * len(earlier(f))
-        slots = self._static_slots(f, n_static)
-        w1, skip_w = net.w1[f, slots], net.skip[f, :n_static]
-        z1, skip = np.empty((height, width, net.hidden)), np.empty((height, width))
-        chunk = max(1, STATIC_CHUNK // (width * len(slots)))  # bounds the memory of the input planes
-        for top in range(0, height, chunk):
-            rows = np.arange(top, min(height, top + chunk))
-            planes = np.stack(self._static_planes(f, rec, valid, rows)).reshape(len(slots), -1)  # contiguous copies
-            z1[rows] = (planes.T @ w1).reshape(rows.size, width, net.hidden) + net.b1[f]
-            skip[rows] = (planes[:n_static].T @ skip_w).reshape(rows.size, width)
-        rows_of = []
+        """Row functions of feature f (even columns, odd columns) over shared static sums."""
+        static = _StaticSums(self, f, rec, valid)
+        width, rows = valid.shape[2], np.arange(valid.shape[1])
+        functions = []
         for parity in (0, 1):
             cols = _columns(width, parity)
             row_offsets = [(k, o) for k, o in enumerate(ROW) if parity or o not in BESIDE]
-            seen = np.stack([_shifted(valid[f], *o, np.arange(height))[:, cols] for _, o in row_offsets], axis=1)
-            rows_of.append(self._row_function(f, cols, z1[:, cols], skip[:, cols], row_offsets, seen, width))
-        return rows_of
+            seen = np.stack([_shifted(valid[f], *o, rows)[:, cols] for _, o in row_offsets], axis=1)
+            functions.append(self._row_function(f, cols, static, row_offsets, seen, width))
+        return functions
 
     def _static_slots(self, f: int, n_static: int) -> list[int]:
         """Rows of w1 for the planes of `_static_planes`, in their order."""
@@ -226,7 +216,7 @@ class ContextPredictor:
         shape = (rows.size, valid.shape[2])
         return [*values, *flags, *row_flags, np.broadcast_to(odd * ONE, shape), np.full(shape, self.noise[f])]
 
-    def _row_function(self, f, cols, z1, skip, row_offsets, seen, width):
+    def _row_function(self, f, cols, static, row_offsets, seen, width):
         """row(i, padded): the predictions of row i's `cols`; `seen` (rows, terms, columns) flags
         which row terms are valid."""
         net, s = self.net, static_slots(self.net.n_features)
@@ -237,12 +227,43 @@ class ContextPredictor:
         scale = 2.0**-(FRACTION + WEIGHT_BITS) * self.std[f]
 
         def row(i: int, padded: np.ndarray) -> np.ndarray:
+            z1, skip = static.row(i)
             values = self._quantise(padded[PAD + i - ups, where], seen[i], f).T  # (columns, terms)
-            h1 = _activation(z1[i] + values @ w1_row)
+            h1 = _activation(z1[cols] + values @ w1_row)
             h2 = _activation(h1 @ net.w2[f] + net.b2[f])
-            return (h2 @ net.w3[f] + net.b3[f] + skip[i] + values @ skip_row) * scale + self.mean[f]
+            return (h2 @ net.w3[f] + net.b3[f] + skip[cols] + values @ skip_row) * scale + self.mean[f]
 
         return row
+
+
+class _StaticSums:
+    """Layer-1 sums and skip of everything known before feature f is coded (earlier features, the
+    validity of the row terms, parity, noise), computed a chunk of rows at a time as the loop
+    reaches them: memory stays bounded by STATIC_CHUNK, not by the block's size."""
+
+    def __init__(self, predictor: ContextPredictor, f: int, rec: np.ndarray, valid: np.ndarray) -> None:
+        self.predictor, self.f, self.rec, self.valid = predictor, f, rec, valid
+        self.n_static = len(AROUND) * len(earlier(f))
+        slots = predictor._static_slots(f, self.n_static)
+        net = predictor.net
+        self.w1, self.skip_w, self.b1 = net.w1[f, slots], net.skip[f, : self.n_static], net.b1[f]
+        self.chunk = max(1, STATIC_CHUNK // (valid.shape[2] * len(slots)))
+        self.top, self.z1, self.skip = -self.chunk, None, None  # no row computed yet
+
+    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(layer-1 sums (width, hidden), skip (width)) of row i; rows are asked for in order."""
+        if not self.top <= i < self.top + self.chunk:
+            self._compute(i - i % self.chunk)
+        return self.z1[i - self.top], self.skip[i - self.top]
+
+    def _compute(self, top: int) -> None:
+        rows = np.arange(top, min(self.valid.shape[1], top + self.chunk))
+        planes = self.predictor._static_planes(self.f, self.rec, self.valid, rows)
+        planes = np.stack(planes).reshape(len(planes), -1)  # contiguous copies, one product for all points
+        width = self.valid.shape[2]
+        self.z1 = (planes.T @ self.w1).reshape(rows.size, width, -1) + self.b1
+        self.skip = (planes[: self.n_static].T @ self.skip_w).reshape(rows.size, width)
+        self.top = top
 
 
 def _around_rows(field: np.ndarray, up: int, left: int, rows: np.ndarray) -> np.ndarray:

@@ -129,3 +129,13 @@ def test_context_network_survives_a_later_transform_checkpoint(context_checkpoin
     (copy / "context.safetensors").unlink()
     with pytest.raises(ValueError, match="context.safetensors is missing"):
         load_checkpoint(copy)
+
+
+def test_static_sums_in_row_chunks_give_the_same_stream(context_checkpoint, make_block, monkeypatch):
+    """Large blocks are summed a chunk of rows at a time; the chunking must not change a bit."""
+    from satflow.codecs.learned import context
+
+    block = make_block(seed=11, shape=(2, 21, 18))
+    whole = learned(context_checkpoint, eps=0.3).encode(block)
+    monkeypatch.setattr(context, "STATIC_CHUNK", 1)  # one row per chunk
+    assert learned(context_checkpoint, eps=0.3).encode(block) == whole
