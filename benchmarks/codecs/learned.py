@@ -2,18 +2,20 @@
 
 Everything is seeded, so the figures in the README come from one command:
 
-    OMP_NUM_THREADS=1 python benchmarks/codecs/learned.py       # train + measure, about 3 minutes on 2 CPU cores
+    OMP_NUM_THREADS=1 python benchmarks/codecs/learned.py       # train + measure, about 17 minutes, one thread
     python benchmarks/codecs/learned.py --checkpoint benchmarks/codecs/results/vaeformer-checkpoint   # reuse
 
 Training data: 16 six-hourly AMSU-like files at 1 degree (seed 0), brightness temperatures only
 (`tmbrs`, 15 channels). Test data: 4 other files (seed 1, another weather and other swaths), never
-seen in training. The classic codecs and the learned codec (and the error-bounded wrapper around
-each) are then measured on the test store by `run.py`, from real container bytes.
+seen in training. Training runs stages pretrain, finetune-entropy and context (the context network
+of errorbound(context="learned")). The classic codecs, the learned codec and the error-bounded
+settings (with the learned context, and its ablations) are then measured on the test store by
+`run.py`, from real container bytes.
 Outputs: results/learned.json (training history, the codec table, the same-rate comparison
 against bit-rounding, the issue's targets, a per-channel diagnosis of the error-bounded learned
 codec's residual cost) and results/learned.png (rate-distortion, ratio at bounds). The trained
-checkpoint (weights + meta.json, no optimizer state) is cached in results/vaeformer-checkpoint when
-it is under 3 MB, so the figures can be re-measured without training.
+checkpoint (weights, context network and meta.json, no optimizer state) is cached in
+results/vaeformer-checkpoint when it is under 3 MB, so the figures can be re-measured without training.
 """
 
 from __future__ import annotations

@@ -10,10 +10,11 @@ Datasets (one (feature, lat, lon) block per time step, NaN gaps kept):
 Every codec runs at several settings; bits are the bytes of the containers (header, mask and
 checksum included). Errors are over valid points; error-bounded settings also count the points
 beyond their bound. Throughput is the best of --repeats timed runs. Learned codecs are picked up by
-name: `--learned NAME --checkpoint PATH [--learned-param device=cuda]` adds NAME and
-errorbound(NAME); a checkpoint trained on other features than a dataset's is skipped with a note.
+name: `--learned NAME --checkpoint PATH [--learned-param device=cuda]` adds NAME and the
+error-bounded learned settings (`learned_bounded_settings`); a checkpoint trained on other
+features than a dataset's is skipped with a note.
 
-    python benchmarks/codecs/run.py            # full run (about 45 s on 2 cores)
+    python benchmarks/codecs/run.py            # full run (about 2.7 minutes on 2 cores)
     python benchmarks/codecs/run.py --quick    # about 5 s smoke run
 """
 
