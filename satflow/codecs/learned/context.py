@@ -173,11 +173,20 @@ def noise_inputs(eps: np.ndarray, std: np.ndarray) -> np.ndarray:
 
 
 class ContextPredictor:
-    """The `prediction.run` predictor backed by a FixedPointNet."""
+    """The `prediction.run` predictor backed by a FixedPointNet (one per block: it caches the
+    fixed-point reconstructions of the features already coded)."""
 
     def __init__(self, net: FixedPointNet, mean: np.ndarray, std: np.ndarray, noise: np.ndarray) -> None:
         self.net, self.noise = net, np.asarray(noise, np.float64)
         self.mean, self.std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+        self._coded: dict[int, np.ndarray] = {}
+
+    def _coded_input(self, g: int, rec: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Feature g's final reconstruction in fixed point, 0 where invalid: quantised once, read by
+        up to EARLIER later features (shifting commutes with the elementwise quantisation)."""
+        if g not in self._coded:
+            self._coded[g] = self._quantise(rec[g], valid[g], g)
+        return self._coded[g]
 
     def _quantise(self, values: np.ndarray, valid: np.ndarray, g: int) -> np.ndarray:
         with np.errstate(invalid="ignore", over="ignore"):
@@ -207,10 +216,10 @@ class ContextPredictor:
         odd = (np.arange(valid.shape[2]) % 2).astype(np.float64)
         values, flags = [], []
         for g in earlier(f):
+            coded = self._coded_input(g, rec, valid)
             for up, left in AROUND:
-                seen = _around_rows(valid[g], up, left, rows)
-                values.append(self._quantise(_around_rows(rec[g], up, left, rows), seen, g))
-                flags.append(seen * ONE)
+                values.append(_around_rows(coded, up, left, rows))
+                flags.append(_around_rows(valid[g], up, left, rows) * ONE)
         row_flags = [_shifted(valid[f], up, left, rows) * (odd if (up, left) in BESIDE else 1.0) * ONE
                      for up, left in ROW]
         shape = (rows.size, valid.shape[2])
