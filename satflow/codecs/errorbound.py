@@ -190,33 +190,46 @@ class ErrorBounded(Codec):
     def decode_payload(self, payload: bytes, mask: np.ndarray) -> np.ndarray:
         return self.decode_payloads([payload], [mask])[0]
 
-
     def _encode_residual(self, x: np.ndarray, mask: np.ndarray, inner_payload: bytes, x_hat: np.ndarray) -> bytes:
         x_hat = np.asarray(x_hat, np.float32)
         eps, step = self._steps(x.shape[0])
-        if self._params["context"] == "causal":
-            filled = prediction.finite_fill(x_hat, mask)
-            coefficients = prediction.fit(x, mask, filled, eps)
-            predictor = prediction.LinearPredictor(coefficients, x.shape[0])
-            x_rec64, q_block = prediction.run(filled, mask, predictor, step, x=x)
-            groups = prediction.groups(q_block, mask)
-            context = [_zstd_bytes(coefficients.astype("<f4").tobytes())]
-        elif self.context_model:
-            noise = self.context_model.noise_inputs(eps, x.shape[0])
-            predictor = self.context_model.predictor(noise)
-            x_rec64, q_block = prediction.run(prediction.finite_fill(x_hat, mask), mask, predictor, step, x=x)
-            groups = prediction.groups(q_block, mask)
-            context = [_zstd(noise)]
-        else:
+        if self._params["context"] == "none":
             q_block = _pointwise_q(x, x_hat, mask, step)
             x_rec64 = x_hat.astype(np.float64) + q_block * step[:, None, None]
             groups = [q_block[f][mask[f] != 0] for f in range(x.shape[0])]
             context = []
+        else:
+            filled = prediction.finite_fill(x_hat, mask)
+            predictor, section = self._new_predictor(x, mask, filled, eps)
+            x_rec64, q_block = prediction.run(filled, mask, predictor, step, x=x)
+            groups = prediction.groups(q_block, mask)
+            context = [section]
         with np.errstate(invalid="ignore", over="ignore"):
             x_rec = x_rec64.astype(np.float32)
         patches = pack_patches(exceedances(x, x_rec, mask, eps), x)
         tables, words, escaped = encode_symbols(groups)
         return pack_sections([inner_payload, _checksum(x_hat, mask), *context, tables, words, escaped, patches])
+
+    def _new_predictor(self, x: np.ndarray, mask: np.ndarray, filled: np.ndarray, eps: np.ndarray):
+        """(predictor, the stream section the decoder rebuilds it from)."""
+        if self.context_model:
+            noise = self.context_model.noise_inputs(eps, x.shape[0])
+            return self.context_model.predictor(noise), _zstd(noise)
+        coefficients = prediction.fit(x, mask, filled, eps)
+        return prediction.LinearPredictor(coefficients, x.shape[0]), _zstd_bytes(coefficients.astype("<f4").tobytes())
+
+    def _stored_predictor(self, section: bytes, n_features: int):
+        """The predictor `_new_predictor` made, from its stream section."""
+        if self.context_model:
+            noise = _unzstd(section).astype(np.float64)
+            if noise.size != n_features:
+                raise ContainerError(f"errorbound stream holds {noise.size} context noise levels for {n_features} features")
+            return self.context_model.predictor(noise)
+        coefficients = np.frombuffer(_unzstd_bytes(section), "<f4")
+        if coefficients.size != prediction.coefficient_count(n_features):
+            raise ContainerError(f"errorbound stream holds {coefficients.size} prediction coefficients, "
+                                 f"a block of {n_features} features needs {prediction.coefficient_count(n_features)}")
+        return prediction.LinearPredictor(coefficients, n_features)
 
     def _decode_residual(self, parts: list[bytes], mask: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
         checksum, *context, tables, words, escaped, patches = parts[1:]
@@ -229,27 +242,16 @@ class ErrorBounded(Codec):
             )
         _, step = self._steps(mask.shape[0])
         valid = mask != 0
-        if self.context_model:
-            noise = _unzstd(context[0]).astype(np.float64)
-            if noise.size != mask.shape[0]:
-                raise ContainerError(f"errorbound stream holds {noise.size} context noise levels for {mask.shape[0]} features")
-            q_block = prediction.scatter(decode_symbols(prediction.group_sizes(mask), tables, words, escaped), mask)
-            x_rec64, _ = prediction.run(prediction.finite_fill(x_hat, mask), mask,
-                                        self.context_model.predictor(noise), step, q=q_block)
-        elif self._params["context"] == "causal":
-            coefficients = np.frombuffer(_unzstd_bytes(context[0]), "<f4")
-            if coefficients.size != prediction.coefficient_count(mask.shape[0]):
-                raise ContainerError(f"errorbound stream holds {coefficients.size} prediction coefficients, "
-                                     f"a block of {mask.shape[0]} features needs {prediction.coefficient_count(mask.shape[0])}")
-            q_block = prediction.scatter(decode_symbols(prediction.group_sizes(mask), tables, words, escaped), mask)
-            predictor = prediction.LinearPredictor(coefficients, mask.shape[0])
-            x_rec64, _ = prediction.run(prediction.finite_fill(x_hat, mask), mask, predictor, step, q=q_block)
-        else:
+        if self._params["context"] == "none":
             sizes = [int(valid[f].sum()) for f in range(mask.shape[0])]
             q_block = np.zeros(mask.shape, np.int64)
             for f, q in enumerate(decode_symbols(sizes, tables, words, escaped)):
                 q_block[f][valid[f]] = q
             x_rec64 = x_hat.astype(np.float64) + q_block * step[:, None, None]
+        else:
+            predictor = self._stored_predictor(context[0], mask.shape[0])
+            q_block = prediction.scatter(decode_symbols(prediction.group_sizes(mask), tables, words, escaped), mask)
+            x_rec64, _ = prediction.run(prediction.finite_fill(x_hat, mask), mask, predictor, step, q=q_block)
         with np.errstate(invalid="ignore", over="ignore"):
             return apply_patches(patches, x_rec64.astype(np.float32))
 
@@ -264,48 +266,6 @@ def _pointwise_q(x: np.ndarray, x_hat: np.ndarray, mask: np.ndarray, step: np.nd
     return q_block
 
 
-class _ContextModel:
-    """The trained context network of a checkpoint, ready for fixed-point inference."""
-
-    def __init__(self, path, net, mean: np.ndarray, std: np.ndarray, fingerprint: str) -> None:
-        from satflow.codecs.learned.context import FixedPointNet
-
-        self.path, self.fingerprint = path, fingerprint
-        self.mean, self.std = mean.astype(np.float64), std.astype(np.float64)
-        self.net = FixedPointNet(net.state_dict())
-
-    def noise_inputs(self, eps: np.ndarray, n_features: int) -> np.ndarray:
-        from satflow.codecs.learned.context import noise_inputs
-
-        if n_features != self.net.n_features:
-            raise ValueError(f"errorbound: the context network of {self.path} was trained on {self.net.n_features} "
-                             f"features, the block has {n_features}")
-        return noise_inputs(eps, self.std).astype(np.int64)
-
-    def predictor(self, noise: np.ndarray):
-        from satflow.codecs.learned.context import ContextPredictor
-
-        return ContextPredictor(self.net, self.mean, self.std, noise)
-
-
-def _context_model(inner: Codec, checkpoint: str | None) -> _ContextModel:
-    """The context network of `checkpoint`, or of the inner (learned) codec's checkpoint."""
-    from satflow.codecs.learned.checkpoint import load_checkpoint
-
-    if checkpoint is None:
-        if not hasattr(inner, "checkpoint"):
-            raise ValueError(f"errorbound: context='learned' needs checkpoint=<dir> (inner {inner.name!r} has none); "
-                             "train the network with `satflow train --stage context`")
-        loaded = inner.checkpoint
-    else:
-        loaded = load_checkpoint(checkpoint)
-    if loaded.context is None:
-        raise ValueError(f"errorbound: checkpoint {loaded.path} has no context network; train one with "
-                         f"`satflow train --stage context --resume {loaded.path}`")
-    mean, std = loaded.meta.normalization()
-    return _ContextModel(loaded.path, loaded.context, mean, std, loaded.meta.context["fingerprint"])
-
-
 def _zstd_bytes(data: bytes) -> bytes:
     return bytes(Zstd(level=9).encode(data))
 
@@ -315,6 +275,12 @@ def _unzstd_bytes(data: bytes) -> bytes:
         return bytes(Zstd().decode(data))
     except (RuntimeError, ValueError) as err:  # what numcodecs' Zstd raises on a corrupt frame
         raise ContainerError(f"errorbound prediction coefficients are corrupt: {err}") from err
+
+
+def _context_model(inner: Codec, checkpoint: str | None):
+    from satflow.codecs.learned.context import load_context_model  # torch: only for context="learned"
+
+    return load_context_model(inner, checkpoint)
 
 
 def _default_inner_params(inner: str, inner_params: dict | None, eps: float | list[float]) -> dict:
