@@ -49,7 +49,7 @@ def run_demo(args, config: SatflowConfig) -> int:
     print(f"[4/4] patch index {index}:")
     print(summarize_index(index))
     print(f"\ndone in {time.perf_counter() - started:.0f} s; outputs under {args.out}/:")
-    print(f"  raw/             sample NetCDF files (1bamua_YYYYMMDD_tHH.nc)")
+    print("  raw/             sample NetCDF files (1bamua_YYYYMMDD_tHH.nc)")
     print(f"  amsua.zarr/      the datacube: xr.open_zarr('{store}')")
     print(f"  patches.parquet  the patch index: satflow.dataset.PatchDataset('{store}', '{index}')")
     return 0
