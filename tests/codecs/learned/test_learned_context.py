@@ -71,7 +71,7 @@ def test_round_trip_holds_the_bound_and_decodes_identically_in_a_fresh_process(c
 
 
 def test_the_network_does_the_predicting(context_checkpoint, make_block):
-    """Different weights, different bytes: the stream depends on the network, not only on eps."""
+    """The learned stream is not the least-squares one: the network, not a fitted line, predicts."""
     block = make_block(seed=8, shape=(2, 16, 24))
     causal = get_codec("errorbound", inner="constant", eps=0.2).encode(block)
     assert learned(context_checkpoint, eps=0.2).encode(block) != causal
