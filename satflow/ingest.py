@@ -239,12 +239,31 @@ def _layout_settings(config_json: str) -> dict:
 
 def _check_same_config(store: str, existing: _ExistingStore, config: IngestConfig) -> None:
     """Resuming or appending with other reading rules would silently mix two cubes in one store."""
-    old = _layout_settings(existing.config_json)
-    new = _layout_settings(_recorded_config(config))
-    changed = sorted(key for key in new if old.get(key) != new[key])
+    changed = _changed_settings(_layout_settings(existing.config_json), _layout_settings(_recorded_config(config)))
     if changed:
-        raise IngestError(f"{store}: exists and was written with different ingest settings ({', '.join(changed)}); "
+        described = "; ".join(f"{key}: {_short(was)} in the store, {_short(now)} now" for key, was, now in changed)
+        raise IngestError(f"{store}: exists and was written with different ingest settings ({described}); "
                           "use the same config to resume or append, --overwrite to rebuild, or another --out")
+
+
+def _changed_settings(old: dict, new: dict) -> list[tuple[str, object, object]]:
+    """(dotted key, stored value, new value) per setting that differs, e.g. `source.convert_units`.
+
+    Sections are compared one level down, so the key names a setting as `--set ingest.KEY` spells it.
+    """
+    changed = []
+    for key in sorted(old.keys() | new.keys()):
+        was, now = old.get(key), new.get(key)
+        if isinstance(was, dict) and isinstance(now, dict):
+            changed += [(f"{key}.{sub}", was.get(sub), now.get(sub)) for sub in sorted(was.keys() | now.keys())
+                        if was.get(sub) != now.get(sub)]
+        elif was != now:
+            changed.append((key, was, now))
+    return changed
+
+
+def _short(value: object) -> str:
+    return "unset" if value is None else json.dumps(value, sort_keys=True)
 
 
 def _plan_new(store: str, config: IngestConfig, infos: list[FileInfo], skipped: list[Skipped],

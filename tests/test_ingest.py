@@ -208,8 +208,63 @@ def test_append_before_last_time_is_refused(amsua_files, tmp_path):
 def test_other_settings_on_existing_store_are_refused(amsua_files, tmp_path):
     store = tmp_path / "s.zarr"
     run_ingest([str(p) for p in amsua_files[:2]], store, ingest_config(), progress=False)
-    with pytest.raises(IngestError, match=r"different ingest settings \(chunks\)"):
+    with pytest.raises(IngestError, match=r"different ingest settings \(chunks.lat: 16 in the store, 8 now\)"):
         run_ingest([str(p) for p in amsua_files[:2]], store, ingest_config("ingest.chunks.lat=8"), progress=False)
+
+
+# Every source setting changes the values or the grid a file is read onto (convert_units alone turned
+# kelvin into degC in half of a store); per setting: an override and how the refusal describes it.
+SOURCE_CHANGES = {
+    "source.variables": ("ingest.source.variables=[tmbrs]", '[] in the store, ["tmbrs"] now'),
+    "source.sentinel": ("ingest.source.sentinel=-999", "unset in the store, -999.0 now"),
+    "source.convert_units": ("ingest.source.convert_units={tmbrs: degC}", '{} in the store, {"tmbrs": "degC"} now'),
+    "source.time_from_filename": (r"ingest.source.time_from_filename=_(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})",
+                                  r'"(?P<year>\\d{4})(?P<month>\\d{2})(?P<day>\\d{2})(?:_t(?P<hour>\\d{2}))?" in the store, '
+                                  r'"_(?P<year>\\d{4})(?P<month>\\d{2})(?P<day>\\d{2})" now'),
+    "source.lon_convention": ("ingest.source.lon_convention=0..360", '"-180..180" in the store, "0..360" now'),
+    "source.crop": ("ingest.source.crop.lat_min=-30",
+                    'unset in the store, {"lat_max": 90.0, "lat_min": -30.0, "lon_max": 180.0, "lon_min": -180.0} now'),
+}
+
+
+def test_every_source_setting_is_covered():
+    from satflow.config import SourceConfig
+
+    assert sorted(SOURCE_CHANGES) == sorted(f"source.{name}" for name in SourceConfig.model_fields)
+
+
+@pytest.fixture(scope="module")
+def two_step_store(amsua_files, tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("two") / "s.zarr"
+    run_ingest([str(p) for p in amsua_files[:2]], store, ingest_config(), progress=False)
+    return store
+
+
+def _refusal(store: Path, key: str) -> str:
+    described = f"{key}: {SOURCE_CHANGES[key][1]}"
+    return (f"{store}: exists and was written with different ingest settings ({described}); "
+            "use the same config to resume or append, --overwrite to rebuild, or another --out")
+
+
+@pytest.mark.parametrize("mode", ["resume", "append"])
+@pytest.mark.parametrize("key", sorted(SOURCE_CHANGES))
+def test_changed_source_setting_is_refused_by_name(amsua_files, two_step_store, key, mode):
+    files = amsua_files[:2] if mode == "resume" else amsua_files[2:3]
+    config = ingest_config(SOURCE_CHANGES[key][0])
+    with pytest.raises(IngestError) as raised:
+        run_ingest([str(p) for p in files], two_step_store, config, append=mode == "append", progress=False)
+    assert str(raised.value) == _refusal(two_step_store, key)
+    assert open_group(str(two_step_store))["X"].shape[0] == 2  # refused before anything was written
+
+
+def test_cli_append_with_other_units_is_refused(amsua_files, two_step_store, dask_client, capsys):
+    args = ["ingest", str(amsua_files[2]), "--out", str(two_step_store), "--append", "--no-progress",
+            "--set", "ingest.chunks.lat=16", "--set", "ingest.chunks.lon=32",
+            "--set", "ingest.source.convert_units={tmbrs: degC}",
+            "--set", "cluster.kind=address", "--set", f"cluster.address={dask_client.scheduler.address}"]
+    assert cli_main(args) == 1
+    assert _refusal(two_step_store, "source.convert_units") in capsys.readouterr().err
+    assert open_group(str(two_step_store))["X"].shape[0] == 2
 
 
 def _broken_corpus(amsua_files: list[Path], root: Path) -> dict[str, str]:
