@@ -2,8 +2,9 @@
 
 cftime does the standard cases. Real archives add a few that xarray's default decoding rejects,
 handled here:
-- `months since 1958-1-1` / `years since ...`: calendar months (fractions of a month count in
-  days of that month); cftime only allows months for the 360_day calendar.
+- `months since 1958-1-1` / `years since ...`: calendar months from the origin's day and time
+  (clamped to a shorter month's last day; fractions of a month count in days of that month);
+  cftime only allows months for the 360_day calendar, where a month is 30 days and a year 12 months.
 - `hour since 0000-01-01`: year 0 does not exist in CF's standard calendar; such files count
   from year 0 of the proleptic Gregorian calendar with year zero (ISO 8601), as MATLAB's datenum.
 - non-standard calendars: noleap/365_day/julian dates keep their labels (2001-02-28 stays
@@ -40,7 +41,10 @@ def decode_times(values, units: str, calendar: str | None = None) -> np.ndarray:
         raise TimeDecodeError(f"time units {units!r} are not of the form '<unit> since <date>'")
     calendar = (calendar or "standard").strip().lower()
     unit, origin = match["unit"].lower(), match["origin"]
-    if unit in _CALENDAR_MONTHS and calendar not in ("360_day",):
+    if unit in _CALENDAR_MONTHS and calendar == "360_day":
+        # A 360_day month is 30 days, which cftime counts; it knows no years, so count 12 months each.
+        return to_datetime64(_num2date(values * _CALENDAR_MONTHS[unit], f"months since {origin}", calendar), calendar)
+    if unit in _CALENDAR_MONTHS:
         return _add_calendar_months(values * _CALENDAR_MONTHS[unit], origin, calendar)
     return to_datetime64(_num2date(values, f"{unit} since {origin}", calendar), calendar)
 
@@ -73,10 +77,12 @@ def _add_calendar_months(months: np.ndarray, origin: str, calendar: str) -> np.n
         if not 1678 <= year <= 2261:
             raise TimeDecodeError(f"{step} months after {origin} falls outside {_NS_RANGE}")
         first = np.datetime64(f"{year:04d}-{month + 1:02d}-01", "D")
-        days_in_month = (first.astype("datetime64[M]") + 1).astype("datetime64[D]") - first
-        offset = np.timedelta64(start.day - 1, "D") + np.timedelta64(
-            int(round(frac * days_in_month.astype(np.int64) * 86400e6)), "us")
-        clock = np.timedelta64(start.hour * 3600 + start.minute * 60 + start.second, "s")
+        days_in_month = int(((first.astype("datetime64[M]") + 1).astype("datetime64[D]") - first).astype(np.int64))
+        # The origin's day, clamped to the month's last day: a month after Jan 31 is Feb 28, not Mar 3.
+        offset = np.timedelta64(min(start.day, days_in_month) - 1, "D") + np.timedelta64(
+            int(round(frac * days_in_month * 86400e6)), "us")
+        clock = np.timedelta64(((start.hour * 60 + start.minute) * 60 + start.second) * 10**6 + start.microsecond,
+                               "us")
         out.append(first.astype("datetime64[ns]") + offset + clock)
     return _checked(np.array(out, dtype="datetime64[ns]"))
 

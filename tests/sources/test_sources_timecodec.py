@@ -25,6 +25,48 @@ def test_months_since_counts_calendar_months():
     np.testing.assert_array_equal(decode_times([1], "years since 2000-01-01"), dt("2001-01-01"))
 
 
+def test_months_since_an_origin_with_day_and_hour():
+    # By hand: whole months keep the origin's day 15 and 12:00; 2.5 months is Mar 15 12:00 plus half
+    # of March's 31 days (15 d 12 h), which is Mar 31 00:00.
+    np.testing.assert_array_equal(decode_times([0, 1, 13, 2.5], "months since 1958-01-15 12:00"),
+                                  dt("1958-01-15T12", "1958-02-15T12", "1959-02-15T12", "1958-03-31T00"))
+    np.testing.assert_array_equal(decode_times([1], "months since 1958-01-15 12:30:15.25"),
+                                  dt("1958-02-15T12:30:15.25"))
+
+
+def test_years_since_an_origin_with_day_and_hour():
+    # A year is 12 calendar months: 0.5 years is Sep 10, 2.25 years (27 months) is Jun 10 two years on.
+    np.testing.assert_array_equal(decode_times([0, 0.5, 1, 2.25], "years since 2000-03-10 06:00"),
+                                  dt("2000-03-10T06", "2000-09-10T06", "2001-03-10T06", "2002-06-10T06"))
+
+
+def test_months_after_a_day_a_short_month_lacks_end_on_its_last_day():
+    # A monthly series from Jan 31 must give one step per month (Mar 3 would put two steps in March).
+    np.testing.assert_array_equal(decode_times([0, 1, 2, 3], "months since 1958-01-31"),
+                                  dt("1958-01-31", "1958-02-28", "1958-03-31", "1958-04-30"))
+    np.testing.assert_array_equal(decode_times([1], "years since 2000-02-29 18:00"), dt("2001-02-28T18"))
+
+
+def test_360_day_months_and_years_since_an_origin_with_day_and_hour():
+    # 360_day: 30-day months, so 1.5 months after Jan 15 12:00 is 360-day Feb 30 12:00 and a year is
+    # 360 days. By hand, mapped by day of year (floor((doy - 1) * 365 / 360) days after Jan 1, 1958
+    # and 1959 having 365 days): Jan 15 (doy 15) -> 14 -> Jan 15; Feb 15 (doy 45) -> floor(44.61) = 44
+    # -> Feb 14; Feb 30 (doy 60) -> floor(59.82) = 59 -> Mar 1.
+    np.testing.assert_array_equal(decode_times([0, 1, 1.5, 13], "months since 1958-01-15 12:00", "360_day"),
+                                  dt("1958-01-15T12", "1958-02-14T12", "1958-03-01T12", "1959-02-14T12"))
+    np.testing.assert_array_equal(decode_times([1, 2], "years since 1958-01-15 12:00", "360_day"),
+                                  dt("1959-01-15T12", "1960-01-15T12"))
+
+
+def test_noleap_counts_from_an_origin_with_day_and_hour():
+    # noleap keeps labels: 14 days after Feb 15 12:00 in 2000 is Mar 1 (no Feb 29 in noleap, where the
+    # standard calendar says Feb 29); months and years count calendar months from the 15th at 12:00.
+    np.testing.assert_array_equal(decode_times([14], "days since 2000-02-15 12:00", "noleap"), dt("2000-03-01T12"))
+    np.testing.assert_array_equal(decode_times([0, 1, 12], "months since 2000-02-15 12:00", "noleap"),
+                                  dt("2000-02-15T12", "2000-03-15T12", "2001-02-15T12"))
+    np.testing.assert_array_equal(decode_times([1], "years since 2000-02-15 12:00", "noleap"), dt("2001-02-15T12"))
+
+
 def test_hour_since_year_zero_counts_in_proleptic_gregorian():
     # 0000-01-01 is day 1 of MATLAB's datenum; 1970-01-01 is 719528 days later.
     expected = np.datetime64("1970-01-01", "ns") + np.timedelta64(17700000 // 24 - 719528, "D")
