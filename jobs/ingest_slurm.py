@@ -20,7 +20,7 @@ import logging
 import sys
 
 from satflow import cli
-from satflow.cluster import open_client, slurm_job_script
+from satflow.runtime.cluster import open_client, slurm_job_script
 from satflow.config import ConfigError, load_config
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from satflow.cluster import slurm_cluster_kwargs, slurm_job_script
+from satflow.runtime.cluster import slurm_cluster_kwargs, slurm_job_script
 from satflow.config import load_config
 from satflow.store import open_group
 

@@ -99,7 +99,7 @@ def ingest_config_from_args(args, config: SatflowConfig):
 
 
 def run_ingest_command(args, config: SatflowConfig) -> int:
-    from satflow.cluster import open_client
+    from satflow.runtime.cluster import open_client
     from satflow.ingest import execute_plan, plan_ingest
 
     ingest = ingest_config_from_args(args, config)

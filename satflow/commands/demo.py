@@ -26,7 +26,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args, config: SatflowConfig) -> int:
-    from satflow.cluster import open_client
+    from satflow.runtime.cluster import open_client
     from satflow.commands.data import write_sample
     from satflow.index import build_index, summarize_index
     from satflow.ingest import run_ingest

@@ -23,6 +23,7 @@ from satflow.index.io import FORMAT, FORMAT_VERSION, IndexWriter
 from satflow.index.options import IndexConfig
 from satflow.index.splits import SPLITS, WindowLayout, space_splits, time_splits
 from satflow.index.validity import time_block_counts
+from satflow.runtime.executors import as_executor
 
 BASE_COLUMNS = (
     ("patch_id", pa.string()), ("t", pa.int32()), ("time", pa.timestamp("ns")),
@@ -166,12 +167,6 @@ def rows_for_time_block(counts: np.ndarray, t_offset: int, ctx: RowContext) -> p
     return pd.DataFrame(frame)
 
 
-def _compute(tasks: list, client) -> list:
-    if client is not None:
-        return client.gather(client.compute(tasks))
-    return list(dask.compute(*tasks))
-
-
 def build_metadata(store_path: Path, store_fingerprint: str, ds, grid: PatchGrid, config: IndexConfig,
                    time_range: tuple[int, int]) -> dict:
     """The file-level metadata of a new index."""
@@ -194,8 +189,9 @@ def build_index(store_path: str | Path, out_path: str | Path, config: IndexConfi
                 client=None) -> IndexBuildResult:
     """Index every (time, patch) of a store into `out_path` (Parquet); reads only the mask.
 
-    `client`: a `distributed.Client` to run on; without one, dask's default scheduler is used.
+    `client`: a `distributed.Client` or an `Executor` to run on; without one, dask's default scheduler is used.
     """
+    executor = as_executor(client)
     from satflow.store import fingerprint, open_store
 
     started = clock.perf_counter()
@@ -225,7 +221,7 @@ def build_index(store_path: str | Path, out_path: str | Path, config: IndexConfi
     split_rows = dict.fromkeys(SPLITS, 0)
     with IndexWriter(out_path, metadata, index_schema(list(features), config.per_feature_columns)) as writer:
         for first in range(0, len(tasks), config.time_batch):
-            for frame in _compute(tasks[first:first + config.time_batch], client):
+            for frame in executor.compute(tasks[first:first + config.time_batch]):
                 writer.write(frame)
                 for name, count in frame["split"].value_counts().items():
                     split_rows[name] += int(count)

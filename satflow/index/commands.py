@@ -102,7 +102,7 @@ def _client(args, config: SatflowConfig):
     if not getattr(args, "cluster", False):
         yield None
         return
-    from satflow.cluster import open_client
+    from satflow.runtime.cluster import open_client
 
     with open_client(config.cluster) as client:
         yield client

@@ -20,6 +20,7 @@ import pandas as pd
 
 from satflow.index.io import METADATA_KEY, derived_metadata
 from satflow.index.reader import PatchReader
+from satflow.runtime.executors import as_executor
 
 _REDUCERS = {"min": np.nanmin, "max": np.nanmax, "mean": np.nanmean, "median": np.nanmedian}
 
@@ -93,7 +94,7 @@ def feature_statistic(frame: pd.DataFrame, store: str | Path, feature: str, stat
     groups = list(frame.groupby("t"))
     run = dask.delayed(_statistics_at, pure=True)
     tasks = [run(reader, feature, int(t), rows, statistic) for t, rows in groups]
-    results = client.gather(client.compute(tasks)) if client is not None else dask.compute(*tasks)
+    results = as_executor(client).compute(tasks)
     values = np.empty(len(frame))
     for (_, rows), result in zip(groups, results):
         values[rows.index.to_numpy()] = result

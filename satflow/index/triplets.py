@@ -21,6 +21,7 @@ from satflow.index.geometry import PatchGrid
 from satflow.index.io import METADATA_KEY, derived_metadata
 from satflow.index.keys import frame_row_keys, mix, uniform
 from satflow.index.splits import SPLITS, BUFFER
+from satflow.runtime.executors import as_executor
 
 # (name, rows, cols): latitude ascends with the row index in a satflow store, so +row is north.
 DIRECTIONS = (("N", 1, 0), ("NE", 1, 1), ("E", 0, 1), ("SE", -1, 1),
@@ -139,7 +140,7 @@ def add_triplets(frame: pd.DataFrame, grid: PatchGrid | None = None, *, distance
     pieces = [anchors.iloc[i::partitions] for i in range(partitions)] if partitions > 1 else [anchors]
     task = dask.delayed(_partners, pure=True)
     tasks = [task(piece, table, frame, distance, seed) for piece in pieces]
-    parts = client.gather(client.compute(tasks)) if client is not None else dask.compute(*tasks)
+    parts = as_executor(client).compute(tasks)
     result = pd.concat(parts).sort_index()
     if n_per_split is not None:
         keyed = result.assign(_key=frame_row_keys(result, seed))

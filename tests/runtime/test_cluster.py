@@ -1,4 +1,4 @@
-from satflow.cluster import open_client, slurm_cluster_kwargs, slurm_job_script
+from satflow.runtime.cluster import open_client, slurm_cluster_kwargs, slurm_job_script
 from satflow.config import load_config
 
 
