@@ -15,7 +15,6 @@ import glob
 import json
 import logging
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 
 from satflow import __version__
 from satflow.config import IngestConfig, SourceConfig
+from satflow.runtime.executors import as_executor
 from satflow.sources.gridded import FileInfo, SourceError, read_file, scan_file
 from satflow.store import StoreLayout, create_template, finalize, open_group, write_region
 
@@ -110,17 +110,18 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
     return sorted(dict.fromkeys(os.path.abspath(p) for p in found))
 
 
-def _scan_all(paths: list[str], source: SourceConfig, client) -> list[FileInfo | Skipped]:
-    def scan(path: str) -> FileInfo | Skipped:
-        try:
-            return scan_file(path, source)
-        except SourceError as err:
-            return Skipped(path, err.reason)
+def _scan_or_skip(path: str, source: SourceConfig) -> FileInfo | Skipped:
+    try:
+        return scan_file(path, source)
+    except SourceError as err:
+        return Skipped(path, err.reason)
 
-    if client is None or len(paths) < 8:
-        return [scan(p) for p in paths]
-    # Metadata reads are HDF5-bound; worker processes sidestep the global HDF5 lock.
-    return client.gather(client.map(scan, paths, pure=False))
+
+def _scan_all(paths: list[str], source: SourceConfig, client) -> list[FileInfo | Skipped]:
+    # Metadata reads are HDF5-bound; worker processes sidestep the global HDF5 lock. A handful of
+    # files is faster to scan here than to ship to workers.
+    executor = as_executor(client if len(paths) >= 8 else None)
+    return executor.gather_map(_scan_or_skip, paths, source, name="ingest-scan", retries=1)
 
 
 def _grid_key(grid: FileInfo | StoreLayout) -> tuple:
@@ -329,6 +330,12 @@ def ingest_region(store: str, region: Region, infos: dict[str, FileInfo], source
     return problems
 
 
+def _ingest_task(task: tuple[Region, dict[str, FileInfo]], store: str, source: SourceConfig, n_features: int,
+                 shape_yx: tuple[int, int]) -> list[Skipped]:
+    region, infos = task
+    return ingest_region(store, region, infos, source, n_features, shape_yx)
+
+
 def _slots_by_file(slots: Sequence[Slot]) -> dict[str, list[Slot]]:
     grouped: dict[str, list[Slot]] = collections.defaultdict(list)
     for slot in slots:
@@ -383,21 +390,13 @@ def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progres
     _prepare_store(plan, config)
     shape_yx = (len(plan.layout.lat), len(plan.layout.lon))
     common = (config.source, len(plan.layout.features), shape_yx)
+    # Each task carries only its own files' metadata: broadcasting every FileInfo to every
+    # worker would cost O(files x workers) memory on archives of thousands of files.
+    tasks = [(region, _infos_for(plan, region)) for region in plan.regions]
     problems: list[Skipped] = []
-    if client is None:
-        for region in _progress(plan.regions, progress):
-            problems += ingest_region(plan.store, region, _infos_for(plan, region), *common)
-    else:
-        from distributed import as_completed
-
-        run_id = uuid.uuid4().hex[:8]  # readable task names on the dashboard, never reused by a re-run
-        # Each task carries only its own files' metadata: broadcasting every FileInfo to every
-        # worker would cost O(files x workers) memory on archives of thousands of files.
-        futures = [client.submit(ingest_region, plan.store, region, _infos_for(plan, region), *common,
-                                 retries=2, key=f"ingest-region-t{region.t0}-{run_id}")
-                   for region in plan.regions]
-        for future in _progress(as_completed(futures), progress, total=len(futures)):
-            problems += future.result()
+    for _, skipped in as_executor(client).map(_ingest_task, tasks, plan.store, *common, name="ingest-region",
+                                              retries=2, progress=progress):
+        problems += skipped
     finalize(plan.store)
     n_steps = open_group(plan.store)["X"].shape[0]
     return IngestReport(plan.store, len(plan.regions), plan.skipped + problems, n_steps)
@@ -405,14 +404,6 @@ def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progres
 
 def _infos_for(plan: IngestPlan, region: Region) -> dict[str, FileInfo]:
     return {slot.path: plan.infos[slot.path] for slot in region.slots}
-
-
-def _progress(iterable, enabled: bool, total: int | None = None):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc="ingest", unit="region")
 
 
 def run_ingest(inputs: Sequence[str], store: str | Path, config: IngestConfig, *, client=None,
