@@ -121,6 +121,31 @@ def test_built_index_keeps_a_location_in_one_split_and_passes_the_check(global_s
     assert not report.ok and len(report.time_leaks) == 5
 
 
+@pytest.mark.parametrize("store_name, corner, n_x", [
+    # global: 15-degree cells from lat -90, lon -180; 45-degree windows are 3 x 3 cells, 8 per row
+    ("global_store", (-90.0, -180.0), 8),
+    # regional: 1-degree cells from lat 10, lon 100; 4-degree windows, ceil(14 / 4) = 4 per row
+    ("regional_store", (10.0, 100.0), 4),
+])
+def test_window_id_is_the_window_holding_the_patch_centre(store_name, corner, n_x, request, tmp_path):
+    # Documented: windows tile the grid from its first cell, window_degrees on a side, numbered row by
+    # row; a patch belongs to the window holding its centre. With odd 3-cell patches the centre is a
+    # cell centre (lat_c, lon_c), so the window follows from degrees alone, wrapping patches included.
+    store = request.getfixturevalue(store_name)
+    degrees = 45.0 if store_name == "global_store" else 4.0
+    out = tmp_path / "index.parquet"
+    build_index(store.path, out, IndexConfig(patch_size=3, stride=2, max_nodata_fraction=1.0,
+                                             split=SplitConfig(window_degrees=degrees, seed=2)))
+    frame = read_index(out)
+    row = np.floor((frame["lat_c"].to_numpy() - corner[0]) / degrees).astype(np.int64)
+    col = np.floor(((frame["lon_c"].to_numpy() - corner[1]) % 360.0) / degrees).astype(np.int64)
+    np.testing.assert_array_equal(frame["window_id"].to_numpy(), row * n_x + col)
+    assert frame["window_id"].nunique() > 4  # many windows, not one
+    # Every patch that is not a buffer lies in windows of one split, so a window has one split.
+    kept = frame[frame["split"] != "buffer"]
+    assert (kept.groupby("window_id")["split"].nunique() == 1).all()
+
+
 def test_blocked_time_index_has_no_time_leak(global_store, tmp_path):
     out = tmp_path / "index.parquet"
     config = IndexConfig(patch_size=6, stride=6, max_nodata_fraction=1.0,
