@@ -170,3 +170,50 @@ def test_triplet_and_sequence_datasets(store):
     sequences = SequenceDataset(path, time_windows(frame, length=3))
     batch = sequences[0]
     assert batch["x"].shape == (3, 3, 8, 8) and batch["t"].tolist() == [0, 1, 2]
+
+
+def _store_slice(path, t: int, y0: int, x0: int, size: int) -> np.ndarray:
+    """X[t, :, y0:y0+size, x0:x0+size] read with xarray, longitudes wrapping past the last column."""
+    import xarray as xr
+
+    X = xr.open_zarr(path)["X"]
+    cols = np.arange(x0, x0 + size) % X.sizes["lon"]
+    return X.isel(time=int(t), lat=slice(int(y0), int(y0) + size), lon=cols).values
+
+
+def test_every_triplet_role_is_the_store_slice_its_columns_name(store):
+    path, index, _ = store
+    triplets = add_triplets(read_index(index), distance=1, seed=0)
+    stats = open_store(path)
+    mean = stats["mean"].values.astype(np.float32)[:, None, None]
+    std = stats["std"].values.astype(np.float32)[:, None, None]
+    raw = TripletDataset(path, triplets, normalize=False, fill_value=np.nan)
+    normalized = TripletDataset(path, triplets, fill_value=-9.0)
+    # Neighbours differ from their anchor in place, distant patches in time: reading the anchor's
+    # position for every role would not match below.
+    assert ((triplets.neighbor_y0 != triplets.y0) | (triplets.neighbor_x0 != triplets.x0)).all()
+    assert (triplets.distant_t != triplets.t).all()
+    wrapped = np.flatnonzero((triplets.neighbor_x0 == 28) | (triplets.distant_x0 == 28))[:2].tolist()
+    for i in [0, 1, len(triplets) // 2, len(triplets) - 1, *wrapped]:
+        row, item, item_n = triplets.iloc[i], raw[i], normalized[i]
+        for role in ("anchor", "neighbor", "distant"):
+            prefix = "" if role == "anchor" else f"{role}_"
+            expected = _store_slice(path, row[f"{prefix}t"], row[f"{prefix}y0"], row[f"{prefix}x0"], 8)
+            np.testing.assert_array_equal(item[f"{role}_x"].numpy(), expected, err_msg=f"{role} of row {i}")
+            np.testing.assert_array_equal(item[f"{role}_mask"].numpy(), np.isfinite(expected))
+            z = np.where(np.isfinite(expected), (expected - mean) / std, np.float32(-9.0)).astype(np.float32)
+            np.testing.assert_array_equal(item_n[f"{role}_x"].numpy(), z, err_msg=f"{role} of row {i}")
+
+
+def test_every_sequence_step_is_the_store_slice_its_row_names(store):
+    path, index, _ = store
+    windows = time_windows(read_index(index), length=3)
+    ds = SequenceDataset(path, windows, normalize=False, fill_value=np.nan)
+    assert len(ds) == windows["sequence_id"].nunique() > 0
+    for i in range(len(ds)):
+        item = ds[i]
+        members = windows[windows.sequence_id == item["sequence_id"]].sort_values("sequence_pos")
+        assert item["t"].tolist() == members["t"].tolist() and len(members) == 3
+        expected = np.stack([_store_slice(path, r.t, r.y0, r.x0, 8) for r in members.itertuples()])
+        np.testing.assert_array_equal(item["x"].numpy(), expected, err_msg=item["sequence_id"])
+        np.testing.assert_array_equal(item["mask"].numpy(), np.isfinite(expected))
