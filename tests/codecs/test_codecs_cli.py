@@ -68,3 +68,27 @@ def test_corrupted_file_and_bad_flags_give_clear_errors(tiny_store, tmp_path, ca
     assert "codec 'sz3' needs parameter 'tol'" in capsys.readouterr().err
     assert main(["encode", str(path), "--codec", "lossless", "--feature", "c", "--out", str(sfc)]) == 1
     assert "no feature c; the store has a-1, a-2, b" in capsys.readouterr().err
+
+
+def test_printed_errors_and_bits_equal_numpy_on_the_decoded_file(tiny_store, tmp_path, capsys):
+    import re
+
+    path, values = tiny_store
+    sfc, npz = tmp_path / "all.sfc", tmp_path / "all.npz"
+    assert main(["encode", str(path), "--codec", "sz3", "--param", "tol=0.5", "--time", "0:4", "--out", str(sfc)]) == 0
+    out = capsys.readouterr().out
+    assert "4 block(s) (3, 20, 30)" in out
+    assert main(["decode", str(sfc), "--out", str(npz)]) == 0
+    decoded = np.load(npz)["X"].astype(np.float64)
+    valid = np.isfinite(values)
+    error = np.where(valid, decoded - values, np.nan)  # NaN where the store holds no value
+    printed = dict(re.findall(r"^  (\S+): (rmse \S+, max abs error \S+)$", out, flags=re.M))
+    expected = {}
+    for k, name in enumerate(["a-1", "a-2", "b"]):
+        e = error[:, k][valid[:, k]]
+        expected[name] = f"rmse {np.sqrt(np.mean(e**2)):.4g}, max abs error {np.max(np.abs(e)):.4g}"
+    assert printed == expected
+    assert 0.1 < np.nanmax(np.abs(error)) <= 0.5  # lossy: a skipped decode would print zeros
+    bits = 8.0 * sfc.stat().st_size
+    assert (f"bits/value {bits / values.size:.3f} (valid cells: {bits / valid.sum():.3f}), "
+            f"ratio vs float32 {32 * values.size / bits:.2f}") in out
