@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "satflow.index.commands",  # index
     "satflow.codecs.commands",  # codecs, encode, decode
     "satflow.train",  # train
+    "satflow.commands.evaluate",  # eval
 )
 
 

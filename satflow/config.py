@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from satflow.codecs.options import CodecConfig, TrainConfig
+from satflow.eval.options import EvalConfig
 from satflow.index.options import IndexConfig
 
 
@@ -139,6 +140,7 @@ class SatflowConfig(_Section):
     index: IndexConfig = Field(default_factory=IndexConfig)
     codec: CodecConfig = Field(default_factory=CodecConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:

@@ -134,6 +134,13 @@ class Codec(ABC):
         """First line of the class docstring."""
         return (cls.__doc__ or cls.__name__).strip().splitlines()[0]
 
+    def error_bound(self, n_features: int) -> np.ndarray | None:
+        """The absolute error this codec promises per feature (float64), or None if it promises none.
+
+        Evaluations count the valid points beyond it as violations.
+        """
+        return None
+
     def describe(self) -> str:
         """One line: name and parameters, e.g. `sz3(fill='mean', tol=0.5)`."""
         settings = ", ".join(f"{key}={value!r}" for key, value in sorted(self.params.items()))

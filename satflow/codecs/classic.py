@@ -227,6 +227,9 @@ class ToleranceCodec(Codec):
         per_feature(tol, shape[0], f"{self.name} tol")  # validates the count
         return [(slice(f, f + 1), t) for f, t in enumerate(tol)]
 
+    def error_bound(self, n_features: int) -> np.ndarray:
+        return per_feature(self._params["tol"], n_features, f"{self.name} tol")
+
     def compress(self, values: np.ndarray, tol: float) -> bytes:
         raise NotImplementedError
 

@@ -162,13 +162,16 @@ def run_encode(args, config: SatflowConfig) -> int:
 # --- satflow decode --------------------------------------------------------------------------------
 def _register_decode(subparsers, common) -> None:
     parser = subparsers.add_parser(
-        "decode", parents=[common], help="decode a container file (.sfc) to .npz or NetCDF",
+        "decode", parents=[common], help="decode a container file (.sfc) or an eval's compressed.zarr",
         description="Decode every container of an .sfc file into X (time, feature, lat, lon, NaN = invalid) and "
-        "M (uint8). Coordinates come from the source store when it is still at the recorded path and unchanged.",
+        "M (uint8); coordinates come from the source store when it is still at the recorded path and unchanged. "
+        "Or rebuild a reconstruction store (REC.zarr) from DIR/<codec>/compressed.zarr written by `satflow eval`, "
+        "bit for bit as the eval wrote it.",
     )
-    parser.add_argument("file", type=Path, help=".sfc file written by `satflow encode`")
-    parser.add_argument("--out", required=True, type=Path, help="output file: .npz or .nc")
+    parser.add_argument("file", type=Path, help=".sfc file written by `satflow encode`, or a compressed.zarr")
+    parser.add_argument("--out", required=True, type=Path, help="output: .npz or .nc (for .sfc), .zarr (for compressed.zarr)")
     parser.add_argument("--checkpoint", help="model checkpoint, for containers written by a learned codec")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out store")
     parser.set_defaults(handler=run_decode)
 
 
@@ -176,6 +179,8 @@ def run_decode(args, config: SatflowConfig) -> int:
     from satflow.codecs.container import split_containers, unpack_container
     from satflow.codecs.registry import codec_from_container
 
+    if args.file.is_dir():
+        return _decode_compressed_store(args)
     if args.out.suffix not in (".npz", ".nc"):
         raise ValueError(f"--out {args.out}: the extension must be .npz or .nc")
     if not args.file.exists():
@@ -196,6 +201,16 @@ def run_decode(args, config: SatflowConfig) -> int:
     else:
         dataset.to_netcdf(args.out)
     print(f"decoded {len(containers)} block(s) {x.shape[1:]} from {args.file} -> {args.out}")
+    return 0
+
+
+def _decode_compressed_store(args) -> int:
+    from satflow.eval.api import decode_compressed
+
+    if args.out.suffix != ".zarr":
+        raise ValueError(f"--out {args.out}: a compressed store decodes into a store; name it REC.zarr")
+    out = decode_compressed(args.file, args.out, checkpoint=args.checkpoint, overwrite=args.overwrite)
+    print(f"decoded {args.file} -> {out}")
     return 0
 
 

@@ -95,6 +95,16 @@ def unpack_mask(kind: str, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
     return np.unpackbits(bits, count=size).reshape(shape)
 
 
+def section_sizes(data: bytes) -> dict[str, int]:
+    """Bytes of a container by section: `header` (preamble, JSON header, checksum), `mask`, `payload`."""
+    if len(data) < _PREAMBLE.size + _CHECKSUM.size:
+        raise ContainerError(f"{len(data)} bytes are too few for a satflow container")
+    magic, _, _, mask_length, payload_length = _PREAMBLE.unpack_from(data)
+    if magic != MAGIC:
+        raise ContainerError(f"not a satflow container (magic {magic!r}, expected {MAGIC!r})")
+    return {"header": len(data) - mask_length - payload_length, "mask": mask_length, "payload": payload_length}
+
+
 def pack_container(
     codec: str,
     params: dict,

@@ -140,6 +140,9 @@ class ErrorBounded(Codec):
         super().__init__(inner=inner.name, inner_params=inner.params,
                          eps=float(eps) if np.ndim(eps) == 0 else values.tolist(), context=context, **params)
 
+    def error_bound(self, n_features: int) -> np.ndarray:
+        return per_feature(self._params["eps"], n_features, "errorbound eps")
+
     def container_params(self) -> dict:
         params = {"inner": self.inner.name, "inner_params": self.inner.container_params(), "eps": self._params["eps"]}
         if self._params["context"] != "none":  # context="none" headers stay exactly as before contexts existed

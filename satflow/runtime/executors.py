@@ -6,7 +6,8 @@ decision once. Two executors implement the same four operations:
 
 - `map(func, items, ...)`: one task per item, results yielded as they finish, with retries
   (a killed worker's task runs again) and resources (`{"GPU": 1}` sends a task only to workers
-  that advertise a GPU; passed at submit time because graph optimisation drops annotations);
+  that advertise a GPU; passed at submit time because graph optimisation drops annotations;
+  one dict for every task or one per task);
 - `map_reduce(func, items, combine, ...)`: the same, with the results folded by a tree of
   `combine` calls; on Dask the tree runs on the workers, so partials never gather on the client;
 - `compute(delayed)`: a list of dask.delayed objects;
@@ -97,10 +98,12 @@ class DaskExecutor(Executor):
         self.client = client
 
     def _submit_all(self, func, items, args, name, retries, resources) -> list:
-        self._check_resources(resources, name)
+        per_item = _per_item(resources, len(items))
+        for needed in {repr(r): r for r in per_item if r}.values():
+            self._check_resources(needed, name)
         run_id = uuid.uuid4().hex[:8]  # a re-run on a long-lived cluster never reuses a stale result
-        return [self.client.submit(func, item, *args, retries=retries, resources=resources, pure=False,
-                                   key=f"{name}-{position}-{run_id}")
+        return [self.client.submit(func, item, *args, retries=retries, resources=per_item[position] or None,
+                                   pure=False, key=f"{name}-{position}-{run_id}")
                 for position, item in enumerate(items)]
 
     def map(self, func, items, *args, name, retries=2, resources=None, progress=False):
@@ -152,6 +155,15 @@ class DaskExecutor(Executor):
                     f"{name}: tasks need {resource}={amount}, but no worker of the cluster advertises it; "
                     f"start workers with --resources '{resource}={amount}' (cluster.slurm.gpus_per_job for SLURM) "
                     "or run these tasks without it")
+
+
+def _per_item(resources: dict | Sequence | None, n_items: int) -> list:
+    """`resources` for every item: one dict for all, or one dict (or None) per item."""
+    if resources is None or isinstance(resources, dict):
+        return [resources] * n_items
+    if len(resources) != n_items:
+        raise ValueError(f"{len(resources)} resource entries for {n_items} tasks")
+    return list(resources)
 
 
 def _combine_list(combine: Callable, values: list) -> Any:

@@ -1,0 +1,158 @@
+"""Codec specs: a codec as plain data (name + parameters) that travels to workers and is built there once.
+
+A spec reads `name` or `name:key=value,key=value`, values parsed as YAML, so
+`sz3:tol=0.5`, `errorbound:inner=constant,eps=[0.5,1.0]` and
+`errorbound:inner=vaeformer,inner_params={qstep: 4},eps=0.5` all work (commas inside brackets or
+braces belong to the value). Tasks receive specs, never codec objects: `build_codec` keeps the
+codecs a worker process has built, so a learned model is loaded once per worker, not per task.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from satflow.codecs.base import Codec
+
+# Codecs whose weights live in a checkpoint; `--checkpoint` fills in their `checkpoint` parameter.
+LEARNED_CODECS = ("vaeformer",)
+
+
+class CodecSpecError(ValueError):
+    """A codec spec that cannot be parsed or built; the message names the spec."""
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """A registered codec's name and its keyword parameters (JSON-able)."""
+
+    name: str
+    params_json: str = "{}"  # canonical JSON, so specs hash and compare by value
+
+    @classmethod
+    def of(cls, name: str, params: dict | None = None) -> CodecSpec:
+        return cls(name, json.dumps(params or {}, sort_keys=True))
+
+    @classmethod
+    def parse(cls, text: str | dict | CodecSpec) -> CodecSpec:
+        """From `name[:key=value,...]`, a `{name: ..., params: {...}}` mapping, or a spec."""
+        if isinstance(text, CodecSpec):
+            return text
+        if isinstance(text, dict):
+            unknown = set(text) - {"name", "params"}
+            if "name" not in text or unknown:
+                raise CodecSpecError(f"codec spec {text!r}: a mapping needs 'name' and optional 'params', nothing else")
+            return cls.of(str(text["name"]), dict(text.get("params") or {}))
+        name, _, rest = str(text).strip().partition(":")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise CodecSpecError(f"codec spec {text!r}: expected NAME or NAME:KEY=VALUE,..., e.g. sz3:tol=0.5")
+        params = {}
+        for item in _split_top_level(rest) if rest.strip() else []:
+            key, equals, raw = item.partition("=")
+            if not equals or not key.strip():
+                raise CodecSpecError(f"codec spec {text!r}: {item!r} is not KEY=VALUE (e.g. sz3:tol=0.5)")
+            try:
+                params[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+            except yaml.YAMLError as err:
+                raise CodecSpecError(f"codec spec {text!r}: value of {key.strip()!r} is not valid YAML ({err})") from None
+        return cls.of(name, params)
+
+    @property
+    def params(self) -> dict:
+        return json.loads(self.params_json)
+
+    def __str__(self) -> str:
+        params = self.params
+        if not params:
+            return self.name
+        return f"{self.name}:" + ",".join(f"{key}={_compact(value)}" for key, value in params.items())
+
+    @property
+    def folder(self) -> str:
+        """A file-system-safe folder name for this spec's outputs (readable, unique per spec)."""
+        text = re.sub(r"[^A-Za-z0-9_.=,+-]+", "_", str(self).replace(":", "-"))
+        return text if len(text) <= 80 else f"{text[:60]}-{_digest(str(self))}"
+
+    @property
+    def is_learned(self) -> bool:
+        """Whether the codec runs a network (a GPU helps it)."""
+        params = self.params
+        return self.name in LEARNED_CODECS or params.get("inner") in LEARNED_CODECS
+
+    def with_checkpoint(self, checkpoint: str | None) -> CodecSpec:
+        """Fill in `checkpoint` where this codec needs one and the spec gives none."""
+        if not checkpoint:
+            return self
+        params = self.params
+        if self.name in LEARNED_CODECS:
+            params.setdefault("checkpoint", str(checkpoint))
+        elif self.name == "errorbound":
+            if params.get("inner") in LEARNED_CODECS:
+                params["inner_params"] = {"checkpoint": str(checkpoint), **(params.get("inner_params") or {})}
+            elif params.get("context") == "learned":
+                params.setdefault("checkpoint", str(checkpoint))
+        return CodecSpec.of(self.name, params)
+
+    def with_device(self, device: str) -> CodecSpec:
+        """The same codec with its network on `device` (codecs without one are unchanged)."""
+        params = self.params
+        if self.name in LEARNED_CODECS:
+            params["device"] = device
+        elif self.name == "errorbound" and params.get("inner") in LEARNED_CODECS:
+            params["inner_params"] = {**(params.get("inner_params") or {}), "device": device}
+        else:
+            return self
+        return CodecSpec.of(self.name, params)
+
+    def build(self) -> Codec:
+        """This process's instance of the codec (built on first use, then reused)."""
+        return build_codec(self)
+
+
+@functools.lru_cache(maxsize=16)
+def build_codec(spec: CodecSpec) -> Codec:
+    """Build a codec from its spec, once per process; errors name the spec."""
+    from satflow.codecs.registry import get_codec
+
+    try:
+        return get_codec(spec.name, **spec.params)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise CodecSpecError(f"codec spec {str(spec)!r}: {err}") from None
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas that are not inside brackets, braces or quotes."""
+    parts, depth, quote, current = [], 0, "", []
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return [part for part in (p.strip() for p in parts) if part]
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -1,0 +1,237 @@
+"""`run_eval`: plan, one executor call for the coding tasks, one for the whole-field metrics, outputs.
+
+    DIR/metrics.json        one entry per codec (see satflow.eval.reduce)
+    DIR/metrics.parquet     codec x feature and codec x feature x time step rows
+    DIR/manifest.json       config, versions, cluster, where and how long each task ran
+    DIR/plan.json           the plan that ran
+    DIR/<codec>/compressed.zarr, DIR/<codec>/reconstruction.zarr   (satflow.eval.stores)
+
+Re-running the same command resumes: blocks whose container exists are decoded, not encoded.
+`decode_compressed` rebuilds a reconstruction from a compressed store alone, with the same tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from satflow import __version__
+from satflow.codecs.spec import CodecSpec, build_codec
+from satflow.eval.options import EvalConfig
+from satflow.eval.plan import EvalPlan, plan_eval, task_batches
+from satflow.eval.reduce import codec_entry, metrics_table
+from satflow.eval.stores import (check_compressed_store, create_compressed_store, create_reconstruction,
+                                 finish_reconstruction, read_compressed_store, write_json)
+from satflow.eval.tasks import (BatchItem, EvalContext, FieldItem, Partials, code_batch, combine_partials,
+                                measure_field, step_moments)
+from satflow.runtime.executors import Executor, as_executor
+from satflow.store import StoreLayout, open_group, open_store
+
+log = logging.getLogger(__name__)
+
+RECONSTRUCTION_COMPRESSION_LEVEL = 1  # the reconstruction is an output to look at, not a size to measure
+
+
+@dataclass
+class EvalResult:
+    out: Path
+    plan: EvalPlan
+    entries: list[dict]
+    manifest: dict
+
+    def describe(self) -> str:
+        """A short table: bits per value, ratio and the worst feature's errors per codec."""
+        lines = [f"{'codec':<44} {'bits/value':>10} {'ratio':>7} {'max RMSE':>9} {'max |err|':>9} {'viol.':>6}"]
+        for entry in self.entries:
+            per_feature = entry["per_feature"]
+            violations = [v for v in per_feature["violations"] if v is not None]
+            lines.append(
+                f"{entry['codec'][:44]:<44} {entry['bits_per_value']:>10.3f} {entry['compression_ratio']:>7.1f} "
+                f"{np.nanmax(per_feature['rmse']):>9.4g} {np.nanmax(per_feature['max_abs_error']):>9.4g} "
+                f"{sum(violations) if violations else '-':>6}")
+        return "\n".join(lines)
+
+
+def run_eval(store: str | Path, out: str | Path, config: EvalConfig | None = None, *, client=None,
+             overwrite: bool = False, progress: bool = True, run_config: dict | None = None) -> EvalResult:
+    """Evaluate every codec spec of `config` over `store`; write DIR's outputs; resumable."""
+    config = config or EvalConfig()
+    started, clock = dt.datetime.now(dt.timezone.utc), time.perf_counter()
+    executor = as_executor(client)
+    plan = plan_eval(store, config)
+    for spec in plan.codecs:  # a bad spec fails here, naming itself, before any task runs
+        build_codec(spec)
+    out = Path(out)
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "plan.json", plan.to_dict())
+    layout, time_attrs, source_files = _reconstruction_layout(plan)
+    folders = [spec.folder for spec in plan.codecs]
+    for spec, folder in zip(plan.codecs, folders):
+        _prepare_codec_dir(out / folder, plan, str(spec), layout, time_attrs, source_files)
+    context = _context(plan)
+    seconds = {"plan": time.perf_counter() - clock}
+    with _performance_report(config.performance_report, executor):
+        tic = time.perf_counter()
+        items, resources = _coding_items(plan, config, out, folders, executor)
+        partials = executor.map_reduce(code_batch, items, context, combine=combine_partials, name="eval-code",
+                                       retries=config.retries, resources=resources, progress=progress)
+        seconds["code"] = time.perf_counter() - tic
+        tic = time.perf_counter()
+        if plan.fields:
+            fields = [FieldItem(c, region, str(out / folders[c] / "reconstruction.zarr"))
+                      for c in range(len(plan.codecs)) for region in plan.fields]
+            partials = partials.merge(executor.map_reduce(
+                measure_field, fields, context, combine=combine_partials, name="eval-fields",
+                retries=config.retries, progress=progress))
+        seconds["fields"] = time.perf_counter() - tic
+    tic = time.perf_counter()
+    for codec, folder in enumerate(folders):
+        finish_reconstruction(out / folder / "reconstruction.zarr", step_moments(partials, codec, plan.time_range[0]),
+                              source_files)
+    entries = [codec_entry(plan, config, partials, codec, folder) for codec, folder in enumerate(folders)]
+    write_json(out / "metrics.json", entries)
+    metrics_table(plan, entries, partials, layout.times).to_parquet(out / "metrics.parquet", index=False)
+    seconds["outputs"] = time.perf_counter() - tic
+    seconds["total"] = time.perf_counter() - clock
+    manifest = _manifest(plan, config, executor, partials, started, seconds, run_config)
+    write_json(out / "manifest.json", manifest)
+    return EvalResult(out, plan, entries, manifest)
+
+
+def _reconstruction_layout(plan: EvalPlan) -> tuple[StoreLayout, dict, list[str]]:
+    ds = open_store(plan.store)
+    t0, t1 = plan.time_range
+    layout = StoreLayout(
+        times=ds["time"].values[t0:t1].astype("datetime64[ns]"), features=plan.features,
+        lat=ds["lat"].values, lon=ds["lon"].values,
+        chunks={"time": 1, "feature": -1, "lat": plan.reconstruction_chunks[0], "lon": plan.reconstruction_chunks[1]},
+        compression_level=RECONSTRUCTION_COMPRESSION_LEVEL,
+        units=tuple(str(u) for u in ds["units"].values) if "units" in ds else (),
+    )
+    time_attrs = {"units": "nanoseconds since 1970-01-01", "calendar": "proleptic_gregorian"}
+    return layout, time_attrs, [str(f) for f in ds["source_file"].values[t0:t1]]
+
+
+def _prepare_codec_dir(folder: Path, plan: EvalPlan, spec: str, layout: StoreLayout, time_attrs: dict,
+                       source_files: list[str]) -> None:
+    """A new codec folder gets both stores; an existing one is checked and resumed."""
+    compressed, reconstruction = folder / "compressed.zarr", folder / "reconstruction.zarr"
+    if (compressed / "zarr.json").exists():
+        check_compressed_store(compressed, plan, spec)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        create_compressed_store(compressed, plan, spec, layout, time_attrs, source_files)
+    # Every task rewrites all its blocks, so a fresh template is always safe (and the only safe
+    # choice when an interrupted run left a half-finalised one).
+    create_reconstruction(reconstruction, layout, {"satflow_eval_codec": spec, "source_store": plan.store,
+                                                   "source_fingerprint": plan.fingerprint})
+
+
+def _context(plan: EvalPlan) -> EvalContext:
+    """Per-feature histogram units (the store's std) and the source files' bytes per cell per step."""
+    group = open_group(plan.store)
+    std = np.asarray(group["std"][:], dtype=np.float64)
+    hist_scale = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    files = [str(f) for f in np.asarray(group["source_file"][:]).tolist()]
+    steps_per_file = {f: files.count(f) for f in set(files)}
+    cells_per_step = int(np.prod(plan.shape[1:]))
+    per_cell = []
+    for f in files[plan.time_range[0]:plan.time_range[1]]:
+        size = os.path.getsize(f) if f and os.path.isfile(f) else 0
+        per_cell.append(size / (steps_per_file[f] * cells_per_step) if size else 0.0)
+    return EvalContext(plan.store, plan.time_range[0], tuple(hist_scale.tolist()), tuple(per_cell))
+
+
+def _gpu_advertised(executor: Executor) -> bool:
+    return any("GPU" in r for r in executor.describe().get("resources", {}).values())
+
+
+def _coding_items(plan: EvalPlan, config: EvalConfig, out: Path, folders: list[str],
+                  executor: Executor) -> tuple[list[BatchItem], list[dict | None]]:
+    """One item per task; learned codecs ask for a GPU worker (and put their network on it) per `eval.gpu`."""
+    use_gpu = config.gpu == "always" or (config.gpu == "auto" and _gpu_advertised(executor))
+    items, resources = [], []
+    for task in plan.tasks:
+        spec = plan.codecs[task.codec]
+        on_gpu = use_gpu and spec.is_learned
+        folder = out / folders[task.codec]
+        items.append(BatchItem(task.codec, spec.with_device("auto") if on_gpu else spec,
+                               tuple(plan.blocks[i] for i in task.blocks),
+                               str(folder / "compressed.zarr"), str(folder / "reconstruction.zarr")))
+        resources.append({"GPU": 1} if on_gpu else None)
+    return items, resources
+
+
+@contextlib.contextmanager
+def _performance_report(path: str | None, executor: Executor):
+    """A Dask performance report (HTML) of the run, when asked for and a cluster runs it."""
+    if not path or executor.describe()["kind"] != "dask":
+        if path:
+            log.warning("no Dask cluster: no performance report is written to %s", path)
+        yield
+        return
+    from distributed import performance_report
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with performance_report(filename=str(path)):
+        yield
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("numpy", "dask", "distributed", "zarr", "xarray", "numcodecs", "pysz", "hdf5plugin",
+                    "constriction", "torch"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return {"satflow": __version__, **found}
+
+
+def _manifest(plan: EvalPlan, config: EvalConfig, executor: Executor, partials: Partials,
+              started: dt.datetime, seconds: dict, run_config: dict | None) -> dict:
+    specs = [str(c) for c in plan.codecs]
+    tasks = [{**record, "codec": specs[record["codec"]]} for record in partials.records]
+    return {
+        "satflow_version": __version__, "store": plan.store, "store_fingerprint": plan.fingerprint,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": seconds, "cluster": executor.describe(), "versions": _versions(),
+        "eval_config": config.model_dump(mode="json"), "config": run_config,
+        "workers": sorted({t["worker"] for t in tasks}), "tasks": tasks,
+    }
+
+
+def decode_compressed(compressed: str | Path, out: str | Path, *, checkpoint: str | None = None, client=None,
+                      overwrite: bool = False, progress: bool = False) -> Path:
+    """Rebuild the reconstruction store from `compressed` alone, bit for bit as the eval wrote it."""
+    attrs, blocks, layout, time_attrs = read_compressed_store(compressed)
+    out = Path(out)
+    if out.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out}: exists; choose another --out or pass --overwrite")
+        shutil.rmtree(out)
+    create_reconstruction(out, layout, {"satflow_eval_codec": attrs["codec"], "source_store": attrs["source_store"],
+                                        "source_fingerprint": attrs["source_fingerprint"]})
+    t0 = int(attrs["time_range"][0])
+    spec = CodecSpec.parse(attrs["codec"])
+    items = [BatchItem(0, spec, tuple(blocks[i] for i in task.blocks), str(compressed), str(out))
+             for task in task_batches(blocks, 1, int(attrs["batch_size"]), group_by_time=attrs["mode"] == "index")]
+    context = EvalContext(None, t0, decode_context=(("checkpoint", str(checkpoint)),) if checkpoint else ())
+    partials = as_executor(client).map_reduce(code_batch, items, context, combine=combine_partials,
+                                              name="decode", retries=2, progress=progress)
+    finish_reconstruction(out, step_moments(partials, 0, t0), list(attrs["source_files"]))
+    return out
+

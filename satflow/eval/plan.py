@@ -1,0 +1,192 @@
+"""The evaluation plan: plain data, printable with `--dry-run`, testable without a cluster.
+
+A plan crosses the store's blocks with codec specs. A block is one time step's `(feature, lat,
+lon)` region, the unit one container codes: in cube mode the store's time range cut into a grid of
+`block` cells (default: the store's chunk, so every read is chunk-aligned); in index mode a
+fixed-seed sample of a patch index's patches. Tasks group blocks so that no two tasks ever write
+the same chunk of a reconstruction store: in cube mode the reconstruction is chunked by the block
+grid, so consecutive blocks of any batch size are safe; in index mode patches may straddle
+chunks, so one task takes every sampled patch of a time step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from satflow.codecs.spec import CodecSpec
+from satflow.eval.options import EvalConfig
+
+
+@dataclass(frozen=True)
+class Block:
+    """Time step `t`, rows [y0, y1) and columns [x0, x1) of the store, all features."""
+
+    t: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+    @property
+    def key(self) -> str:
+        """Its name in the compressed store (unique per plan)."""
+        return f"t{self.t}-y{self.y0}-x{self.x0}-h{self.y1 - self.y0}-w{self.x1 - self.x0}"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.y1 - self.y0, self.x1 - self.x0)
+
+
+@dataclass(frozen=True)
+class CodingTask:
+    """One task: a batch of blocks (positions in `EvalPlan.blocks`) coded with one codec."""
+
+    codec: int  # position in EvalPlan.codecs
+    blocks: tuple[int, ...]
+
+
+@dataclass
+class EvalPlan:
+    store: str
+    fingerprint: str
+    shape: tuple[int, int, int, int]  # the store's (time, feature, lat, lon)
+    features: tuple[str, ...]
+    time_range: tuple[int, int]
+    mode: str  # cube | index
+    block_shape: tuple[int, int]  # cube mode: the block grid; index mode: the patch size
+    reconstruction_chunks: tuple[int, int]  # lat, lon chunk of the reconstruction stores
+    blocks: list[Block]
+    fields: list[Block]  # regions whose whole-field metrics are computed (fields, or patches)
+    codecs: list[CodecSpec]
+    tasks: list[CodingTask] = field(repr=False)
+    batch_size: int = 4
+
+    @property
+    def n_cells(self) -> int:
+        return sum(b.shape[0] * b.shape[1] for b in self.blocks) * len(self.features)
+
+    def describe(self) -> str:
+        t0, t1 = self.time_range
+        lines = [
+            f"eval plan ({self.mode}) of {self.store} (fingerprint {self.fingerprint})",
+            f"  store     {dict(zip(('time', 'feature', 'lat', 'lon'), self.shape))}",
+            f"  time      steps {t0}..{t1 - 1}",
+            f"  blocks    {len(self.blocks)} of {self.block_shape[0]} x {self.block_shape[1]} cells x "
+            f"{len(self.features)} features ({self.n_cells * 4 / 1e6:.1f} MB of float32)",
+            f"  batches   {len(self.tasks)} task(s), up to {self.batch_size} block(s) each",
+            f"  codecs    {len(self.codecs)}:",
+        ]
+        lines += [f"    {spec}  ->  {spec.folder}/" for spec in self.codecs]
+        lines += [f"    t={b.t} y[{b.y0}:{b.y1}] x[{b.x0}:{b.x1}]" for b in self.blocks[:4]]
+        if len(self.blocks) > 4:
+            lines.append(f"    ... {len(self.blocks) - 4} more block(s)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "store": self.store, "fingerprint": self.fingerprint, "shape": list(self.shape),
+            "features": list(self.features), "time_range": list(self.time_range), "mode": self.mode,
+            "block_shape": list(self.block_shape), "reconstruction_chunks": list(self.reconstruction_chunks),
+            "batch_size": self.batch_size, "codecs": [str(c) for c in self.codecs],
+            "blocks": [asdict(b) for b in self.blocks], "fields": [asdict(b) for b in self.fields],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+
+def parse_time_range(text: str | None, size: int) -> tuple[int, int]:
+    """`"3"` -> (3, 4), `"2:5"` -> (2, 5), `":5"`, `"2:"`, None -> everything; checked against the store."""
+    if text is None or str(text).strip() in ("", ":"):
+        return 0, size
+    parts = str(text).split(":")
+    try:
+        if len(parts) == 1:
+            start = int(parts[0])
+            stop = start + 1
+        elif len(parts) == 2:
+            start = int(parts[0]) if parts[0].strip() else 0
+            stop = int(parts[1]) if parts[1].strip() else size
+        else:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"eval time {text!r}: expected an index I or a range A:B of time steps") from None
+    if not 0 <= start < stop <= size:
+        raise ValueError(f"eval time {text!r} is outside the store's 0..{size} time steps")
+    return start, stop
+
+
+def _grid_blocks(time_range: tuple[int, int], shape_yx: tuple[int, int], block: tuple[int, int]) -> list[Block]:
+    (n_y, n_x), (h, w) = shape_yx, block
+    return [Block(t, y, min(y + h, n_y), x, min(x + w, n_x))
+            for t in range(*time_range) for y in range(0, n_y, h) for x in range(0, n_x, w)]
+
+
+def task_batches(blocks: list[Block], n_codecs: int, batch_size: int, group_by_time: bool) -> list[CodingTask]:
+    if group_by_time:
+        groups: dict[int, list[int]] = {}
+        for position, block in enumerate(blocks):
+            groups.setdefault(block.t, []).append(position)
+        batches = list(groups.values())
+    else:
+        batches = [list(range(i, min(i + batch_size, len(blocks)))) for i in range(0, len(blocks), batch_size)]
+    return [CodingTask(codec, tuple(batch)) for codec in range(n_codecs) for batch in batches]
+
+
+def _store_facts(store: str | Path) -> tuple[str, tuple, tuple[str, ...], tuple[int, int]]:
+    from satflow.store import fingerprint, open_group
+
+    group = open_group(store)
+    features = tuple(str(f) for f in np.asarray(group["feature"][:]).tolist())
+    chunks = group["X"].chunks
+    return fingerprint(store), tuple(int(n) for n in group["X"].shape), features, (int(chunks[2]), int(chunks[3]))
+
+
+def _index_blocks(config: EvalConfig, store: str, time_range: tuple[int, int]) -> list[Block]:
+    """A fixed-seed sample of the index's patches (of one split) inside the time range."""
+    from satflow.index.io import read_index
+    from satflow.index.sampling import sample_random
+
+    frame = read_index(config.index, store=store)
+    if config.split is not None:
+        if config.split not in set(frame["split"]):
+            raise ValueError(f"{config.index}: no patch in split {config.split!r}; "
+                             f"its splits: {', '.join(sorted(set(frame['split'])))}")
+        frame = frame[frame["split"] == config.split]
+    frame = frame[(frame["t"] >= time_range[0]) & (frame["t"] < time_range[1])]
+    if frame.empty:
+        raise ValueError(f"{config.index}: no patch inside time steps {time_range[0]}..{time_range[1] - 1}")
+    sample = sample_random(frame, config.sample, seed=config.seed, per_split=False)
+    blocks = [Block(int(r.t), int(r.y0), int(r.y0) + int(r.height), int(r.x0), int(r.x0) + int(r.width))
+              for r in sample.itertuples()]
+    wrapping = [b for b in blocks if b.x1 > _store_facts(store)[1][3]]
+    if wrapping:
+        raise ValueError(f"{config.index}: {len(wrapping)} sampled patch(es) wrap around the longitude seam "
+                         f"(e.g. x0={wrapping[0].x0}); evaluate the whole cube instead")
+    return sorted(set(blocks), key=lambda b: (b.t, b.y0, b.x0, b.y1, b.x1))
+
+
+def plan_eval(store: str | Path, config: EvalConfig) -> EvalPlan:
+    """Lay out blocks, codec specs and tasks for `store`; reads metadata (and the index) only."""
+    store = str(Path(store).resolve())
+    store_fingerprint, shape, features, chunk_yx = _store_facts(store)
+    time_range = parse_time_range(config.time, shape[0])
+    codecs = list(dict.fromkeys(CodecSpec.parse(c).with_checkpoint(config.checkpoint) for c in config.codecs))
+    if config.index:
+        blocks = _index_blocks(config, store, time_range)
+        block_shape = blocks[0].shape
+        fields = blocks
+        reconstruction_chunks = chunk_yx
+    else:
+        block_shape = (config.block.lat or chunk_yx[0], config.block.lon or chunk_yx[1])
+        blocks = _grid_blocks(time_range, shape[2:], block_shape)
+        fields = [Block(t, 0, shape[2], 0, shape[3]) for t in range(*time_range)]
+        reconstruction_chunks = (min(block_shape[0], shape[2]), min(block_shape[1], shape[3]))
+    tasks = task_batches(blocks, len(codecs), config.batch_size, group_by_time=bool(config.index))
+    return EvalPlan(store, store_fingerprint, shape, features, time_range, "index" if config.index else "cube",
+                    block_shape, reconstruction_chunks, blocks, fields if config.field_metrics else [], codecs,
+                    tasks, config.batch_size)
