@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from satflow.codecs import prediction
-from satflow.codecs.container import ContainerError
+from satflow.codecs.base import unpack_sections
+from satflow.codecs.container import ContainerError, unpack_container
+from satflow.codecs.errorbound import decode_symbols
 from satflow.codecs.learned.checkpoint import load_checkpoint
 from satflow.codecs.learned.context import ContextPredictor, FixedPointNet, _point_inputs, noise_inputs
 from satflow.codecs.registry import codec_from_container, decode_any, get_codec
@@ -71,10 +73,28 @@ def test_round_trip_holds_the_bound_and_decodes_identically_in_a_fresh_process(c
 
 
 def test_the_network_does_the_predicting(context_checkpoint, make_block):
-    """The learned stream is not the least-squares one: the network, not a fitted line, predicts."""
+    """The learned stream codes other residuals than least squares or x_hat alone would: the network
+    predicts. Headers and predictor sections always differ, so the coded residuals q themselves are
+    decoded from each stream and compared (the same constant x_hat underlies all of them)."""
     block = make_block(seed=8, shape=(2, 16, 24))
-    causal = get_codec("errorbound", inner="constant", eps=0.2).encode(block)
-    assert learned(context_checkpoint, eps=0.2).encode(block) != causal
+    mask = np.isfinite(block).astype(np.uint8)
+    eps = 0.2
+
+    def coded_q(codec) -> tuple[bytes, np.ndarray]:
+        data = codec.encode(block)
+        assert np.abs(codec.decode(data)[0][mask != 0].astype(np.float64) - block[mask != 0]).max() <= eps
+        inner, *_, tables, words, escaped, _patches = unpack_sections(unpack_container(data).payload)
+        return inner, prediction.scatter(decode_symbols(prediction.group_sizes(mask), tables, words, escaped), mask)
+
+    codec = learned(context_checkpoint, eps=eps)
+    inner, q_learned = coded_q(codec)
+    causal_inner, q_causal = coded_q(get_codec("errorbound", inner="constant", eps=eps))
+    assert causal_inner == inner
+    x_hat = codec.inner.decode_payload(inner, mask).astype(np.float64)
+    q_x_hat = np.where(mask != 0, np.rint((np.nan_to_num(block) - x_hat) / (2 * eps)), 0)  # no prediction at all
+    valid = mask != 0
+    assert (q_learned[valid] != q_causal[valid]).mean() > 0.5
+    assert (q_learned[valid] != q_x_hat[valid]).mean() > 0.5
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
