@@ -34,17 +34,42 @@ def _per_feature(value, n_features: int, name: str) -> np.ndarray:
     return array.copy()
 
 
-def error_histogram(scaled_error: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Counts per feature of the signed error (already in scale units) over valid points.
+def error_histogram(scaled_error: np.ndarray) -> np.ndarray:
+    """Counts of the signed errors of one feature's valid points (already in scale units).
 
     Bin i >= 1 holds edges[i-1] <= e < edges[i]; bin 0 holds e < edges[0], the last bin e >= edges[-1].
     A NaN error (NaN reconstruction at a valid point) counts as overflow: it is an unbounded error.
     """
     scaled = np.where(np.isnan(scaled_error), np.inf, scaled_error)
-    bins = np.searchsorted(HISTOGRAM_EDGES, scaled, side="right")
-    n_features = scaled.shape[0]
-    flat = (bins + HISTOGRAM_BINS * np.arange(n_features)[:, None])[valid]
-    return np.bincount(flat, minlength=n_features * HISTOGRAM_BINS).reshape(n_features, HISTOGRAM_BINS)
+    return np.bincount(np.searchsorted(HISTOGRAM_EDGES, scaled, side="right"), minlength=HISTOGRAM_BINS)
+
+
+def _feature_sums(xv: np.ndarray, yv: np.ndarray, bound: float | None, scale: float, rel_threshold: float) -> dict:
+    """Partial sums of one feature from its valid original and reconstructed values (float64)."""
+    n = xv.size
+    error = yv - xv
+    abs_error = np.abs(error)
+    # a NaN reconstruction at a valid point is an infinite error, not a skipped one
+    unbounded = np.where(np.isnan(abs_error), np.inf, abs_error)
+    mean_x, mean_y = (xv.mean(), yv.mean()) if n else (0.0, 0.0)
+    dx, dy = xv - mean_x, yv - mean_y
+    nonzero = xv != 0
+    relative = unbounded[nonzero] / np.abs(xv[nonzero])
+    return {
+        "count": n, "sum_error": error.sum(), "sum_abs_error": abs_error.sum(), "sum_sq_error": error @ error,
+        "max_abs_error": unbounded.max(initial=0.0), "mean_x": mean_x, "mean_y": mean_y,
+        "m2_x": dx @ dx, "m2_y": dy @ dy, "c_xy": dx @ dy,
+        "min_x": xv.min(initial=np.inf), "max_x": xv.max(initial=-np.inf),
+        "max_rel_error": relative.max(initial=-np.inf),
+        # relative error > threshold; where x == 0 any error counts
+        "rel_exceed": int(np.count_nonzero(relative > rel_threshold) + np.count_nonzero(unbounded[~nonzero] > 0)),
+        # compared in float64: |error| == bound is allowed
+        "violations": 0 if bound is None else int(np.count_nonzero(unbounded > bound)),
+        "histogram": error_histogram(error / scale),
+    }
+
+
+_COUNTS = ("count", "rel_exceed", "violations", "histogram")
 
 
 def _sum_sections(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
@@ -116,11 +141,12 @@ class ErrorSums:
         every block of a reduction. `section_bytes`: bytes of the block's container by section.
         Errors are computed in float64 from the (float32) inputs.
         """
-        x = np.moveaxis(np.asarray(x, dtype=np.float64), feature_axis, 0)
-        y = np.moveaxis(np.asarray(x_hat, dtype=np.float64), feature_axis, 0)
+        x, y = np.moveaxis(np.asarray(x), feature_axis, 0), np.moveaxis(np.asarray(x_hat), feature_axis, 0)
         if x.shape != y.shape:
             raise ValueError(f"reconstruction shape {y.shape} differs from original {x.shape}")
         n_features = x.shape[0]
+        if n_features == 0:
+            raise ValueError(f"block of shape {x.shape} has no features on axis {feature_axis}")
         x, y = x.reshape(n_features, -1), y.reshape(n_features, -1)
         valid = np.isfinite(x)
         if mask is not None:
@@ -128,33 +154,13 @@ class ErrorSums:
         scale = _per_feature(hist_scale, n_features, "hist_scale")
         if not np.all(np.isfinite(scale) & (scale > 0)):
             raise ValueError(f"hist_scale must be finite and positive per feature, got {scale.tolist()}")
-        count = valid.sum(axis=1)
-        safe = np.maximum(count, 1)
-        xv, yv = np.where(valid, x, 0.0), np.where(valid, y, 0.0)
-        error = np.where(valid, y - x, 0.0)
-        mean_x, mean_y = xv.sum(axis=1) / safe, yv.sum(axis=1) / safe
-        dx, dy = np.where(valid, x - mean_x[:, None], 0.0), np.where(valid, y - mean_y[:, None], 0.0)
-        abs_error = np.abs(error)
-        # a NaN reconstruction at a valid point is an infinite error, not a skipped one
-        unbounded_error = np.where(valid, np.nan_to_num(abs_error, nan=np.inf), 0.0)
-        max_rel_error, rel_exceed = cls._relative_errors(x, unbounded_error, valid, rel_threshold)
+        limit = [None] * n_features if bound is None else _per_feature(bound, n_features, "bound")
+        # work on each feature's valid points only: no masked temporaries over the whole block
+        sums = [_feature_sums(x[f][valid[f]].astype(np.float64), y[f][valid[f]].astype(np.float64),
+                              limit[f], scale[f], rel_threshold) for f in range(n_features)]
+        columns = {name: np.array([s[name] for s in sums]) for name in sums[0]}
         return cls(
-            count=count.astype(np.int64),
-            sum_error=error.sum(axis=1),
-            sum_abs_error=abs_error.sum(axis=1),
-            sum_sq_error=(error * error).sum(axis=1),
-            max_abs_error=unbounded_error.max(axis=1, initial=0.0),
-            mean_x=mean_x,
-            mean_y=mean_y,
-            m2_x=(dx * dx).sum(axis=1),
-            m2_y=(dy * dy).sum(axis=1),
-            c_xy=(dx * dy).sum(axis=1),
-            min_x=np.where(valid, x, np.inf).min(axis=1, initial=np.inf),
-            max_x=np.where(valid, x, -np.inf).max(axis=1, initial=-np.inf),
-            max_rel_error=max_rel_error,
-            rel_exceed=rel_exceed,
-            violations=cls._violations(unbounded_error, valid, bound),
-            histogram=error_histogram(np.where(valid, y - x, 0.0) / scale[:, None], valid),
+            **{name: columns[name].astype(np.int64 if name in _COUNTS else np.float64) for name in columns},
             hist_scale=scale,
             has_bound=bound is not None,
             rel_threshold=float(rel_threshold),
@@ -163,24 +169,6 @@ class ErrorSums:
             source_bytes=int(source_bytes),
             section_bytes={str(k): int(v) for k, v in (section_bytes or {}).items()},
         )
-
-    @staticmethod
-    def _relative_errors(x, unbounded_error, valid, rel_threshold):
-        """max |e|/|x| over valid x != 0 (-inf if none) and count of |e|/|x| > threshold (x == 0: e != 0)."""
-        nonzero = valid & (x != 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            relative = np.where(nonzero, unbounded_error / np.abs(np.where(nonzero, x, 1.0)), -np.inf)
-        exceeds = np.where(nonzero, relative > rel_threshold, valid & (unbounded_error > 0))
-        return relative.max(axis=1, initial=-np.inf), exceeds.sum(axis=1).astype(np.int64)
-
-    @staticmethod
-    def _violations(unbounded_error, valid, bound):
-        """Valid points with |x_hat - x| > bound, compared in float64; |error| == bound is allowed."""
-        n_features = unbounded_error.shape[0]
-        if bound is None:
-            return np.zeros(n_features, np.int64)
-        limit = _per_feature(bound, n_features, "bound")
-        return (valid & (unbounded_error > limit[:, None])).sum(axis=1).astype(np.int64)
 
     def _settings_with(self, other: ErrorSums) -> dict:
         """Settings of the merged partial; a partial without cells takes the other's settings."""
