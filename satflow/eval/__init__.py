@@ -1,0 +1,1 @@
+"""Distributed evaluation of codecs over a store: plan, tasks, metric reduction and report."""

@@ -1,0 +1,280 @@
+"""Metrics that need whole 2-D fields, as partials that merge across time steps by addition.
+
+`FieldSums.from_fields(x, x_hat, mask)` takes one time step, `(feature, lat, lon)` original,
+reconstruction and mask (valid = mask != 0 and x finite), and computes per feature:
+
+- the DSSIM of Baker, Hammerling and Turton (2022) as ldcpy implements it (`ssim_value_fp_fast`,
+  the default 'ssim_fp' calc of NCAR/ldcpy `ldcpy/calcs.py`, commit 6c5bcb8), kept as a sum over
+  fields and a field count;
+- the lag-1 spatial autocorrelation of the error, as pooled co-moments of adjacent error pairs;
+- radially binned power spectra of original and reconstruction on fixed wavenumber bins.
+
+`finalize(features)` turns merged partials into per-feature lists; `acceptance` applies the
+community thresholds (Pearson r, DSSIM, relative error share) to the finalized metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+DSSIM_SIGMA = 1.5  # ldcpy: Gaussian2DKernel(x_stddev=1.5)
+DSSIM_RADIUS = 5  # ldcpy: an 11 x 11 kernel (xsize = ysize = 11), and crop(ssim_mat, 5)
+DSSIM_C = 1e-8  # ldcpy: C1 = C2 = 1e-8 on data scaled to [0, 1]
+DSSIM_LEVELS = 255  # ldcpy: quantise the scaled data to 256 levels
+SPECTRUM_BINS = 32
+SPECTRUM_EDGES = np.linspace(0.0, 0.5, SPECTRUM_BINS + 1)  # cycles per grid spacing, up to Nyquist
+WAVENUMBERS = 0.5 * (SPECTRUM_EDGES[:-1] + SPECTRUM_EDGES[1:])
+
+ACCEPTANCE_THRESHOLDS = {
+    "pearson_r": 0.99999,  # at least
+    "dssim": 0.995,  # at least
+    "rel_error_exceed_share": 0.05,  # at most this share of points ...
+    "rel_threshold": 1e-4,  # ... with a relative error above this
+}
+
+
+def _gaussian_kernel() -> np.ndarray:
+    """ldcpy's 1-D Gaussian weights at integer offsets -5..5 (the 2-D kernel is their outer product)."""
+    offsets = np.arange(-DSSIM_RADIUS, DSSIM_RADIUS + 1, dtype=np.float64)
+    weights = np.exp(-(offsets**2) / (2 * DSSIM_SIGMA**2))
+    return weights / weights.sum()
+
+
+_KERNEL = _gaussian_kernel()
+
+
+def _correlate_interior(values: np.ndarray) -> np.ndarray:
+    """Separable 11 x 11 Gaussian sums at the interior points (those 5 or more from every edge)."""
+    width = _KERNEL.size
+    rows = np.lib.stride_tricks.sliding_window_view(values, width, axis=0) @ _KERNEL
+    return np.lib.stride_tricks.sliding_window_view(rows, width, axis=1) @ _KERNEL
+
+
+def _nan_gaussian_filter(values: np.ndarray) -> np.ndarray:
+    """Gaussian-weighted mean over the window, NaN points left out and the weights renormalised.
+
+    This is astropy's `convolve(..., nan_treatment='interpolate')` that ldcpy uses; its boundary fill
+    only touches the border that ldcpy crops away, so only interior points are computed.
+    """
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _correlate_interior(np.where(finite, values, 0.0)) / _correlate_interior(finite.astype(np.float64))
+
+
+def _scale_like_ldcpy(a1: np.ndarray, a2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale both fields to [0, 1] by their joint min and max, then quantise to 256 levels.
+
+    A constant pair is divided by its value instead (left alone when that is 0), as in ldcpy.
+    """
+    both = np.concatenate([a1[np.isfinite(a1)], a2[np.isfinite(a2)]])
+    low, high = both.min(), both.max()
+    span = high - low
+    if span == 0.0:
+        scaled1, scaled2 = (a1, a2) if high == 0.0 else (a1 / high, a2 / high)
+    else:
+        scaled1, scaled2 = (a1 - low) / span, (a2 - low) / span
+    return np.round(scaled1 * DSSIM_LEVELS) / DSSIM_LEVELS, np.round(scaled2 * DSSIM_LEVELS) / DSSIM_LEVELS
+
+
+def dssim_field(x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray) -> float:
+    """DSSIM of one 2-D field (Baker et al. 2022; ldcpy `ssim_value_fp_fast`).
+
+    a1, a2 = original and reconstruction, NaN off `valid` (and where the reconstruction is not finite);
+    both scaled by their joint range to [0, 1] and rounded to multiples of 1/255. With G the Gaussian
+    mean (sigma 1.5, 11 x 11 window, NaN left out): mu_i = G(a_i), var_i = G(a_i^2) - mu_i^2,
+    cov = G(a1 a2) - mu1 mu2, and per point
+        ssim = (2 mu1 mu2 + C) / (mu1^2 + mu2^2 + C) * (2 cov + C) / (var1 + var2 + C),  C = 1e-8.
+    DSSIM is the mean of ssim over points at least 5 from every edge where a1 and a2 are not NaN.
+    NaN when there is no such point (a field smaller than 11 x 11, or all invalid).
+    """
+    a1 = np.where(valid, np.asarray(x, dtype=np.float64), np.nan)
+    a2 = np.where(valid, np.asarray(x_hat, dtype=np.float64), np.nan)
+    a2[~np.isfinite(a2)] = np.nan
+    if min(a1.shape) <= 2 * DSSIM_RADIUS or not np.isfinite(a1).any():
+        return float("nan")
+    a1, a2 = _scale_like_ldcpy(a1, a2)
+    mu1, mu2 = _nan_gaussian_filter(a1), _nan_gaussian_filter(a2)
+    var1 = _nan_gaussian_filter(a1 * a1) - mu1 * mu1
+    var2 = _nan_gaussian_filter(a2 * a2) - mu2 * mu2
+    cov = _nan_gaussian_filter(a1 * a2) - mu1 * mu2
+    ssim = (2 * mu1 * mu2 + DSSIM_C) / (mu1 * mu1 + mu2 * mu2 + DSSIM_C) * (2 * cov + DSSIM_C) / (var1 + var2 + DSSIM_C)
+    r = DSSIM_RADIUS
+    kept = np.isfinite(a1[r:-r, r:-r]) & np.isfinite(a2[r:-r, r:-r])  # astropy's preserve_nan
+    return float(ssim[kept].mean()) if kept.any() else float("nan")
+
+
+def _adjacent_error_pairs(error: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(e_i, e_j, both valid) per feature for every horizontal (i, i+1 in lon) and vertical pair."""
+    n_features = error.shape[0]
+    first = [error[:, :, :-1], error[:, :-1, :]]
+    second = [error[:, :, 1:], error[:, 1:, :]]
+    paired = [valid[:, :, :-1] & valid[:, :, 1:], valid[:, :-1, :] & valid[:, 1:, :]]
+
+    def flat(parts):
+        return np.concatenate([p.reshape(n_features, -1) for p in parts], axis=1)
+
+    return flat(first), flat(second), flat(paired)
+
+
+def _radial_power(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Power |FFT|^2 / n_cells summed per wavenumber bin, and the number of modes per bin.
+
+    The radial wavenumber is sqrt(kx^2 + ky^2) in cycles per grid spacing; the zero mode and modes
+    beyond 0.5 (the corners past Nyquist) are left out, 0.5 itself falls in the last bin.
+    """
+    n_lat, n_lon = field.shape
+    power = np.abs(np.fft.fft2(field)) ** 2 / field.size
+    k = np.hypot(*np.meshgrid(np.fft.fftfreq(n_lat), np.fft.fftfreq(n_lon), indexing="ij"))
+    kept = (k > 0) & (k <= 0.5)
+    bins = np.minimum((k[kept] / 0.5 * SPECTRUM_BINS).astype(np.int64), SPECTRUM_BINS - 1)
+    return (np.bincount(bins, weights=power[kept], minlength=SPECTRUM_BINS),
+            np.bincount(bins, minlength=SPECTRUM_BINS))
+
+
+def _anomaly(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The field minus its mean over valid points, 0 (the mean, removed) off them."""
+    return np.where(valid, values - values[valid].mean(), 0.0)
+
+
+@dataclass(frozen=True)
+class FieldSums:
+    """Per-feature partials of whole-field metrics; every member adds up (or pairwise-merges) exactly."""
+
+    dssim_sum: np.ndarray  # (feature,) sum over fields with a DSSIM
+    dssim_fields: np.ndarray  # (feature,) number of those fields
+    pairs: np.ndarray  # (feature,) adjacent valid pairs (e_i, e_j)
+    mean_a: np.ndarray  # mean of e_i over pairs
+    mean_b: np.ndarray  # mean of e_j over pairs
+    m2_a: np.ndarray  # sum of (e_i - mean_a)^2
+    m2_b: np.ndarray
+    c_ab: np.ndarray  # sum of (e_i - mean_a)(e_j - mean_b)
+    power_x: np.ndarray  # (feature, SPECTRUM_BINS) summed power of the original
+    power_y: np.ndarray  # (feature, SPECTRUM_BINS) summed power of the reconstruction
+    modes: np.ndarray  # (feature, SPECTRUM_BINS) Fourier modes summed into each bin
+
+    @classmethod
+    def empty(cls, n_features: int) -> FieldSums:
+        """The neutral partial."""
+        zeros, counts = np.zeros(n_features), np.zeros(n_features, np.int64)
+        spectrum = np.zeros((n_features, SPECTRUM_BINS))
+        return cls(zeros, counts, counts, zeros, zeros, zeros, zeros, zeros, spectrum, spectrum,
+                   np.zeros((n_features, SPECTRUM_BINS), np.int64))
+
+    @classmethod
+    def from_fields(cls, x: np.ndarray, x_hat: np.ndarray, mask: np.ndarray | None = None) -> FieldSums:
+        """Partials of one time step: `(feature, lat, lon)` arrays; valid = mask != 0 and x finite."""
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(x_hat, dtype=np.float64)
+        if x.ndim != 3 or x.shape != y.shape:
+            raise ValueError(f"FieldSums needs (feature, lat, lon) original and reconstruction of one shape, "
+                             f"got {x.shape} and {y.shape}")
+        valid = np.isfinite(x)
+        if mask is not None:
+            valid &= np.asarray(mask).reshape(x.shape) != 0
+        dssim = np.array([dssim_field(x[f], y[f], valid[f]) for f in range(x.shape[0])])
+        has_dssim = np.isfinite(dssim)
+        return cls(np.where(has_dssim, dssim, 0.0), has_dssim.astype(np.int64),
+                   *cls._error_pair_moments(np.where(valid, y - x, 0.0), valid), *cls._spectra(x, y, valid))
+
+    @staticmethod
+    def _error_pair_moments(error: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Count, means, squared deviations and co-moment of the adjacent error pairs."""
+        a, b, paired = _adjacent_error_pairs(error, valid)
+        pairs = paired.sum(axis=1)
+        safe = np.maximum(pairs, 1)
+        mean_a, mean_b = np.where(paired, a, 0.0).sum(axis=1) / safe, np.where(paired, b, 0.0).sum(axis=1) / safe
+        da, db = np.where(paired, a - mean_a[:, None], 0.0), np.where(paired, b - mean_b[:, None], 0.0)
+        return pairs.astype(np.int64), mean_a, mean_b, (da * da).sum(axis=1), (db * db).sum(axis=1), (da * db).sum(axis=1)
+
+    @staticmethod
+    def _spectra(x: np.ndarray, y: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Binned power of original and reconstruction anomalies; a field without valid points adds nothing."""
+        n_features = x.shape[0]
+        power_x, power_y = np.zeros((n_features, SPECTRUM_BINS)), np.zeros((n_features, SPECTRUM_BINS))
+        modes = np.zeros((n_features, SPECTRUM_BINS), np.int64)
+        for f in range(n_features):
+            if valid[f].any():
+                power_x[f], modes[f] = _radial_power(_anomaly(x[f], valid[f]))
+                power_y[f], _ = _radial_power(_anomaly(y[f], valid[f]))
+        return power_x, power_y, modes
+
+    def merge(self, other: FieldSums) -> FieldSums:
+        """Exact combination: sums add; pair co-moments merge with the Chan et al. pairwise update."""
+        n_a, n_b = self.pairs, other.pairs
+        n = n_a + n_b
+        weight = np.where(n > 0, n_b / np.maximum(n, 1), 0.0)
+        cross = n_a * n_b / np.maximum(n, 1)
+        da, db = other.mean_a - self.mean_a, other.mean_b - self.mean_b
+        return FieldSums(
+            dssim_sum=self.dssim_sum + other.dssim_sum,
+            dssim_fields=self.dssim_fields + other.dssim_fields,
+            pairs=n,
+            mean_a=self.mean_a + da * weight,
+            mean_b=self.mean_b + db * weight,
+            m2_a=self.m2_a + other.m2_a + da * da * cross,
+            m2_b=self.m2_b + other.m2_b + db * db * cross,
+            c_ab=self.c_ab + other.c_ab + da * db * cross,
+            power_x=self.power_x + other.power_x,
+            power_y=self.power_y + other.power_y,
+            modes=self.modes + other.modes,
+        )
+
+    def finalize(self, features: Sequence[str] | None = None) -> dict:
+        """Plain JSON-able metrics: {"features", "wavenumber", "per_feature": {name: list per feature}}.
+
+        dssim: mean DSSIM over the fields that have one (NaN if none); dssim_fields: how many.
+        error_lag1_autocorr: Pearson correlation of adjacent error pairs (e_i, e_j), pooled over
+        horizontal and vertical neighbours, both valid (Z-checker's autocorrelation of compression
+        errors at lag 1, Tao et al. 2019; ldcpy's lag-1 correlation taken in space):
+            r = sum (e_i - mean_i)(e_j - mean_j) / sqrt(sum (e_i - mean_i)^2 sum (e_j - mean_j)^2).
+        spectral_ratio: per wavenumber bin, summed power of the reconstruction over that of the
+        original (1 = same spectrum; NaN where the original has no power); power_original and
+        power_reconstruction: mean power per Fourier mode in each bin; wavenumber: bin centres in
+        cycles per grid spacing (0..0.5).
+        """
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dssim = np.where(self.dssim_fields > 0, self.dssim_sum / np.maximum(self.dssim_fields, 1), np.nan)
+            lag1 = np.where(self.pairs > 0, self.c_ab / np.sqrt(self.m2_a * self.m2_b), np.nan)
+            ratio = np.where(self.power_x > 0, self.power_y / self.power_x, np.nan)
+            mean_power_x = self.power_x / np.where(self.modes > 0, self.modes, np.nan)
+            mean_power_y = self.power_y / np.where(self.modes > 0, self.modes, np.nan)
+        return {
+            "features": list(features) if features is not None else list(range(self.dssim_sum.size)),
+            "wavenumber": WAVENUMBERS.tolist(),
+            "per_feature": {
+                "dssim": [float(v) for v in dssim],
+                "dssim_fields": self.dssim_fields.tolist(),
+                "error_lag1_autocorr": [float(v) for v in lag1],
+                "spectral_ratio": ratio.tolist(),
+                "power_original": mean_power_x.tolist(),
+                "power_reconstruction": mean_power_y.tolist(),
+            },
+        }
+
+
+def acceptance(error_metrics: Mapping, field_metrics: Mapping, thresholds: Mapping | None = None) -> dict:
+    """Community pass/fail per feature from `ErrorSums.finalize` and `FieldSums.finalize` outputs.
+
+    pearson: pearson_r >= 0.99999; dssim: dssim >= 0.995; rel_error: rel_error_exceed_share <= 0.05
+    (relative error > 1e-4; the ErrorSums must have been made with that rel_threshold); pass: all three.
+    A NaN metric (no valid point, a constant field's Pearson r) fails its test.
+    """
+    limits = {**ACCEPTANCE_THRESHOLDS, **(thresholds or {})}
+    if error_metrics.get("rel_threshold") != limits["rel_threshold"]:
+        raise ValueError(f"relative errors were counted above {error_metrics.get('rel_threshold')}, the acceptance "
+                         f"test needs {limits['rel_threshold']}: make ErrorSums with rel_threshold={limits['rel_threshold']}")
+    errors, fields = error_metrics["per_feature"], field_metrics["per_feature"]
+    pearson = [bool(r >= limits["pearson_r"]) for r in errors["pearson_r"]]
+    dssim = [bool(d >= limits["dssim"]) for d in fields["dssim"]]
+    rel_error = [bool(s <= limits["rel_error_exceed_share"]) for s in errors["rel_error_exceed_share"]]
+    if not len(pearson) == len(dssim) == len(rel_error):
+        raise ValueError(f"error metrics have {len(pearson)} features, field metrics {len(dssim)}")
+    return {
+        "pearson": pearson,
+        "dssim": dssim,
+        "rel_error": rel_error,
+        "pass": [p and d and r for p, d, r in zip(pearson, dssim, rel_error)],
+        "thresholds": limits,
+    }
