@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import pytest
@@ -48,6 +49,15 @@ def test_gaussian_table_unit_scale_golden():
     assert counts[7] == 25090 and counts[6] == counts[8] == 15839
     # Symmetric up to the one-count remainder that goes to the first of two tied entries.
     assert counts.tolist() == [1, 1, 1, 16, 393, 3972, 15839, 25090, 15839, 3971, 393, 16, 1, 1, 1, 1]
+    # Derived independently: P(round(N(0, 1)) = k) from math.erf, scaled to the 2**16 - 16 counts left
+    # after one reserved count per symbol, floored, plus the reserved count (25089.24 -> 25090 at 0,
+    # 15838.17 -> 15839 at +-1); the remainder counts go one each to the largest fractions.
+    def phi(v: float) -> float:
+        return 0.5 * (1.0 + math.erf(v / math.sqrt(2.0)))
+
+    pmf = np.array([phi(0.5 - abs(k)) - phi(-0.5 - abs(k)) for k in range(-7, 8)])
+    floors = 1 + np.floor(pmf * (2**16 - 16)).astype(np.int64)  # with the escape, the pmf sums to 1
+    assert np.all((counts[:15] - floors >= 0) & (counts[:15] - floors <= 1))
 
 
 def test_default_scale_table_and_indexes():
