@@ -78,7 +78,7 @@ def run_eval(store: str | Path, out: str | Path, config: EvalConfig | None = Non
     folders = [spec.folder for spec in plan.codecs]
     for spec, folder in zip(plan.codecs, folders):
         _prepare_codec_dir(out / folder, plan, str(spec), layout, time_attrs, source_files)
-    context = _context(plan)
+    context = _context(plan, config.acceptance.rel_threshold)
     seconds = {"plan": time.perf_counter() - clock}
     with _performance_report(config.performance_report, executor):
         tic = time.perf_counter()
@@ -137,7 +137,7 @@ def _prepare_codec_dir(folder: Path, plan: EvalPlan, spec: str, layout: StoreLay
                                                    "source_fingerprint": plan.fingerprint})
 
 
-def _context(plan: EvalPlan) -> EvalContext:
+def _context(plan: EvalPlan, rel_threshold: float) -> EvalContext:
     """Per-feature histogram units (the store's std) and the source files' bytes per cell per step."""
     group = open_group(plan.store)
     std = np.asarray(group["std"][:], dtype=np.float64)
@@ -149,7 +149,8 @@ def _context(plan: EvalPlan) -> EvalContext:
     for f in files[plan.time_range[0]:plan.time_range[1]]:
         size = os.path.getsize(f) if f and os.path.isfile(f) else 0
         per_cell.append(size / (steps_per_file[f] * cells_per_step) if size else 0.0)
-    return EvalContext(plan.store, plan.time_range[0], tuple(hist_scale.tolist()), tuple(per_cell))
+    return EvalContext(plan.store, plan.time_range[0], tuple(hist_scale.tolist()), tuple(per_cell),
+                       rel_threshold=rel_threshold)
 
 
 def _gpu_advertised(executor: Executor) -> bool:

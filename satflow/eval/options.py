@@ -24,8 +24,8 @@ class AcceptanceConfig(_Section):
     enabled: bool = Field(False, description="report the acceptance tests per feature")
     pearson_r: float = Field(0.99999, description="Pearson correlation must be at least this")
     dssim: float = Field(0.995, description="DSSIM must be at least this")
-    rel_error: float = Field(1e-4, gt=0, description="relative error threshold of a point")
-    rel_error_share: float = Field(0.05, ge=0, le=1, description="at most this share of points beyond rel_error")
+    rel_threshold: float = Field(1e-4, gt=0, description="relative error |e|/|x| beyond which a point counts")
+    rel_error_exceed_share: float = Field(0.05, ge=0, le=1, description="at most this share of points beyond it")
 
 
 class EvalConfig(_Section):

@@ -46,6 +46,7 @@ class EvalContext:
     hist_scale: tuple[float, ...] = ()
     source_bytes_per_cell: tuple[float, ...] = ()  # per evaluated time step; 0 = unknown
     decode_context: tuple[tuple[str, str], ...] = ()  # e.g. (("checkpoint", path),) for plain decoding
+    rel_threshold: float = 1e-4  # relative error beyond which a point counts (acceptance tests)
 
 
 @dataclass
@@ -122,8 +123,8 @@ def code_batch(item: BatchItem, context: EvalContext) -> Partials:
             for i, data in zip(todo, encoded):
                 containers[i] = data
     elif todo:
-        missing = ", ".join(item.blocks[i].key for i in todo[:3])
-        raise FileNotFoundError(f"{item.compressed}: {len(todo)} block container(s) missing ({missing}, ...); "
+        missing = ", ".join(item.blocks[i].key for i in todo[:3]) + (", ..." if len(todo) > 3 else "")
+        raise FileNotFoundError(f"{item.compressed}: {len(todo)} block container(s) missing ({missing}); "
                                 "the evaluation did not finish: re-run `satflow eval` to complete it")
     codec = _decoder(item, context, containers[0])
     tic = time.perf_counter()
@@ -159,7 +160,8 @@ def _partials(item: BatchItem, context: EvalContext, containers: list[bytes], de
         step = block.t - context.t0
         errors = ErrorSums.from_block(
             xs[i], values, ms[i], n_bytes=len(data), section_bytes=section_sizes(data), bound=bound,
-            hist_scale=np.asarray(context.hist_scale), source_bytes=round(context.source_bytes_per_cell[step] * values.size),
+            hist_scale=np.asarray(context.hist_scale), rel_threshold=context.rel_threshold,
+            source_bytes=round(context.source_bytes_per_cell[step] * values.size),
         )
         partials.errors[key] = partials.errors[key].merge(errors) if key in partials.errors else errors
     return partials
