@@ -9,6 +9,7 @@ codecs a worker process has built, so a learned model is loaded once per worker,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -57,7 +58,7 @@ class CodecSpec:
             if not equals or not key.strip():
                 raise CodecSpecError(f"codec spec {text!r}: {item!r} is not KEY=VALUE (e.g. sz3:tol=0.5)")
             try:
-                params[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+                params[key.strip()] = parse_value(raw)
             except yaml.YAMLError as err:
                 raise CodecSpecError(f"codec spec {text!r}: value of {key.strip()!r} is not valid YAML ({err})") from None
         return cls.of(name, params)
@@ -123,6 +124,17 @@ def build_codec(spec: CodecSpec) -> Codec:
         return get_codec(spec.name, **spec.params)
     except (ValueError, TypeError, FileNotFoundError) as err:
         raise CodecSpecError(f"codec spec {str(spec)!r}: {err}") from None
+
+
+def parse_value(raw: str) -> Any:
+    """A parameter value as YAML, plus what YAML 1.1 leaves as text: `1e-2` (a number), `none` (None)."""
+    value = yaml.safe_load(raw) if raw.strip() else None
+    if isinstance(value, str):
+        if value.lower() == "none":
+            return None
+        with contextlib.suppress(ValueError):
+            return float(value)
+    return value
 
 
 def _split_top_level(text: str) -> list[str]:
