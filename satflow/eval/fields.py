@@ -15,6 +15,7 @@ community thresholds (Pearson r, DSSIM, relative error share) to the finalized m
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -53,15 +54,15 @@ def _correlate_interior(values: np.ndarray) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(rows, width, axis=1) @ _KERNEL
 
 
-def _nan_gaussian_filter(values: np.ndarray) -> np.ndarray:
+def _nan_gaussian_filter(values: np.ndarray, weight_sums: np.ndarray) -> np.ndarray:
     """Gaussian-weighted mean over the window, NaN points left out and the weights renormalised.
 
-    This is astropy's `convolve(..., nan_treatment='interpolate')` that ldcpy uses; its boundary fill
-    only touches the border that ldcpy crops away, so only interior points are computed.
+    This is astropy's `convolve(..., nan_treatment='interpolate')` that ldcpy uses; `weight_sums` is
+    `_correlate_interior(isfinite(values))`. The boundary fill only touches the border that ldcpy
+    crops away, so only interior points are computed.
     """
-    finite = np.isfinite(values)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return _correlate_interior(np.where(finite, values, 0.0)) / _correlate_interior(finite.astype(np.float64))
+        return _correlate_interior(np.where(np.isfinite(values), values, 0.0)) / weight_sums
 
 
 def _scale_like_ldcpy(a1: np.ndarray, a2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,27 +97,36 @@ def dssim_field(x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray) -> float:
     if min(a1.shape) <= 2 * DSSIM_RADIUS or not np.isfinite(a1).any():
         return float("nan")
     a1, a2 = _scale_like_ldcpy(a1, a2)
-    mu1, mu2 = _nan_gaussian_filter(a1), _nan_gaussian_filter(a2)
-    var1 = _nan_gaussian_filter(a1 * a1) - mu1 * mu1
-    var2 = _nan_gaussian_filter(a2 * a2) - mu2 * mu2
-    cov = _nan_gaussian_filter(a1 * a2) - mu1 * mu2
+    finite1, finite2 = np.isfinite(a1), np.isfinite(a2)
+    weights1 = _correlate_interior(finite1.astype(np.float64))
+    # the reconstruction is almost always finite wherever the original is: share the weight sums
+    same = np.array_equal(finite1, finite2)
+    weights2 = weights1 if same else _correlate_interior(finite2.astype(np.float64))
+    weights12 = weights1 if same else _correlate_interior((finite1 & finite2).astype(np.float64))
+    mu1, mu2 = _nan_gaussian_filter(a1, weights1), _nan_gaussian_filter(a2, weights2)
+    var1 = _nan_gaussian_filter(a1 * a1, weights1) - mu1 * mu1
+    var2 = _nan_gaussian_filter(a2 * a2, weights2) - mu2 * mu2
+    cov = _nan_gaussian_filter(a1 * a2, weights12) - mu1 * mu2
     ssim = (2 * mu1 * mu2 + DSSIM_C) / (mu1 * mu1 + mu2 * mu2 + DSSIM_C) * (2 * cov + DSSIM_C) / (var1 + var2 + DSSIM_C)
     r = DSSIM_RADIUS
-    kept = np.isfinite(a1[r:-r, r:-r]) & np.isfinite(a2[r:-r, r:-r])  # astropy's preserve_nan
+    kept = finite1[r:-r, r:-r] & finite2[r:-r, r:-r]  # astropy's preserve_nan
     return float(ssim[kept].mean()) if kept.any() else float("nan")
 
 
-def _adjacent_error_pairs(error: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(e_i, e_j, both valid) per feature for every horizontal (i, i+1 in lon) and vertical pair."""
-    n_features = error.shape[0]
-    first = [error[:, :, :-1], error[:, :-1, :]]
-    second = [error[:, :, 1:], error[:, 1:, :]]
-    paired = [valid[:, :, :-1] & valid[:, :, 1:], valid[:, :-1, :] & valid[:, 1:, :]]
+def _adjacent_error_pairs(error: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(e_i, e_j) of one 2-D field for every horizontal (j right of i) and vertical (j below i) valid pair."""
+    across = valid[:, :-1] & valid[:, 1:]
+    down = valid[:-1, :] & valid[1:, :]
+    return (np.concatenate([error[:, :-1][across], error[:-1, :][down]]),
+            np.concatenate([error[:, 1:][across], error[1:, :][down]]))
 
-    def flat(parts):
-        return np.concatenate([p.reshape(n_features, -1) for p in parts], axis=1)
 
-    return flat(first), flat(second), flat(paired)
+def _pair_moments(a: np.ndarray, b: np.ndarray) -> tuple[int, float, float, float, float, float]:
+    """Count, means, squared deviations and co-moment of pairs (a, b)."""
+    if a.size == 0:
+        return 0, 0.0, 0.0, 0.0, 0.0, 0.0
+    da, db = a - a.mean(), b - b.mean()
+    return a.size, a.mean(), b.mean(), da @ da, db @ db, da @ db
 
 
 def _radial_power(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,13 +135,18 @@ def _radial_power(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     The radial wavenumber is sqrt(kx^2 + ky^2) in cycles per grid spacing; the zero mode and modes
     beyond 0.5 (the corners past Nyquist) are left out, 0.5 itself falls in the last bin.
     """
-    n_lat, n_lon = field.shape
+    kept, bins = _wavenumber_bins(field.shape)
     power = np.abs(np.fft.fft2(field)) ** 2 / field.size
-    k = np.hypot(*np.meshgrid(np.fft.fftfreq(n_lat), np.fft.fftfreq(n_lon), indexing="ij"))
-    kept = (k > 0) & (k <= 0.5)
-    bins = np.minimum((k[kept] / 0.5 * SPECTRUM_BINS).astype(np.int64), SPECTRUM_BINS - 1)
     return (np.bincount(bins, weights=power[kept], minlength=SPECTRUM_BINS),
             np.bincount(bins, minlength=SPECTRUM_BINS))
+
+
+@functools.lru_cache(maxsize=8)
+def _wavenumber_bins(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Which FFT modes are binned (0 < k <= 0.5) and their bin; the same for every field of a shape."""
+    k = np.hypot(*np.meshgrid(np.fft.fftfreq(shape[0]), np.fft.fftfreq(shape[1]), indexing="ij"))
+    kept = (k > 0) & (k <= 0.5)
+    return kept, np.minimum((k[kept] / 0.5 * SPECTRUM_BINS).astype(np.int64), SPECTRUM_BINS - 1)
 
 
 def _anomaly(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -180,13 +195,10 @@ class FieldSums:
 
     @staticmethod
     def _error_pair_moments(error: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Count, means, squared deviations and co-moment of the adjacent error pairs."""
-        a, b, paired = _adjacent_error_pairs(error, valid)
-        pairs = paired.sum(axis=1)
-        safe = np.maximum(pairs, 1)
-        mean_a, mean_b = np.where(paired, a, 0.0).sum(axis=1) / safe, np.where(paired, b, 0.0).sum(axis=1) / safe
-        da, db = np.where(paired, a - mean_a[:, None], 0.0), np.where(paired, b - mean_b[:, None], 0.0)
-        return pairs.astype(np.int64), mean_a, mean_b, (da * da).sum(axis=1), (db * db).sum(axis=1), (da * db).sum(axis=1)
+        """Per feature: count, means, squared deviations and co-moment of the adjacent error pairs."""
+        moments = np.array([_pair_moments(*_adjacent_error_pairs(error[f], valid[f])) for f in range(error.shape[0])],
+                           dtype=np.float64).reshape(-1, 6)
+        return (moments[:, 0].astype(np.int64), *moments[:, 1:].T.copy())
 
     @staticmethod
     def _spectra(x: np.ndarray, y: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
