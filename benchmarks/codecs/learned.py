@@ -3,7 +3,7 @@
 Everything is seeded, so the figures in the README come from one command:
 
     OMP_NUM_THREADS=1 python benchmarks/codecs/learned.py       # train + measure, about 17 minutes, one thread
-    python benchmarks/codecs/learned.py --checkpoint benchmarks/codecs/results/vaeformer-checkpoint   # reuse
+    python benchmarks/codecs/learned.py --checkpoint satflow/data/amsua-vaeformer   # reuse the shipped one
 
 Training data: 16 six-hourly AMSU-like files at 1 degree (seed 0), brightness temperatures only
 (`tmbrs`, 15 channels). Test data: 4 other files (seed 1, another weather and other swaths), never
@@ -15,7 +15,8 @@ Outputs: results/learned.json (training history, the codec table, the same-rate 
 against bit-rounding, the issue's targets, a per-channel diagnosis of the error-bounded learned
 codec's residual cost) and results/learned.png (rate-distortion, ratio at bounds). The trained
 checkpoint (weights, context network and meta.json, no optimizer state) is cached in
-results/vaeformer-checkpoint when it is under 3 MB, so the figures can be re-measured without training.
+satflow/data/amsua-vaeformer (the checkpoint satflow ships, used by `satflow demo`) when it is under
+3 MB, so the figures can be re-measured without training.
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ def build_training_store(work: Path, steps: int, resolution: float) -> tuple[Pat
     return store, index
 
 
-CHECKPOINT_CACHE = "vaeformer-checkpoint"
 CACHE_LIMIT_BYTES = 3_000_000  # a larger checkpoint stays out of the repository
 CHECKPOINT_FILES = ("weights.safetensors", "meta.json", "context.safetensors")  # not the optimizer state
 
@@ -76,15 +76,17 @@ def train_model(store: Path, index: Path, out: Path, pretrain_epochs: int, finet
     return third.checkpoint, third.history
 
 
-def cache_checkpoint(checkpoint: Path, results: Path) -> Path | None:
-    """Copy the codec's files of `checkpoint` to results/vaeformer-checkpoint if they are small enough."""
+def cache_checkpoint(checkpoint: Path) -> Path | None:
+    """Copy the codec's files of `checkpoint` to the shipped checkpoint's folder if they are small enough."""
+    from satflow.data import AMSUA_CHECKPOINT
+
     files = [name for name in CHECKPOINT_FILES if (checkpoint / name).is_file()]
     size = sum((checkpoint / name).stat().st_size for name in files)
     if size >= CACHE_LIMIT_BYTES:
-        print(f"checkpoint is {size / 1e6:.1f} MB (>= {CACHE_LIMIT_BYTES / 1e6:.0f} MB): not cached in {results}; "
+        print(f"checkpoint is {size / 1e6:.1f} MB (>= {CACHE_LIMIT_BYTES / 1e6:.0f} MB): not cached in {AMSUA_CHECKPOINT}; "
               "use --keep DIR to keep it", flush=True)
         return None
-    target = results / CHECKPOINT_CACHE
+    target = AMSUA_CHECKPOINT
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for name in files:
@@ -300,7 +302,7 @@ def main() -> None:
             checkpoint, history = train_model(store, index, work / "checkpoints", args.pretrain_epochs,
                                               args.finetune_epochs, args.context_epochs)
             seconds["train"] = round(time.perf_counter() - started - seconds["prepare_training_data"], 1)
-            checkpoint = cache_checkpoint(checkpoint, args.out) or checkpoint
+            checkpoint = cache_checkpoint(checkpoint) or checkpoint
         else:
             history = checkpoint_history(checkpoint)
         measured = time.perf_counter()

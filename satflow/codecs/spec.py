@@ -13,7 +13,7 @@ import contextlib
 import functools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
@@ -30,10 +30,17 @@ class CodecSpecError(ValueError):
 
 @dataclass(frozen=True)
 class CodecSpec:
-    """A registered codec's name and its keyword parameters (JSON-able)."""
+    """A registered codec's name and its keyword parameters (JSON-able).
+
+    `checkpoint` and `device` are run-level resources, not settings: they reach the codec when it
+    is built but stay out of the spec's text and folder name, so `vaeformer:qstep=1` reads the same
+    whichever checkpoint a run passes (the manifest records that).
+    """
 
     name: str
     params_json: str = "{}"  # canonical JSON, so specs hash and compare by value
+    checkpoint: str | None = None
+    device: str | None = None
 
     @classmethod
     def of(cls, name: str, params: dict | None = None) -> CodecSpec:
@@ -65,6 +72,7 @@ class CodecSpec:
 
     @property
     def params(self) -> dict:
+        """The parameters the spec states (without run-level resources)."""
         return json.loads(self.params_json)
 
     def __str__(self) -> str:
@@ -82,37 +90,40 @@ class CodecSpec:
     @property
     def is_learned(self) -> bool:
         """Whether the codec runs a network (a GPU helps it)."""
-        params = self.params
-        return self.name in LEARNED_CODECS or params.get("inner") in LEARNED_CODECS
+        return self.name in LEARNED_CODECS or self.params.get("inner") in LEARNED_CODECS
 
     def with_checkpoint(self, checkpoint: str | None) -> CodecSpec:
-        """Fill in `checkpoint` where this codec needs one and the spec gives none."""
-        if not checkpoint:
-            return self
-        params = self.params
-        if self.name in LEARNED_CODECS:
-            params.setdefault("checkpoint", str(checkpoint))
-        elif self.name == "errorbound":
-            if params.get("inner") in LEARNED_CODECS:
-                params["inner_params"] = {"checkpoint": str(checkpoint), **(params.get("inner_params") or {})}
-            elif params.get("context") == "learned":
-                params.setdefault("checkpoint", str(checkpoint))
-        return CodecSpec.of(self.name, params)
+        """This spec with a run-level checkpoint for the codecs that need one and name none."""
+        return replace(self, checkpoint=str(checkpoint)) if checkpoint else self
 
     def with_device(self, device: str) -> CodecSpec:
-        """The same codec with its network on `device` (codecs without one are unchanged)."""
+        """This spec with its network (if any) on `device`."""
+        return replace(self, device=device)
+
+    def build_params(self) -> dict:
+        """The keyword parameters the codec is built with: the stated ones plus the resources it uses."""
         params = self.params
         if self.name in LEARNED_CODECS:
-            params["device"] = device
-        elif self.name == "errorbound" and params.get("inner") in LEARNED_CODECS:
-            params["inner_params"] = {**(params.get("inner_params") or {}), "device": device}
-        else:
-            return self
-        return CodecSpec.of(self.name, params)
+            _fill(params, checkpoint=self.checkpoint, device=self.device)
+        elif self.name == "errorbound":
+            if params.get("inner") in LEARNED_CODECS:
+                params["inner_params"] = _fill(dict(params.get("inner_params") or {}), checkpoint=self.checkpoint,
+                                               device=self.device)
+            elif params.get("context") == "learned":
+                _fill(params, checkpoint=self.checkpoint)
+        return params
 
     def build(self) -> Codec:
         """This process's instance of the codec (built on first use, then reused)."""
         return build_codec(self)
+
+
+def _fill(params: dict, **resources: str | None) -> dict:
+    """Add each given resource the parameters do not already state."""
+    for key, value in resources.items():
+        if value is not None:
+            params.setdefault(key, value)
+    return params
 
 
 @functools.lru_cache(maxsize=16)
@@ -121,7 +132,7 @@ def build_codec(spec: CodecSpec) -> Codec:
     from satflow.codecs.registry import get_codec
 
     try:
-        return get_codec(spec.name, **spec.params)
+        return get_codec(spec.name, **spec.build_params())
     except (ValueError, TypeError, FileNotFoundError) as err:
         raise CodecSpecError(f"codec spec {str(spec)!r}: {err}") from None
 

@@ -77,7 +77,7 @@ def run_eval(store: str | Path, out: str | Path, config: EvalConfig | None = Non
     layout, time_attrs, source_files = _reconstruction_layout(plan)
     folders = [spec.folder for spec in plan.codecs]
     for spec, folder in zip(plan.codecs, folders):
-        _prepare_codec_dir(out / folder, plan, str(spec), layout, time_attrs, source_files)
+        _prepare_codec_dir(out / folder, plan, spec, layout, time_attrs, source_files)
     context = _context(plan, config.acceptance.rel_threshold)
     seconds = {"plan": time.perf_counter() - clock}
     with _performance_report(config.performance_report, executor):
@@ -122,18 +122,18 @@ def _reconstruction_layout(plan: EvalPlan) -> tuple[StoreLayout, dict, list[str]
     return layout, time_attrs, [str(f) for f in ds["source_file"].values[t0:t1]]
 
 
-def _prepare_codec_dir(folder: Path, plan: EvalPlan, spec: str, layout: StoreLayout, time_attrs: dict,
+def _prepare_codec_dir(folder: Path, plan: EvalPlan, spec: CodecSpec, layout: StoreLayout, time_attrs: dict,
                        source_files: list[str]) -> None:
     """A new codec folder gets both stores; an existing one is checked and resumed."""
     compressed, reconstruction = folder / "compressed.zarr", folder / "reconstruction.zarr"
     if (compressed / "zarr.json").exists():
-        check_compressed_store(compressed, plan, spec)
+        check_compressed_store(compressed, plan, str(spec))
     else:
         folder.mkdir(parents=True, exist_ok=True)
         create_compressed_store(compressed, plan, spec, layout, time_attrs, source_files)
     # Every task rewrites all its blocks, so a fresh template is always safe (and the only safe
     # choice when an interrupted run left a half-finalised one).
-    create_reconstruction(reconstruction, layout, {"satflow_eval_codec": spec, "source_store": plan.store,
+    create_reconstruction(reconstruction, layout, {"satflow_eval_codec": str(spec), "source_store": plan.store,
                                                    "source_fingerprint": plan.fingerprint})
 
 
@@ -217,8 +217,13 @@ def _manifest(plan: EvalPlan, config: EvalConfig, executor: Executor, partials: 
 
 def decode_compressed(compressed: str | Path, out: str | Path, *, checkpoint: str | None = None, client=None,
                       overwrite: bool = False, progress: bool = False) -> Path:
-    """Rebuild the reconstruction store from `compressed` alone, bit for bit as the eval wrote it."""
-    attrs, blocks, layout, time_attrs = read_compressed_store(compressed)
+    """Rebuild the reconstruction store from `compressed` alone, bit for bit as the eval wrote it.
+
+    A learned codec's checkpoint defaults to the one the eval recorded; the stream's weights
+    fingerprint is checked either way.
+    """
+    attrs, blocks, layout, _ = read_compressed_store(compressed)
+    checkpoint = checkpoint or attrs.get("checkpoint")
     out = Path(out)
     if out.exists():
         if not overwrite:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from satflow.codecs.spec import CodecSpec
 from satflow.eval.plan import Block, EvalPlan
 from satflow.stats import Moments
 from satflow.store import STEP_NAMES, StoreLayout, consolidate, create_template, finalize, open_group
@@ -52,12 +53,12 @@ def write_container(compressed: str | Path, block: Block, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def create_compressed_store(path: str | Path, plan: EvalPlan, spec: str, layout: StoreLayout,
+def create_compressed_store(path: str | Path, plan: EvalPlan, spec: CodecSpec, layout: StoreLayout,
                             time_attrs: dict, source_files: list[str]) -> None:
     """The group, its coordinates and block table; containers are added by the tasks."""
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     group.attrs.update({
-        "satflow_compressed": 1, "codec": spec, "source_store": plan.store,
+        "satflow_compressed": 1, "codec": str(spec), "checkpoint": spec.checkpoint, "source_store": plan.store,
         "source_fingerprint": plan.fingerprint, "time_range": list(plan.time_range), "mode": plan.mode,
         "block_shape": list(plan.block_shape), "reconstruction_chunks": list(plan.reconstruction_chunks),
         "batch_size": plan.batch_size, "source_files": list(source_files),

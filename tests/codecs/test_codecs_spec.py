@@ -53,21 +53,30 @@ def test_building_names_the_spec_and_caches_per_process():
 
 
 def test_checkpoint_is_filled_in_only_where_a_codec_needs_one():
-    assert CodecSpec.parse("vaeformer:qstep=2").with_checkpoint("ck").params == {"qstep": 2, "checkpoint": "ck"}
-    assert CodecSpec.parse("vaeformer:checkpoint=mine").with_checkpoint("ck").params == {"checkpoint": "mine"}
-    inner = CodecSpec.parse("errorbound:inner=vaeformer,inner_params={qstep: 4},eps=0.5").with_checkpoint("ck")
-    assert inner.params["inner_params"] == {"checkpoint": "ck", "qstep": 4}
-    learned = CodecSpec.parse("errorbound:inner=constant,eps=0.5,context=learned").with_checkpoint("ck")
-    assert learned.params["checkpoint"] == "ck"
-    assert CodecSpec.parse("sz3:tol=1").with_checkpoint("ck") == CodecSpec.parse("sz3:tol=1")
-    assert CodecSpec.parse("errorbound:inner=constant,eps=0.5").with_checkpoint("ck").params.get("checkpoint") is None
+    def built(text: str) -> dict:
+        return CodecSpec.parse(text).with_checkpoint("ck").build_params()
+
+    assert built("vaeformer:qstep=2") == {"qstep": 2, "checkpoint": "ck"}
+    assert built("vaeformer:checkpoint=mine") == {"checkpoint": "mine"}
+    assert built("errorbound:inner=vaeformer,inner_params={qstep: 4},eps=0.5")["inner_params"] == {
+        "checkpoint": "ck", "qstep": 4}
+    assert built("errorbound:inner=constant,eps=0.5,context=learned")["checkpoint"] == "ck"
+    assert built("sz3:tol=1") == {"tol": 1}
+    assert "checkpoint" not in built("errorbound:inner=constant,eps=0.5")
+
+
+def test_run_level_resources_stay_out_of_the_spec_text():
+    spec = CodecSpec.parse("vaeformer:qstep=1").with_checkpoint("/long/path/ck").with_device("auto")
+    assert str(spec) == "vaeformer:qstep=1" and spec.folder == "vaeformer-qstep=1"
+    assert spec.build_params() == {"qstep": 1, "checkpoint": "/long/path/ck", "device": "auto"}
+    assert spec != CodecSpec.parse("vaeformer:qstep=1")  # built differently, so cached apart
 
 
 def test_only_networks_move_to_a_device():
-    assert CodecSpec.parse("vaeformer").with_device("auto").params == {"device": "auto"}
+    assert CodecSpec.parse("vaeformer").with_device("auto").build_params() == {"device": "auto"}
     spec = CodecSpec.parse("errorbound:inner=vaeformer,eps=0.5").with_device("cuda")
-    assert spec.params["inner_params"] == {"device": "cuda"}
-    assert CodecSpec.parse("sz3:tol=1").with_device("cuda") == CodecSpec.parse("sz3:tol=1")
+    assert spec.build_params()["inner_params"] == {"device": "cuda"}
+    assert CodecSpec.parse("sz3:tol=1").with_device("cuda").build_params() == {"tol": 1}
     assert CodecSpec.parse("vaeformer").is_learned and not CodecSpec.parse("sz3:tol=1").is_learned
 
 

@@ -41,7 +41,8 @@ def test_duplicate_specs_run_once_and_the_checkpoint_fills_learned_ones(eval_sto
     path, _ = eval_store
     plan = plan_eval(path, EvalConfig(codecs=["sz3:tol=1", {"name": "sz3", "params": {"tol": 1}}, "vaeformer"],
                                       checkpoint="ck"))
-    assert [str(c) for c in plan.codecs] == ["sz3:tol=1", "vaeformer:checkpoint=ck"]
+    assert [str(c) for c in plan.codecs] == ["sz3:tol=1", "vaeformer"]
+    assert plan.codecs[1].build_params() == {"checkpoint": "ck"}
 
 
 def test_the_plan_prints_and_serialises(eval_store):
