@@ -63,6 +63,8 @@ def load_evaluation(eval_dir: str | Path) -> Evaluation:
     entries = json.loads(metrics.read_text())
     if not entries:
         raise ReportError(f"{metrics}: no codec entries; re-run `satflow eval` with at least one --codec")
+    if not (path / "plan.json").is_file():
+        raise ReportError(f"{path}: metrics.json without plan.json; re-run the same `satflow eval` to rewrite both")
     return Evaluation(path, entries, _read_json(path / "plan.json"), _read_json(path / "manifest.json"))
 
 
@@ -98,9 +100,10 @@ def _floats(values: Sequence) -> np.ndarray:
 
 
 def _worst(values: Sequence, reduce: Callable) -> float | None:
-    """max (errors) or min (scores) over features, ignoring NaN; None when no feature has a value."""
+    """max (errors) or min (scores) over features, ignoring NaN (not inf: a lossless PSNR); None if all NaN."""
     array = _floats(values)
-    return float(reduce(array[np.isfinite(array)])) if np.isfinite(array).any() else None
+    known = array[~np.isnan(array)]
+    return float(reduce(known)) if known.size else None
 
 
 def _per_feature(entry: dict, metric: str) -> list:
@@ -145,8 +148,8 @@ ACCEPTANCE_COLUMN = Column("acceptance pass", _acceptance)
 
 
 def format_value(value: object, digits: int = 4) -> str:
-    """How the report prints a number: `digits` significant digits; '-' for missing or NaN."""
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+    """How the report prints a number: `digits` significant digits; '-' for missing or NaN; 'inf' stays."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
         return "-"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
         return str(value)
@@ -467,10 +470,11 @@ def map_section(evaluation: Evaluation, features: list[str], times: list[int]) -
 # --- assembling -------------------------------------------------------------------------------
 def overview_section(evaluation: Evaluation) -> Section:
     plan, manifest = evaluation.plan, evaluation.manifest
-    t0, t1 = plan.get("time_range", ["?", "?"])
+    t0, t1 = plan["time_range"]
     lines = [
-        f"Store: {plan.get('store', '?')} (shape {plan.get('shape', '?')}), time steps {t0}..{t1} "
-        f"({plan.get('mode', 'cube')} mode, blocks {plan.get('block_shape', '?')}).",
+        f"Store: {plan.get('store', '?')} (shape {plan.get('shape', '?')}); evaluated its time steps {t0} to "
+        f"{t1 - 1} ({t1 - t0} steps, numbered from 0 in the maps), {plan.get('mode', 'cube')} mode, "
+        f"blocks {plan.get('block_shape', '?')}.",
         f"Codecs: {', '.join(e['codec'] for e in evaluation.entries)}.",
         f"Evaluated {manifest.get('finished', '?')} with satflow {manifest.get('satflow_version', '?')}; "
         f"report written {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} by satflow {__version__}.",

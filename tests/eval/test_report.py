@@ -152,8 +152,9 @@ def test_metrics_table_equals_metrics_json(evaluation):
         assert "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" in markdown
 
 
-def test_format_value_prints_missing_and_nan_as_a_dash():
-    assert [format_value(v) for v in (None, float("nan"), 3, 0.123456, 12345.678)] == ["-", "-", "3", "0.1235", "1.235e+04"]
+def test_format_value_prints_missing_and_nan_as_a_dash_and_keeps_infinity():
+    values = (None, float("nan"), float("inf"), 3, 0.123456, 12345.678)
+    assert [format_value(v) for v in values] == ["-", "-", "inf", "3", "0.1235", "1.235e+04"]
 
 
 def test_maps_read_the_original_at_the_evaluated_steps_offset(evaluation):
