@@ -427,7 +427,7 @@ def _safe(text: str) -> str:
 
 
 def choose_features(evaluation: Evaluation, features: Sequence[str] | None) -> list[str]:
-    """The asked features (checked), else AMSU-A channels 1, 8, 15, else the first, middle and last."""
+    """The asked features (checked), else those of AMSU-A channels 1, 8, 15 present, else first, middle, last."""
     available = evaluation.features
     if features:
         unknown = [f for f in features if f not in available]
@@ -435,8 +435,9 @@ def choose_features(evaluation: Evaluation, features: Sequence[str] | None) -> l
             raise ReportError(f"{evaluation.path}: unknown feature(s) {', '.join(unknown)}; "
                               f"the evaluation has: {', '.join(available)}")
         return list(dict.fromkeys(features))
-    if all(f in available for f in DEFAULT_FEATURES):
-        return list(DEFAULT_FEATURES)
+    present = [f for f in DEFAULT_FEATURES if f in available]
+    if present:
+        return present
     return list(dict.fromkeys(available[i] for i in (0, len(available) // 2, len(available) - 1)))
 
 
@@ -453,8 +454,10 @@ def choose_times(evaluation: Evaluation, times: Sequence[int] | None) -> list[in
 def _time_labels(evaluation: Evaluation) -> list[str]:
     import xarray as xr
 
-    ds = xr.open_zarr(str(evaluation.path / evaluation.entries[0]["dir"] / "reconstruction.zarr"))
-    return [str(np.datetime_as_string(t, unit="m")) for t in ds["time"].values]
+    times = xr.open_zarr(str(evaluation.path / evaluation.entries[0]["dir"] / "reconstruction.zarr"))["time"].values
+    if np.issubdtype(times.dtype, np.datetime64):
+        return [str(label) for label in np.datetime_as_string(times, unit="m")]
+    return [str(t) for t in times]  # cftime dates (climatologies from year 0)
 
 
 def map_section(evaluation: Evaluation, features: list[str], times: list[int]) -> Section:

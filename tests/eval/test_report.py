@@ -175,10 +175,22 @@ def test_chosen_features_and_times_make_one_map_each(evaluation):
     assert all(min(_png_size(figure.png)) > 0 for figure in section.figures)
 
 
-def test_default_features_are_amsu_channels_1_8_15_when_present():
+def test_a_moved_original_store_leaves_the_maps_out_with_a_note(evaluation, tmp_path):
+    directory, _, _ = evaluation
+    loaded = load_evaluation(directory)
+    moved = Evaluation(directory, loaded.entries, {**loaded.plan, "store": str(tmp_path / "gone.zarr")}, {})
+    section = report.map_section(moved, ["b"], [0])
+    assert section.figures == []
+    assert section.text == [f"Maps left out: {tmp_path / 'gone.zarr'}: no satflow store here (no Zarr v3 group); "
+                            "run `satflow ingest` first"]
+
+
+def test_default_features_are_amsu_channels_1_8_15_when_present_else_first_middle_last():
     names = [f"tmbrs-{i}" for i in range(1, 16)] + ["said", "hmsl"]
     amsu = Evaluation(Path("ev"), [{"features": names}], {}, {})
     assert choose_features(amsu, None) == ["tmbrs-1", "tmbrs-8", "tmbrs-15"]
+    fewer = Evaluation(Path("ev"), [{"features": [f"tmbrs-{i}" for i in range(1, 11)]}], {}, {})
+    assert choose_features(fewer, None) == ["tmbrs-1", "tmbrs-8"]
     other = Evaluation(Path("ev"), [{"features": ["u", "v", "w", "x"]}], {}, {})
     assert choose_features(other, None) == ["u", "w", "x"]
 
