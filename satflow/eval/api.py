@@ -49,12 +49,13 @@ class EvalResult:
 
     def describe(self) -> str:
         """A short table: bits per value, ratio and the worst feature's errors per codec."""
-        lines = [f"{'codec':<44} {'bits/value':>10} {'ratio':>7} {'max RMSE':>9} {'max |err|':>9} {'viol.':>6}"]
+        width = max(len("codec"), *(len(e["codec"]) for e in self.entries))
+        lines = [f"{'codec':<{width}} {'bits/value':>10} {'ratio':>7} {'max RMSE':>9} {'max |err|':>9} {'viol.':>6}"]
         for entry in self.entries:
             per_feature = entry["per_feature"]
             violations = [v for v in per_feature["violations"] if v is not None]
             lines.append(
-                f"{entry['codec'][:44]:<44} {entry['bits_per_value']:>10.3f} {entry['compression_ratio']:>7.1f} "
+                f"{entry['codec']:<{width}} {entry['bits_per_value']:>10.3f} {entry['compression_ratio']:>7.1f} "
                 f"{np.nanmax(per_feature['rmse']):>9.4g} {np.nanmax(per_feature['max_abs_error']):>9.4g} "
                 f"{sum(violations) if violations else '-':>6}")
         return "\n".join(lines)

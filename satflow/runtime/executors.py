@@ -122,9 +122,10 @@ class DaskExecutor(Executor):
         combine_remote = partial(_combine_on_worker, combine, self.client, name, retries)
         root = tree_combine(combine_remote, futures)
         if progress:
-            from distributed import progress as dask_progress
+            from distributed import as_completed
 
-            dask_progress(futures)
+            for _ in _progress(as_completed(futures), True, name, len(futures)):
+                pass
         return root.result()
 
     def compute(self, tasks):
