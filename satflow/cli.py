@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "satflow.codecs.commands",  # codecs, encode, decode
     "satflow.train",  # train
     "satflow.commands.evaluate",  # eval
+    "satflow.commands.report",  # report
 )
 
 

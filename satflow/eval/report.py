@@ -15,6 +15,7 @@ import datetime as dt
 import html
 import io
 import json
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -381,39 +382,55 @@ def _value_limits(values: np.ndarray) -> tuple[float | None, float | None]:
     return (float(np.percentile(finite, 1)), float(np.percentile(finite, 99))) if finite.size else (None, None)
 
 
+MAP_COLUMNS = 4  # codecs per row of maps: more would shrink panels until their titles overlap
+
+
 def map_figure(evaluation: Evaluation, feature: str, t: int, time_label: str) -> Figure:
-    """Top row: original and each reconstruction on one colour scale; bottom row: each codec's error."""
+    """Original, then per codec its reconstruction (same colour scale) above its error, 4 codecs a row."""
     original, reconstructions = read_map_fields(evaluation, feature, t)
     entries = evaluation.entries
-    figure, axes = _map_grid(len(entries))
+    figure, values_axes, error_axes, spare = _map_grid(len(entries))
     vmin, vmax = _value_limits(original.values)
-    image = _show(axes[0, 0], original, "original", cmap="viridis", vmin=vmin, vmax=vmax)
-    figure.colorbar(image, ax=axes[0, :].tolist(), shrink=0.9, pad=0.01, aspect=15)
-    for column, (entry, reconstruction) in enumerate(zip(entries, reconstructions), start=1):
-        _show(axes[0, column], reconstruction, entry["codec"], cmap="viridis", vmin=vmin, vmax=vmax)
+    image = _show(spare[0], original, "original", cmap="viridis", vmin=vmin, vmax=vmax)
+    for entry, reconstruction, values_axis, error_axis in zip(entries, reconstructions, values_axes, error_axes):
+        title = textwrap.fill(entry["codec"].replace(",", ", "), 28)  # long specs wrap instead of overlapping
+        image = _show(values_axis, reconstruction, title, cmap="viridis", vmin=vmin, vmax=vmax)
         error = reconstruction.values.astype(np.float64) - original.values
         bound = float(np.nanmax(np.abs(error))) if np.isfinite(error).any() else 0.0
         # Each codec's error on its own scale: a shared one would paint the small-error codecs blank.
-        image = _show(axes[1, column], Field2D(error / (bound or 1.0), original.lat, original.lon),
-                      f"error, max |e| = {bound:.3g}", cmap="RdBu_r", vmin=-1.0, vmax=1.0)
-    figure.colorbar(image, ax=axes[1, :].tolist(), shrink=0.9, pad=0.01, aspect=15, label="e / max |e|")
-    _explain_error_row(axes[1, 0])
+        error_image = _show(error_axis, Field2D(error / (bound or 1.0), original.lat, original.lon),
+                            f"error, max |e| = {bound:.3g}", cmap="RdBu_r", vmin=-1.0, vmax=1.0)
+    # Colour bars in axes of their own, so no panel column is squeezed to make room for them.
+    figure.colorbar(image, cax=figure.add_axes((0.92, 0.55, 0.012, 0.35)), label=feature)
+    figure.colorbar(error_image, cax=figure.add_axes((0.92, 0.1, 0.012, 0.35)), label="e / max |e|")
+    _explain_error_row(spare[1])
+    for axis in spare[2:]:
+        axis.set_axis_off()
     figure.suptitle(f"{feature} at {time_label} (evaluated step {t})", fontsize="medium")
     return Figure(f"map_{_safe(feature)}_t{t}", f"{feature} at {time_label}: original and reconstructions on "
-                  "one colour scale (top); reconstruction − original (bottom), each divided by its own max |error| "
-                  "(in the panel title); grey = invalid.", _png(figure))
+                  "one colour scale (each codec's upper panel); reconstruction − original below it, divided by its "
+                  "own max |error| (in the panel title); grey = invalid.", _png(figure))
 
 
-def _map_grid(n_codecs: int) -> tuple[MplFigure, np.ndarray]:
-    """2 x (1 + codecs) panels sharing lat/lon axes, tick labels only on the outer ones."""
-    # A fixed layout instead of the constrained one: laying out 2 x 5 panels' text took seconds.
-    figure = MplFigure(figsize=(2.5 * (n_codecs + 1) + 0.8, 4.0), dpi=DPI)
+def _map_grid(n_codecs: int) -> tuple[MplFigure, list, list, list]:
+    """Rows of up to MAP_COLUMNS codecs, each a value panel above an error panel, after a first
+    column for the original and the legend of the error panels; returns the value axes, the
+    error axes (one each per codec) and the first column's axes."""
+    columns = min(n_codecs, MAP_COLUMNS)
+    blocks = -(-n_codecs // columns)
+    # A fixed layout instead of the constrained one: laying out many panels' text took seconds.
+    figure = MplFigure(figsize=(2.6 * (columns + 1) + 0.8, 3.6 * blocks + 0.4), dpi=DPI)
     FigureCanvasAgg(figure)
-    axes = np.asarray(figure.subplots(2, n_codecs + 1, sharex=True, sharey=True)).reshape(2, -1)
-    for axis in axes[0]:
-        axis.tick_params(labelbottom=False)
-    figure.subplots_adjust(left=0.05, right=0.97, bottom=0.08, top=0.84, wspace=0.35, hspace=0.35)
-    return figure, axes
+    axes = np.asarray(figure.subplots(2 * blocks, columns + 1, sharex=True, sharey=True)).reshape(2 * blocks, -1)
+    values_axes = [axes[2 * (i // columns), 1 + i % columns] for i in range(n_codecs)]
+    error_axes = [axes[2 * (i // columns) + 1, 1 + i % columns] for i in range(n_codecs)]
+    used = set(map(id, values_axes + error_axes)) | {id(axes[0, 0]), id(axes[1, 0])}
+    for axis in axes.ravel():
+        if id(axis) not in used:
+            axis.set_axis_off()
+    figure.subplots_adjust(left=0.05, right=0.9, bottom=0.06, top=1 - 0.9 / (3.6 * blocks + 0.4),
+                           wspace=0.35, hspace=0.45)
+    return figure, values_axes, error_axes, list(axes[:, 0])
 
 
 def _explain_error_row(axis) -> None:
