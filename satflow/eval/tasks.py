@@ -17,7 +17,7 @@ import numpy as np
 import zarr
 
 from satflow.codecs.container import section_sizes
-from satflow.codecs.spec import CodecSpec
+from satflow.codecs.spec import CodecSpec, build_codec
 from satflow.eval.fields import FieldSums
 from satflow.eval.plan import Block
 from satflow.eval.stores import read_container, write_block, write_container
@@ -109,6 +109,7 @@ def _decoder(item: BatchItem, context: EvalContext, sample: bytes):
 def code_batch(item: BatchItem, context: EvalContext) -> Partials:
     """Encode the batch's unfinished blocks, decode all of them, write both stores, return partials."""
     started = time.perf_counter()
+    built_before = build_codec.cache_info().misses
     containers = [read_container(item.compressed, b) for b in item.blocks]
     todo = [i for i, data in enumerate(containers) if data is None]
     encode_seconds = 0.0
@@ -139,6 +140,7 @@ def code_batch(item: BatchItem, context: EvalContext) -> Partials:
     partials.records.append({
         "task": "code", "codec": item.codec, "blocks": len(item.blocks), "encoded": len(todo),
         "resumed": len(item.blocks) - len(todo), "worker": current_worker(), "device": _device_of(codec),
+        "codec_built": build_codec.cache_info().misses > built_before,  # False: reused this worker's codec
         "encode_seconds": encode_seconds, "decode_seconds": decode_seconds,
         "encoded_bytes": int(sum(xs[i].nbytes for i in todo)) if xs is not None else 0,
         "decoded_bytes": int(sum(values.nbytes for values, _ in decoded)),

@@ -234,6 +234,7 @@ def test_learned_tasks_run_only_on_workers_that_advertise_a_gpu(eval_store, lear
     learned = [t for t in manifest["tasks"] if t["task"] == "code" and t["codec"].startswith("vaeformer")]
     assert learned and {t["worker"] for t in learned} == {gpu_address}
     assert {t["device"] for t in learned} == {"cpu"}  # device 'auto' on a worker whose torch sees no CUDA
+    assert [t["codec_built"] for t in learned].count(True) == 1  # the model loads once per worker, not per task
     assert manifest["cluster"]["resources"] == {gpu_address: {"GPU": 1.0}}
 
 
