@@ -467,8 +467,29 @@ def sweep(store: Path, work: Path, client, spec: str, time_range: str, blocks: l
 
 
 # --- 5: learned codec on a GPU -------------------------------------------------------------------
-def learned_throughput(store: Path, device: str | None, batches: list[int], block: int, steps: int) -> dict:
-    """Batched encode/decode of the cached VAEformer checkpoint on `device` (GPU when torch sees one)."""
+def untrained_checkpoint(path: Path, store: Path) -> Path:
+    """A seeded, untrained VAEformerLite (default architecture) for the store's features: enough to
+    time batched coding when no trained checkpoint is at hand (its ratio means nothing)."""
+    import torch
+    import zarr
+
+    from satflow.codecs.learned.checkpoint import CheckpointMeta, save_checkpoint
+    from satflow.codecs.learned.model import ModelConfig, VAEformerLite
+
+    group = zarr.open_group(str(store), mode="r")
+    features = [str(f) for f in np.asarray(group["feature"][:]).tolist()]
+    torch.manual_seed(0)
+    config = ModelConfig(n_features=len(features))
+    model = VAEformerLite(config)
+    model.update()
+    meta = CheckpointMeta(model=config, features=features, mean=[float(v) for v in group["mean"][:]],
+                          std=[float(v) for v in group["std"][:]])
+    return save_checkpoint(path, model, meta, {"optimizer": {}, "torch_rng": torch.get_rng_state()})
+
+
+def learned_throughput(store: Path, work: Path, device: str | None, checkpoint: Path, batches: list[int],
+                       block: int, steps: int) -> dict:
+    """Batched encode/decode of a VAEformer checkpoint on `device` (a GPU when torch sees one)."""
     try:
         import torch
     except ImportError:
@@ -477,8 +498,9 @@ def learned_throughput(store: Path, device: str | None, batches: list[int], bloc
         if not torch.cuda.is_available():
             return {"skipped": "no GPU: torch.cuda.is_available() is False on this machine"}
         device = "cuda"
-    if not (CHECKPOINT / "meta.json").exists():
-        return {"skipped": f"no checkpoint at {CHECKPOINT} (benchmarks/codecs/learned.py writes it)"}
+    trained = (checkpoint / "meta.json").exists()
+    if not trained:
+        checkpoint = untrained_checkpoint(work / "untrained-vaeformer", store)
     import zarr
 
     from satflow.codecs.registry import get_codec
@@ -494,7 +516,7 @@ def learned_throughput(store: Path, device: str | None, batches: list[int], bloc
                 ms.append(np.asarray(m_all[t, :, y:y + block, x:x + block]))
     rows = []
     for batch in batches:
-        codec = get_codec("vaeformer", checkpoint=str(CHECKPOINT), device=device, qstep=1.0, batch_size=batch)
+        codec = get_codec("vaeformer", checkpoint=str(checkpoint), device=device, qstep=1.0, batch_size=batch)
         codec.decode_batch(codec.encode_batch(xs[:batch], ms[:batch]))  # warm-up: kernels, caches
 
         def sync() -> None:
@@ -519,7 +541,8 @@ def learned_throughput(store: Path, device: str | None, batches: list[int], bloc
                      "compression_ratio": megabytes * 1e6 / sum(len(s) for s in streams)})
         print(f"  learned on {device} batch {batch:3d}: encode {rows[-1]['encode_mb_s']:.2f} MB/s, "
               f"decode {rows[-1]['decode_mb_s']:.2f} MB/s", flush=True)
-    return {"device": device, "checkpoint": str(CHECKPOINT), "block": block, "rows": rows}
+    return {"device": device, "checkpoint": str(checkpoint), "trained": trained, "block": block, "rows": rows,
+            "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None}
 
 
 # --- figure --------------------------------------------------------------------------------------
@@ -614,6 +637,9 @@ def main() -> None:
     parser.add_argument("--sweep-steps", type=int, default=4, help="time steps in the sz3 sweep")
     parser.add_argument("--learned-device", help="run the learned-codec throughput on this device even without "
                         "a GPU (e.g. cpu, to check the code path); default: cuda when torch sees one, else skip")
+    parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT,
+                        help="learned codec checkpoint (default: the one benchmarks/codecs/learned.py caches; "
+                        "without it a seeded untrained model of the default architecture is timed)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     if args.quick:
@@ -664,8 +690,8 @@ def main() -> None:
         done("closing_clusters")
         results["blas_threads"] = ({"skipped": "--quick"} if args.quick else blas_threads_probe(amsua, "0:2"))
         done("blas_threads")
-        results["learned_gpu"] = learned_throughput(amsua, args.learned_device, [1, 4, 16, 64], 32,
-                                                    1 if args.quick else 4)
+        results["learned_gpu"] = learned_throughput(amsua, work, args.learned_device, args.checkpoint,
+                                                    [1, 4, 16, 64], 32, 1 if args.quick else 4)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["settings"] = {
