@@ -70,43 +70,73 @@ def run_eval(store: str | Path, out: str | Path, config: EvalConfig | None = Non
     plan = plan_eval(store, config)
     for spec in plan.codecs:  # a bad spec fails here, naming itself, before any task runs
         build_codec(spec)
-    out = Path(out)
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "plan.json", plan.to_dict())
-    layout, time_attrs, source_files = _reconstruction_layout(plan)
-    folders = [spec.folder for spec in plan.codecs]
-    for spec, folder in zip(plan.codecs, folders):
-        _prepare_codec_dir(out / folder, plan, spec, layout, time_attrs, source_files)
-    context = _context(plan, config.acceptance.rel_threshold)
+    outputs = _prepare_outputs(plan, Path(out), overwrite)
     seconds = {"plan": time.perf_counter() - clock}
     with _performance_report(config.performance_report, executor):
-        tic = time.perf_counter()
-        items, resources = _coding_items(plan, config, out, folders, executor)
-        partials = executor.map_reduce(code_batch, items, context, combine=combine_partials, name="eval-code",
-                                       retries=config.retries, resources=resources, progress=progress)
-        seconds["code"] = time.perf_counter() - tic
-        tic = time.perf_counter()
-        if plan.fields:
-            fields = [FieldItem(c, region, str(out / folders[c] / "reconstruction.zarr"))
-                      for c in range(len(plan.codecs)) for region in plan.fields]
-            partials = partials.merge(executor.map_reduce(
-                measure_field, fields, context, combine=combine_partials, name="eval-fields",
-                retries=config.retries, progress=progress))
-        seconds["fields"] = time.perf_counter() - tic
+        partials = _run_tasks(plan, config, outputs, executor, progress, seconds)
     tic = time.perf_counter()
-    for codec, folder in enumerate(folders):
-        finish_reconstruction(out / folder / "reconstruction.zarr", step_moments(partials, codec, plan.time_range[0]),
-                              source_files)
-    entries = [codec_entry(plan, config, partials, codec, folder) for codec, folder in enumerate(folders)]
-    write_json(out / "metrics.json", entries)
-    metrics_table(plan, entries, partials, layout.times).to_parquet(out / "metrics.parquet", index=False)
+    entries = _write_metrics(plan, config, outputs, partials)
     seconds["outputs"] = time.perf_counter() - tic
     seconds["total"] = time.perf_counter() - clock
     manifest = _manifest(plan, config, executor, partials, started, seconds, run_config)
-    write_json(out / "manifest.json", manifest)
-    return EvalResult(out, plan, entries, manifest)
+    write_json(outputs.root / "manifest.json", manifest)
+    return EvalResult(outputs.root, plan, entries, manifest)
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    root: Path
+    folders: list[str]  # per codec, relative to root
+    layout: StoreLayout  # of the reconstruction stores
+    source_files: list[str]
+
+    def reconstruction(self, codec: int) -> Path:
+        return self.root / self.folders[codec] / "reconstruction.zarr"
+
+
+def _prepare_outputs(plan: EvalPlan, root: Path, overwrite: bool) -> _Outputs:
+    """The output folder with the plan and, per codec, both stores (new, or checked for resuming)."""
+    if overwrite and root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / "plan.json", plan.to_dict())
+    layout, time_attrs, source_files = _reconstruction_layout(plan)
+    folders = [spec.folder for spec in plan.codecs]
+    for spec, folder in zip(plan.codecs, folders):
+        _prepare_codec_dir(root / folder, plan, spec, layout, time_attrs, source_files)
+    return _Outputs(root, folders, layout, source_files)
+
+
+def _run_tasks(plan: EvalPlan, config: EvalConfig, outputs: _Outputs, executor: Executor, progress: bool,
+               seconds: dict) -> Partials:
+    """The coding tasks, then the whole-field tasks (they read the finished reconstructions)."""
+    context = _context(plan, config.acceptance.rel_threshold)
+    tic = time.perf_counter()
+    items, resources = _coding_items(plan, config, outputs, executor)
+    partials = executor.map_reduce(code_batch, items, context, combine=combine_partials, name="eval-code",
+                                   retries=config.retries, resources=resources, progress=progress)
+    seconds["code"] = time.perf_counter() - tic
+    tic = time.perf_counter()
+    if plan.fields:
+        fields = [FieldItem(c, region, str(outputs.reconstruction(c)))
+                  for c in range(len(plan.codecs)) for region in plan.fields]
+        partials = partials.merge(executor.map_reduce(
+            measure_field, fields, context, combine=combine_partials, name="eval-fields",
+            retries=config.retries, progress=progress))
+    seconds["fields"] = time.perf_counter() - tic
+    return partials
+
+
+def _write_metrics(plan: EvalPlan, config: EvalConfig, outputs: _Outputs, partials: Partials) -> list[dict]:
+    """Finish the reconstruction stores; write metrics.json and metrics.parquet; return the entries."""
+    for codec in range(len(plan.codecs)):
+        finish_reconstruction(outputs.reconstruction(codec), step_moments(partials, codec, plan.time_range[0]),
+                              outputs.source_files)
+    entries = [codec_entry(plan, config, partials, codec, folder) for codec, folder in enumerate(outputs.folders)]
+    write_json(outputs.root / "metrics.json", entries)
+    table = metrics_table(plan, entries, partials, outputs.layout.times)
+    table.to_parquet(outputs.root / "metrics.parquet", index=False)
+    return entries
 
 
 def _reconstruction_layout(plan: EvalPlan) -> tuple[StoreLayout, dict, list[str]]:
@@ -158,7 +188,7 @@ def _gpu_advertised(executor: Executor) -> bool:
     return any("GPU" in r for r in executor.describe().get("resources", {}).values())
 
 
-def _coding_items(plan: EvalPlan, config: EvalConfig, out: Path, folders: list[str],
+def _coding_items(plan: EvalPlan, config: EvalConfig, outputs: _Outputs,
                   executor: Executor) -> tuple[list[BatchItem], list[dict | None]]:
     """One item per task; learned codecs ask for a GPU worker (and put their network on it) per `eval.gpu`."""
     use_gpu = config.gpu == "always" or (config.gpu == "auto" and _gpu_advertised(executor))
@@ -166,7 +196,7 @@ def _coding_items(plan: EvalPlan, config: EvalConfig, out: Path, folders: list[s
     for task in plan.tasks:
         spec = plan.codecs[task.codec]
         on_gpu = use_gpu and spec.is_learned
-        folder = out / folders[task.codec]
+        folder = outputs.root / outputs.folders[task.codec]
         items.append(BatchItem(task.codec, spec.with_device("auto") if on_gpu else spec,
                                tuple(plan.blocks[i] for i in task.blocks),
                                str(folder / "compressed.zarr"), str(folder / "reconstruction.zarr")))

@@ -110,23 +110,8 @@ def code_batch(item: BatchItem, context: EvalContext) -> Partials:
     """Encode the batch's unfinished blocks, decode all of them, write both stores, return partials."""
     started = time.perf_counter()
     built_before = build_codec.cache_info().misses
-    containers = [read_container(item.compressed, b) for b in item.blocks]
-    todo = [i for i, data in enumerate(containers) if data is None]
-    encode_seconds = 0.0
-    xs = ms = None
-    if context.store is not None:
-        xs, ms = _read_blocks(context.store, item.blocks)
-        if todo:
-            codec = item.spec.build()
-            tic = time.perf_counter()
-            encoded = codec.encode_batch([xs[i] for i in todo], [ms[i] for i in todo])
-            encode_seconds = time.perf_counter() - tic
-            for i, data in zip(todo, encoded):
-                containers[i] = data
-    elif todo:
-        missing = ", ".join(item.blocks[i].key for i in todo[:3]) + (", ..." if len(todo) > 3 else "")
-        raise FileNotFoundError(f"{item.compressed}: {len(todo)} block container(s) missing ({missing}); "
-                                "the evaluation did not finish: re-run `satflow eval` to complete it")
+    xs, ms = _read_blocks(context.store, item.blocks) if context.store is not None else (None, None)
+    containers, todo, encode_seconds = _containers(item, xs, ms)
     codec = _decoder(item, context, containers[0])
     tic = time.perf_counter()
     decoded = codec.decode_batch(containers)
@@ -147,6 +132,29 @@ def code_batch(item: BatchItem, context: EvalContext) -> Partials:
         "seconds": time.perf_counter() - started,
     })
     return partials
+
+
+def _containers(item: BatchItem, xs: list | None, ms: list | None) -> tuple[list[bytes], list[int], float]:
+    """Every block's container: the finished ones read back, the others encoded in one batch.
+
+    Returns the containers, the positions that were encoded, and the encoding seconds. Without the
+    original (`xs` None: plain decoding) a missing container is an unfinished evaluation.
+    """
+    containers = [read_container(item.compressed, b) for b in item.blocks]
+    todo = [i for i, data in enumerate(containers) if data is None]
+    if not todo:
+        return containers, todo, 0.0
+    if xs is None:
+        missing = ", ".join(item.blocks[i].key for i in todo[:3]) + (", ..." if len(todo) > 3 else "")
+        raise FileNotFoundError(f"{item.compressed}: {len(todo)} block container(s) missing ({missing}); "
+                                "the evaluation did not finish: re-run `satflow eval` to complete it")
+    codec = item.spec.build()
+    tic = time.perf_counter()
+    encoded = codec.encode_batch([xs[i] for i in todo], [ms[i] for i in todo])
+    encode_seconds = time.perf_counter() - tic
+    for i, data in zip(todo, encoded):
+        containers[i] = data
+    return containers, todo, encode_seconds
 
 
 def _partials(item: BatchItem, context: EvalContext, containers: list[bytes], decoded: list, xs, ms,
