@@ -22,20 +22,27 @@ class UnitsError(ValueError):
     """A requested unit conversion is not possible; the message names both units."""
 
 
-def decode_values(raw: np.ndarray, attrs: Mapping, *, sentinel: float | None = None) -> np.ndarray:
-    """Stored values + the variable's attributes -> float32 physical values, NaN where invalid."""
+def decode_values(raw: np.ndarray, attrs: Mapping, *, sentinel: float | None = None,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """Stored values + the variable's attributes -> float32 physical values, NaN where invalid.
+
+    `out` (float32, `raw`'s shape or one it broadcasts to) receives the values: the ingest decodes
+    straight into the block it writes instead of allocating a copy per file.
+    """
     raw = _as_unsigned(np.asarray(raw), attrs)
+    out = np.empty(raw.shape, np.float32) if out is None else out
     invalid = invalid_mask(raw, attrs, sentinel=sentinel)
     scale, offset = _number(attrs.get("scale_factor"), 1.0), _number(attrs.get("add_offset"), 0.0)
     if scale == 1.0 and offset == 0.0 and raw.dtype.kind == "f" and raw.dtype.itemsize <= 4:
         # Unpacked float32 (most gridded products): no float64 round trip, and `invalid`
         # already covers NaN/inf. This halves the time of a read on the ingest hot path.
-        values = raw.astype(np.float32, copy=True)
-        values[invalid] = np.nan
-        return values
-    values = raw.astype(np.float64) * scale + offset
-    values[invalid | ~np.isfinite(values)] = np.nan
-    return values.astype(np.float32)
+        np.copyto(out, raw, casting="same_kind")
+    else:
+        values = raw.astype(np.float64) * scale + offset
+        invalid |= ~np.isfinite(values)
+        np.copyto(out, values, casting="same_kind")
+    np.copyto(out, np.float32(np.nan), where=invalid)
+    return out
 
 
 def invalid_mask(raw: np.ndarray, attrs: Mapping, *, sentinel: float | None = None) -> np.ndarray:

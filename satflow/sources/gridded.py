@@ -11,6 +11,10 @@ when that dimension is vertical (depth/lev/level, `positive` attribute, or lengt
 Values follow CF (see `cfvalues`), times are decoded robustly (see `timecodec`), longitudes are
 wrapped to `source.lon_convention` and sorted ascending, latitudes sorted ascending, then the
 optional `source.crop` is applied (see `satflow.grid`).
+
+netCDF4/HDF5 is not thread-safe (two threads reading at once crash the process), so every file
+access holds xarray's process-wide HDF5 lock (the one its own NetCDF backend takes). Process
+workers have one thread each, so the lock never waits there; thread workers read one at a time.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 
 import netCDF4
 import numpy as np
+from xarray.backends.locks import HDF5_LOCK
 
 from satflow.config import SourceConfig
 from satflow.grid import crop_indices, latitude_order, normalize_longitudes, unwrap_longitudes
@@ -71,7 +76,7 @@ class FileInfo:
     """Metadata of one file, on the normalised grid (what `read_file` will return)."""
 
     path: str
-    times: np.ndarray  # datetime64[ns], one per time step of the file
+    times: np.ndarray  # datetime64[ns], or cftime dates where numpy cannot hold them (see timecodec)
     features: tuple[str, ...]
     lat: np.ndarray  # ascending, after crop
     lon: np.ndarray  # ascending in source.lon_convention (unwrapped past the seam by a crossing crop)
@@ -84,7 +89,7 @@ class FileInfo:
 def scan_file(path, source: SourceConfig) -> FileInfo:
     """Metadata of one file (reads coordinates and attributes, no data). Raises SourceError."""
     path = os.fspath(path)
-    with _open(path) as ds:
+    with HDF5_LOCK, _open(path) as ds:
         try:
             return _Scanner(ds, path, source).scan()
         except (TimeDecodeError, UnitsError) as err:
@@ -93,24 +98,28 @@ def scan_file(path, source: SourceConfig) -> FileInfo:
             raise SourceError(path, f"cannot read metadata ({_short(err)})", _CORRUPT_HINT) from None
 
 
-def read_file(info: FileInfo, source: SourceConfig, steps: Sequence[int] | None = None) -> np.ndarray:
+def read_file(info: FileInfo, source: SourceConfig, steps: Sequence[int] | None = None,
+              out: np.ndarray | None = None) -> np.ndarray:
     """Data of a scanned file: float32 (time, feature, lat, lon) on `info`'s grid, NaN where invalid.
 
     `steps` selects time indices of the file (all by default), so a task that fills a few time
-    steps from a file holding years of them reads only those. Raises SourceError when the file
-    cannot be read or the selection holds no valid value at all.
+    steps from a file holding years of them reads only those. `out` (that shape, float32) receives
+    the values, so a region task decodes straight into the block it writes, with no copy. Raises
+    SourceError when the file cannot be read or the selection holds no valid value at all.
     """
     plan = info._plan
     if plan is None:
         raise ValueError("FileInfo has no read plan; get it from scan_file")
     steps = np.arange(plan.n_times) if steps is None else np.asarray(steps, dtype=np.int64)
-    out = np.empty((len(steps), len(info.features), plan.lat_index.size, plan.lon_index.size), np.float32)
-    with _open(info.path) as ds:
-        start = 0
-        for variable in plan.variables:
-            block = _read_variable(ds, info.path, variable, plan, source, steps)
-            out[:, start:start + block.shape[1]] = block
-            start += block.shape[1]
+    shape = (len(steps), len(info.features), plan.lat_index.size, plan.lon_index.size)
+    out = np.empty(shape, np.float32) if out is None else out
+    with HDF5_LOCK, _open(info.path) as ds:  # only the HDF5 reads hold the lock; decoding runs outside it
+        raws = [_read_raw(ds, info.path, variable, plan, steps) for variable in plan.variables]
+    start = 0
+    for variable, (raw, attrs) in zip(plan.variables, raws):
+        stop = start + len(variable.features)
+        _decode_into(out[:, start:stop], raw, attrs, variable, source)
+        start = stop
     if not np.isfinite(out).any():
         raise SourceError(info.path, "all values are fill",
                           "check its _FillValue/missing_value (or source.sentinel), or remove the file")
@@ -298,8 +307,8 @@ class _Scanner:
             raise SourceError(self.path, f"cannot decode time '{coordinate.name}': {err}",
                               "fix its units/calendar attributes, or remove the time variable so that "
                               "source.time_from_filename applies") from None
-        if calendar.lower() in ("360_day", "366_day", "all_leap"):
-            self.notes.append(f"{calendar} calendar mapped to real dates by day of year")
+        if times.dtype == object:
+            self.notes.append(f"times kept as cftime dates in the {times[0].calendar} calendar")
         return times
 
     def _time_from_name(self) -> np.ndarray:
@@ -342,9 +351,8 @@ class _Scanner:
 
 
 # --- reading -----------------------------------------------------------------------------------
-def _read_variable(ds, path: str, spec: _VariableRead, plan: _ReadPlan, source: SourceConfig,
-                   steps: np.ndarray) -> np.ndarray:
-    """One variable at the given time steps -> float32 (step, n_features, lat, lon) on the output grid."""
+def _read_raw(ds, path: str, spec: _VariableRead, plan: _ReadPlan, steps: np.ndarray) -> tuple[np.ndarray, dict]:
+    """One variable's stored values at the given steps, (step, extra, lat, lon) on the output grid, and its attributes."""
     variable = _find_variable(ds, spec.name)
     if variable is None:
         raise SourceError(path, f"variable '{spec.name}' disappeared since the scan", "re-run the ingest")
@@ -362,16 +370,19 @@ def _read_variable(ds, path: str, spec: _VariableRead, plan: _ReadPlan, source: 
     except (OSError, RuntimeError, ValueError, IndexError) as err:
         raise SourceError(path, f"cannot read variable '{spec.name}' ({_short(err)})", _CORRUPT_HINT) from None
     raw = _to_canonical_axes(raw, spec.axes)
-    if t_ax is not None:
+    if t_ax is not None and not np.array_equal(steps, np.arange(t0, t0 + len(steps))):
         raw = np.take(raw, steps - t0, axis=0)
     raw = _take(_take(raw, plan.lat_index - lat0, axis=2), plan.lon_index - lon0, axis=3)
-    attrs = {key: variable.getncattr(key) for key in variable.ncattrs()}
-    values = decode_values(raw, attrs, sentinel=source.sentinel)
+    return raw, {key: variable.getncattr(key) for key in variable.ncattrs()}
+
+
+def _decode_into(out: np.ndarray, raw: np.ndarray, attrs: dict, spec: _VariableRead, source: SourceConfig) -> None:
+    """Physical float32 values with NaN where invalid, written into `out` (step, features, lat, lon)."""
     if spec.target_units:
-        values = convert_units(values, spec.units, spec.target_units)
-    if t_ax is None:
-        values = np.broadcast_to(values, (len(steps), *values.shape[1:]))
-    return values
+        values = convert_units(decode_values(raw, attrs, sentinel=source.sentinel), spec.units, spec.target_units)
+        out[...] = values  # broadcasts a file without a time axis over the steps
+    else:
+        decode_values(raw, attrs, sentinel=source.sentinel, out=out)
 
 
 def _take(array: np.ndarray, index: np.ndarray, axis: int) -> np.ndarray:

@@ -1,15 +1,16 @@
-"""Decode CF time coordinates (and times in file names) to numpy datetime64[ns].
+"""Decode CF time coordinates (and times in file names) to datetime64[ns] or, where that cannot hold
+them, to cftime dates.
 
-cftime does the standard cases. Real archives add a few that xarray's default decoding rejects,
+Standard-calendar dates inside 1678-2261 become numpy datetime64[ns]. Everything else stays a cftime
+date in its own calendar (years 0 and 1 of climatologies, noleap, 360_day, julian ...): the store
+keeps such times as CF-encoded numbers with their calendar, and `xr.open_zarr` decodes them back to
+cftime, so a 360_day Feb 30 is never moved to another day. cftime does the standard cases. Real archives add a few that xarray's default decoding rejects,
 handled here:
 - `months since 1958-1-1` / `years since ...`: calendar months from the origin's day and time
   (clamped to a shorter month's last day; fractions of a month count in days of that month);
   cftime only allows months for the 360_day calendar, where a month is 30 days and a year 12 months.
 - `hour since 0000-01-01`: year 0 does not exist in CF's standard calendar; such files count
   from year 0 of the proleptic Gregorian calendar with year zero (ISO 8601), as MATLAB's datenum.
-- non-standard calendars: noleap/365_day/julian dates keep their labels (2001-02-28 stays
-  2001-02-28); 360_day/366_day/all_leap dates are mapped by day of year, like xarray's
-  `convert_calendar(..., align_on="year")`, so that Feb 30 becomes a real, unique, ordered day.
 """
 
 from __future__ import annotations
@@ -25,14 +26,17 @@ class TimeDecodeError(ValueError):
     """Time values or units cannot be turned into datetimes; the message says why."""
 
 
-_STANDARD = {"standard", "gregorian", "proleptic_gregorian", "julian", "noleap", "365_day", "none", ""}
-_BY_DAY_OF_YEAR = {"360_day", "366_day", "all_leap"}
+# Calendars whose dates numpy can hold (inside its datetime64[ns] range); others stay cftime.
+REAL_WORLD = {"standard", "gregorian", "proleptic_gregorian", "none", ""}
+_KNOWN = REAL_WORLD | {"julian", "noleap", "365_day", "360_day", "366_day", "all_leap"}
 _UNITS = re.compile(r"^\s*(?P<unit>[a-zA-Z_]+)\s+since\s+(?P<origin>.+?)\s*$")
 _CALENDAR_MONTHS = {"month": 1, "months": 1, "mon": 1, "year": 12, "years": 12, "yr": 12, "common_year": 12}
+_NS_YEARS = (1678, 2261)
 
 
 def decode_times(values, units: str, calendar: str | None = None) -> np.ndarray:
-    """Numeric CF times `values` with `units` ('<unit> since <origin>') -> datetime64[ns]."""
+    """Numeric CF times with `units` ('<unit> since <origin>') -> datetime64[ns], or cftime dates
+    (object array, one calendar) where datetime64[ns] cannot hold them."""
     values = np.asarray(values, dtype=np.float64).ravel()
     if not np.all(np.isfinite(values)):
         raise TimeDecodeError("time has missing or non-finite values")
@@ -40,94 +44,128 @@ def decode_times(values, units: str, calendar: str | None = None) -> np.ndarray:
     if match is None:
         raise TimeDecodeError(f"time units {units!r} are not of the form '<unit> since <date>'")
     calendar = (calendar or "standard").strip().lower()
+    if calendar not in _KNOWN:
+        raise TimeDecodeError(f"unsupported calendar {calendar!r}")
     unit, origin = match["unit"].lower(), match["origin"]
     if unit in _CALENDAR_MONTHS and calendar == "360_day":
         # A 360_day month is 30 days, which cftime counts; it knows no years, so count 12 months each.
-        return to_datetime64(_num2date(values * _CALENDAR_MONTHS[unit], f"months since {origin}", calendar), calendar)
+        return as_time_array(_num2date(values * _CALENDAR_MONTHS[unit], f"months since {origin}", calendar))
     if unit in _CALENDAR_MONTHS:
-        return _add_calendar_months(values * _CALENDAR_MONTHS[unit], origin, calendar)
-    return to_datetime64(_num2date(values, f"{unit} since {origin}", calendar), calendar)
+        return as_time_array(_add_calendar_months(values * _CALENDAR_MONTHS[unit], origin, calendar))
+    return as_time_array(_num2date(values, f"{unit} since {origin}", calendar))
 
 
 def _num2date(values: np.ndarray, units: str, calendar: str):
     try:
-        return cftime.num2date(values, units, calendar)
+        return cftime.num2date(values, units, calendar, only_use_cftime_datetimes=True)
     except (ValueError, OverflowError, TypeError) as err:
         if "zero not allowed as a reference year" not in str(err):
             raise TimeDecodeError(f"cannot decode time units {units!r} with calendar {calendar!r} ({err})") from None
     # Year 0 origin: count in the proleptic Gregorian calendar with a year zero (ISO 8601).
     try:
-        return cftime.num2date(values, units, "proleptic_gregorian", has_year_zero=True)
+        return cftime.num2date(values, units, "proleptic_gregorian", only_use_cftime_datetimes=True)
     except (ValueError, OverflowError, TypeError) as err:
         raise TimeDecodeError(f"cannot decode time units {units!r} ({err})") from None
 
 
-def _add_calendar_months(months: np.ndarray, origin: str, calendar: str) -> np.ndarray:
+def _add_calendar_months(months: np.ndarray, origin: str, calendar: str) -> list:
     """Origin + whole calendar months; the fraction of a month counts in days of that month."""
+    if calendar in REAL_WORLD:
+        calendar = "proleptic_gregorian"  # months are calendar months; year 0 origins need ISO 8601
     try:
-        start = cftime.num2date(0, f"days since {origin}", "proleptic_gregorian", has_year_zero=True)
+        start = cftime.num2date(0, f"days since {origin}", calendar)
     except (ValueError, OverflowError) as err:
         raise TimeDecodeError(f"cannot decode time origin {origin!r} ({err})") from None
     whole = np.floor(months + 1e-9).astype(np.int64)
     fraction = np.clip(months - whole, 0.0, None)
     out = []
     for step, frac in zip(whole, fraction):
-        month_index = start.year * 12 + (start.month - 1) + int(step)
-        year, month = divmod(month_index, 12)
-        if not 1678 <= year <= 2261:
-            raise TimeDecodeError(f"{step} months after {origin} falls outside {_NS_RANGE}")
-        first = np.datetime64(f"{year:04d}-{month + 1:02d}-01", "D")
-        days_in_month = int(((first.astype("datetime64[M]") + 1).astype("datetime64[D]") - first).astype(np.int64))
+        year, month = divmod(start.year * 12 + (start.month - 1) + int(step), 12)
+        first = cftime.datetime(year, month + 1, 1, calendar=calendar)
+        following = cftime.datetime(year + (month + 1) // 12, (month + 1) % 12 + 1, 1, calendar=calendar)
+        days_in_month = (following - first).days
         # The origin's day, clamped to the month's last day: a month after Jan 31 is Feb 28, not Mar 3.
-        offset = np.timedelta64(min(start.day, days_in_month) - 1, "D") + np.timedelta64(
-            int(round(frac * days_in_month * 86400e6)), "us")
-        clock = np.timedelta64(((start.hour * 60 + start.minute) * 60 + start.second) * 10**6 + start.microsecond,
-                               "us")
-        out.append(first.astype("datetime64[ns]") + offset + clock)
-    return _checked(np.array(out, dtype="datetime64[ns]"))
+        out.append(first.replace(day=min(start.day, days_in_month), hour=start.hour, minute=start.minute,
+                                 second=start.second, microsecond=start.microsecond)
+                   + dt.timedelta(microseconds=round(frac * days_in_month * 86400e6)))
+    return out
 
 
-def to_datetime64(dates, calendar: str = "standard") -> np.ndarray:
-    """cftime (or python) datetimes -> datetime64[ns], mapping non-real calendars as described above."""
+def as_time_array(dates) -> np.ndarray:
+    """Dates -> datetime64[ns] when all are real-world dates inside its range, else cftime objects.
+
+    Standard-calendar dates keep their labels either way; cftime dates keep their calendar.
+    """
     dates = np.atleast_1d(np.asarray(dates, dtype=object))
-    calendar = (calendar or "standard").lower()
-    if calendar in _BY_DAY_OF_YEAR:
-        stamps = [_by_day_of_year(d) for d in dates]
-    elif calendar in _STANDARD:
-        stamps = [_same_label(d) for d in dates]
-    else:
-        raise TimeDecodeError(f"unsupported calendar {calendar!r}")
-    return _checked(np.array(stamps, dtype="datetime64[ns]"))
+    if dates.size and all(isinstance(d, np.datetime64) for d in dates):
+        return dates.astype("datetime64[ns]")
+    if dates.size and all(_fits_datetime64(d) for d in dates):
+        return np.array([_same_label(d) for d in dates], dtype="datetime64[ns]")
+    calendars = {d.calendar for d in dates}
+    if len(calendars) > 1:
+        raise TimeDecodeError(f"times mix calendars {sorted(calendars)}")
+    return dates
 
 
-_NS_RANGE = "the datetime64[ns] range (years 1678-2261)"
+def _fits_datetime64(date) -> bool:
+    calendar = getattr(date, "calendar", "standard") or "standard"
+    return calendar in REAL_WORLD and _NS_YEARS[0] <= date.year <= _NS_YEARS[1]
 
 
 def _same_label(date) -> np.datetime64:
-    if not 1678 <= date.year <= 2261:
-        raise TimeDecodeError(f"date {date} falls outside {_NS_RANGE}")
+    return np.datetime64(dt.datetime(date.year, date.month, date.day, date.hour, date.minute,
+                                     date.second, date.microsecond), "ns")
+
+
+def time_calendar(times: np.ndarray) -> str:
+    """'datetime64' for numpy times, else the cftime calendar (what two files must share to join)."""
+    times = np.asarray(times)
+    if times.dtype.kind == "M" or not times.size:
+        return "datetime64"
+    return str(times.flat[0].calendar)
+
+
+def time_encoding(times: np.ndarray) -> dict:
+    """CF encoding of a store's time axis: integer minutes, in the dates' own calendar."""
+    calendar = time_calendar(times)
+    if calendar == "datetime64":
+        return {"units": "minutes since 1970-01-01 00:00:00", "calendar": "proleptic_gregorian", "dtype": "int64"}
+    # Year 1 exists in every calendar; year-0 dates simply count negative minutes.
+    return {"units": "minutes since 0001-01-01 00:00:00", "calendar": calendar, "dtype": "int64"}
+
+
+def encode_times(times: np.ndarray, units: str, calendar: str) -> np.ndarray:
+    """datetime64 or cftime dates -> CF numbers in `units` and `calendar`."""
+    times = np.asarray(times)
+    if times.dtype.kind == "M":
+        times = times.astype("datetime64[us]").astype(object)
+    return np.asarray(cftime.date2num(list(times), units, calendar))
+
+
+def iso_times(times: np.ndarray) -> list[str]:
+    """ISO 8601 labels to the second, whatever the calendar (sortable as text for years 0-9999)."""
+    times = np.asarray(times)
+    if times.dtype.kind == "M":
+        return [str(t) for t in np.datetime_as_string(times, unit="s")]
+    return [f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}" for d in times]
+
+
+_ISO = re.compile(r"^\s*(-?\d{1,4})(?:-(\d{1,2})(?:-(\d{1,2})(?:[T ](\d{1,2})(?::(\d{1,2})(?::(\d{1,2}))?)?)?)?)?\s*$")
+
+
+def parse_time_like(text: str, times: np.ndarray):
+    """An ISO date string as a value comparable with `times` (datetime64 or cftime, same calendar)."""
+    times = np.asarray(times)
+    if time_calendar(times) == "datetime64":
+        return np.datetime64(text, "ns")
+    match = _ISO.match(str(text))
+    if match is None:
+        raise TimeDecodeError(f"{text!r} is not an ISO date (YYYY-MM-DD[THH[:MM[:SS]]])")
+    parts = [int(g) if g else default for g, default in zip(match.groups(), (0, 1, 1, 0, 0, 0))]
     try:
-        return np.datetime64(dt.datetime(date.year, date.month, date.day, date.hour, date.minute,
-                                         date.second, date.microsecond), "ns")
-    except ValueError as err:  # e.g. year 0, or Feb 29 of a Julian-only leap year
-        raise TimeDecodeError(f"date {date} has no equivalent in the Gregorian calendar ({err})") from None
-
-
-def _by_day_of_year(date) -> np.datetime64:
-    source_days = 360 if date.calendar == "360_day" else 366
-    if not 1678 <= date.year <= 2261:
-        raise TimeDecodeError(f"date {date} falls outside {_NS_RANGE}")
-    year_start = np.datetime64(f"{date.year:04d}-01-01", "D")
-    target_days = int((np.datetime64(f"{date.year + 1:04d}-01-01", "D") - year_start).astype(np.int64))
-    day = int((date.dayofyr - 1) * target_days / source_days)
-    clock = np.timedelta64(((date.hour * 60 + date.minute) * 60 + date.second) * 10**6 + date.microsecond, "us")
-    return year_start.astype("datetime64[ns]") + np.timedelta64(day, "D") + clock
-
-
-def _checked(stamps: np.ndarray) -> np.ndarray:
-    if np.isnat(stamps).any():
-        raise TimeDecodeError(f"time values fall outside {_NS_RANGE}")
-    return stamps
+        return cftime.datetime(*parts, calendar=time_calendar(times))
+    except ValueError as err:
+        raise TimeDecodeError(f"{text!r} is not a date of the {time_calendar(times)} calendar ({err})") from None
 
 
 def time_from_filename(name: str, pattern: str) -> np.datetime64:

@@ -91,16 +91,28 @@ def test_unsigned_bytes(make_grid_file):
 @pytest.mark.parametrize("units, calendar, values, expected", [
     ("months since 1958-1-1", "standard", [744, 745], ["2020-01-01", "2020-02-01"]),
     ("hour since 0000-01-01", "standard", [17700000.0], ["2019-03-17"]),
-    ("days since 2001-01-01", "noleap", [58, 59], ["2001-02-28", "2001-03-01"]),
-    ("days since 2001-01-01", "360_day", [59], ["2001-03-01"]),
 ])
 def test_time_encodings(make_grid_file, units, calendar, values, expected):
     shape = (len(values), 3, 4)
     info, data = read(make_grid_file(values=np.ones(shape), time=values, time_units=units, calendar=calendar))
     np.testing.assert_array_equal(info.times, np.array(expected, dtype="datetime64[ns]"))
     assert data.shape[0] == len(values)
-    if calendar == "360_day":
-        assert info.notes == ("360_day calendar mapped to real dates by day of year",)
+
+
+@pytest.mark.parametrize("units, calendar, values, expected", [
+    # Model calendars keep their own dates: 360_day Feb 30 stays Feb 30, noleap has no Feb 29.
+    ("days since 2001-01-01", "noleap", [58, 59], [(2001, 2, 28), (2001, 3, 1)]),
+    ("days since 2001-01-01", "360_day", [59], [(2001, 2, 30)]),
+    # A climatology's year 0 (COADS) lies outside datetime64[ns]: it stays a cftime date.
+    ("hour since 0000-01-01 00:00:00", "standard", [360.0, 1092.0], [(0, 1, 16), (0, 2, 15, 12)]),
+])
+def test_time_encodings_outside_datetime64_stay_cftime(make_grid_file, units, calendar, values, expected):
+    shape = (len(values), 3, 4)
+    info, _ = read(make_grid_file(values=np.ones(shape), time=values, time_units=units, calendar=calendar))
+    wanted = "proleptic_gregorian" if calendar == "standard" else calendar
+    assert [tuple(d.timetuple())[:len(e)] for d, e in zip(info.times, expected)] == expected
+    assert {d.calendar for d in info.times} == {wanted}
+    assert info.notes == (f"times kept as cftime dates in the {wanted} calendar",)
 
 
 def test_time_from_filename_when_the_file_has_none(tmp_path):

@@ -1,9 +1,11 @@
 """Time decoding: the CF cases cftime handles, and the ones real archives need on top."""
 
+import cftime
 import numpy as np
 import pytest
 
-from satflow.sources.timecodec import TimeDecodeError, decode_times, time_from_filename
+from satflow.sources.timecodec import (TimeDecodeError, decode_times, encode_times, iso_times, parse_time_like,
+                                       time_calendar, time_encoding, time_from_filename)
 
 DEFAULT_PATTERN = r"(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})(?:_t(?P<hour>\d{2}))?"
 
@@ -47,24 +49,25 @@ def test_months_after_a_day_a_short_month_lacks_end_on_its_last_day():
     np.testing.assert_array_equal(decode_times([1], "years since 2000-02-29 18:00"), dt("2001-02-28T18"))
 
 
+def cf(calendar, *dates):
+    return [cftime.datetime(*d, calendar=calendar) for d in dates]
+
+
 def test_360_day_months_and_years_since_an_origin_with_day_and_hour():
-    # 360_day: 30-day months, so 1.5 months after Jan 15 12:00 is 360-day Feb 30 12:00 and a year is
-    # 360 days. By hand, mapped by day of year (floor((doy - 1) * 365 / 360) days after Jan 1, 1958
-    # and 1959 having 365 days): Jan 15 (doy 15) -> 14 -> Jan 15; Feb 15 (doy 45) -> floor(44.61) = 44
-    # -> Feb 14; Feb 30 (doy 60) -> floor(59.82) = 59 -> Mar 1.
-    np.testing.assert_array_equal(decode_times([0, 1, 1.5, 13], "months since 1958-01-15 12:00", "360_day"),
-                                  dt("1958-01-15T12", "1958-02-14T12", "1958-03-01T12", "1959-02-14T12"))
-    np.testing.assert_array_equal(decode_times([1, 2], "years since 1958-01-15 12:00", "360_day"),
-                                  dt("1959-01-15T12", "1960-01-15T12"))
+    # 360_day: 30-day months, so 1.5 months after Jan 15 12:00 is Feb 30 12:00; a year is 12 months.
+    assert list(decode_times([0, 1, 1.5, 13], "months since 1958-01-15 12:00", "360_day")) == cf(
+        "360_day", (1958, 1, 15, 12), (1958, 2, 15, 12), (1958, 2, 30, 12), (1959, 2, 15, 12))
+    assert list(decode_times([1, 2], "years since 1958-01-15 12:00", "360_day")) == cf(
+        "360_day", (1959, 1, 15, 12), (1960, 1, 15, 12))
 
 
 def test_noleap_counts_from_an_origin_with_day_and_hour():
-    # noleap keeps labels: 14 days after Feb 15 12:00 in 2000 is Mar 1 (no Feb 29 in noleap, where the
-    # standard calendar says Feb 29); months and years count calendar months from the 15th at 12:00.
-    np.testing.assert_array_equal(decode_times([14], "days since 2000-02-15 12:00", "noleap"), dt("2000-03-01T12"))
-    np.testing.assert_array_equal(decode_times([0, 1, 12], "months since 2000-02-15 12:00", "noleap"),
-                                  dt("2000-02-15T12", "2000-03-15T12", "2001-02-15T12"))
-    np.testing.assert_array_equal(decode_times([1], "years since 2000-02-15 12:00", "noleap"), dt("2001-02-15T12"))
+    # 14 days after Feb 15 12:00 in 2000 is Mar 1 (no Feb 29 in noleap, where the standard calendar
+    # says Feb 29); months and years count calendar months from the 15th at 12:00.
+    assert list(decode_times([14], "days since 2000-02-15 12:00", "noleap")) == cf("noleap", (2000, 3, 1, 12))
+    assert list(decode_times([0, 1, 12], "months since 2000-02-15 12:00", "noleap")) == cf(
+        "noleap", (2000, 2, 15, 12), (2000, 3, 15, 12), (2001, 2, 15, 12))
+    assert list(decode_times([1], "years since 2000-02-15 12:00", "noleap")) == cf("noleap", (2001, 2, 15, 12))
 
 
 def test_hour_since_year_zero_counts_in_proleptic_gregorian():
@@ -74,17 +77,34 @@ def test_hour_since_year_zero_counts_in_proleptic_gregorian():
     assert str(expected)[:10] == "2019-03-17"
 
 
-def test_noleap_keeps_labels():
-    np.testing.assert_array_equal(decode_times([58, 59, 364], "days since 2001-01-01", "noleap"),
-                                  dt("2001-02-28", "2001-03-01", "2001-12-31"))
+def test_noleap_keeps_its_calendar():
+    times = decode_times([58, 59, 364], "days since 2001-01-01", "noleap")
+    assert list(times) == cf("noleap", (2001, 2, 28), (2001, 3, 1), (2001, 12, 31)) and times.dtype == object
 
 
-def test_360_day_maps_by_day_of_year_and_stays_ordered():
+def test_360_day_keeps_feb_30_and_stays_ordered():
     times = decode_times(np.arange(0, 360, 1.0), "days since 2001-01-01", "360_day")
-    assert times[0] == np.datetime64("2001-01-01") and times[-1] == np.datetime64("2001-12-30")
-    assert np.all(np.diff(times) > np.timedelta64(0))  # Feb 29/30 became real, unique days
-    feb30 = decode_times([59], "days since 2001-01-01", "360_day")  # 360_day 2001-02-30
-    np.testing.assert_array_equal(feb30, dt("2001-03-01"))
+    assert times[0] == cf("360_day", (2001, 1, 1))[0] and times[-1] == cf("360_day", (2001, 12, 30))[0]
+    assert all(b > a for a, b in zip(times[:-1], times[1:]))
+    assert list(decode_times([59], "days since 2001-01-01", "360_day")) == cf("360_day", (2001, 2, 30))
+
+
+def test_year_zero_climatology_stays_cftime():
+    # COADS: TIME in 'hour since 0000-01-01 00:00:00', mid-month values such as 0000-01-16.
+    times = decode_times([366.0, 1092.0], "hour since 0000-01-01 00:00:00")
+    assert list(times) == cf("proleptic_gregorian", (0, 1, 16, 6), (0, 2, 15, 12))
+    assert time_calendar(times) == "proleptic_gregorian"
+    assert iso_times(times) == ["0000-01-16T06:00:00", "0000-02-15T12:00:00"]
+    units = time_encoding(times)
+    assert units == {"units": "minutes since 0001-01-01 00:00:00", "calendar": "proleptic_gregorian", "dtype": "int64"}
+    minutes = encode_times(times, units["units"], units["calendar"])
+    assert list(minutes) == [-(366 - 15) * 1440 + 360, -(366 - 45) * 1440 + 720]  # year 0 has 366 days
+    assert parse_time_like("0000-02", times) == cf("proleptic_gregorian", (0, 2, 1))[0]
+
+
+def test_datetime64_range_decides_the_type():
+    assert decode_times([0], "days since 2000-01-01").dtype == np.dtype("datetime64[ns]")
+    assert decode_times([1e7], "days since 2000-01-01")[0].year == 29379  # past 2261: cftime
 
 
 @pytest.mark.parametrize("units, calendar, message", [
@@ -97,11 +117,9 @@ def test_undecodable_units_raise(units, calendar, message):
         decode_times([1.0], units, calendar)
 
 
-def test_missing_and_out_of_range_times_raise():
+def test_missing_times_raise():
     with pytest.raises(TimeDecodeError, match="missing or non-finite"):
         decode_times([0.0, np.nan], "days since 2000-01-01")
-    with pytest.raises(TimeDecodeError, match="datetime64"):
-        decode_times([1e7], "days since 2000-01-01")
 
 
 def test_time_from_filename():
