@@ -42,11 +42,13 @@ def test_slurm_config_validates_and_maps_to_jobqueue_kwargs():
         "cores": 8,
         "memory": "32GiB",
         "processes": 4,
+        "job_name": "satflow-worker",
         "walltime": "02:00:00",
         "job_extra_directives": ["--qos=normal", "--hint=nomultithread"],
         "job_script_prologue": ["export OMP_NUM_THREADS=1"],
         "worker_extra_args": ["--lifetime", "115m", "--lifetime-stagger", "4m"],
         "interface": "ib0",
+        "scheduler_options": {"dashboard_address": "127.0.0.1:8787"},
         "log_directory": "logs/dask-workers",
         "local_directory": "/tmp",
     }
@@ -58,9 +60,9 @@ def test_job_script_from_slurm_config(tmp_path):
     script = slurm_job_script(config.cluster)
     header = [line for line in script.splitlines() if line.startswith("#SBATCH")]
     assert header == [
-        "#SBATCH -J dask-worker",
-        f"#SBATCH -e {logs}/dask-worker-%J.err",
-        f"#SBATCH -o {logs}/dask-worker-%J.out",
+        "#SBATCH -J satflow-worker",
+        f"#SBATCH -e {logs}/satflow-worker-%J.err",
+        f"#SBATCH -o {logs}/satflow-worker-%J.out",
         "#SBATCH -p compute",
         "#SBATCH -A my-project",
         "#SBATCH -n 1",

@@ -17,58 +17,86 @@ from satflow.config import ClusterConfig, SlurmClusterConfig
 log = logging.getLogger(__name__)
 
 
-def slurm_cluster_kwargs(slurm: SlurmClusterConfig) -> dict:
-    """Keyword arguments for `dask_jobqueue.SLURMCluster` from the `cluster.slurm` section."""
+def slurm_cluster_kwargs(slurm: SlurmClusterConfig, *, job_name: str | None = None) -> dict:
+    """Keyword arguments for `dask_jobqueue.SLURMCluster` from the `cluster.slurm` section.
+
+    With `bind: loopback` (the default) the scheduler, its dashboard and the workers listen on
+    127.0.0.1 only; `bind: interface` opens them on `interface` for jobs on other nodes.
+    """
     directives = list(slurm.job_extra_directives)
     worker_args = list(slurm.worker_extra_args)
+    prologue = list(slurm.job_script_prologue)
     if slurm.gpus_per_job:
         directives.append(f"--gres=gpu:{slurm.gpus_per_job}")
         # Workers advertise their GPUs so GPU tasks can ask for `resources={"GPU": 1}`.
         worker_args += ["--resources", f"GPU={slurm.gpus_per_job}"]
+        if slurm.processes > 1:
+            # Each process would advertise every GPU of the job: the preload splits them.
+            worker_args += ["--preload", "satflow.runtime.slurm"]
+            prologue.append(f"export SATFLOW_WORKER_PROCESSES={slurm.processes} "
+                            f"SATFLOW_GPUS_PER_JOB={slurm.gpus_per_job}")
+    if slurm.lifetime:
+        worker_args += ["--lifetime", slurm.lifetime]
+    if slurm.lifetime_stagger:
+        worker_args += ["--lifetime-stagger", slurm.lifetime_stagger]
+    loopback = slurm.bind == "loopback"
+    if loopback:
+        worker_args += ["--dashboard-address", "127.0.0.1:0"]
     kwargs = {
         "queue": slurm.queue,
         "account": slurm.account,
+        "job_name": job_name or slurm.job_name,
         "cores": slurm.cores,
         "memory": slurm.memory,
         "processes": slurm.processes,
         "walltime": slurm.walltime,
         "job_extra_directives": directives,
-        "job_script_prologue": list(slurm.job_script_prologue),
+        "job_script_prologue": prologue,
         "worker_extra_args": worker_args,
-        "interface": slurm.interface,
+        "interface": "lo" if loopback else slurm.interface,
+        "scheduler_options": {"dashboard_address": slurm.dashboard_address},
         "log_directory": slurm.log_directory,
         "local_directory": slurm.local_directory,
     }
     return {key: value for key, value in kwargs.items() if value is not None}
 
 
-def _slurm_cluster(slurm: SlurmClusterConfig):
+def slurm_cluster(slurm: SlurmClusterConfig, *, ledger=None, job_name: str | None = None):
+    """A `SLURMCluster` (nothing submitted yet); with a `JobLedger`, every job id it submits is recorded."""
     from dask_jobqueue import SLURMCluster
 
-    return SLURMCluster(**slurm_cluster_kwargs(slurm))
+    from satflow.runtime.slurm import ledger_job_class
+
+    return SLURMCluster(job_cls=ledger_job_class(ledger), **slurm_cluster_kwargs(slurm, job_name=job_name))
 
 
 def slurm_job_script(cluster: ClusterConfig) -> str:
     """The batch script dask-jobqueue would submit for one worker job (nothing is submitted)."""
-    slurm_cluster = _slurm_cluster(cluster.slurm)
+    # Rendering needs a scheduler; its dashboard may take any free loopback port.
+    dask_cluster = slurm_cluster(cluster.slurm.model_copy(update={"dashboard_address": "127.0.0.1:0"}))
     try:
-        return slurm_cluster.job_script()
+        return dask_cluster.job_script()
     finally:
-        slurm_cluster.close()
+        dask_cluster.close()
 
 
-def _scale_slurm(slurm_cluster, slurm: SlurmClusterConfig) -> None:
+def scale_slurm(dask_cluster, slurm: SlurmClusterConfig) -> None:
+    """Adaptive when bounds are set (jobs that retire at their lifetime are replaced), else a fixed count."""
     if slurm.adaptive_maximum is not None or slurm.adaptive_minimum is not None:
-        slurm_cluster.adapt(minimum_jobs=slurm.adaptive_minimum or 0, maximum_jobs=slurm.adaptive_maximum or 1)
+        dask_cluster.adapt(minimum_jobs=slurm.adaptive_minimum or 0,
+                           maximum_jobs=slurm.adaptive_maximum or max(1, slurm.adaptive_minimum or 0))
     else:
-        slurm_cluster.scale(jobs=slurm.jobs)
+        dask_cluster.scale(jobs=slurm.jobs)
 
 
 @contextlib.contextmanager
-def open_client(cluster: ClusterConfig, *, quiet: bool = False) -> Iterator[Client]:
+def open_client(cluster: ClusterConfig, *, quiet: bool = False, ledger=None,
+                job_name: str | None = None) -> Iterator[Client]:
     """Open the configured cluster and a client to it; close both on exit.
 
-    The dashboard link is logged so users can watch progress in a browser.
+    The dashboard link is logged so users can watch progress in a browser. For SLURM, `ledger`
+    (a `satflow.runtime.slurm.JobLedger`) records the id of every worker job submitted and
+    `job_name` names them (default `cluster.slurm.job_name`).
     """
     if cluster.kind == "address":
         with Client(cluster.address) as client:
@@ -76,22 +104,58 @@ def open_client(cluster: ClusterConfig, *, quiet: bool = False) -> Iterator[Clie
             yield client
         return
     if cluster.kind == "slurm":
-        dask_cluster = _slurm_cluster(cluster.slurm)
-        _scale_slurm(dask_cluster, cluster.slurm)
+        dask_cluster = slurm_cluster(cluster.slurm, ledger=ledger, job_name=job_name)
+        scale_slurm(dask_cluster, cluster.slurm)
     else:
-        local = cluster.local
-        dask_cluster = LocalCluster(
+        dask_cluster = _local_cluster(cluster.local)
+    with _dashboard_link_on(cluster.local.dashboard_address if cluster.kind == "local" else None), \
+            dask_cluster, Client(dask_cluster) as client:
+        _announce(client, quiet)
+        yield client
+
+
+# glibc: distributed's nanny sets MALLOC_TRIM_THRESHOLD_, which turns off the dynamic mmap threshold,
+# so every large temporary array became a fresh mmap (measured: 5.7 M page faults, half the ingest's
+# CPU in the kernel). A fixed 32 MiB threshold keeps region-sized buffers on the heap for reuse.
+WORKER_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "33554432"}
+
+
+def worker_environment() -> dict:
+    """`distributed.nanny.pre-spawn-environ` with satflow's malloc settings added (set before workers start)."""
+    import dask
+
+    return {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENVIRONMENT}
+
+
+def _local_cluster(local) -> LocalCluster:
+    """A LocalCluster whose every listener (scheduler, workers, dashboards) binds to loopback.
+
+    Thread workers (`processes: false`) talk in-process, so only their HTTP servers need binding;
+    their NetCDF reads take turns on the HDF5 lock (see satflow.sources.gridded).
+    """
+    import dask
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}):
+        return LocalCluster(
             n_workers=local.n_workers,
             threads_per_worker=local.threads_per_worker,
             memory_limit=local.memory_limit,
             processes=local.processes,
             dashboard_address=local.dashboard_address,
-            # Bind worker processes to loopback; a threads-only cluster has no TCP host to bind.
+            worker_dashboard_address="127.0.0.1:0",
+            # In-process (inproc://) clusters have no TCP host to bind.
             **({"host": "127.0.0.1"} if local.processes else {}),
         )
-    with dask_cluster, Client(dask_cluster) as client:
-        _announce(client, quiet)
-        yield client
+
+
+def _dashboard_link_on(dashboard_address: str | None):
+    """Links name the dashboard's own host: an in-process scheduler's address is not where it listens."""
+    import dask
+
+    host = (dashboard_address or "").rpartition(":")[0]
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        return contextlib.nullcontext()
+    return dask.config.set({"distributed.dashboard.link": "{scheme}://" + host + ":{port}/status"})
 
 
 def _announce(client: Client, quiet: bool) -> None:
