@@ -6,7 +6,8 @@
 - `mask` bool (feature, height, width): True where the value is valid
 - `x_corrupt`, `mask_corrupt` (with `corruption`): the same with hidden cells removed
 - `lat` (height,), `lon` (width,): cell-centre coordinates of the patch (before augmentation),
-  `lat_c`, `lon_c` its centre, `time` (int64 ns since 1970), `t` (store time index), `patch_id`
+  `lat_c`, `lon_c` its centre, `time` (int64 ns since 1970; the ISO label for cftime calendars such
+  as year-0 climatologies), `t` (store time index), `patch_id`
 
 Random choices (augmentation, corruption) are drawn from a generator seeded by (seed, the row's
 identity, epoch), so an item is the same whichever worker loads it and in whatever order; call
@@ -74,7 +75,7 @@ class PatchDataset(Dataset):
         self.epoch = 0
         # Plain arrays: cheap to pickle into workers and fast to index per item.
         self._rows = {name: self.frame[name].to_numpy() for name in ("t", "y0", "x0", "height", "width")}
-        self._time_ns = self.frame["time"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+        self._time = _item_times(self.frame["time"])
         self._patch_id = self.frame["patch_id"].to_numpy(dtype=object)
         self._centre = self.frame[["lat_c", "lon_c"]].to_numpy(np.float64)
         self._keys = frame_row_keys(self.frame, 0)
@@ -117,7 +118,7 @@ class PatchDataset(Dataset):
         item = {name: torch.from_numpy(array) for name, array in arrays.items()}
         item.update(lat=torch.from_numpy(lat), lon=torch.from_numpy(lon),
                     lat_c=float(self._centre[i, 0]), lon_c=float(self._centre[i, 1]),
-                    time=int(self._time_ns[i]), t=t, patch_id=str(self._patch_id[i]))
+                    time=self._time[i].item() if self._time.dtype != object else self._time[i], t=t, patch_id=str(self._patch_id[i]))
         return item
 
     def denormalize(self, x):
@@ -158,6 +159,13 @@ class TripletDataset(PatchDataset):
         return item
 
 
+def _item_times(column) -> np.ndarray:
+    """int64 ns since 1970 per row; ISO labels (str) for stores in calendars numpy cannot hold (cftime)."""
+    if column.dtype.kind == "M":
+        return column.to_numpy().astype("datetime64[ns]").astype(np.int64)
+    return column.astype(str).to_numpy(dtype=object)
+
+
 class SequenceDataset(PatchDataset):
     """Time sequences of an index with time-window columns (`satflow index windows`): x (time, feature, h, w)."""
 
@@ -176,7 +184,8 @@ class SequenceDataset(PatchDataset):
         # One generator per sequence: every step gets the same augmentation and corruption.
         items = [self._arrays(j, self.rng(int(members[0]))) for j in members]
         item = {name: torch.from_numpy(np.stack([a[name] for a in items])) for name in items[0]}
-        item.update(time=torch.from_numpy(self._time_ns[members].copy()),
+        times = self._time[members]
+        item.update(time=torch.from_numpy(times.copy()) if times.dtype != object else list(times),
                     t=torch.from_numpy(self._rows["t"][members].astype(np.int64)),
                     patch_id=str(self._patch_id[members[0]]),
                     sequence_id=str(self.frame["sequence_id"].iloc[members[0]]))

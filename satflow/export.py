@@ -1,7 +1,7 @@
 """`satflow export`: a time range of a store as the NPZ layout users already consume, or CF NetCDF.
 
 NPZ (`export_npz`) is what existing training scripts load: `X` float32 (T, F, H, W), `M` uint8,
-`feature_names`, `lat`, `lon`, `time` (datetime64[ns]), `mean`, `std`. Every array is a plain
+`feature_names`, `lat`, `lon`, `time` (datetime64[ns]; ISO text for cftime calendars), `mean`, `std`. Every array is a plain
 numpy dtype, so `numpy.load(path, allow_pickle=False)` reads it. NumPy builds an NPZ in memory,
 so a selection larger than a memory budget is refused with the size and how to narrow it.
 
@@ -18,13 +18,12 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import cftime
 import netCDF4
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from satflow import __version__
+from satflow.sources.timecodec import encode_times, iso_times
 from satflow.store import TIME_CALENDAR, TIME_UNITS, open_store
 from satflow.summary import format_bytes
 
@@ -61,11 +60,17 @@ def select(
 
 
 def _time_span(ds: xr.Dataset) -> str:
-    times = np.datetime_as_string(ds["time"].values, unit="s")
+    times = iso_times(ds["time"].values)
     return f"{times[0]} .. {times[-1]} ({len(times)} steps)" if len(times) else "no time steps"
 
 
 # --- NPZ ----------------------------------------------------------------------------------------
+def _npz_times(times: np.ndarray) -> np.ndarray:
+    """datetime64[ns]; ISO labels (fixed-width text) where a calendar or year is outside numpy's range."""
+    times = np.asarray(times)
+    return times.astype("datetime64[ns]") if times.dtype.kind == "M" else np.array(iso_times(times), dtype=str)
+
+
 def export_npz(
     store: str | Path,
     out: str | Path,
@@ -92,7 +97,7 @@ def export_npz(
         "feature_names": np.array([str(name) for name in ds["feature"].values], dtype=str),
         "lat": ds["lat"].values,
         "lon": ds["lon"].values,
-        "time": ds["time"].values.astype("datetime64[ns]"),
+        "time": _npz_times(ds["time"].values),
         "mean": ds["mean"].values.astype(np.float32),
         "std": ds["std"].values.astype(np.float32),
     }
@@ -185,10 +190,12 @@ def _define_cf_file(nc: netCDF4.Dataset, ds: xr.Dataset, store, names: dict[str,
         variable = nc.createVariable(dim, "f8", (dim,))
         variable.setncatts(dict(ds[dim].attrs))
         variable[:] = ds[dim].values
+    # The store's own CF encoding: a climatology's year 0 or a 360_day Feb 30 survives the export.
+    units = ds["time"].encoding.get("units", TIME_UNITS)
+    calendar = ds["time"].encoding.get("calendar", TIME_CALENDAR)
     time = nc.createVariable("time", "f8", ("time",))
-    time.setncatts({"standard_name": "time", "long_name": "time", "axis": "T",
-                    "units": TIME_UNITS, "calendar": TIME_CALENDAR})
-    time[:] = cftime.date2num(pd.DatetimeIndex(ds["time"].values).to_pydatetime(), TIME_UNITS, TIME_CALENDAR)
+    time.setncatts({"standard_name": "time", "long_name": "time", "axis": "T", "units": units, "calendar": calendar})
+    time[:] = encode_times(ds["time"].values, units, calendar)
     chunks = _spatial_chunks(ds)
     for feature, name in names.items():
         variable = nc.createVariable(name, "f4", ("time", "lat", "lon"), zlib=True, complevel=complevel,

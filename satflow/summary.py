@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from satflow.sources.timecodec import iso_times
 from satflow.store import DIMS, open_group, open_store
 
 QUANTILE_LEVELS = (0.01, 0.05, 0.50, 0.95, 0.99)
@@ -172,7 +173,7 @@ def _keep_smallest_keys(kept, values, keys, limit):
 
 # --- time steps and provenance ------------------------------------------------------------------
 def _time_table(ds, group, features, step_count, ingested, cells_per_step) -> list[dict]:
-    times = np.datetime_as_string(ds["time"].values, unit="s")
+    times = iso_times(ds["time"].values)  # any calendar, year 0 included
     sources = [str(name) for name in np.asarray(group["source_file"][:])]
     per_feature = step_count / cells_per_step
     overall = step_count.sum(axis=1) / (cells_per_step * len(features))

@@ -24,6 +24,7 @@ from satflow.index.options import IndexConfig
 from satflow.index.splits import SPLITS, WindowLayout, space_splits, time_splits
 from satflow.index.validity import time_block_counts
 from satflow.runtime.executors import as_executor
+from satflow.sources.timecodec import iso_times, parse_time_like
 
 BASE_COLUMNS = (
     ("patch_id", pa.string()), ("t", pa.int32()), ("time", pa.timestamp("ns")),
@@ -35,10 +36,20 @@ BASE_COLUMNS = (
 TAIL_COLUMNS = (("window_id", pa.int64()), ("split", pa.string()))
 
 
-def index_schema(features: list[str], per_feature: bool) -> pa.Schema:
-    """Arrow schema of a freshly built index (derived steps add columns)."""
+def index_schema(features: list[str], per_feature: bool, time_type: pa.DataType = pa.timestamp("ns")) -> pa.Schema:
+    """Arrow schema of a freshly built index (derived steps add columns).
+
+    `time` is a timestamp, or ISO text for stores in a calendar or year numpy cannot hold (cftime).
+    """
     extra = [(f"valid_frac_{name}", pa.float64()) for name in features] if per_feature else []
-    return pa.schema([*BASE_COLUMNS, *extra, *TAIL_COLUMNS])
+    base = [(name, time_type if name == "time" else kind) for name, kind in BASE_COLUMNS]
+    return pa.schema([*base, *extra, *TAIL_COLUMNS])
+
+
+def index_times(times: np.ndarray) -> np.ndarray:
+    """The `time` column's values: datetime64[ns], or ISO labels for cftime dates."""
+    times = np.asarray(times)
+    return times.astype("datetime64[ns]") if times.dtype.kind == "M" else np.array(iso_times(times), dtype=object)
 
 
 @dataclass
@@ -86,7 +97,7 @@ class RowContext:
     """Everything a worker needs to turn one time block's counts into index rows."""
 
     patches: PatchTable
-    times: np.ndarray  # datetime64[ns] of every store time step
+    times: np.ndarray  # the `time` column of every store time step (datetime64[ns] or ISO text)
     features: tuple[str, ...]
     height: int
     width: int
@@ -100,9 +111,9 @@ def select_times(times: np.ndarray, config: IndexConfig) -> tuple[int, int]:
     """[start, stop) store time indices inside the configured time range (inclusive bounds)."""
     start, stop = 0, len(times)
     if config.time_start:
-        start = int(np.searchsorted(times, np.datetime64(pd.Timestamp(config.time_start)), side="left"))
+        start = int(np.searchsorted(times, parse_time_like(config.time_start, times), side="left"))
     if config.time_end:
-        stop = int(np.searchsorted(times, np.datetime64(pd.Timestamp(config.time_end)), side="right"))
+        stop = int(np.searchsorted(times, parse_time_like(config.time_end, times), side="right"))
     if start >= stop:
         raise ValueError(f"index.time_start/time_end ({config.time_start} .. {config.time_end}) select no time "
                          f"step of the store ({times[0]} .. {times[-1]})")
@@ -200,7 +211,7 @@ def build_index(store_path: str | Path, out_path: str | Path, config: IndexConfi
     ds = open_store(store_path)
     store_fingerprint = fingerprint(store_path)
     lat, lon = ds["lat"].values, ds["lon"].values
-    times = ds["time"].values.astype("datetime64[ns]")
+    times = ds["time"].values  # datetime64[ns] or cftime dates
     features = tuple(str(f) for f in ds["feature"].values)
     grid = PatchGrid.square(len(lat), len(lon), config.patch_size, config.stride, wrap=is_global_lon(lon))
     t_start, t_stop = select_times(times, config)
@@ -210,7 +221,7 @@ def build_index(store_path: str | Path, out_path: str | Path, config: IndexConfi
     selected = np.zeros(grid.shape[0] * grid.shape[1], dtype=bool)
     selected[patches.flat] = True
     ctx = RowContext(
-        patches, times, features, grid.height, grid.width, config.max_nodata_fraction,
+        patches, index_times(times), features, grid.height, grid.width, config.max_nodata_fraction,
         config.min_feature_valid_fraction, config.per_feature_columns,
         time_splits(len(times), config.split) if config.split.mode == "time" else None,
     )
@@ -219,7 +230,8 @@ def build_index(store_path: str | Path, out_path: str | Path, config: IndexConfi
     tasks = [to_rows(counts, t0 + t_start, shared_ctx) for t0, _, counts in blocks]
     metadata = build_metadata(store_path, store_fingerprint, ds, grid, config, (t_start, t_stop))
     split_rows = dict.fromkeys(SPLITS, 0)
-    with IndexWriter(out_path, metadata, index_schema(list(features), config.per_feature_columns)) as writer:
+    with IndexWriter(out_path, metadata, index_schema(list(features), config.per_feature_columns,
+                                                              pa.timestamp("ns") if times.dtype.kind == "M" else pa.string())) as writer:
         for first in range(0, len(tasks), config.time_batch):
             for frame in executor.compute(tasks[first:first + config.time_batch]):
                 writer.write(frame)

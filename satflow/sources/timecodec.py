@@ -96,7 +96,9 @@ def as_time_array(dates) -> np.ndarray:
 
     Standard-calendar dates keep their labels either way; cftime dates keep their calendar.
     """
-    dates = np.atleast_1d(np.asarray(dates, dtype=object))
+    if isinstance(dates, np.ndarray) and dates.dtype.kind == "M":
+        return dates.astype("datetime64[ns]")
+    dates = np.empty(len(dates), dtype=object) if not len(dates) else _object_array(dates)
     if dates.size and all(isinstance(d, np.datetime64) for d in dates):
         return dates.astype("datetime64[ns]")
     if dates.size and all(_fits_datetime64(d) for d in dates):
@@ -105,6 +107,12 @@ def as_time_array(dates) -> np.ndarray:
     if len(calendars) > 1:
         raise TimeDecodeError(f"times mix calendars {sorted(calendars)}")
     return dates
+
+
+def _object_array(dates) -> np.ndarray:
+    out = np.empty(len(dates), dtype=object)
+    out[:] = list(dates)  # element by element: numpy would turn datetime64 into integers
+    return out
 
 
 def _fits_datetime64(date) -> bool:
@@ -157,7 +165,9 @@ def parse_time_like(text: str, times: np.ndarray):
     """An ISO date string as a value comparable with `times` (datetime64 or cftime, same calendar)."""
     times = np.asarray(times)
     if time_calendar(times) == "datetime64":
-        return np.datetime64(text, "ns")
+        import pandas as pd
+
+        return np.datetime64(pd.Timestamp(text), "ns")
     match = _ISO.match(str(text))
     if match is None:
         raise TimeDecodeError(f"{text!r} is not an ISO date (YYYY-MM-DD[THH[:MM[:SS]]])")
