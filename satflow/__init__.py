@@ -7,4 +7,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "open_archive"]
+
+
+def __getattr__(name: str):
+    # Lazy: `import satflow` (and so `satflow --help`) must not pay for xarray, dask and netCDF4.
+    if name == "open_archive":
+        from satflow.ingest import open_archive
+
+        return open_archive
+    raise AttributeError(f"module 'satflow' has no attribute {name!r}")

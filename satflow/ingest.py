@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import glob
+import threading
 import json
 import logging
 import os
@@ -25,7 +26,8 @@ from satflow import __version__
 from satflow.config import IngestConfig, SourceConfig
 from satflow.runtime.executors import as_executor
 from satflow.sources.gridded import FileInfo, SourceError, read_file, scan_file
-from satflow.store import StoreLayout, create_template, finalize, open_group, write_region
+from satflow.sources.timecodec import as_time_array, encode_times, time_calendar
+from satflow.store import DIMS, StoreLayout, annotate, create_template, finalize, open_group, open_store, write_region
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ class Slot:
     """One store time step filled by one time index of one source file."""
 
     t: int
-    time: np.datetime64
+    time: object  # np.datetime64, or a cftime date (climatologies, model calendars)
     path: str
     file_step: int
 
@@ -143,6 +145,10 @@ def _select_compatible(infos: list[FileInfo], reference: StoreLayout | None) -> 
             skipped.append(Skipped(info.path, f"different grid ({len(info.lat)}x{len(info.lon)} vs "
                                    f"{len(reference.lat)}x{len(reference.lon)} in {ref_name}); "
                                    "regrid it or ingest it into another store"))
+        elif time_calendar(info.times) != time_calendar(reference.times):
+            skipped.append(Skipped(info.path, f"different calendar ({_calendar_name(info.times)} vs "
+                                   f"{_calendar_name(reference.times)} in {ref_name}); one store holds one calendar: "
+                                   "ingest it into another store"))
         elif tuple(info.features) != tuple(reference.features):
             missing = sorted(set(reference.features) - set(info.features))
             skipped.append(Skipped(info.path, f"different features (missing {_abbreviate(missing) or 'none'}); "
@@ -152,11 +158,16 @@ def _select_compatible(infos: list[FileInfo], reference: StoreLayout | None) -> 
     return kept, skipped
 
 
-def _assign_times(infos: list[FileInfo], taken: dict[np.datetime64, str]) -> tuple[list[tuple], list[Skipped]]:
+def _calendar_name(times: np.ndarray) -> str:
+    calendar = time_calendar(times)
+    return "standard" if calendar == "datetime64" else calendar
+
+
+def _assign_times(infos: list[FileInfo], taken: dict) -> tuple[list[tuple], list[Skipped]]:
     """(time, path, file_step) for every new time; a file repeating a known time is skipped whole."""
     entries, skipped = [], []
     for info in infos:
-        times = np.asarray(info.times, dtype="datetime64[ns]")
+        times = info.times
         clash = [t for t in times if t in taken]
         if clash or len(set(times.tolist())) != len(times):
             other = Path(taken[clash[0]]).name if clash else "itself"
@@ -186,18 +197,19 @@ def _regions(slots: list[Slot], t_offset: int, time_chunk: int) -> list[Region]:
     return regions
 
 
-def plan_ingest(inputs: Sequence[str], store: str | Path, config: IngestConfig, *, append: bool = False,
+def plan_ingest(inputs: Sequence[str], store: str | Path | None, config: IngestConfig, *, append: bool = False,
                 client=None) -> IngestPlan:
     """Scan inputs (metadata only) and lay out the store and its regions; performs no writes.
 
     A new store gets a `create` plan; the same command against an existing store gets a `resume`
     plan with only unfinished regions; `append=True` lays out new files after the last time step.
+    `store=None` plans the cube alone (`open_archive`).
     """
-    store = str(store)
+    store = "" if store is None else str(store)
     scanned = _scan_all(expand_inputs(inputs), config.source, client)
     skipped = [s for s in scanned if isinstance(s, Skipped)]
     infos = [s for s in scanned if not isinstance(s, Skipped)]
-    existing = _existing_store(store)
+    existing = _existing_store(store) if store else None
     if existing is None:
         return _plan_new(store, config, infos, skipped, None)
     _check_same_config(store, existing, config)
@@ -218,9 +230,7 @@ def _existing_store(store: str) -> _ExistingStore | None:
     if not os.path.exists(os.path.join(store, "zarr.json")):
         return None
     group = open_group(store)
-    import xarray as xr
-
-    ds = xr.open_zarr(store, consolidated=False, zarr_format=3)
+    ds = open_store(store, consolidated=False)
     chunks = dict(zip(("time", "feature", "lat", "lon"), group["X"].chunks))
     layout = StoreLayout(ds["time"].values, tuple(str(f) for f in ds["feature"].values), ds["lat"].values,
                          ds["lon"].values, chunks)
@@ -284,7 +294,7 @@ def _plan_new(store: str, config: IngestConfig, infos: list[FileInfo], skipped: 
     grid = reference or compatible[0]
     chunks = existing.layout.chunks if existing else config.chunks.model_dump()
     layout = StoreLayout(
-        times=np.array([s.time for s in slots], dtype="datetime64[ns]"),
+        times=as_time_array([s.time for s in slots]) if slots else np.array([], "datetime64[ns]"),
         features=tuple(grid.features), lat=np.asarray(grid.lat), lon=np.asarray(grid.lon),
         chunks=chunks, compression_level=config.compression_level,
         units=tuple(getattr(grid, "units", ())),
@@ -311,21 +321,52 @@ def _same_layout(a: StoreLayout, b: StoreLayout) -> bool:
 
 
 # --- execution ---------------------------------------------------------------------------------
+def fill_steps(out: np.ndarray, t0: int, slots: Sequence[Slot], infos: dict[str, FileInfo],
+               source: SourceConfig) -> tuple[list[str], list[Skipped]]:
+    """Read the slots' files into `out` (step t goes to out[t - t0]); a file that fails leaves NaN steps.
+
+    Returns the source file of every step ("" where unreadable) and the files that failed.
+    """
+    files = [""] * len(out)
+    problems: list[Skipped] = []
+    for path, group in _slots_by_file(slots).items():
+        positions = np.array([slot.t - t0 for slot in group])
+        steps = [slot.file_step for slot in group]
+        contiguous = np.array_equal(positions, np.arange(positions[0], positions[0] + len(positions)))
+        try:
+            if contiguous:  # the usual case: decode straight into the block, no copy
+                read_file(infos[path], source, steps=steps, out=out[positions[0]:positions[-1] + 1])
+            else:
+                out[positions] = read_file(infos[path], source, steps=steps)
+        except SourceError as err:
+            out[positions] = np.nan
+            problems.append(Skipped(path, err.reason))
+            continue
+        for position in positions:
+            files[position] = path
+    return files, problems
+
+
+_buffers = threading.local()
+
+
+def _region_buffer(shape: tuple[int, ...]) -> np.ndarray:
+    """One float32 block per worker thread, reused by every region of that shape.
+
+    A fresh array per task is a fresh mmap once it passes glibc's mmap threshold (a 0.25-degree
+    step of 40 features is 166 MB): zeroed pages, faults and unmaps for every region.
+    """
+    buffer = getattr(_buffers, "block", None)
+    if buffer is None or buffer.shape != shape:
+        _buffers.block = buffer = np.empty(shape, dtype=np.float32)
+    return buffer
+
+
 def ingest_region(store: str, region: Region, infos: dict[str, FileInfo], source: SourceConfig,
                   n_features: int, shape_yx: tuple[int, int]) -> list[Skipped]:
     """One task: read the region's files, write its steps. Unreadable data leaves NaN steps, reported."""
-    block = np.full((region.t1 - region.t0, n_features, *shape_yx), np.nan, dtype=np.float32)
-    files = [""] * len(block)
-    problems: list[Skipped] = []
-    for path, slots in _slots_by_file(region.slots).items():
-        try:
-            data = read_file(infos[path], source, steps=[slot.file_step for slot in slots])
-        except SourceError as err:
-            problems.append(Skipped(path, err.reason))
-            continue
-        for slot, values in zip(slots, data):
-            block[slot.t - region.t0] = values
-            files[slot.t - region.t0] = path
+    block = _region_buffer((region.t1 - region.t0, n_features, *shape_yx))
+    files, problems = fill_steps(block, region.t0, region.slots, infos, source)
     write_region(open_group(store, mode="r+"), region.t0, block, files)
     return problems
 
@@ -341,6 +382,76 @@ def _slots_by_file(slots: Sequence[Slot]) -> dict[str, list[Slot]]:
     for slot in slots:
         grouped[slot.path].append(slot)
     return grouped
+
+
+# --- the archive as a lazy cube ------------------------------------------------------------------
+def _file_runs(slots: Sequence[Slot]) -> list[tuple[Slot, ...]]:
+    """Consecutive time steps filled by the same file: one read task each."""
+    runs: list[list[Slot]] = []
+    for slot in slots:
+        if runs and runs[-1][-1].path == slot.path and runs[-1][-1].t + 1 == slot.t:
+            runs[-1].append(slot)
+        else:
+            runs.append([slot])
+    return [tuple(run) for run in runs]
+
+
+def _read_run(run: tuple[Slot, ...], info: FileInfo, source: SourceConfig, n_features: int,
+              shape_yx: tuple[int, int]) -> np.ndarray:
+    block = np.empty((len(run), n_features, *shape_yx), dtype=np.float32)
+    fill_steps(block, run[0].t, run, {info.path: info}, source)
+    return block
+
+
+def plan_dataset(plan: IngestPlan, source: SourceConfig):
+    """The planned cube as a lazy xr.Dataset: `X`, `M`, coords, `units`, `source_file`.
+
+    One task reads each file (through the source, exactly as the ingest does) and the result is
+    chunked like the store, so `to_zarr` or any reduction streams it chunk by chunk. A file that
+    fails to read gives NaN steps (the store then records "" as its source file).
+    """
+    import dask
+    import dask.array as da
+    import xarray as xr
+
+    layout = plan.layout
+    if plan.mode != "create":
+        raise IngestError(f"{plan.store}: the lazy cube describes a new store; this plan {plan.mode}s an existing one")
+    slots = [slot for region in plan.regions for slot in region.slots]
+    n_features, shape_yx = len(layout.features), (len(layout.lat), len(layout.lon))
+    read = dask.delayed(_read_run, pure=False)
+    pieces = [da.from_delayed(read(run, plan.infos[run[0].path], source, n_features, shape_yx),
+                              (len(run), n_features, *shape_yx), dtype=np.float32)
+              for run in _file_runs(slots)]
+    x = da.concatenate(pieces, axis=0).rechunk(layout.chunk_shape) if pieces else \
+        da.empty((0, n_features, *shape_yx), dtype=np.float32, chunks=layout.chunk_shape)
+    ds = xr.Dataset(
+        {"X": (DIMS, x), "M": (DIMS, da.isfinite(x).astype(np.uint8)),
+         "source_file": (("time",), np.array([slot.path for slot in slots], dtype=object)),
+         "units": (("feature",), np.array(layout.units or ("",) * n_features, dtype=object))},
+        coords={"time": ("time", layout.times), "feature": ("feature", np.array(layout.features, dtype=object)),
+                "lat": ("lat", np.asarray(layout.lat, np.float64)), "lon": ("lon", np.asarray(layout.lon, np.float64))},
+        attrs={"satflow_version": __version__, "Conventions": "CF-1.8"},
+    )
+    annotate(ds)
+    return ds
+
+
+def open_archive(inputs: str | Sequence[str], config=None, *, client=None):
+    """NetCDF files, directories or globs -> the cube `satflow ingest` would write, lazily (writes nothing).
+
+    `config` is a SatflowConfig, its `ingest` section, or None for the defaults. Scanning (metadata
+    only) runs on `client` when given; the values are read when computed, one task per file.
+    """
+    from satflow.config import SatflowConfig, load_config
+
+    if config is None:
+        config = load_config().ingest
+    elif isinstance(config, SatflowConfig):
+        config = config.ingest
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    plan = plan_ingest([str(i) for i in inputs], None, config, client=client)
+    return plan_dataset(plan, config.source)
 
 
 @dataclass
@@ -369,10 +480,8 @@ def _prepare_store(plan: IngestPlan, config: IngestConfig) -> None:
 
 def _extend_time(plan: IngestPlan) -> None:
     """Grow every time-dimensioned array and write the new time coordinates."""
-    import cftime
-
     group = open_group(plan.store, mode="r+")
-    new_times = np.array([s.time for r in plan.regions for s in r.slots], dtype="datetime64[ns]")
+    new_times = as_time_array([s.time for r in plan.regions for s in r.slots])
     n_old = group["X"].shape[0]
     n_new = n_old + len(new_times)
     for name, array in group.arrays():
@@ -381,8 +490,7 @@ def _extend_time(plan: IngestPlan) -> None:
             array.resize((n_new, *array.shape[1:]))
     time_array = group["time"]
     units, calendar = time_array.attrs["units"], time_array.attrs.get("calendar", "proleptic_gregorian")
-    as_datetimes = new_times.astype("datetime64[us]").astype(object)
-    time_array[n_old:] = np.asarray(cftime.date2num(as_datetimes, units, calendar), dtype=time_array.dtype)
+    time_array[n_old:] = np.asarray(encode_times(new_times, units, calendar), dtype=time_array.dtype)
 
 
 def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progress: bool = True) -> IngestReport:
