@@ -138,12 +138,18 @@ class DriverTerminated(SystemExit):
     """Raised in the main thread on SIGTERM, so `with` blocks close the cluster and cancel jobs."""
 
 
-def handle_sigterm() -> None:
-    """Turn SIGTERM into an exception in the main thread (exit code 143, as a shell reports it)."""
+def handle_sigterm(ledger: JobLedger | None = None) -> None:
+    """Turn SIGTERM into an exception in the main thread (exit code 143, as a shell reports it).
+
+    The ledger's jobs are cancelled first, in the handler: SLURM sends SIGKILL `KillWait` seconds
+    after SIGTERM, which may not leave time to close the cluster politely.
+    """
 
     def _raise(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
-        log.warning("SIGTERM: stopping, cancelling the worker jobs")
+        log.warning("SIGTERM: cancelling the worker jobs, then stopping")
+        if ledger is not None:
+            ledger.cancel_all("driver got SIGTERM")
         raise DriverTerminated(128 + signum)
 
     signal.signal(signal.SIGTERM, _raise)
