@@ -27,7 +27,8 @@ from satflow.config import IngestConfig, SourceConfig
 from satflow.runtime.executors import as_executor
 from satflow.sources.gridded import FileInfo, SourceError, read_file, scan_file
 from satflow.sources.timecodec import as_time_array, encode_times, time_calendar
-from satflow.store import DIMS, StoreLayout, annotate, create_template, finalize, open_group, open_store, write_region
+from satflow.store import (DIMS, StoreLayout, annotate, consolidate, create_template, finalize, open_group, open_store,
+                           write_region)
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +368,7 @@ def ingest_region(store: str, region: Region, infos: dict[str, FileInfo], source
     """One task: read the region's files, write its steps. Unreadable data leaves NaN steps, reported."""
     block = _region_buffer((region.t1 - region.t0, n_features, *shape_yx))
     files, problems = fill_steps(block, region.t0, region.slots, infos, source)
-    write_region(open_group(store, mode="r+"), region.t0, block, files)
+    write_region(open_group(store, mode="r+", consolidated=True), region.t0, block, files)
     return problems
 
 
@@ -437,6 +438,18 @@ def plan_dataset(plan: IngestPlan, source: SourceConfig):
     return ds
 
 
+def describe_cube(ds) -> str:
+    """A few lines on the lazy cube: variables, shape, size, chunks and tasks (nothing is computed)."""
+    x = ds["X"].data
+    sizes = ", ".join(f"{dim}: {n}" for dim, n in ds["X"].sizes.items())
+    chunk = ", ".join(f"{dim}: {n}" for dim, n in zip(DIMS, x.chunksize))
+    return "\n".join([
+        f"lazy cube (satflow.open_archive): X float32 ({sizes}) {x.nbytes / 2**30:.2f} GiB, "
+        f"M uint8, source_file, units",
+        f"  dask      {x.npartitions} chunks of ({chunk}), {len(x.dask)} tasks; computed on demand",
+    ])
+
+
 def open_archive(inputs: str | Sequence[str], config=None, *, client=None):
     """NetCDF files, directories or globs -> the cube `satflow ingest` would write, lazily (writes nothing).
 
@@ -476,6 +489,7 @@ def _prepare_store(plan: IngestPlan, config: IngestConfig) -> None:
     elif plan.mode == "append" and plan.regions:
         _extend_time(plan)
     open_group(plan.store, mode="r+").attrs.pop("satflow_fingerprint", None)  # stale until finalised
+    consolidate(plan.store)  # region tasks open the final layout with one metadata read
 
 
 def _extend_time(plan: IngestPlan) -> None:

@@ -132,13 +132,17 @@ def annotate(ds: xr.Dataset) -> None:
     ds["X"].attrs.update(long_name="feature values on the target grid; NaN where invalid")
     ds["M"].attrs.update(long_name="validity mask", flag_values=[0, 1], flag_meanings="invalid valid")
     ds["source_file"].attrs.update(long_name="source file that filled this time step")
-    ds["ingested"].attrs.update(long_name="1 once this time step has been fully written")
+    if "ingested" in ds:
+        ds["ingested"].attrs.update(long_name="1 once this time step has been fully written")
 
 
-def open_group(path: str | Path, mode: str = "r") -> zarr.Group:
+def open_group(path: str | Path, mode: str = "r", *, consolidated: bool = False) -> zarr.Group:
+    """The store's Zarr group. `consolidated=True` reads all metadata in one request: only for
+    region tasks, which run after `_prepare_store` consolidated the final layout (saves a
+    metadata read per array per task)."""
     try:
-        # Never trust consolidated metadata here: writers resize arrays (append) before re-consolidating.
-        group = zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=False)
+        # By default never trust consolidated metadata: writers resize arrays (append) before re-consolidating.
+        group = zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=consolidated)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:  # type: ignore[attr-defined]
         raise StoreError(f"{path}: no satflow store here (no Zarr v3 group); run `satflow ingest` first") from err
     if "X" not in group or "M" not in group:

@@ -33,3 +33,30 @@ def test_slurm_kwargs_and_job_script():
                  "#SBATCH --constraint=a100", "#SBATCH --gres=gpu:2"):
         assert line in script
     assert "--resources GPU=2" in script and "--interface lo" in script
+
+
+def listening_hosts() -> set[str]:
+    import psutil
+
+    return {c.laddr.ip for c in psutil.Process().net_connections() if c.status == psutil.CONN_LISTEN}
+
+
+def test_thread_workers_listen_on_loopback_only():
+    """processes: false used to open worker HTTP ports on 0.0.0.0 and :: and print a non-loopback link."""
+    config = load_config(None, ["cluster.local.processes=false", "cluster.local.n_workers=2"])
+    before = listening_hosts()
+    with open_client(config.cluster, quiet=True) as client:
+        assert client.submit(sum, [1, 2]).result() == 3
+        assert client.dashboard_link.startswith("http://127.0.0.1:")
+        assert listening_hosts() - before <= {"127.0.0.1"}
+
+
+def test_worker_processes_get_the_malloc_settings():
+    """distributed's MALLOC_TRIM_THRESHOLD_ disables glibc's dynamic mmap threshold; satflow pins it at 32 MiB."""
+    import os
+
+    config = load_config(None, ["cluster.local.n_workers=1", "cluster.local.memory_limit=1GiB"])
+    with open_client(config.cluster, quiet=True) as client:
+        environ = next(iter(client.run(lambda: dict(os.environ)).values()))
+    assert environ["MALLOC_MMAP_THRESHOLD_"] == "33554432"
+    assert "MALLOC_TRIM_THRESHOLD_" in environ  # distributed's own setting is kept
