@@ -42,7 +42,22 @@ def _common_parser() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Stage modules that import torch at module level (about a second): their sub-command is listed from
+# this table and the module is imported only when that command runs, so `satflow --help`,
+# `satflow ingest` and the other data commands start without torch.
+LAZY_COMMANDS = {
+    "satflow.train": ("train", "train the learned codec (VAEformerLite + hyperprior, causal context)"),
+}
+
+
+def _invoked_command(argv: list[str]) -> str | None:
+    """The sub-command named on the command line (the first argument that is not an option)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; heavy modules (LAZY_COMMANDS) are imported only if `argv` invokes them."""
+    invoked = _invoked_command(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="satflow",
         description="Satellite NetCDF archives to ML-ready Zarr datacubes, patch indexes and codecs.",
@@ -51,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common_parser()
     for name in COMMAND_MODULES:
+        if name in LAZY_COMMANDS and LAZY_COMMANDS[name][0] != invoked:
+            command, help_text = LAZY_COMMANDS[name]
+            subparsers.add_parser(command, help=help_text, add_help=False)
+            continue
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
@@ -62,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
