@@ -100,10 +100,10 @@ def _prepare_outputs(plan: EvalPlan, root: Path, overwrite: bool) -> _Outputs:
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "plan.json", plan.to_dict())
-    layout, time_attrs, source_files = _reconstruction_layout(plan)
+    layout, cf_time, source_files = _reconstruction_layout(plan)
     folders = [spec.folder for spec in plan.codecs]
     for spec, folder in zip(plan.codecs, folders):
-        _prepare_codec_dir(root / folder, plan, spec, layout, time_attrs, source_files)
+        _prepare_codec_dir(root / folder, plan, spec, layout, cf_time, source_files)
     return _Outputs(root, folders, layout, source_files)
 
 
@@ -139,29 +139,31 @@ def _write_metrics(plan: EvalPlan, config: EvalConfig, outputs: _Outputs, partia
     return entries
 
 
-def _reconstruction_layout(plan: EvalPlan) -> tuple[StoreLayout, dict, list[str]]:
+def _reconstruction_layout(plan: EvalPlan) -> tuple[StoreLayout, tuple[np.ndarray, dict], list[str]]:
+    """The reconstruction's layout, the evaluated steps' CF-encoded times (numbers and their units and
+    calendar, as the store holds them: climatologies stay in their calendar) and source files."""
     ds = open_store(plan.store)
     t0, t1 = plan.time_range
     layout = StoreLayout(
-        times=ds["time"].values[t0:t1].astype("datetime64[ns]"), features=plan.features,
-        lat=ds["lat"].values, lon=ds["lon"].values,
+        times=ds["time"].values[t0:t1], features=plan.features, lat=ds["lat"].values, lon=ds["lon"].values,
         chunks={"time": 1, "feature": -1, "lat": plan.reconstruction_chunks[0], "lon": plan.reconstruction_chunks[1]},
         compression_level=RECONSTRUCTION_COMPRESSION_LEVEL,
         units=tuple(str(u) for u in ds["units"].values) if "units" in ds else (),
     )
-    time_attrs = {"units": "nanoseconds since 1970-01-01", "calendar": "proleptic_gregorian"}
-    return layout, time_attrs, [str(f) for f in ds["source_file"].values[t0:t1]]
+    raw_time = open_group(plan.store)["time"]
+    cf_time = (np.asarray(raw_time[t0:t1]), {k: raw_time.attrs[k] for k in ("units", "calendar") if k in raw_time.attrs})
+    return layout, cf_time, [str(f) for f in ds["source_file"].values[t0:t1]]
 
 
-def _prepare_codec_dir(folder: Path, plan: EvalPlan, spec: CodecSpec, layout: StoreLayout, time_attrs: dict,
-                       source_files: list[str]) -> None:
+def _prepare_codec_dir(folder: Path, plan: EvalPlan, spec: CodecSpec, layout: StoreLayout,
+                       cf_time: tuple[np.ndarray, dict], source_files: list[str]) -> None:
     """A new codec folder gets both stores; an existing one is checked and resumed."""
     compressed, reconstruction = folder / "compressed.zarr", folder / "reconstruction.zarr"
     if (compressed / "zarr.json").exists():
         check_compressed_store(compressed, plan, str(spec))
     else:
         folder.mkdir(parents=True, exist_ok=True)
-        create_compressed_store(compressed, plan, spec, layout, time_attrs, source_files)
+        create_compressed_store(compressed, plan, spec, layout, cf_time, source_files)
     # Every task rewrites all its blocks, so a fresh template is always safe (and the only safe
     # choice when an interrupted run left a half-finalised one).
     create_reconstruction(reconstruction, layout, {"satflow_eval_codec": str(spec), "source_store": plan.store,
@@ -253,7 +255,7 @@ def decode_compressed(compressed: str | Path, out: str | Path, *, checkpoint: st
     A learned codec's checkpoint defaults to the one the eval recorded; the stream's weights
     fingerprint is checked either way.
     """
-    attrs, blocks, layout, _ = read_compressed_store(compressed)
+    attrs, blocks, layout = read_compressed_store(compressed)
     checkpoint = checkpoint or attrs.get("checkpoint")
     out = Path(out)
     if out.exists():

@@ -87,10 +87,15 @@ def _rows(codec: str, features: tuple[str, ...], t: int, time, per_feature: dict
 
 
 def metrics_table(plan: EvalPlan, entries: list[dict], partials: Partials, times: np.ndarray) -> pd.DataFrame:
-    """One row per codec x feature (t = -1, time NaT) and per codec x feature x time step."""
+    """One row per codec x feature (t = -1, time NaT) and per codec x feature x time step.
+
+    `time` is a timestamp, or ISO text for cftime dates (a climatology's year 0 has no timestamp).
+    """
+    if not np.issubdtype(np.asarray(times).dtype, np.datetime64):
+        times = np.array([t.isoformat() for t in times], dtype=object)
     rows = []
     for codec, entry in enumerate(entries):
-        rows += _rows(entry["codec"], plan.features, -1, pd.NaT, entry["per_feature"])
+        rows += _rows(entry["codec"], plan.features, -1, None, entry["per_feature"])
         errors, fields = _by_codec(partials.errors, codec), _by_codec(partials.fields, codec)
         for t in sorted(errors):
             per_feature = errors[t].finalize(plan.features)["per_feature"]

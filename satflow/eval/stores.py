@@ -54,7 +54,7 @@ def write_container(compressed: str | Path, block: Block, data: bytes) -> None:
 
 
 def create_compressed_store(path: str | Path, plan: EvalPlan, spec: CodecSpec, layout: StoreLayout,
-                            time_attrs: dict, source_files: list[str]) -> None:
+                            cf_time: tuple[np.ndarray, dict], source_files: list[str]) -> None:
     """The group, its coordinates and block table; containers are added by the tasks."""
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     group.attrs.update({
@@ -69,8 +69,8 @@ def create_compressed_store(path: str | Path, plan: EvalPlan, spec: CodecSpec, l
     table = np.array([[getattr(b, c) for c in BLOCK_COLUMNS] for b in plan.blocks], dtype=np.int64)
     blocks = group.create_array("blocks", data=table, chunks=table.shape, dimension_names=("block", "column"))
     blocks.attrs["columns"] = list(BLOCK_COLUMNS)
-    times = group.create_array("time", data=layout.times.astype("datetime64[ns]").astype(np.int64),
-                               dimension_names=("time",))
+    numbers, time_attrs = cf_time
+    times = group.create_array("time", data=numbers, dimension_names=("time",))
     times.attrs.update(time_attrs)
     group.create_array("lat", data=np.asarray(layout.lat, np.float64), dimension_names=("lat",))
     group.create_array("lon", data=np.asarray(layout.lon, np.float64), dimension_names=("lon",))
@@ -91,8 +91,8 @@ def check_compressed_store(path: str | Path, plan: EvalPlan, spec: str) -> None:
             "use --overwrite to start again or another --out")
 
 
-def read_compressed_store(path: str | Path) -> tuple[dict, list[Block], StoreLayout, dict]:
-    """attrs, blocks, the reconstruction layout and the time coordinate's CF attributes."""
+def read_compressed_store(path: str | Path) -> tuple[dict, list[Block], StoreLayout]:
+    """attrs, blocks and the layout of the reconstruction it decodes into."""
     if not (Path(path) / "zarr.json").exists():
         raise EvalStoreError(f"{path}: no compressed store here (written by `satflow eval`)")
     group = zarr.open_group(str(path), mode="r", zarr_format=3)
@@ -102,13 +102,21 @@ def read_compressed_store(path: str | Path) -> tuple[dict, list[Block], StoreLay
     blocks = [Block(*(int(v) for v in row)) for row in np.asarray(group["blocks"][:])]
     chunks = attrs["reconstruction_chunks"]
     layout = StoreLayout(
-        times=np.asarray(group["time"][:]).astype("datetime64[ns]"),
+        times=_decode_times(group["time"]),
         features=tuple(attrs["features"]),
         lat=np.asarray(group["lat"][:]), lon=np.asarray(group["lon"][:]),
         chunks={"time": 1, "feature": -1, "lat": int(chunks[0]), "lon": int(chunks[1])},
         units=tuple(attrs["units"]),
     )
-    return attrs, blocks, layout, dict(group["time"].attrs)
+    return attrs, blocks, layout
+
+
+def _decode_times(array: zarr.Array) -> np.ndarray:
+    """CF numbers to datetime64, or to cftime dates where the calendar or years need them."""
+    import xarray as xr
+
+    encoded = xr.Dataset(coords={"time": ("time", np.asarray(array[:]), dict(array.attrs))})
+    return xr.decode_cf(encoded, use_cftime=None)["time"].values
 
 
 def create_reconstruction(path: str | Path, layout: StoreLayout, attrs: dict) -> None:

@@ -331,3 +331,23 @@ def test_eval_of_a_real_ostia_store(tmp_path):
     assert lossless["per_feature"]["max_abs_error"] == [0.0] and lossless["per_feature"]["dssim"] == [1.0]
     assert sz3["compression_ratio"] > lossless["compression_ratio"] > 1
     assert sz3["compression_ratio_vs_source"] > 0
+
+
+def test_a_360_day_climatology_evaluates_and_decodes_in_its_calendar(tmp_path):
+    """Year-1 dates of a 360_day calendar have no datetime64: they stay cftime end to end."""
+    import cftime
+
+    from satflow.eval.api import decode_compressed
+    from satflow.store import write_store_from_arrays
+
+    times = np.array([cftime.Datetime360Day(1, month, 16) for month in (1, 2)], dtype=object)
+    values = np.random.default_rng(0).normal(280.0, 3.0, (2, 2, 12, 16)).astype(np.float32)
+    write_store_from_arrays(tmp_path / "clim.zarr", values, times=times, features=["sst-1", "sst-2"],
+                            lat=np.linspace(-5, 5, 12), lon=np.linspace(0, 15, 16))
+    result = run_eval(tmp_path / "clim.zarr", tmp_path / "out", _config("sz3:tol=0.1"), progress=False)
+    folder = tmp_path / "out" / result.entries[0]["dir"]
+    rebuilt = xr.open_zarr(decode_compressed(folder / "compressed.zarr", tmp_path / "rec.zarr"))
+    assert list(rebuilt["time"].values) == list(times)
+    np.testing.assert_array_equal(rebuilt["X"].values, xr.open_zarr(folder / "reconstruction.zarr")["X"].values)
+    table = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert sorted(table.loc[table["t"] >= 0, "time"].unique()) == ["0001-01-16T00:00:00", "0001-02-16T00:00:00"]
