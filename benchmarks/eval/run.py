@@ -11,8 +11,9 @@ All in one run, on the same machine at the same time, so only ratios are reporte
    stores) and on the whole run (which adds the whole-field metrics and the output files). The
    same eval with `client=None` separates Dask's overhead from the eval's own extra work, and the
    same eval on a 1-worker cluster whose workers also get `MALLOC_MMAP_THRESHOLD_` (the fix of the
-   malloc pitfall in DESIGN.md) shows what the worker environment costs. Alternating, best of
-   --repeats.
+   malloc pitfall in DESIGN.md) shows what the worker environment costs (since commit 3bfdfbf
+   `open_client` sets it too, so that cluster is now a same-settings control: its gap to the plain
+   one is noise). Alternating, best of --repeats.
 2. scaling: the same eval on a second LocalCluster of 2 worker processes (1 thread each), alternated
    with the 1-worker runs; the machine's available parallelism is measured beside it (a pure-Python
    spin in 1 process vs 2 at once) together with the load average.
