@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "satflow.train",  # train
     "satflow.commands.evaluate",  # eval
     "satflow.commands.report",  # report
+    "satflow.commands.status",  # status
 )
 
 
