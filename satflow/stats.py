@@ -49,7 +49,7 @@ class Moments:
             moments.count[i] = values.size
             moments.mean[i] = values.sum() / values.size
             deviation = values - moments.mean[i]
-            moments.m2[i] = deviation @ deviation
+            moments.m2[i] = np.einsum("i,i->", deviation, deviation)  # no BLAS threads inside workers
             moments.min[i], moments.max[i] = values.min(), values.max()
         return moments
 

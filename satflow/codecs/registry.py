@@ -16,10 +16,13 @@ from satflow.codecs.base import Codec
 from satflow.codecs.container import ContainerError, unpack_container
 
 # Modules whose import registers codecs; a missing learned package just means no learned codecs.
-BUILTIN_MODULES = ("satflow.codecs.classic", "satflow.codecs.errorbound", "satflow.codecs.learned")
+BUILTIN_MODULES = ("satflow.codecs.classic", "satflow.codecs.errorbound")
+# Imported only when a name is not found among the others: it imports torch (seconds per fresh
+# worker process), which classic codecs never need.
+LEARNED_MODULES = ("satflow.codecs.learned",)
 
 _REGISTRY: dict[str, type[Codec]] = {}
-_loaded = False
+_loaded: set[str] = set()
 
 C = TypeVar("C", bound=type[Codec])
 
@@ -40,24 +43,29 @@ def register_codec(name: str):
     return decorate
 
 
-def _load_codec_modules() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in BUILTIN_MODULES:
+def _load_codec_modules(*, learned: bool = False) -> None:
+    """Import the built-in codec modules (the learned ones only when asked) and entry points, once."""
+    wanted = BUILTIN_MODULES + (LEARNED_MODULES if learned else ())
+    for module in wanted:
+        if module in _loaded:
+            continue
+        _loaded.add(module)
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:
             if err.name != module:  # a real missing dependency inside the module
                 raise
-    for entry in entry_points(group="satflow.codecs"):
-        entry.load()
+    if "entry_points" not in _loaded:
+        _loaded.add("entry_points")
+        for entry in entry_points(group="satflow.codecs"):
+            entry.load()
 
 
 def codec_class(name: str) -> type[Codec]:
     """The registered class for `name` (ValueError listing the known names otherwise)."""
     _load_codec_modules()
+    if name not in _REGISTRY:
+        _load_codec_modules(learned=True)
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -122,7 +130,7 @@ def parameter_docs(cls: type[Codec]) -> dict[str, dict[str, Any]]:
 
 def available_codecs() -> dict[str, dict[str, Any]]:
     """Every registered codec: {name: {"description": str, "params": parameter_docs}}."""
-    _load_codec_modules()
+    _load_codec_modules(learned=True)
     return {
         name: {"description": cls.description(), "params": parameter_docs(cls)}
         for name, cls in sorted(_REGISTRY.items())
