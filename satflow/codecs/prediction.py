@@ -28,6 +28,8 @@ import math
 
 import numpy as np
 
+from satflow.codecs import _kernels
+
 AROUND = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # (rows up, columns left): point and 4 neighbours
 ABOVE = ((1, 0), (1, 1), (1, -1), (2, 0), (1, 2), (1, -2))  # same feature, rows already decoded
 BESIDE = ((0, 1), (0, -1))  # same feature, same row: the even columns, decoded in the first pass
@@ -36,6 +38,8 @@ PAD = 2  # rows above the block, set to the inner reconstruction's first row
 LIMIT = 2**40  # prediction errors beyond this many steps are not coded: the point becomes a patch
 MAX_FIT_POINTS = 4096  # least squares on an even subsample: the fit costs little, the coding the same
 _NOISE_SEED = 0  # the fitting noise only shapes coefficients; fixed so that equal inputs give equal bytes
+_AROUND_ARRAY = np.array(AROUND, np.int64)  # the offsets as the compiled loop reads them
+_ROW_ARRAY = np.array(ABOVE + BESIDE, np.int64)
 
 
 def n_terms(feature: int, parity: int) -> int:
@@ -50,22 +54,34 @@ def coefficient_count(n_features: int) -> int:
 def finite_fill(x_hat: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """x_hat in float64 with every invalid or non-finite point set to its feature's valid mean.
 
-    The mean is math.fsum's (exactly rounded), so encoder and decoder agree on any machine.
+    The mean is the exactly rounded sum's (as math.fsum gives it), so encoder and decoder agree on
+    any machine.
     """
     out = np.array(x_hat, dtype=np.float64)
     usable = (mask != 0) & np.isfinite(out)
     for f in range(out.shape[0]):
-        values = out[f][usable[f]]
-        fill = math.fsum(values.tolist()) / values.size if values.size else 0.0
+        values = np.asarray(x_hat[f])[usable[f]]
+        fill = _exact_sum(values) / values.size if values.size else 0.0
         out[f][~usable[f]] = fill if math.isfinite(fill) else 0.0
     return out
 
 
+def _exact_sum(values: np.ndarray) -> float:
+    """math.fsum(values), through integer sums per binary exponent for float32 (a Python list of a
+    million floats costs more than the coding)."""
+    if values.dtype != np.float32:
+        return math.fsum(values.astype(np.float64).tolist())
+    sums = _kernels.float32_exponent_sums(np.ascontiguousarray(values))
+    total = sum(int(s) << e for e, s in enumerate(sums.tolist()) if s)
+    return total / 2**149 if total else math.fsum(values.astype(np.float64).tolist())  # fsum's signed zero
+
+
 def _around(field: np.ndarray, up: int, left: int) -> np.ndarray:
     """field[i - up, j - left]: rows clamp at the block's edges, columns wrap (global longitudes)."""
-    height = field.shape[0]
-    rows = np.clip(np.arange(height) - up, 0, height - 1)
-    return np.roll(field[rows], left, axis=1)
+    height, width = field.shape
+    rows = field[np.clip(np.arange(height) - up, 0, height - 1)]
+    shift = left % width
+    return np.concatenate([rows[:, width - shift:], rows[:, :width - shift]], axis=1) if shift else rows
 
 
 def _static_terms(f: int, x_hat: np.ndarray, rec: np.ndarray) -> list[np.ndarray]:
@@ -95,7 +111,7 @@ def fit(x: np.ndarray, mask: np.ndarray, x_hat: np.ndarray, eps: np.ndarray) -> 
     `x_hat` must come from `finite_fill`. Fitted open loop on x + U(-eps, eps), over the points
     whose predicting neighbours are all valid and inside the block (gap edges and the block's top
     rows would otherwise pull the fit); a group with too few such points, or a singular fit,
-    predicts x_hat instead.
+    predicts x_hat instead. Terms are gathered at the fitting points only.
     """
     rng = np.random.default_rng(_NOISE_SEED)
     valid = mask != 0
@@ -103,31 +119,50 @@ def fit(x: np.ndarray, mask: np.ndarray, x_hat: np.ndarray, eps: np.ndarray) -> 
     noisy = np.where(valid, np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0) + noise, x_hat)
     coefficients = []
     for f in range(x.shape[0]):
-        static = _static_terms(f, x_hat, noisy)
         padded = _padded(noisy[f], x_hat[f, 0])
-        for parity in (0, 1):
-            interior = _interior(valid, f, parity)
+        for parity, interior in enumerate(_interiors(valid, f)):
             cols = _columns(x.shape[2], parity)
             rows, at = np.nonzero(interior[PAD:, cols])  # rows whose rows above are inside the block
             rows += PAD
             keep = slice(None, None, max(1, rows.size // MAX_FIT_POINTS))
             rows, at = rows[keep], at[keep]
             columns = cols[at]
-            design = [t[rows, columns] for t in static]
-            design += [padded[rows + PAD - up, (columns - left) % x.shape[2]] for up, left in _row_offsets(parity)]
-            coefficients.append(_least_squares(np.stack(design, axis=1), x[f][rows, columns].astype(np.float64)))
+            row_terms = [padded[rows + PAD - up, (columns - left) % x.shape[2]] for up, left in _row_offsets(parity)]
+            design = _design(x_hat[f], noisy[max(0, f - EARLIER) : f], rows, columns, row_terms)
+            coefficients.append(_least_squares(design, x[f][rows, columns].astype(np.float64)))
     return np.concatenate(coefficients).astype(np.float32)
 
 
-def _interior(valid: np.ndarray, f: int, parity: int) -> np.ndarray:
-    """Valid points of feature f whose every predicting neighbour is valid too."""
+def _design(own: np.ndarray, earlier: np.ndarray, rows: np.ndarray, columns: np.ndarray,
+            row_terms: list[np.ndarray]) -> np.ndarray:
+    """(points, terms) C-ordered, the columns in coefficient order (after the constant): `own`
+    around each point, each earlier feature around it, then the row terms."""
+    height, width = own.shape
+    at = np.stack([np.clip(rows - up, 0, height - 1) * width + (columns - left) % width for up, left in AROUND])
+    design = np.empty((rows.size, len(AROUND) * (1 + earlier.shape[0]) + len(row_terms)))
+    design[:, : len(AROUND)] = own.ravel()[at].T
+    static = len(AROUND) * (1 + earlier.shape[0])
+    design[:, len(AROUND) : static] = earlier.reshape(earlier.shape[0], height * width)[:, at].reshape(static - len(AROUND), rows.size).T
+    for k, term in enumerate(row_terms):
+        design[:, static + k] = term
+    return design
+
+
+def _interiors(valid: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per column parity, the valid points of feature f whose every predicting neighbour is valid
+    too (a shifted AND is the AND of the shifted masks: earlier features are ANDed first)."""
     inside = valid[f].copy()
-    for up, left in _row_offsets(parity):
-        inside &= _around(valid[f], up, left)
-    for g in range(max(0, f - EARLIER), f):
+    earlier = valid[max(0, f - EARLIER) : f]
+    if earlier.shape[0]:
+        every = np.logical_and.reduce(earlier, axis=0)
         for offset in AROUND:
-            inside &= _around(valid[g], *offset)
-    return inside
+            inside &= _around(every, *offset)
+    for offset in ABOVE:
+        inside &= _around(valid[f], *offset)
+    beside = inside.copy()
+    for offset in BESIDE:
+        beside &= _around(valid[f], *offset)
+    return inside, beside
 
 
 def _least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -170,8 +205,22 @@ class LinearPredictor:
         if coefficients.size != coefficient_count(n_features):
             raise ValueError(f"{coefficients.size} prediction coefficients for {n_features} features, "
                              f"expected {coefficient_count(n_features)}")
-        self._weights = np.split(coefficients.astype(np.float64), np.cumsum(
-            [n_terms(f, p) for f in range(n_features) for p in (0, 1)])[:-1])
+        sizes = [n_terms(f, p) for f in range(n_features) for p in (0, 1)]
+        self._flat = coefficients.astype(np.float64)
+        self._starts = np.cumsum([0] + sizes[:-1]).astype(np.int64)
+        self._weights = np.split(self._flat, np.cumsum(sizes)[:-1])
+
+    def closed_loop(self, x_hat: np.ndarray, mask: np.ndarray, step: np.ndarray, *,
+                    x: np.ndarray | None = None, q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`run`'s loop compiled (`satflow.codecs._kernels`): the same operations, the same bits."""
+        encoding = x is not None
+        q = np.zeros(mask.shape, np.int64) if encoding else np.ascontiguousarray(q, np.int64)
+        x = np.asarray(x) if encoding else np.zeros((1, 1, 1), np.float32)
+        x = x if x.dtype == np.float32 else x.astype(np.float64)
+        rec = _kernels.linear_loop(np.ascontiguousarray(x_hat, np.float64), np.ascontiguousarray(mask != 0),
+                                   self._flat, self._starts, _AROUND_ARRAY, _ROW_ARRAY, EARLIER,
+                                   np.asarray(step, np.float64), np.ascontiguousarray(x), q, encoding)
+        return rec, q
 
     def start(self, f: int, x_hat: np.ndarray, rec: np.ndarray, valid: np.ndarray):
         """One row function per column parity: row(i, padded) -> predictions at that row's columns."""
@@ -190,14 +239,19 @@ class LinearPredictor:
 
 
 def run(x_hat: np.ndarray, mask: np.ndarray, predictor, step: np.ndarray, *,
-        x: np.ndarray | None = None, q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        x: np.ndarray | None = None, q: np.ndarray | None = None, reference: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The closed loop shared by encoder (`x` given: computes q) and decoder (`q` given).
+
+    A predictor with a compiled loop (`closed_loop`) runs it unless `reference` asks for this
+    numpy loop, which defines the bits both must give.
 
     `predictor.start(f, x_hat, rec, valid)` returns, per column parity, a function of (row, padded
     reconstruction of feature f) giving the predictions of that row's columns (`LinearPredictor`,
     or the learned `satflow.codecs.learned.context.ContextPredictor`). Returns (reconstruction in
     float64, q as int64), both (feature, lat, lon); q is 0 where invalid.
     """
+    if not reference and hasattr(predictor, "closed_loop"):
+        return predictor.closed_loop(x_hat, mask, step, x=x, q=q)
     n_features, height, width = mask.shape
     encoding = x is not None
     q = np.zeros(mask.shape, np.int64) if encoding else q
