@@ -146,3 +146,49 @@ def float32_exponent_sums(values):
             exponent = 1  # subnormals share the smallest exponent
         sums[exponent - 1] += -significand if b >> 31 else significand
     return sums
+
+
+@njit(cache=True)
+def float32_exponent_sums_where(values, usable):
+    """`float32_exponent_sums` of each feature's usable points: (F, 256) int64."""
+    n_features = values.shape[0]
+    sums = np.zeros((n_features, 256), np.int64)
+    for f in range(n_features):
+        sums[f] = float32_exponent_sums(values[f].ravel()[usable[f].ravel()])
+    return sums
+
+
+@njit(cache=True)
+def noisy_inputs(x, valid, noise, eps, x_hat):
+    """`prediction.fit`'s inputs: x (NaN and inf read 0) + noise * eps where valid, x_hat elsewhere."""
+    out = np.empty(x_hat.shape)
+    n_features, height, width = x_hat.shape
+    for f in range(n_features):
+        for i in range(height):
+            for j in range(width):
+                value = np.float64(x[f, i, j])
+                if not np.isfinite(value):
+                    value = 0.0
+                disturbed = value + noise[f, i, j] * eps[f]
+                out[f, i, j] = disturbed if valid[f, i, j] else x_hat[f, i, j]
+    return out
+
+
+@njit(cache=True)
+def gather_design(own, earlier, noisy_own, top, rows, columns, around, row_offsets, n_row, design):
+    """The least-squares design of `prediction.fit`, column by column in coefficient order: own
+    (x_hat) around each point, each earlier feature around it, the first n_row row offsets of the
+    noisy feature itself (rows above the block read `top`). Copies only: exact."""
+    height, width = own.shape
+    for p in range(rows.size):
+        k = 0
+        for g in range(-1, earlier.shape[0]):
+            source = own if g < 0 else earlier[g]
+            for o in range(around.shape[0]):
+                r = min(max(rows[p] - around[o, 0], 0), height - 1)
+                design[p, k] = source[r, (columns[p] - around[o, 1]) % width]
+                k += 1
+        for t in range(n_row):
+            r, c = rows[p] - row_offsets[t, 0], (columns[p] - row_offsets[t, 1]) % width
+            design[p, k] = noisy_own[r, c] if r >= 0 else top[c]
+            k += 1

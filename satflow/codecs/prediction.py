@@ -54,26 +54,28 @@ def coefficient_count(n_features: int) -> int:
 def finite_fill(x_hat: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """x_hat in float64 with every invalid or non-finite point set to its feature's valid mean.
 
-    The mean is the exactly rounded sum's (as math.fsum gives it), so encoder and decoder agree on
-    any machine.
+    The mean is the exactly rounded sum's (math.fsum's), so encoder and decoder agree on any machine.
     """
     out = np.array(x_hat, dtype=np.float64)
     usable = (mask != 0) & np.isfinite(out)
-    for f in range(out.shape[0]):
-        values = np.asarray(x_hat[f])[usable[f]]
-        fill = _exact_sum(values) / values.size if values.size else 0.0
+    for f, total in enumerate(_exact_sums(x_hat, usable)):
+        count = int(np.count_nonzero(usable[f]))
+        fill = total / count if count else 0.0
         out[f][~usable[f]] = fill if math.isfinite(fill) else 0.0
     return out
 
 
-def _exact_sum(values: np.ndarray) -> float:
-    """math.fsum(values), through integer sums per binary exponent for float32 (a Python list of a
-    million floats costs more than the coding)."""
-    if values.dtype != np.float32:
-        return math.fsum(values.astype(np.float64).tolist())
-    sums = _kernels.float32_exponent_sums(np.ascontiguousarray(values))
-    total = sum(int(s) << e for e, s in enumerate(sums.tolist()) if s)
-    return total / 2**149 if total else math.fsum(values.astype(np.float64).tolist())  # fsum's signed zero
+def _exact_sums(x_hat: np.ndarray, usable: np.ndarray) -> list[float]:
+    """Per feature, math.fsum of the usable values; for float32 through integer sums per binary
+    exponent (a Python list of a million floats costs more than the coding)."""
+    if x_hat.dtype != np.float32:
+        return [math.fsum(np.asarray(x_hat[f], np.float64)[usable[f]].tolist()) for f in range(x_hat.shape[0])]
+    sums = _kernels.float32_exponent_sums_where(np.ascontiguousarray(x_hat), np.ascontiguousarray(usable))
+    totals = []
+    for f, row in enumerate(sums.tolist()):
+        total = sum(s << e for e, s in enumerate(row) if s)
+        totals.append(total / 2**149 if total else math.fsum(x_hat[f][usable[f]].astype(np.float64).tolist()))
+    return totals  # an exact zero goes through fsum for its signed zero
 
 
 def _around(field: np.ndarray, up: int, left: int) -> np.ndarray:
@@ -115,11 +117,11 @@ def fit(x: np.ndarray, mask: np.ndarray, x_hat: np.ndarray, eps: np.ndarray) -> 
     """
     rng = np.random.default_rng(_NOISE_SEED)
     valid = mask != 0
-    noise = rng.uniform(-1.0, 1.0, x.shape) * eps[:, None, None]
-    noisy = np.where(valid, np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0) + noise, x_hat)
+    noise = rng.uniform(-1.0, 1.0, x.shape)  # U(-eps, eps) once scaled, as the decoder's errors are
+    noisy = _kernels.noisy_inputs(np.ascontiguousarray(x), np.ascontiguousarray(valid), noise,
+                                  np.asarray(eps, np.float64), x_hat)
     coefficients = []
     for f in range(x.shape[0]):
-        padded = _padded(noisy[f], x_hat[f, 0])
         for parity, interior in enumerate(_interiors(valid, f)):
             cols = _columns(x.shape[2], parity)
             rows, at = np.nonzero(interior[PAD:, cols])  # rows whose rows above are inside the block
@@ -127,25 +129,11 @@ def fit(x: np.ndarray, mask: np.ndarray, x_hat: np.ndarray, eps: np.ndarray) -> 
             keep = slice(None, None, max(1, rows.size // MAX_FIT_POINTS))
             rows, at = rows[keep], at[keep]
             columns = cols[at]
-            row_terms = [padded[rows + PAD - up, (columns - left) % x.shape[2]] for up, left in _row_offsets(parity)]
-            design = _design(x_hat[f], noisy[max(0, f - EARLIER) : f], rows, columns, row_terms)
+            design = np.empty((rows.size, n_terms(f, parity) - 1))
+            _kernels.gather_design(x_hat[f], noisy[max(0, f - EARLIER) : f], noisy[f], x_hat[f, 0], rows,
+                                   columns, _AROUND_ARRAY, _ROW_ARRAY, len(_row_offsets(parity)), design)
             coefficients.append(_least_squares(design, x[f][rows, columns].astype(np.float64)))
     return np.concatenate(coefficients).astype(np.float32)
-
-
-def _design(own: np.ndarray, earlier: np.ndarray, rows: np.ndarray, columns: np.ndarray,
-            row_terms: list[np.ndarray]) -> np.ndarray:
-    """(points, terms) C-ordered, the columns in coefficient order (after the constant): `own`
-    around each point, each earlier feature around it, then the row terms."""
-    height, width = own.shape
-    at = np.stack([np.clip(rows - up, 0, height - 1) * width + (columns - left) % width for up, left in AROUND])
-    design = np.empty((rows.size, len(AROUND) * (1 + earlier.shape[0]) + len(row_terms)))
-    design[:, : len(AROUND)] = own.ravel()[at].T
-    static = len(AROUND) * (1 + earlier.shape[0])
-    design[:, len(AROUND) : static] = earlier.reshape(earlier.shape[0], height * width)[:, at].reshape(static - len(AROUND), rows.size).T
-    for k, term in enumerate(row_terms):
-        design[:, static + k] = term
-    return design
 
 
 def _interiors(valid: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
