@@ -22,3 +22,14 @@ def test_merging_chunks_equals_one_pass(n_parts, seed):
         np.testing.assert_allclose(merged["std"][:2], np.nanstd(expected[:2], axis=1), rtol=1e-9)
     np.testing.assert_array_equal(merged["min"][:2], np.nanmin(expected[:2], axis=1))
     assert np.isnan(merged["mean"][2]) and np.isnan(merged["std"][2]) and merged["count"][2] == 0
+
+
+def test_one_valid_point_has_zero_spread_and_no_point_has_none():
+    # Killed mutant (benchmarks/mutation): std computed only where count > 1 gave NaN for a single point.
+    block = np.array([[270.5, np.nan, np.nan], [np.nan, np.nan, np.nan], [1.0, 3.0, np.nan]], np.float32)
+    summary = Moments.from_block(block).as_summary()
+    np.testing.assert_array_equal(summary["count"], [1, 0, 2])
+    np.testing.assert_array_equal(summary["std"], [0.0, np.nan, 1.0])
+    np.testing.assert_array_equal(summary["mean"], [270.5, np.nan, 2.0])
+    np.testing.assert_array_equal(summary["min"], [270.5, np.nan, 1.0])
+    np.testing.assert_array_equal(summary["max"], [270.5, np.nan, 3.0])

@@ -53,3 +53,17 @@ def test_not_a_store_is_named(tmp_path):
     zarr.open_group(str(tmp_path / "plain.zarr"), mode="w", zarr_format=3)
     with pytest.raises(StoreError, match="not a satflow store \\(arrays X and M are missing\\)"):
         open_store(tmp_path / "plain.zarr")
+
+
+def test_write_region_returns_the_statistics_of_the_steps_it_wrote(tiny_store):
+    # Killed mutant (benchmarks/mutation): write_region returning None instead of its merged partials.
+    from satflow.store import open_group, write_region
+
+    path, values = tiny_store
+    moments = write_region(open_group(path, mode="r+"), 1, values[1:3], ["b.nc", "c.nc"])
+    data = values[1:3].astype(np.float64)
+    np.testing.assert_array_equal(moments.count, np.isfinite(data).sum(axis=(0, 2, 3)))
+    np.testing.assert_allclose(moments.mean, np.nanmean(data, axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(moments.std, np.nanstd(data, axis=(0, 2, 3)), rtol=1e-10)
+    np.testing.assert_array_equal(moments.min, np.nanmin(data, axis=(0, 2, 3)))
+    np.testing.assert_array_equal(moments.max, np.nanmax(data, axis=(0, 2, 3)))

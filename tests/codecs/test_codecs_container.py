@@ -109,3 +109,23 @@ def test_bits_per_value_counts_every_byte():
     assert bits_per_value(data) == pytest.approx(8 * len(data) / 30)
     assert bits_per_value(data, (10, 10)) == pytest.approx(8 * len(data) / 100)
     assert bits_per_valid_value(data) == pytest.approx(8 * len(data) / 3)
+
+
+def test_format_version_zero_is_invalid():
+    # Killed mutant (benchmarks/mutation): `version < 1` loosened to `version < 0` accepted version 0.
+    data = bytearray(_example())
+    struct.pack_into("<H", data, 4, 0)
+    with pytest.raises(ContainerError, match="invalid container format version 0"):
+        unpack_container(bytes(data))
+
+
+def test_mask_section_that_does_not_decompress_is_a_container_error():
+    """A writer bug (valid checksum around a broken mask section) must not surface as a bare NameError."""
+    data = bytearray(_example())
+    n_header, n_mask = struct.unpack_from("<IQ", data, 6)   # layout in satflow/codecs/container.py
+    assert n_mask > 0                                        # _example's mask is packbits-zstd coded
+    start = 26 + n_header
+    data[start:start + n_mask] = b"\xff" * n_mask
+    data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[:-4])))
+    with pytest.raises(ContainerError, match="mask section does not decompress"):
+        unpack_container(bytes(data))
