@@ -257,23 +257,28 @@ def kill_tree(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def baseline(root: Path, files: list[str]) -> tuple[dict[str, float], list[str], float]:
-    """Per-file seconds and the failing test ids of one run of every file on the unmutated copy."""
+def baseline(root: Path, files: list[str]) -> tuple[dict[str, float], list[str], list[str], float]:
+    """Per-file seconds, the failing test ids and the files that do not even collect, from one run
+    of every file on the unmutated copy (collection errors do not stop the other files)."""
     junit = root / ".mutation-baseline.xml"
     command = ["nice", "-n", "10", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-               "--hypothesis-seed=0", f"--junitxml={junit}", *files]
+               "--continue-on-collection-errors", "--hypothesis-seed=0", f"--junitxml={junit}", *files]
     start = time.monotonic()
     subprocess.run(command, cwd=root, env=test_env(root), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     total = time.monotonic() - start
     durations = {f: 0.0 for f in files}
-    failing = []
+    failing, broken = [], []
     for case in ET.parse(junit).getroot().iter("testcase"):
-        file = case.get("classname", "").replace(".", "/") + ".py"
-        if file in durations:
-            durations[file] += float(case.get("time", 0))
+        parts = (case.get("classname") or case.get("name", "")).split(".")
+        # tests.codecs.test_x[.TestClass] -> tests/codecs/test_x.py
+        file = next((f for f in ("/".join(parts[:i]) + ".py" for i in range(len(parts), 0, -1)) if f in durations), "")
+        if not case.get("classname"):
+            broken.append(file)                             # a collection error: the module does not import
+            continue
+        durations[file] = durations.get(file, 0.0) + float(case.get("time", 0))
         if case.find("failure") is not None or case.find("error") is not None:
             failing.append(f"{file}::{case.get('name')}")
-    return durations, failing, total
+    return durations, failing, broken, total
 
 
 # ------------------------------------------------------------------------------------------------
@@ -438,8 +443,11 @@ def main(argv: list[str] | None = None) -> int:
                 and set(every_file) <= set(earlier["baseline"]["file_seconds"]):
             durations = earlier["baseline"]["file_seconds"]       # same commit: its baseline still holds
             failing, baseline_seconds = earlier["baseline"]["deselected"], earlier["baseline"]["seconds"]
+            broken = earlier["baseline"].get("broken_files", [])
         else:
-            durations, failing, baseline_seconds = baseline(root, every_file)
+            durations, failing, broken, baseline_seconds = baseline(root, every_file)
+        for file in broken:
+            print(f"  left out, does not collect on the unmutated copy: {file}")
         print(f"baseline: {baseline_seconds:.0f} s, {len(failing)} failing test(s) deselected", flush=True)
         for test in failing:
             print(f"  deselected: {test}")
@@ -447,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         def ordered(files):   # fastest first, so that -x stops a killed mutant early
             return sorted(files, key=lambda f: durations.get(f, 0.0))
 
-        plans = {p: keep_fast(p, mirror, reach, durations, args.slow) for p, (mirror, reach) in plans.items()}
+        plans = {p: keep_fast(p, [f for f in mirror if f not in broken], [f for f in reach if f not in broken],
+                              durations, args.slow) for p, (mirror, reach) in plans.items()}
         done = {r["id"]: r for r in earlier["mutants"]} if earlier and earlier["source"] == source else {}
         result = {
             "command": "python benchmarks/mutation/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -455,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
             "source": source, "seed": args.seed, "max_mutants": args.max_mutants, "modules": args.modules,
             "python": platform.python_version(), "cpus": os.cpu_count(),
             "load_average_at_start": os.getloadavg()[0],
-            "baseline": {"seconds": round(baseline_seconds, 1), "deselected": failing,
+            "baseline": {"seconds": round(baseline_seconds, 1), "deselected": failing, "broken_files": broken,
                          "file_seconds": {k: round(v, 2) for k, v in durations.items()}},
             "test_plans": {k: {"mirror": v[0], "reach": v[1]} for k, v in sorted(plans.items())},
             "complete": False, "mutants": [],
