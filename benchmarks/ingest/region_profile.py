@@ -6,7 +6,7 @@
 2. A pyinstrument profile of region tasks with satflow's environment.
 
     python benchmarks/ingest/region_profile.py --files DIR_OR_GLOB... [--var tmbrs]
-Writes results/region_profile.json and results/region_profile.txt.
+Writes results/NAME.json and results/NAME.txt (--name, default region_profile).
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", nargs="+", required=True)
     parser.add_argument("--var", dest="variables", action="append", default=[])
+    parser.add_argument("--name", default="region_profile", help="results/NAME.json and NAME.txt")
     parser.add_argument("--child", choices=["time", "profile"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     from satflow.ingest import expand_inputs
@@ -82,8 +83,8 @@ def main() -> None:
         out = subprocess.run([*child, "--child", mode], env=env, capture_output=True, text=True, check=True).stdout
         results[label] = json.loads(out.strip().splitlines()[-1])
         print(label, {k: v for k, v in results[label].items() if k != "profile"}, flush=True)
-    (HERE / "results" / "region_profile.txt").write_text(results.pop("profile")["profile"])
-    (HERE / "results" / "region_profile.json").write_text(json.dumps(results, indent=2))
+    (HERE / "results" / f"{args.name}.txt").write_text(results.pop("profile")["profile"])
+    (HERE / "results" / f"{args.name}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
