@@ -180,15 +180,67 @@ def gather_design(own, earlier, noisy_own, top, rows, columns, around, row_offse
     (x_hat) around each point, each earlier feature around it, the first n_row row offsets of the
     noisy feature itself (rows above the block read `top`). Copies only: exact."""
     height, width = own.shape
-    for p in range(rows.size):
-        k = 0
-        for g in range(-1, earlier.shape[0]):
-            source = own if g < 0 else earlier[g]
-            for o in range(around.shape[0]):
-                r = min(max(rows[p] - around[o, 0], 0), height - 1)
-                design[p, k] = source[r, (columns[p] - around[o, 1]) % width]
-                k += 1
-        for t in range(n_row):
-            r, c = rows[p] - row_offsets[t, 0], (columns[p] - row_offsets[t, 1]) % width
-            design[p, k] = noisy_own[r, c] if r >= 0 else top[c]
+    k = 0
+    for g in range(-1, earlier.shape[0]):  # a plane at a time: one array view each, not one a point
+        source = own if g < 0 else earlier[g]
+        for o in range(around.shape[0]):
+            up, left = around[o, 0], around[o, 1]
+            for p in range(rows.size):
+                design[p, k] = source[min(max(rows[p] - up, 0), height - 1), (columns[p] - left) % width]
             k += 1
+    for t in range(n_row):
+        up, left = row_offsets[t, 0], row_offsets[t, 1]
+        for p in range(rows.size):
+            r, c = rows[p] - up, (columns[p] - left) % width
+            design[p, k] = noisy_own[r, c] if r >= 0 else top[c]
+        k += 1
+
+
+@njit(cache=True)
+def static_planes(coded, valid, first, f, top, stop, around, row_offsets, n_beside, noise, one):
+    """The learned context's inputs known before feature f is coded, rows top..stop-1, one plane a
+    row of the result (n_planes, points): earlier features' fixed-point values around each point,
+    their validity (one or 0), the validity of f's row terms (rows above the block invalid; the
+    last n_beside only at odd columns), parity, noise. Copies and 0/one flags: exact."""
+    _, height, width = valid.shape
+    n_earlier, n_around, n_row = f - first, around.shape[0], row_offsets.shape[0]
+    n_planes = 2 * n_earlier * n_around + n_row + 2
+    out = np.empty((n_planes, (stop - top) * width))
+    for g in range(first, f):
+        for o in range(n_around):
+            values, flags = out[(g - first) * n_around + o], out[(n_earlier + g - first) * n_around + o]
+            for i in range(top, stop):
+                r = min(max(i - around[o, 0], 0), height - 1)
+                for j in range(width):
+                    c = (j - around[o, 1]) % width
+                    values[(i - top) * width + j] = coded[g, r, c]
+                    flags[(i - top) * width + j] = one if valid[g, r, c] else 0.0
+    for t in range(n_row):
+        plane = out[2 * n_earlier * n_around + t]
+        for i in range(top, stop):
+            r = i - row_offsets[t, 0]
+            for j in range(width):
+                seen = r >= 0 and valid[f, max(r, 0), (j - row_offsets[t, 1]) % width]
+                if t >= n_row - n_beside:
+                    seen = seen and j % 2 == 1
+                plane[(i - top) * width + j] = one if seen else 0.0
+    for i in range(top, stop):
+        for j in range(width):
+            out[n_planes - 2, (i - top) * width + j] = one * (j % 2)
+            out[n_planes - 1, (i - top) * width + j] = noise
+    return out
+
+
+@njit(cache=True)
+def fixed_inputs(values, valid, mean, std, one, limit):
+    """The learned context's `_quantise` of a 2-D array: rint((v - mean) / std * one), NaN read 0,
+    clipped to +-limit, 0 where invalid; the same operations as the numpy reference, elementwise."""
+    out = np.zeros(values.shape)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if valid[i, j]:
+                scaled = np.rint((values[i, j] - mean) / std * one)
+                if np.isnan(scaled):
+                    scaled = 0.0
+                out[i, j] = min(max(scaled, -limit), limit)
+    return out

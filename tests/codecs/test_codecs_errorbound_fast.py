@@ -17,7 +17,6 @@ from importlib.metadata import version
 import numpy as np
 import pytest
 from codec_strategies import masked_blocks
-from conftest import smooth_block
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -54,16 +53,16 @@ def _valid(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # SHA-256 of the streams satflow wrote before the loop was compiled (commit 10eefed, numpy loop).
 CASES = {
-    "smooth-odd-width": (lambda: _valid(smooth_block(seed=7, shape=(3, 21, 33))), {"eps": 0.1},
+    "smooth-odd-width": (lambda smooth: _valid(smooth(seed=7, shape=(3, 21, 33))), {"eps": 0.1},
                          "d77d4b69c4f0817e64ea68126180208a7db3e5fb9b8332eada184fc18ebb632a"),
-    "more-features-than-earlier": (lambda: _valid(_shared_block(3, (20, 40, 64))), {"eps": 0.2},
+    "more-features-than-earlier": (lambda smooth: _valid(_shared_block(3, (20, 40, 64))), {"eps": 0.2},
                                    "50d4f6befbfb818f4a270dee7c6df4c1f04ab50dd93eaca7becc39ca37d247b7"),
-    "extremes-fine": (lambda: _extreme_block(5, (2, 9, 7)), {"eps": 0.01},
+    "extremes-fine": (lambda smooth: _extreme_block(5, (2, 9, 7)), {"eps": 0.01},
                       "e47b7e759563dd5516a8d27ac2682517490b31ccd256637240f17927c233ca87"),
-    "extremes-coarse-bitround": (lambda: _extreme_block(5, (2, 9, 7)),
+    "extremes-coarse-bitround": (lambda smooth: _extreme_block(5, (2, 9, 7)),
                                  {"inner": "bitround", "inner_params": {"keepbits": 2}, "eps": 3.0},
                                  "845c69556c2470e389aac06813eb8d31c17c64b10a96d160dc650363085e9002"),
-    "per-feature-eps": (lambda: _valid(smooth_block(seed=11, shape=(2, 30, 48), gap_fraction=0.3)),
+    "per-feature-eps": (lambda smooth: _valid(smooth(seed=11, shape=(2, 30, 48), gap_fraction=0.3)),
                         {"eps": [0.05, 0.5]}, "1f7a8f43af836cd370560025f0a96bbeafb715df65ea44d0c863d97e704d8a86"),
 }
 
@@ -73,12 +72,12 @@ def _codec(params: dict):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_streams_are_the_ones_written_before_the_loop_was_compiled(case):
+def test_streams_are_the_ones_written_before_the_loop_was_compiled(case, make_block):
     installed = {name: version(name) for name in PINNED_VERSIONS}
     if installed != PINNED_VERSIONS:
         pytest.skip(f"pinned with {PINNED_VERSIONS}, installed {installed}: re-pin from the reference loop")
     make, params, digest = CASES[case]
-    assert hashlib.sha256(_codec(params).encode(*make())).hexdigest() == digest
+    assert hashlib.sha256(_codec(params).encode(*make(make_block))).hexdigest() == digest
 
 
 def _both_loops(x: np.ndarray, mask: np.ndarray, eps: float):
@@ -93,10 +92,10 @@ def _both_loops(x: np.ndarray, mask: np.ndarray, eps: float):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_compiled_loop_repeats_the_reference_bit_for_bit(case):
+def test_compiled_loop_repeats_the_reference_bit_for_bit(case, make_block):
     make, params, _ = CASES[case]
     eps = np.max(params["eps"])
-    (fast, reference), (fast_decoded, reference_decoded) = _both_loops(*make(), eps)
+    (fast, reference), (fast_decoded, reference_decoded) = _both_loops(*make(make_block), eps)
     np.testing.assert_array_equal(fast[1], reference[1])
     assert fast[0].tobytes() == reference[0].tobytes()
     assert fast_decoded[0].tobytes() == reference_decoded[0].tobytes() == reference[0].tobytes()

@@ -27,6 +27,7 @@ import math
 import numpy as np
 import torch
 
+from satflow.codecs import _kernels
 from satflow.codecs.prediction import ABOVE, AROUND, BESIDE, EARLIER, PAD, _columns
 
 ROW = ABOVE + BESIDE  # the row terms: same feature, decoded in this loop; BESIDE only for odd columns
@@ -36,6 +37,7 @@ ACTIVATION_LIMIT = 2.0**23  # |activation| (fixed point) beyond this is clipped:
 WEIGHT_LIMIT = 256.0  # |weight| beyond this cannot be held exactly: training diverged
 MAX_HIDDEN = 128
 ONE = 2.0**FRACTION  # 1.0 in fixed point (validity flags, parity)
+_AROUND, _ROW = np.array(AROUND, np.int64), np.array(ROW, np.int64)  # as the compiled loops read them
 STATIC_CHUNK = 2**22  # input-plane elements computed at once (32 MB): large blocks in row chunks
 
 
@@ -162,8 +164,10 @@ def _check_bounds(n_inputs: int, hidden: int) -> None:
 
 
 def _activation(z: np.ndarray) -> np.ndarray:
-    """Pre-activation at FRACTION + WEIGHT_BITS bits -> ReLU at FRACTION bits (floor: exact)."""
-    return np.clip(np.floor(z * 2.0**-WEIGHT_BITS), 0.0, ACTIVATION_LIMIT)
+    """Pre-activation at FRACTION + WEIGHT_BITS bits -> ReLU at FRACTION bits (floor: exact), in place."""
+    np.multiply(z, 2.0**-WEIGHT_BITS, out=z)
+    np.floor(z, out=z)
+    return np.clip(z, 0.0, ACTIVATION_LIMIT, out=z)
 
 
 def noise_inputs(eps: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -182,16 +186,20 @@ class ContextPredictor:
         self._coded: dict[int, np.ndarray] = {}
 
     def _coded_input(self, g: int, rec: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """Feature g's final reconstruction in fixed point, 0 where invalid: quantised once, read by
-        up to EARLIER later features (shifting commutes with the elementwise quantisation)."""
+        """All features' fixed-point reconstructions (F, H, W), feature g's filled in once it is
+        final, 0 where invalid: read by up to EARLIER later features (shifting commutes with the
+        elementwise quantisation)."""
         if g not in self._coded:
-            self._coded[g] = self._quantise(rec[g], valid[g], g)
-        return self._coded[g]
+            if not self._coded:
+                self._all_coded = np.zeros(rec.shape)
+            self._all_coded[g] = self._quantise(rec[g], valid[g], g)
+            self._coded[g] = self._all_coded[g]
+        return self._all_coded
 
     def _quantise(self, values: np.ndarray, valid: np.ndarray, g: int) -> np.ndarray:
-        with np.errstate(invalid="ignore", over="ignore"):
-            scaled = _fixed((values - self.mean[g]) / self.std[g], FRACTION)
-        return np.where(valid, np.clip(np.nan_to_num(scaled), -ACTIVATION_LIMIT, ACTIVATION_LIMIT), 0.0)
+        """Fixed-point inputs of feature g: 0 where invalid (compiled: it runs once a row)."""
+        return _kernels.fixed_inputs(np.ascontiguousarray(values, np.float64), np.ascontiguousarray(valid, bool),
+                                     self.mean[g], self.std[g], ONE, ACTIVATION_LIMIT)
 
     def start(self, f: int, x_hat: np.ndarray, rec: np.ndarray, valid: np.ndarray):
         """Row functions of feature f (even columns, odd columns) over shared static sums."""
@@ -210,20 +218,15 @@ class ContextPredictor:
         s, v = static_slots(self.net.n_features), value_slots(self.net.n_features)
         return [*range(n_static), *range(v, v + n_static), *(v + s + k for k in range(len(ROW))), 2 * v, 2 * v + 1]
 
-    def _static_planes(self, f: int, rec: np.ndarray, valid: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
-        """Fixed-point inputs known before feature f is coded, at `rows`: earlier features' values
-        and validity, the validity of the row terms (BESIDE only at odd columns), parity, noise."""
-        odd = (np.arange(valid.shape[2]) % 2).astype(np.float64)
-        values, flags = [], []
+    def _static_planes(self, f: int, rec: np.ndarray, valid: np.ndarray, top: int, stop: int) -> np.ndarray:
+        """Fixed-point inputs known before feature f is coded, rows top..stop-1, as (planes, points):
+        earlier features' values and validity, the validity of the row terms (BESIDE only at odd
+        columns), parity, noise."""
+        first, coded = earlier(f).start, np.zeros((1, 1, 1))  # feature 0 reads no earlier one
         for g in earlier(f):
             coded = self._coded_input(g, rec, valid)
-            for up, left in AROUND:
-                values.append(_around_rows(coded, up, left, rows))
-                flags.append(_around_rows(valid[g], up, left, rows) * ONE)
-        row_flags = [_shifted(valid[f], up, left, rows) * (odd if (up, left) in BESIDE else 1.0) * ONE
-                     for up, left in ROW]
-        shape = (rows.size, valid.shape[2])
-        return [*values, *flags, *row_flags, np.broadcast_to(odd * ONE, shape), np.full(shape, self.noise[f])]
+        return _kernels.static_planes(coded, np.ascontiguousarray(valid), first, f, top, stop, _AROUND, _ROW,
+                                      len(BESIDE), self.noise[f], ONE)
 
     def _row_function(self, f, cols, static, row_offsets, seen, width):
         """row(i, padded): the predictions of row i's `cols`; `seen` (rows, terms, columns) flags
@@ -267,8 +270,7 @@ class _StaticSums:
 
     def _compute(self, top: int) -> None:
         rows = np.arange(top, min(self.valid.shape[1], top + self.chunk))
-        planes = self.predictor._static_planes(self.f, self.rec, self.valid, rows)
-        planes = np.stack(planes).reshape(len(planes), -1)  # contiguous copies, one product for all points
+        planes = self.predictor._static_planes(self.f, self.rec, self.valid, top, top + rows.size)
         width = self.valid.shape[2]
         self.z1 = (planes.T @ self.w1).reshape(rows.size, width, -1) + self.b1
         self.skip = (planes[: self.n_static].T @ self.skip_w).reshape(rows.size, width)
