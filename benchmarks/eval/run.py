@@ -64,10 +64,11 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from satflow.data import AMSUA_CHECKPOINT  # noqa: E402
+
 HERE = Path(__file__).parent
 SZ3 = "sz3:tol=0.5"
 ERRORBOUND = "errorbound:inner=constant,eps=0.5"
-CHECKPOINT = HERE.parent / "codecs" / "results" / "vaeformer-checkpoint"
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -659,9 +660,9 @@ def main() -> None:
     parser.add_argument("--sweep-steps", type=int, default=2, help="time steps in the sz3 sweep")
     parser.add_argument("--learned-device", help="run the learned-codec throughput on this device even without "
                         "a GPU (e.g. cpu, to check the code path); default: cuda when torch sees one, else skip")
-    parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT,
-                        help="learned codec checkpoint (default: the one benchmarks/codecs/learned.py caches; "
-                        "without it a seeded untrained model of the default architecture is timed)")
+    parser.add_argument("--checkpoint", type=Path, default=AMSUA_CHECKPOINT,
+                        help="learned codec checkpoint (default: the one satflow ships; without one a seeded "
+                        "untrained model of the default architecture is timed)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     if args.quick:
