@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from satflow.stats import pairwise_weights
+
 FLOAT32_BITS = 32
 DEFAULT_REL_THRESHOLD = 1e-4
 
@@ -195,10 +197,7 @@ class ErrorSums:
 
     def merge(self, other: ErrorSums) -> ErrorSums:
         """Exact combination of two partials (pairwise update for means and co-moments)."""
-        n_a, n_b = self.count, other.count
-        n = n_a + n_b
-        weight = np.where(n > 0, n_b / np.maximum(n, 1), 0.0)
-        cross = n_a * n_b / np.maximum(n, 1)
+        n, weight, cross = pairwise_weights(self.count, other.count)
         dx, dy = other.mean_x - self.mean_x, other.mean_y - self.mean_y
         return ErrorSums(
             count=n,

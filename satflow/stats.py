@@ -13,6 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def pairwise_weights(n_a: np.ndarray, n_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chan et al.'s pairwise update for merging means and co-moments of two partials of n_a and n_b
+    points: (n, weight, cross) with mean = mean_a + (mean_b - mean_a) * weight and
+    m2 = m2_a + m2_b + (mean_b - mean_a)^2 * cross (co-moments alike); 0 where n == 0."""
+    n = n_a + n_b
+    safe = np.maximum(n, 1)
+    return n, np.where(n > 0, n_b / safe, 0.0), n_a * n_b / safe
+
+
 @dataclass(frozen=True)
 class Moments:
     count: np.ndarray  # int64 (feature,)
@@ -54,12 +63,10 @@ class Moments:
         return moments
 
     def merge(self, other: Moments) -> Moments:
-        n_a, n_b = self.count, other.count
-        n = n_a + n_b
-        safe_n = np.maximum(n, 1)
+        n, weight, cross = pairwise_weights(self.count, other.count)
         delta = other.mean - self.mean
-        mean = np.where(n > 0, self.mean + delta * (n_b / safe_n), 0.0)
-        m2 = self.m2 + other.m2 + delta * delta * (n_a * n_b / safe_n)
+        mean = np.where(n > 0, self.mean + delta * weight, 0.0)
+        m2 = self.m2 + other.m2 + delta * delta * cross
         return Moments(n, mean, m2, np.minimum(self.min, other.min), np.maximum(self.max, other.max))
 
     @property

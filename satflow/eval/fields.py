@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from satflow.stats import pairwise_weights
+
 DSSIM_SIGMA = 1.5  # ldcpy: Gaussian2DKernel(x_stddev=1.5)
 DSSIM_RADIUS = 5  # ldcpy: an 11 x 11 kernel (xsize = ysize = 11), and crop(ssim_mat, 5)
 DSSIM_C = 1e-8  # ldcpy: C1 = C2 = 1e-8 on data scaled to [0, 1]
@@ -214,10 +216,7 @@ class FieldSums:
 
     def merge(self, other: FieldSums) -> FieldSums:
         """Exact combination: sums add; pair co-moments merge with the Chan et al. pairwise update."""
-        n_a, n_b = self.pairs, other.pairs
-        n = n_a + n_b
-        weight = np.where(n > 0, n_b / np.maximum(n, 1), 0.0)
-        cross = n_a * n_b / np.maximum(n, 1)
+        n, weight, cross = pairwise_weights(self.pairs, other.pairs)
         da, db = other.mean_a - self.mean_a, other.mean_b - self.mean_b
         return FieldSums(
             dssim_sum=self.dssim_sum + other.dssim_sum,
