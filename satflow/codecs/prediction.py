@@ -18,6 +18,10 @@ the input plus uniform noise of +-eps (what reconstruction error looks like), an
 stream as float32. Predictions are sums of float64 products in a fixed order, elementwise only (no
 BLAS reductions), so a decoder on any machine repeats them bit for bit.
 
+The loop runs compiled (`satflow.codecs._kernels.linear_loop`, numba): the same float64 operations
+in the same order as the numpy loop `run(..., reference=True)`, which defines the bits (tests compare
+the two, and with the JIT off).
+
 Written by hand because no library does near-lossless prediction over masked multi-feature grids:
 SZ3 and ZFP code each array on its own and must also code the filled gaps.
 """
