@@ -222,7 +222,67 @@ class ChunkConfig(_Section):
         return value
 
 
+class SwathConfig(_Section):
+    """`ingest.source.swath`: raw swaths binned onto a regular lat/lon grid per time window."""
+
+    resolution: float = Field(1.0, gt=0, le=90, description="grid spacing in degrees; must tile 180 and 360")
+    window_hours: float = Field(6.0, gt=0, le=24, description="time window per store step; must divide 24 h")
+    window_offset_hours: float = Field(0.0, ge=0, lt=24, description="a window centre (hour of day, UTC); "
+                                       "windows are [centre - window/2, centre + window/2)")
+    count_name: str = Field("channels", description="features counting the valid observations per cell and "
+                            "channel of the first channel variable (the gridded AMSU-A product's `channels`)")
+
+    @model_validator(mode="after")
+    def _tiles(self) -> SwathConfig:
+        for span in (180.0, 360.0):
+            if abs(span / self.resolution - round(span / self.resolution)) > 1e-9:
+                raise ValueError(f"resolution {self.resolution} does not tile {span:g} degrees into whole cells")
+        if abs(24.0 / self.window_hours - round(24.0 / self.window_hours)) > 1e-9:
+            raise ValueError(f"window_hours {self.window_hours} must divide 24 (e.g. 1, 3, 6, 12, 24)")
+        return self
+
+
+class TimeInterval(_Section):
+    start: str = Field(description="ISO time, inclusive")
+    end: str = Field(description="ISO time, exclusive")
+
+
+class TimeSelection(_Section):
+    """`ingest.source.time_selection`: which time steps enter the store (all filters must pass)."""
+
+    intervals: list[TimeInterval] = Field(default_factory=list, description="keep times inside any interval")
+    hours: list[int] = Field(default_factory=list, description="keep these UTC hours of day (0-23)")
+    N_hours_from_zenith: float | None = Field(None, ge=0, le=12, description="keep times within this many hours "
+                                              "of local solar noon at solar_longitude (convml_tt's filter)")
+    solar_longitude: float | None = Field(None, ge=-360, le=360, description="longitude of local solar noon; "
+                                          "default: the centre of the grid's longitudes")
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, values: list[int]) -> list[int]:
+        bad = [h for h in values if not 0 <= h <= 23]
+        if bad:
+            raise ValueError(f"hours must lie in 0..23 (got {bad})")
+        return values
+
+    @field_validator("intervals")
+    @classmethod
+    def _ordered(cls, values: list[TimeInterval]) -> list[TimeInterval]:
+        import pandas as pd
+
+        for interval in values:
+            try:
+                start, end = pd.Timestamp(interval.start), pd.Timestamp(interval.end)
+            except ValueError:
+                raise ValueError(f"interval {interval.start!r}..{interval.end!r}: not ISO times") from None
+            if start >= end:
+                raise ValueError(f"interval start {interval.start} must be before its end {interval.end}")
+        return values
+
+
 class SourceConfig(_Section):
+    kind: Literal["gridded", "swath"] = Field("gridded", description="gridded: CF NetCDF on a regular lat/lon "
+                                              "grid, one input per file; swath: raw swaths binned per time window")
     variables: list[str] = Field(default_factory=list, description="variables to ingest; empty = all gridded")
     sentinel: float | None = Field(None, description="fill value for files that declare none")
     convert_units: dict[str, str] = Field(
@@ -234,6 +294,22 @@ class SourceConfig(_Section):
     )
     lon_convention: Literal["-180..180", "0..360"] = "-180..180"
     crop: CropBox | None = None
+    swath: SwathConfig = Field(default_factory=SwathConfig)
+    time_selection: TimeSelection = Field(default_factory=TimeSelection)
+    derived: dict[str, str] = Field(default_factory=dict, description="new feature -> expression over features, "
+                                    "e.g. {tb_diff: 'tmbrs-1 - tmbrs-2'}; NaN wherever an input is")
+
+    @field_validator("derived")
+    @classmethod
+    def _expressions(cls, values: dict[str, str]) -> dict[str, str]:
+        from satflow.sources.derived import DerivedFeatureError, parse
+
+        for name, expression in values.items():
+            try:
+                parse(expression)
+            except DerivedFeatureError as err:
+                raise ValueError(f"derived feature {name!r}: {err}") from None
+        return values
 
 
 class IngestConfig(_Section):
@@ -246,9 +322,10 @@ class IngestConfig(_Section):
 
 # --- sample data -------------------------------------------------------------------------------
 class SampleConfig(_Section):
-    kind: Literal["amsua", "ocean"] = "amsua"
+    kind: Literal["amsua", "amsua-swath", "ocean"] = "amsua"
     start: str = "2020-01-01"
-    steps: int = Field(8, gt=0, description="files to write (6-hourly for amsua, monthly for ocean)")
+    steps: int = Field(8, gt=0, description="files to write (6-hourly for amsua, monthly for ocean); "
+                       "6-hourly windows for amsua-swath")
     resolution: float = Field(2.0, gt=0, le=10, description="grid spacing in degrees (0.25 = real product)")
     seed: int = 0
 

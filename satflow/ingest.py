@@ -1,5 +1,8 @@
 """NetCDF archive -> satflow store, as a plan of plain data and a tiny Dask executor.
 
+Inputs are read through the source protocol (`satflow.sources.base`): the plan and the tasks are
+the same for every source kind (gridded files, binned swath windows, ...).
+
 `plan_ingest` scans file metadata (no data), picks the reference grid and features, rejects
 inputs that cannot join the cube, and lays out time slots and chunk-aligned regions. The plan is
 printable (`--dry-run`) and testable without a cluster. `execute_plan` creates the store template
@@ -25,7 +28,8 @@ import numpy as np
 from satflow import __version__
 from satflow.config import IngestConfig, SourceConfig
 from satflow.runtime.executors import as_executor
-from satflow.sources.gridded import FileInfo, SourceError, read_file, scan_file
+from satflow.sources.base import FileInfo, SourceError, group_inputs, read_input, scan_input
+from satflow.sources.timeselect import is_active, select_steps
 from satflow.sources.timecodec import as_time_array, encode_times, time_calendar
 from satflow.store import (DIMS, StoreLayout, annotate, consolidate, create_template, finalize, open_group, open_store,
                            write_region)
@@ -115,7 +119,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
 
 def _scan_or_skip(path: str, source: SourceConfig) -> FileInfo | Skipped:
     try:
-        return scan_file(path, source)
+        return scan_input(path, source)
     except SourceError as err:
         return Skipped(path, err.reason)
 
@@ -164,18 +168,19 @@ def _calendar_name(times: np.ndarray) -> str:
     return "standard" if calendar == "datetime64" else calendar
 
 
-def _assign_times(infos: list[FileInfo], taken: dict) -> tuple[list[tuple], list[Skipped]]:
-    """(time, path, file_step) for every new time; a file repeating a known time is skipped whole."""
+def _assign_times(infos: list[FileInfo], taken: dict, selection) -> tuple[list[tuple], list[Skipped]]:
+    """(time, path, file_step) for every new selected time; a file repeating a known time is skipped whole."""
     entries, skipped = [], []
     for info in infos:
-        times = info.times
+        steps = np.flatnonzero(select_steps(info.times, selection, info.lon))
+        times = info.times[steps]
         clash = [t for t in times if t in taken]
         if clash or len(set(times.tolist())) != len(times):
             other = Path(taken[clash[0]]).name if clash else "itself"
             skipped.append(Skipped(info.path, f"duplicate time {clash[0] if clash else 'inside the file'} "
                                    f"(already from {other}); remove one of the two files"))
             continue
-        for step, t in enumerate(times):
+        for step, t in zip(steps.tolist(), times):
             taken[t] = info.path
             entries.append((t, info.path, step))
     entries.sort(key=lambda e: e[0])
@@ -209,7 +214,8 @@ def plan_ingest(inputs: Sequence[str], store: str | Path | None, config: IngestC
     store = "" if store is None else str(store)
     scanned = _scan_all(expand_inputs(inputs), config.source, client)
     skipped = [s for s in scanned if isinstance(s, Skipped)]
-    infos = [s for s in scanned if not isinstance(s, Skipped)]
+    infos, left_out = group_inputs([s for s in scanned if not isinstance(s, Skipped)], config.source)
+    skipped += [Skipped(path, reason) for path, reason in left_out]
     existing = _existing_store(store) if store else None
     if existing is None:
         return _plan_new(store, config, infos, skipped, None)
@@ -285,7 +291,11 @@ def _plan_new(store: str, config: IngestConfig, infos: list[FileInfo], skipped: 
         raise IngestError("no readable input: " + "; ".join(f"{s.path}: {s.reason}" for s in skipped))
     reference = existing.layout if existing else None
     compatible, rejected = _select_compatible(infos, reference)
-    entries, duplicates = _assign_times(compatible, dict(existing.files_by_time) if existing else {})
+    selection = config.source.time_selection
+    entries, duplicates = _assign_times(compatible, dict(existing.files_by_time) if existing else {}, selection)
+    if compatible and not entries and is_active(selection) and not duplicates:
+        raise IngestError(f"no time step of the {len(compatible)} input(s) passes ingest.source.time_selection "
+                          f"({selection.model_dump(exclude_defaults=True)}); widen it or check the inputs' times")
     skipped = skipped + rejected + duplicates
     t_offset = len(existing.layout.times) if existing else 0
     if existing and entries and entries[0][0] <= existing.layout.times[-1]:
@@ -336,9 +346,9 @@ def fill_steps(out: np.ndarray, t0: int, slots: Sequence[Slot], infos: dict[str,
         contiguous = np.array_equal(positions, np.arange(positions[0], positions[0] + len(positions)))
         try:
             if contiguous:  # the usual case: decode straight into the block, no copy
-                read_file(infos[path], source, steps=steps, out=out[positions[0]:positions[-1] + 1])
+                read_input(infos[path], source, steps=steps, out=out[positions[0]:positions[-1] + 1])
             else:
-                out[positions] = read_file(infos[path], source, steps=steps)
+                out[positions] = read_input(infos[path], source, steps=steps)
         except SourceError as err:
             out[positions] = np.nan
             problems.append(Skipped(path, err.reason))

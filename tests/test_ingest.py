@@ -224,6 +224,16 @@ SOURCE_CHANGES = {
     "source.lon_convention": ("ingest.source.lon_convention=0..360", '"-180..180" in the store, "0..360" now'),
     "source.crop": ("ingest.source.crop.lat_min=-30",
                     'unset in the store, {"lat_max": 90.0, "lat_min": -30.0, "lon_max": 180.0, "lon_min": -180.0} now'),
+    "source.kind": ("ingest.source.kind=swath", '"gridded" in the store, "swath" now'),
+    "source.swath": ("ingest.source.swath.resolution=2",
+                     '{"count_name": "channels", "resolution": 1.0, "window_hours": 6.0, "window_offset_hours": 0.0} '
+                     'in the store, {"count_name": "channels", "resolution": 2.0, "window_hours": 6.0, '
+                     '"window_offset_hours": 0.0} now'),
+    "source.time_selection": ("ingest.source.time_selection.hours=[0]",
+                              '{"N_hours_from_zenith": null, "hours": [], "intervals": [], "solar_longitude": null} '
+                              'in the store, {"N_hours_from_zenith": null, "hours": [0], "intervals": [], '
+                              '"solar_longitude": null} now'),
+    "source.derived": ('ingest.source.derived={d: "tmbrs-1 - tmbrs-2"}', '{} in the store, {"d": "tmbrs-1 - tmbrs-2"} now'),
 }
 
 

@@ -30,9 +30,11 @@ def _register_sample(subparsers, common) -> None:
     parser = subparsers.add_parser(
         "sample", parents=[common], help="write realistic sample NetCDF files (AMSU-A or ocean)",
         description="Write seeded, reproducible sample files shaped like real products: gridded AMSU-A "
-        "brightness temperatures with swath gaps (1bamua_YYYYMMDD_tHH.nc) or monthly ocean thetao with depth.",
+        "brightness temperatures with swath gaps (1bamua_YYYYMMDD_tHH.nc), raw AMSU-A swaths per satellite and "
+        "orbit (ingest them with --set ingest.source.kind=swath), or monthly ocean thetao with depth.",
     )
-    parser.add_argument("kind", choices=["amsua", "ocean"], help="which product to imitate")
+    parser.add_argument("kind", choices=["amsua", "amsua-swath", "ocean"],
+                        help="which product to imitate (amsua-swath: raw level-1b swaths, one file per orbit)")
     parser.add_argument("--out", required=True, type=Path, help="directory for the files")
     parser.add_argument("--start", help="first time (default: sample.start)")
     parser.add_argument("--steps", type=int, help="number of files (default: sample.steps)")
@@ -52,6 +54,8 @@ def write_sample(sample, out: Path) -> list[Path]:
     from satflow.sources import sample as samples
 
     out.mkdir(parents=True, exist_ok=True)
+    if sample.kind == "amsua-swath":
+        return samples.write_amsua_swath_sample(out, start=sample.start, steps=sample.steps, seed=sample.seed)
     if sample.kind == "amsua":
         return samples.write_amsua_sample(out, start=sample.start, steps=sample.steps,
                                           resolution=sample.resolution, seed=sample.seed)

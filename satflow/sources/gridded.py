@@ -22,13 +22,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import netCDF4
 import numpy as np
 from xarray.backends.locks import HDF5_LOCK
 
 from satflow.config import SourceConfig
+from satflow.sources.base import FileInfo, SingleFileGroups, SourceError, register_source
 from satflow.grid import crop_indices, latitude_order, normalize_longitudes, unwrap_longitudes
 from satflow.sources.cfvalues import UnitsError, canonical_unit, convert_units, decode_values
 from satflow.sources.timecodec import TimeDecodeError, decode_times, time_from_filename
@@ -39,19 +40,6 @@ _LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee",
 _TIME_DIM_NAMES = {"time", "t", "time_counter", "valid_time", "times"}
 _VERTICAL_DIM_NAMES = {"depth", "deptht", "depthu", "depthv", "depthw", "lev", "level", "levels", "olevel", "z"}
 _LENGTH_UNITS = {"m", "meter", "meters", "metre", "metres", "km", "dbar", "decibar"}
-
-
-class SourceError(Exception):
-    """A file cannot be used: `path`, `reason` (what is wrong) and `hint` (what to do)."""
-
-    def __init__(self, path, reason: str, hint: str = "fix or remove the file, or exclude it from the inputs"):
-        self.path = str(path)
-        self.reason = reason
-        self.hint = hint
-        super().__init__(f"{self.path}: {reason}; {hint}")
-
-    def __reduce__(self):  # keep all three fields when the error travels back from a Dask worker
-        return type(self), (self.path, self.reason, self.hint)
 
 
 @dataclass(frozen=True)
@@ -69,20 +57,6 @@ class _ReadPlan:
     n_times: int
     lat_index: np.ndarray  # indices into the file's latitude axis, in output order
     lon_index: np.ndarray
-
-
-@dataclass(frozen=True, eq=False)
-class FileInfo:
-    """Metadata of one file, on the normalised grid (what `read_file` will return)."""
-
-    path: str
-    times: np.ndarray  # datetime64[ns], or cftime dates where numpy cannot hold them (see timecodec)
-    features: tuple[str, ...]
-    lat: np.ndarray  # ascending, after crop
-    lon: np.ndarray  # ascending in source.lon_convention (unwrapped past the seam by a crossing crop)
-    units: tuple[str, ...] = ()  # per feature, after conversion ("" when the file declares none)
-    notes: tuple[str, ...] = ()  # how the file was interpreted (time from name, calendar mapping, ...)
-    _plan: _ReadPlan | None = field(default=None, repr=False)
 
 
 # --- public API --------------------------------------------------------------------------------
@@ -107,7 +81,7 @@ def read_file(info: FileInfo, source: SourceConfig, steps: Sequence[int] | None 
     the values, so a region task decodes straight into the block it writes, with no copy. Raises
     SourceError when the file cannot be read or the selection holds no valid value at all.
     """
-    plan = info._plan
+    plan = info.read_plan
     if plan is None:
         raise ValueError("FileInfo has no read plan; get it from scan_file")
     steps = np.arange(plan.n_times) if steps is None else np.asarray(steps, dtype=np.int64)
@@ -124,6 +98,16 @@ def read_file(info: FileInfo, source: SourceConfig, steps: Sequence[int] | None 
         raise SourceError(info.path, "all values are fill",
                           "check its _FillValue/missing_value (or source.sentinel), or remove the file")
     return out
+
+
+class GriddedSource(SingleFileGroups):
+    """Regular lat/lon CF NetCDF: every file is one input."""
+
+    scan = staticmethod(scan_file)
+    read = staticmethod(read_file)
+
+
+register_source("gridded", GriddedSource())
 
 
 # --- opening -----------------------------------------------------------------------------------
@@ -162,7 +146,7 @@ class _Scanner:
         features = tuple(f for r in reads for f in r.features)
         units = tuple(r.target_units or r.units or "" for r in reads for _ in r.features)
         plan = _ReadPlan(reads, len(times), lat_index, lon_index)
-        return FileInfo(self.path, times, features, lat, lon, units, tuple(self.notes), plan)
+        return FileInfo(self.path, times, features, lat, lon, units, tuple(self.notes), read_plan=plan)
 
     # variables
     def _select_variables(self) -> list[netCDF4.Variable]:

@@ -241,3 +241,47 @@ def season(time_s: float) -> float:
     """+1 at the northern summer solstice, -1 at the winter solstice."""
     day_of_year = np.mod(time_s / _SOLAR_DAY_S, 365.2422)
     return float(-np.cos(2.0 * np.pi * (day_of_year + 10.0) / 365.2422))
+
+
+@dataclass
+class SwathGeometry:
+    """Where each field of view of each scan line looks: arrays (scanline, fov), degrees."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    scan_angle_deg: np.ndarray
+    zenith_deg: np.ndarray
+    bearing_deg: np.ndarray
+
+
+def scan_angles_deg() -> np.ndarray:
+    """The 30 AMSU-A beam positions, FOV 1 first (negative side)."""
+    return -SCAN_EDGE_DEG + FOV_STEP_DEG * np.arange(FOV_COUNT)
+
+
+def swath_geometry(sat: PolarOrbiter, time_s: np.ndarray) -> SwathGeometry:
+    """Footprint centres of the scan lines taken at `time_s` (seconds since EPOCH), spherical Earth.
+
+    The sub-satellite point moves along the orbit (argument of latitude u) in the sun-fixed frame
+    of `observe`; a beam at scan angle b looks at the Earth-central angle c = asin(ratio sin b) - b
+    across the track, along the orbit normal. The sign of c is that of `observe`'s cross angle.
+    """
+    t = np.asarray(time_s, np.float64)[:, None]
+    inc, node = sat.inclination_rad, np.radians(15.0 * sat.ltan_hours)
+    u = np.radians(sat.phase_deg) + 2.0 * np.pi * t / sat.period_s
+    beta = np.radians(scan_angles_deg())[None, :]
+    c = np.arcsin(sat.height_ratio * np.sin(beta)) - beta
+    sub = (np.cos(u), np.sin(u) * np.cos(inc), np.sin(u) * np.sin(inc))
+    normal = (0.0, -np.sin(inc), np.cos(inc))
+    point = [np.cos(c) * s + np.sin(c) * n for s, n in zip(sub, normal)]
+    phi = np.arcsin(np.clip(point[2], -1.0, 1.0))
+    x = np.arctan2(point[1], point[0])  # longitude from the node in the sun frame
+    lam = x + node - 2.0 * np.pi * np.mod(t, _SOLAR_DAY_S) / _SOLAR_DAY_S
+    toward_east = -sub[0] * np.sin(x) + sub[1] * np.cos(x)
+    toward_north = -sub[0] * np.sin(phi) * np.cos(x) - sub[1] * np.sin(phi) * np.sin(x) + sub[2] * np.cos(phi)
+    shape = np.broadcast_shapes(t.shape, beta.shape)
+    return SwathGeometry(
+        lat=np.degrees(phi), lon=(np.degrees(lam) + 180.0) % 360.0 - 180.0,
+        scan_angle_deg=np.broadcast_to(np.degrees(beta), shape).copy(),
+        zenith_deg=np.broadcast_to(np.degrees(np.abs(beta) + np.abs(c)), shape).copy(),
+        bearing_deg=np.degrees(np.arctan2(toward_east, toward_north)) % 360.0)

@@ -360,3 +360,128 @@ def _write_lat_lon(ds, lat: np.ndarray, lon: np.ndarray) -> None:
         var = ds.createVariable(name, "f4", (name,))
         var.setncatts({"standard_name": std, "long_name": std, "units": units, "axis": axis})
         var[:] = values
+
+
+# --- AMSU-A raw swaths -------------------------------------------------------------------------
+_SWATH_GRID_DEG = 0.25  # land, coast and terrain are looked up on this grid
+_FOV_DWELL_S = 0.2  # time between neighbouring beam positions of one scan
+
+
+def write_amsua_swath_sample(out_dir, *, start="2020-01-01", steps: int = 4, seed: int = 0,
+                             satellites: Sequence[str] = DEFAULT_SATELLITES, complevel: int = 1) -> list[Path]:
+    """Write raw AMSU-A level-1b swaths, one file per satellite and orbit, `amsua_<sat>_<YYYYMMDDTHHMM>.nc`.
+
+    They cover the 6-hourly windows centred at `start` + 6 h k (k < `steps`), i.e. from 3 h before
+    `start`: `tmbrs(scanline, fov, channel)` (30 FOVs, 15 channels, fill -9999 for failed channels,
+    rain-flagged window channels and random bad observations), per-observation `lat`, `lon`, `time`,
+    and the same auxiliary variables as the gridded product, per observation or per scan line. Some
+    orbits miss a run of scan lines (a data gap). Binned with `source.kind: swath` they give the
+    gridded product's 40 features. Returns the paths sorted by name.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    constellation = _constellation(satellites)
+    first = _times(start, 1, np.timedelta64(6, "h"))[0] - np.timedelta64(3, "h")
+    t0, t1 = orbits.seconds_since_epoch(first), orbits.seconds_since_epoch(first) + steps * 6 * 3600.0
+    surface = _AmsuaGrid(_SWATH_GRID_DEG)
+    weather = _weather_states(seed, steps)
+    paths = []
+    for index, sat in enumerate(constellation):
+        rng = np.random.default_rng([seed, 3, index])
+        for orbit_start in np.arange(t0, t1, sat.period_s):
+            end = min(orbit_start + sat.period_s, t1 - orbits.FOV_COUNT * _FOV_DWELL_S)  # last scan ends inside
+            lines = np.arange(orbit_start, end, orbits.SCAN_LINE_S)
+            lines = _drop_gap(lines, rng)
+            fields = _swath_fields(sat, lines, surface, weather, t0, rng)
+            stamp = _stamp(orbits.EPOCH + np.timedelta64(int(orbit_start), "s"), "%Y%m%dT%H%M")
+            path = out_dir / f"amsua_{sat.name.lower()}_{stamp}.nc"
+            _write_swath_file(path, fields, seed, complevel)
+            paths.append(path)
+    return sorted(paths)
+
+
+def _weather_states(seed: int, steps: int) -> np.ndarray:
+    """(steps, 3, 180, 360) weather of each 6-hourly window, evolving like the gridded sample's."""
+    rng = np.random.default_rng([seed, 1])
+    states = [synthetic.correlated_noise(rng, 3, 8.0)]
+    for _ in range(steps - 1):
+        states.append(synthetic.evolve(states[-1], rng, 8.0))
+    return np.stack(states)
+
+
+def _drop_gap(lines: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if lines.size > 200 and rng.random() < 0.3:
+        gap = int(rng.integers(20, 80))
+        at = int(rng.integers(0, lines.size - gap))
+        return np.delete(lines, np.arange(at, at + gap))
+    return lines
+
+
+class _SwathPoints:
+    """Observation points shaped (n, 1), so that the gridded product's field models apply unchanged."""
+
+    def __init__(self, lat: np.ndarray, lon: np.ndarray, surface: _AmsuaGrid):
+        rows = np.clip(((lat + 90.0) / surface.resolution).astype(int), 0, surface.lat.size - 1)
+        cols = ((lon + 180.0) / surface.resolution).astype(int) % surface.lon.size
+        self.lat = lat
+        self.land = surface.land[rows, cols][:, None]
+        self.height = surface.height[rows, cols][:, None]
+        self.lsql = surface.lsql[rows, cols]
+
+
+def _swath_fields(sat: orbits.PolarOrbiter, lines: np.ndarray, surface: _AmsuaGrid, weather: np.ndarray,
+                  t0: float, rng: np.random.Generator) -> dict:
+    geometry = orbits.swath_geometry(sat, lines)
+    time_s = lines[:, None] + _FOV_DWELL_S * np.arange(orbits.FOV_COUNT)[None, :]
+    lat, lon = geometry.lat.ravel(), geometry.lon.ravel()
+    points = _SwathPoints(lat, lon, surface)
+    window = np.clip(((time_s.ravel() - t0) // (6 * 3600.0)).astype(int), 0, len(weather) - 1)
+    rows = np.clip(np.rint(lat - synthetic.WEATHER_LAT[0]).astype(int), 0, synthetic.WEATHER_LAT.size - 1)
+    cols = np.rint(np.mod(lon - synthetic.WEATHER_LON[0], 360.0)).astype(int) % synthetic.WEATHER_LON.size
+    here = weather[window, :, rows, cols].T[:, :, None].astype(np.float32)  # (3, n, 1)
+    solar_zenith, solar_azimuth = orbits.solar_angles(lat, lon, time_s.ravel())
+    season = orbits.season(float(lines.mean()))
+    skin = _surface_temperature(points, solar_zenith[:, None], here, season)
+    tb = _brightness_temperatures(points, skin, here, geometry.zenith_deg.reshape(-1, 1), season)[:, :, 0]
+    tb += rng.standard_normal(tb.shape, dtype=np.float32) * _NEDT[:, None]
+    valid = np.ones(tb.shape, bool)
+    valid[[c - 1 for c in sat.failed_channels]] = False
+    heavy_rain = ~points.land[:, 0] & (here[1, :, 0] > 2.2)
+    valid[list(_RAIN_FLAGGED)] &= ~heavy_rain
+    valid &= rng.random(tb.shape[1]) > 0.003  # bad observations
+    n_lines, shape = lines.size, geometry.lat.shape
+    per_obs = {"fovn": np.broadcast_to(np.arange(1, orbits.FOV_COUNT + 1), shape), "lsql": points.lsql.reshape(shape),
+               "saza": geometry.zenith_deg, "soza": solar_zenith.reshape(shape),
+               "hols": points.height.reshape(shape), "solazi": solar_azimuth.reshape(shape),
+               "bearaz": geometry.bearing_deg}
+    per_line = {"said": np.full(n_lines, sat.wmo_id), "siid": np.full(n_lines, AMSUA_INSTRUMENT_ID),
+                "hmsl": np.full(n_lines, 1000.0 * sat.altitude_km)}
+    return {"lat": geometry.lat, "lon": geometry.lon, "time": time_s, "per_obs": per_obs, "per_line": per_line,
+            "tmbrs": np.where(valid, tb, AMSUA_FILL).T.reshape(*shape, 15).astype(np.float32)}
+
+
+def _write_swath_file(path: Path, fields: dict, seed: int, complevel: int) -> None:
+    n_lines, n_fov = fields["lat"].shape
+    options = dict(zlib=complevel > 0, complevel=max(complevel, 1), shuffle=True)
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
+        _global_attributes(ds, "AMSU-A level 1b brightness temperatures, raw swath (synthetic sample)", seed)
+        ds.createDimension("scanline", n_lines)
+        ds.createDimension("fov", n_fov)
+        ds.createDimension("channel", 15)
+        for name, std, units in (("lat", "latitude", "degrees_north"), ("lon", "longitude", "degrees_east")):
+            var = ds.createVariable(name, "f4", ("scanline", "fov"), **options)
+            var.setncatts({"standard_name": std, "units": units})
+            var[:] = fields[name]
+        time = ds.createVariable("time", "f8", ("scanline", "fov"), **options)
+        time.setncatts({"standard_name": "time", "units": "seconds since 2000-01-01 00:00:00", "calendar": "standard"})
+        time[:] = fields["time"]
+        tmbrs = ds.createVariable("tmbrs", "f4", ("scanline", "fov", "channel"), fill_value=AMSUA_FILL, **options)
+        tmbrs.setncatts({"long_name": "brightness temperature", "units": "K",
+                         "channel_frequency_GHz": np.array(AMSUA_FREQUENCIES_GHZ, np.float32)})
+        tmbrs.set_auto_maskandscale(False)
+        tmbrs[:] = fields["tmbrs"]
+        for name, (long_name, units) in _AMSUA_AUX.items():
+            per_line = name in fields["per_line"]
+            var = ds.createVariable(name, "f4", ("scanline",) if per_line else ("scanline", "fov"), **options)
+            var.setncatts({"long_name": long_name, "units": units})
+            var[:] = fields["per_line" if per_line else "per_obs"][name]

@@ -25,7 +25,7 @@ def test_plain_float_file(make_grid_file):
     np.testing.assert_array_equal(data[0, 0, 0], [2.0, 3.0, 0.0, 1.0])
     assert info.times.dtype == np.dtype("datetime64[ns]")
     np.testing.assert_array_equal(info.times, np.array(["2020-01-01"], dtype="datetime64[ns]"))
-    assert info.units == ("",) and info._plan is not None
+    assert info.units == ("",) and info.read_plan is not None
 
 
 def test_packed_int16_with_fill(make_grid_file):

@@ -1,0 +1,141 @@
+"""The source protocol, its registry, and the three calls ingest makes on any source.
+
+A source turns inputs into float32 `(time, feature, lat, lon)` blocks on the target grid:
+- `scan(path, source)`: metadata of one file (times, features, grid), cheap, no data; raises
+  SourceError for a file that cannot be used (ingest skips it with the reason).
+- `group(infos, source)`: per-file metadata -> inputs. A gridded file is one input; raw swath
+  files are grouped into one input per time window. Returns (inputs, skipped files).
+- `read(info, source, steps, out)`: the values of an input's time steps on its grid, with the
+  mask carried as NaN (the store derives `M = isfinite(X)`, so mask and values never disagree).
+
+Ingest calls `scan_input`, `group_inputs` and `read_input` below and never asks which source it
+has: a new source is a module with a class and a `register_source` call, plus its name in
+`_BUILTIN` so that worker processes find it without importing every source up front. Derived
+features (`source.derived`) are applied here, after any source has read its own features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from satflow.config import SourceConfig
+
+
+class SourceError(Exception):
+    """A file cannot be used: `path`, `reason` (what is wrong) and `hint` (what to do)."""
+
+    def __init__(self, path, reason: str, hint: str = "fix or remove the file, or exclude it from the inputs"):
+        self.path = str(path)
+        self.reason = reason
+        self.hint = hint
+        super().__init__(f"{self.path}: {reason}; {hint}")
+
+    def __reduce__(self):  # keep all three fields when the error travels back from a Dask worker
+        return type(self), (self.path, self.reason, self.hint)
+
+
+@dataclass(frozen=True, eq=False)
+class FileInfo:
+    """Metadata of one input on the normalised grid (what `read_input` will return).
+
+    `path` names the input in plans and provenance: a file, or for a group of files (a swath
+    window) their paths joined by `INPUT_SEPARATOR`. `read_plan` is the source's own picklable
+    recipe; `derived` are the trailing features computed from others (see satflow.sources.derived).
+    """
+
+    path: str
+    times: np.ndarray  # datetime64[ns], or cftime dates where numpy cannot hold them (see timecodec)
+    features: tuple[str, ...]
+    lat: np.ndarray  # ascending, after crop
+    lon: np.ndarray  # ascending in source.lon_convention (unwrapped past the seam by a crossing crop)
+    units: tuple[str, ...] = ()  # per feature, after conversion ("" when the file declares none)
+    notes: tuple[str, ...] = ()  # how the file was interpreted (time from name, calendar mapping, ...)
+    read_plan: object = field(default=None, repr=False)
+    derived: tuple[str, ...] = ()
+
+
+INPUT_SEPARATOR = ";"
+
+
+class Source(Protocol):
+    def scan(self, path: str, source: SourceConfig) -> FileInfo: ...
+
+    def group(self, infos: list[FileInfo], source: SourceConfig) -> tuple[list[FileInfo], list[tuple[str, str]]]: ...
+
+    def read(self, info: FileInfo, source: SourceConfig, steps: Sequence[int] | None = None,
+             out: np.ndarray | None = None) -> np.ndarray: ...
+
+
+_REGISTRY: dict[str, Source] = {}
+_BUILTIN = {"gridded": "satflow.sources.gridded", "swath": "satflow.sources.swath"}
+
+
+def register_source(name: str, source: Source) -> None:
+    _REGISTRY[name] = source
+
+
+def get_source(name: str) -> Source:
+    """The registered source `name`; built-in ones are imported on first use (also on workers)."""
+    if name not in _REGISTRY and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name])
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown source kind {name!r}; registered: {', '.join(sorted(_REGISTRY | _BUILTIN))}")
+    return _REGISTRY[name]
+
+
+# --- what ingest calls -------------------------------------------------------------------------
+def scan_input(path: str, source: SourceConfig) -> FileInfo:
+    return get_source(source.kind).scan(path, source)
+
+
+def group_inputs(infos: list[FileInfo], source: SourceConfig) -> tuple[list[FileInfo], list[tuple[str, str]]]:
+    """Scanned files -> inputs with the derived features appended; (path, reason) per file left out."""
+    inputs, skipped = get_source(source.kind).group(infos, source)
+    if not source.derived:
+        return inputs, skipped
+    from satflow.sources.derived import DerivedFeatureError, check_inputs
+
+    kept = []
+    for info in inputs:
+        try:
+            check_inputs(source.derived, info.features)
+        except DerivedFeatureError as err:
+            skipped.append((info.path, str(err)))
+            continue
+        kept.append(dataclasses.replace(info, features=info.features + tuple(source.derived),
+                                        units=info.units + ("",) * len(source.derived) if info.units else (),
+                                        derived=tuple(source.derived)))
+    return kept, skipped
+
+
+def read_input(info: FileInfo, source: SourceConfig, steps: Sequence[int] | None = None,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """The input's values (NaN where invalid), derived features included. Raises SourceError."""
+    reader = get_source(source.kind)
+    if not info.derived:
+        return reader.read(info, source, steps, out)
+    from satflow.sources.derived import evaluate
+
+    n_read = len(info.features) - len(info.derived)
+    own = dataclasses.replace(info, features=info.features[:n_read], units=info.units[:n_read], derived=())
+    if out is None:
+        n_steps = len(info.times) if steps is None else len(steps)
+        out = np.empty((n_steps, len(info.features), len(info.lat), len(info.lon)), np.float32)
+    reader.read(own, source, steps, out[:, :n_read])
+    index = {name: k for k, name in enumerate(own.features)}
+    for k, name in enumerate(info.derived):
+        out[:, n_read + k] = evaluate(source.derived[name], lambda feature: out[:, index[feature]])
+    return out
+
+
+class SingleFileGroups:
+    """`group` for sources whose every file is one input."""
+
+    def group(self, infos, source):
+        return list(infos), []
