@@ -246,6 +246,20 @@ class TimeInterval(_Section):
     start: str = Field(description="ISO time, inclusive")
     end: str = Field(description="ISO time, exclusive")
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _iso_text(cls, value):
+        """YAML reads an unquoted 2020-01-01 as a date: keep it as ISO text."""
+        return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+_ISO_TIME = re.compile(r"^\s*(-?\d{1,4})(?:-(\d{1,2})(?:-(\d{1,2})(?:[T ](\d{1,2})(?::(\d{1,2})(?::(\d{1,2}))?)?)?)?)?\s*$")
+
+
+def _iso_parts(text: str) -> tuple[int, ...] | None:
+    match = _ISO_TIME.match(str(text))
+    return None if match is None else tuple(int(g) if g else d for g, d in zip(match.groups(), (0, 1, 1, 0, 0, 0)))
+
 
 class TimeSelection(_Section):
     """`ingest.source.time_selection`: which time steps enter the store (all filters must pass)."""
@@ -268,13 +282,12 @@ class TimeSelection(_Section):
     @field_validator("intervals")
     @classmethod
     def _ordered(cls, values: list[TimeInterval]) -> list[TimeInterval]:
-        import pandas as pd
-
         for interval in values:
-            try:
-                start, end = pd.Timestamp(interval.start), pd.Timestamp(interval.end)
-            except ValueError:
-                raise ValueError(f"interval {interval.start!r}..{interval.end!r}: not ISO times") from None
+            # Compared as (year, month, day, hour, minute, second): model calendars have dates like Feb 30.
+            start, end = _iso_parts(interval.start), _iso_parts(interval.end)
+            if start is None or end is None:
+                raise ValueError(f"interval {interval.start!r}..{interval.end!r}: not ISO times "
+                                 "(YYYY-MM-DD[THH[:MM[:SS]]])")
             if start >= end:
                 raise ValueError(f"interval start {interval.start} must be before its end {interval.end}")
         return values
