@@ -2,7 +2,8 @@
 
 Stages (`train.stage`):
 - `pretrain`: every weight, on masked MSE in normalised space (+ the rate R when
-  `train.pretrain_rate`, as lmbda * D + R);
+  `train.pretrain_rate`, as lmbda * D + R); `train.distortion = physical` weights each feature's
+  squared error by its variance (an MSE in physical units, rescaled);
 - `finetune-entropy`: analysis and synthesis frozen, the hyperprior and entropy models trained on
   lmbda * D + R (R from likelihoods, in bits per valid value; fine for *training*);
 - `context`: the causal context network of errorbound(context="learned") (`satflow.train_context`),
@@ -94,9 +95,29 @@ def augment_batch(x: torch.Tensor, mask: torch.Tensor, generator: torch.Generato
 
 
 # --- losses --------------------------------------------------------------------------------------
-def masked_mse(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over valid points (normalised units)."""
-    return ((x_hat.float() - x) ** 2 * mask).sum() / mask.sum().clamp_min(1.0)
+def masked_mse(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor,
+               weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error over valid points (normalised units), each feature's squared error times
+    `weights[feature]` when given."""
+    squared = (x_hat.float() - x) ** 2 * mask
+    if weights is not None:
+        squared = squared * weights.to(squared.device, squared.dtype)[None, :, None, None]
+    return squared.sum() / mask.sum().clamp_min(1.0)
+
+
+def distortion_weights(std: np.ndarray, distortion: str) -> torch.Tensor | None:
+    """Per-feature weights of the squared error for `train.distortion` (None: plain normalised MSE).
+
+    `physical`: std**2 / mean(std**2), so that D is the masked MSE in physical units divided by the
+    mean variance: a feature with a 37 K spread weighs 56 times one with a 5 K spread, as in an RMSE
+    pooled in kelvin, while D keeps the scale of the normalised MSE (lmbda keeps its meaning).
+    """
+    if distortion == "normalised":
+        return None
+    if distortion != "physical":
+        raise ValueError(f"train.distortion must be 'normalised' or 'physical', got {distortion!r}")
+    variance = np.asarray(std, dtype=np.float64) ** 2
+    return torch.from_numpy(variance / variance.mean()).float()
 
 
 def rate_bits(output, mask: torch.Tensor) -> torch.Tensor:
@@ -105,9 +126,10 @@ def rate_bits(output, mask: torch.Tensor) -> torch.Tensor:
     return bits / mask.sum().clamp_min(1.0)
 
 
-def stage_loss(output, x, mask, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, D, R) for the configured stage."""
-    distortion, rate = masked_mse(output.x_hat, x, mask), rate_bits(output, mask)
+def stage_loss(output, x, mask, config: TrainConfig,
+               weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, D, R) for the configured stage; `weights` from `distortion_weights`."""
+    distortion, rate = masked_mse(output.x_hat, x, mask, weights), rate_bits(output, mask)
     if config.stage == "pretrain" and not config.pretrain_rate:
         return distortion, distortion, rate
     return config.lmbda * distortion + rate, distortion, rate
@@ -258,7 +280,8 @@ def _loader(dataset: Dataset, config: TrainConfig, runtime: Runtime, epoch: int)
                       drop_last=len(dataset) >= config.batch_size * runtime.world)
 
 
-def _train_epoch(net, model, optimizer, scaler, dataset, config, runtime, epoch: int, step: int) -> tuple[dict, int]:
+def _train_epoch(net, model, optimizer, scaler, dataset, config, runtime, epoch: int, step: int,
+                 weights: torch.Tensor | None = None) -> tuple[dict, int]:
     loader = _loader(dataset, config, runtime, epoch)
     generator = torch.Generator().manual_seed(config.seed * 7919 + epoch * 104729 + runtime.rank)
     limit = config.max_steps_per_epoch or len(loader)
@@ -273,7 +296,7 @@ def _train_epoch(net, model, optimizer, scaler, dataset, config, runtime, epoch:
         x, mask = x.to(runtime.device), mask.to(runtime.device)
         with _autocast(runtime, config):
             output = net(x, mask)
-        loss, distortion, rate = stage_loss(output, x, mask, config)
+        loss, distortion, rate = stage_loss(output, x, mask, config, weights)
         if _any_rank(not bool(torch.isfinite(loss)), runtime):
             raise NonFiniteLossError(
                 f"non-finite loss ({loss.item()}) in stage {config.stage}, epoch {epoch + 1}, step {n + 1} "
@@ -326,9 +349,11 @@ def train(store: str | Path, index: str | Path, out: str | Path, config: TrainCo
     if meta.epoch >= config.epochs:
         log.info("stage %s already has %d epochs (train.epochs = %d): nothing to do", config.stage, meta.epoch,
                  config.epochs)
+    weights = distortion_weights(meta.normalization()[1], config.distortion)
     for epoch in range(meta.epoch, config.epochs):
         started = time.perf_counter()
-        record, meta.step = _train_epoch(net, model, optimizer, scaler, dataset, config, runtime, epoch, meta.step)
+        record, meta.step = _train_epoch(net, model, optimizer, scaler, dataset, config, runtime, epoch, meta.step,
+                                         weights)
         meta.epoch = epoch + 1
         if runtime.main:
             record.update(validate(model, val_set, meta, config, runtime.device))

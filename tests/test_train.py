@@ -15,7 +15,7 @@ from satflow.cli import main
 from satflow.codecs.learned.checkpoint import load_checkpoint, load_training_state
 from satflow.codecs.options import ArchitectureConfig, ContextTrainConfig, TrainConfig
 from satflow.codecs.registry import get_codec
-from satflow.train import NonFiniteLossError, train
+from satflow.train import NonFiniteLossError, distortion_weights, masked_mse, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = ArchitectureConfig(dim=16, depth=2, heads=2, window=4, latent_channels=8, hyper_channels=4,
@@ -124,6 +124,32 @@ def test_finetune_entropy_freezes_transforms(pretrained, data, tmp_path):
             assert same, name
     assert not torch.equal(before["hyper_synthesis.layers.4.weight"], after["hyper_synthesis.layers.4.weight"])
     assert load_checkpoint(result.checkpoint).meta.stage == "finetune-entropy"
+
+
+def test_physical_distortion_is_the_mse_in_physical_units_rescaled():
+    # Two features with spreads 30 K and 5 K, normalised errors 0.1 and 0.4: in kelvin 3 K and 2 K.
+    std = np.array([30.0, 5.0])
+    x = torch.zeros(1, 2, 2, 2)
+    x_hat = torch.stack([torch.full((2, 2), 0.1), torch.full((2, 2), 0.4)])[None]
+    mask = torch.ones_like(x)
+    mask[0, 1, 0, 0] = 0  # an invalid point counts nowhere
+    assert distortion_weights(std, "normalised") is None
+    np.testing.assert_allclose(masked_mse(x_hat, x, mask), (4 * 0.01 + 3 * 0.16) / 7, rtol=1e-6)
+    weights = distortion_weights(std, "physical")
+    np.testing.assert_allclose(weights, [900 / 462.5, 25 / 462.5], rtol=1e-6)
+    kelvin = (4 * 3.0**2 + 3 * 2.0**2) / 7
+    np.testing.assert_allclose(masked_mse(x_hat, x, mask, weights), kelvin / 462.5, rtol=1e-6)
+    with pytest.raises(ValueError, match="train.distortion must be 'normalised' or 'physical', got 'kelvin'"):
+        distortion_weights(std, "kelvin")
+
+
+def test_physical_distortion_trains_and_is_recorded(data, tmp_path):
+    store, index = data
+    result = train(store, index, tmp_path, tiny_config(epochs=1, distortion="physical"))
+    assert load_checkpoint(result.checkpoint).meta.train["distortion"] == "physical"
+    assert np.isfinite(result.history[0]["train_mse"])
+    with pytest.raises(ValueError, match="distortion"):
+        tiny_config(distortion="kelvin")
 
 
 def test_non_finite_loss_stops_with_epoch_and_step(data, tmp_path):

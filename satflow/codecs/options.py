@@ -84,6 +84,13 @@ class TrainConfig(BaseModel):
         "R: bits per valid value)"
     )
     pretrain_rate: bool = Field(True, description="include R in the pretrain loss (else masked MSE only)")
+    distortion: Literal["normalised", "physical"] = Field(
+        "normalised",
+        description="D of the loss: normalised = masked MSE in z-score units (every feature weighs the same); "
+        "physical = each feature's squared error weighted by its variance over the mean variance (the "
+        "MSE in physical units, rescaled): what a pooled RMSE in kelvin measures, so wide-range features "
+        "(window channels) get the bits",
+    )
     max_steps_per_epoch: int | None = Field(None, gt=0, description="cap on steps per epoch (None = whole split)")
     val_patches: int = Field(8, ge=0, description="val patches coded into real bitstreams each epoch")
     augment: bool = Field(True, description="random rot90 / flips of each batch")
