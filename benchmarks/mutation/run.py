@@ -457,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
 
         plans = {p: keep_fast(p, [f for f in mirror if f not in broken], [f for f in reach if f not in broken],
                               durations, args.slow) for p, (mirror, reach) in plans.items()}
-        done = {r["id"]: r for r in earlier["mutants"]} if earlier and earlier["source"] == source else {}
+        same = earlier and (earlier["source"]["commit"], earlier["source"]["working_tree"]) == (source["commit"], source["working_tree"])
+        done = {r["id"]: r for r in earlier["mutants"]} if same and not source["working_tree"] else {}
         result = {
             "command": "python benchmarks/mutation/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
