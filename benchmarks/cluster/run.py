@@ -268,7 +268,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small data, one round, one start-up (about a minute)")
     parser.add_argument("--steps", type=int, default=8, help="time steps (files) of the AMSU-like sample")
     parser.add_argument("--resolution", type=float, default=1.0, help="grid spacing of the sample (degrees)")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds; the best of each is kept")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating rounds; the best of each is kept")
     parser.add_argument("--startups", type=int, default=3, help="worker start-up tries; best and all reported")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
