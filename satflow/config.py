@@ -293,9 +293,47 @@ class TimeSelection(_Section):
         return values
 
 
+_EARTH_SPAN_M = 10_000_000.0  # a Lambert azimuthal equal-area domain distorts badly beyond ~hemispheric extents
+_MAX_DOMAIN_CELLS = 100_000_000  # one float32 feature of the domain stays under 400 MB
+
+
+class DomainConfig(_Section):
+    """`ingest.source.domain`: a local Cartesian grid (convml_tt's names), Lambert azimuthal equal-area."""
+
+    central_latitude: float = Field(ge=-90, le=90, description="degrees north of the domain centre")
+    central_longitude: float = Field(ge=-360, le=360, description="degrees east of the domain centre")
+    l_zonal: float = Field(gt=0, le=_EARTH_SPAN_M, description="west-east extent in metres")
+    l_meridional: float = Field(gt=0, le=_EARTH_SPAN_M, description="south-north extent in metres")
+    resolution: float = Field(gt=0, description="cell size in metres; must divide both extents")
+
+    @model_validator(mode="after")
+    def _whole_cells(self) -> DomainConfig:
+        for name in ("l_zonal", "l_meridional"):
+            cells = getattr(self, name) / self.resolution
+            if cells < 1 or abs(cells - round(cells)) > 1e-6:
+                raise ValueError(f"resolution {self.resolution:g} m does not divide {name} {getattr(self, name):g} m "
+                                 "into whole cells (e.g. l_zonal: 200000 with resolution: 1000)")
+        n_cells = round(self.l_zonal / self.resolution) * round(self.l_meridional / self.resolution)
+        if n_cells > _MAX_DOMAIN_CELLS:
+            raise ValueError(f"the domain has {n_cells} cells (more than {_MAX_DOMAIN_CELLS}): coarsen the resolution "
+                             "or shrink l_zonal/l_meridional")
+        from satflow.sources.domain import DomainGrid  # pyproj: imported only when a domain is configured
+
+        DomainGrid(self).check_axes()
+        return self
+
+
+class RegridConfig(_Section):
+    """`ingest.source.regrid`: how inputs are resampled onto `source.domain`."""
+
+    method: Literal["bilinear", "nearest"] = Field("bilinear", description="bilinear: an output cell is valid only "
+                                                   "if all four surrounding inputs are; nearest: the input cell it falls in")
+
+
 class SourceConfig(_Section):
-    kind: Literal["gridded", "swath"] = Field("gridded", description="gridded: CF NetCDF on a regular lat/lon "
-                                              "grid, one input per file; swath: raw swaths binned per time window")
+    kind: Literal["gridded", "swath", "regrid"] = Field(
+        "gridded", description="gridded: CF NetCDF on a regular lat/lon grid, one input per file; swath: raw swaths "
+        "binned per time window; regrid: gridded or projected (CF grid_mapping) files resampled onto source.domain")
     variables: list[str] = Field(default_factory=list, description="variables to ingest; empty = all gridded")
     sentinel: float | None = Field(None, description="fill value for files that declare none")
     convert_units: dict[str, str] = Field(
@@ -311,6 +349,19 @@ class SourceConfig(_Section):
     time_selection: TimeSelection = Field(default_factory=TimeSelection)
     derived: dict[str, str] = Field(default_factory=dict, description="new feature -> expression over features, "
                                     "e.g. {tb_diff: 'tmbrs-1 - tmbrs-2'}; NaN wherever an input is")
+    domain: DomainConfig | None = Field(None, description="target grid of kind regrid: {central_latitude, "
+                                        "central_longitude, l_zonal, l_meridional, resolution} (metres)")
+    regrid: RegridConfig = Field(default_factory=RegridConfig)
+
+    @model_validator(mode="after")
+    def _domain_for_regrid(self) -> SourceConfig:
+        if self.kind == "regrid" and self.domain is None:
+            raise ValueError("kind regrid needs source.domain: {central_latitude, central_longitude, l_zonal, "
+                             "l_meridional, resolution} (extents and resolution in metres)")
+        if self.kind != "regrid" and self.domain is not None:
+            raise ValueError(f"source.domain is the target grid of kind regrid, not of kind {self.kind}: "
+                             "set kind: regrid or remove domain")
+        return self
 
     @field_validator("derived")
     @classmethod

@@ -109,6 +109,7 @@ def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = 
         attrs={"satflow_version": __version__, "Conventions": "CF-1.8", **(attrs or {})},
     )
     annotate(ds)
+    _add_domain_coordinates(ds)
     encoding = {
         "X": {"chunks": chunk_shape, "compressors": [compressor(layout.compression_level)]},
         # No _FillValue on the mask: xarray would otherwise decode M == 0 to NaN.
@@ -122,6 +123,25 @@ def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = 
         "count": {"_FillValue": None},
     }
     ds.to_zarr(str(path), mode="w", compute=False, zarr_format=3, encoding=encoding, consolidated=False)
+
+
+def _add_domain_coordinates(ds: xr.Dataset) -> None:
+    """On a local domain (`ingest.source.domain` in the recorded config): y/x in metres, 2-D latitude/longitude
+    and the CF grid mapping `crs`, which X and M name. The layout carries 1-D lat/lon only, so the recorded
+    config is what says the grid is projected."""
+    source = json.loads(ds.attrs.get("satflow_config") or "{}").get("source") or {}
+    if not source.get("domain"):
+        return
+    from satflow.config import DomainConfig
+    from satflow.sources.domain import GRID_MAPPING_NAME, domain_coordinates
+
+    for name, (dims, values, attrs) in domain_coordinates(DomainConfig(**source["domain"]),
+                                                          source.get("lon_convention", "-180..180")).items():
+        ds.coords[name] = xr.Variable(dims, values, attrs)
+    ds["lat"].attrs.update(long_name="latitude along the domain's central column (x = 0)")
+    ds["lon"].attrs.update(long_name="longitude along the domain's central row (y = 0)")
+    for name in ("X", "M"):
+        ds[name].attrs["grid_mapping"] = GRID_MAPPING_NAME
 
 
 def annotate(ds: xr.Dataset) -> None:

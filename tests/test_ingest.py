@@ -234,6 +234,13 @@ SOURCE_CHANGES = {
                               'in the store, {"N_hours_from_zenith": null, "hours": [0], "intervals": [], '
                               '"solar_longitude": null} now'),
     "source.derived": ('ingest.source.derived={d: "tmbrs-1 - tmbrs-2"}', '{} in the store, {"d": "tmbrs-1 - tmbrs-2"} now'),
+    # A domain needs kind regrid (the config refuses it otherwise), so both settings change and both are named.
+    "source.domain": ("ingest.source={kind: regrid, domain: {central_latitude: 10, central_longitude: 20, "
+                      "l_zonal: 200000, l_meridional: 100000, resolution: 10000}}",
+                      'unset in the store, {"central_latitude": 10.0, "central_longitude": 20.0, "l_meridional": '
+                      '100000.0, "l_zonal": 200000.0, "resolution": 10000.0} now; '
+                      'source.kind: "gridded" in the store, "regrid" now'),
+    "source.regrid": ("ingest.source.regrid.method=nearest", '{"method": "bilinear"} in the store, {"method": "nearest"} now'),
 }
 
 

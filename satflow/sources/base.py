@@ -73,7 +73,8 @@ class Source(Protocol):
 
 
 _REGISTRY: dict[str, Source] = {}
-_BUILTIN = {"gridded": "satflow.sources.gridded", "swath": "satflow.sources.swath"}
+_BUILTIN = {"gridded": "satflow.sources.gridded", "swath": "satflow.sources.swath",
+            "regrid": "satflow.sources.regrid"}
 
 
 def register_source(name: str, source: Source) -> None:

@@ -1,0 +1,261 @@
+"""Gridded and projected CF NetCDF resampled onto a local domain (`source.kind: regrid`).
+
+Two input layouts, one resampling path:
+- a regular lat/lon file: scanned and read by the gridded source, then resampled;
+- a projected file: variables on (time?, y, x) with 1-D projection coordinates and a CF
+  `grid_mapping`; pyproj's `CRS.from_cf` builds the input projection from its attributes, so
+  stereographic, geostationary or Lambert inputs take the same path.
+Every domain cell centre is mapped to a fractional (row, column) position in the input array;
+`nearest` takes the input cell it falls in, `bilinear` weights the four around it. NaN marks an
+invalid input, and a NaN corner makes the bilinear result NaN even at zero weight, so an output
+cell is valid only when every input it draws on is valid. Cells outside the input are NaN.
+Curvilinear inputs with 2-D lat/lon and no grid mapping are refused with a hint.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import netCDF4
+import numpy as np
+import pyproj
+from xarray.backends.locks import HDF5_LOCK
+
+from satflow.config import SourceConfig
+from satflow.sources.base import FileInfo, SingleFileGroups, SourceError, register_source
+from satflow.sources.cfvalues import decode_values
+from satflow.sources.domain import DomainGrid
+from satflow.sources.gridded import read_file, scan_file
+from satflow.sources.timecodec import TimeDecodeError, decode_times, time_from_filename
+
+_CORRUPT_HINT = "the file is truncated or not NetCDF: re-download or remove it"
+
+
+@dataclass(frozen=True, eq=False)
+class _LatLonInput:
+    """A regular lat/lon file: the gridded source's metadata of it on its own grid."""
+
+    native: FileInfo
+
+
+@dataclass(frozen=True, eq=False)
+class _ProjectedInput:
+    variables: tuple[str, ...]
+    time_axis: bool  # the variables have a leading time dimension
+    y: np.ndarray
+    x: np.ndarray
+    grid_mapping: dict
+
+
+class RegridSource(SingleFileGroups):
+    def scan(self, path, source: SourceConfig) -> FileInfo:
+        path = os.fspath(path)
+        domain = DomainGrid.from_config(source.domain, source.lon_convention)
+        with HDF5_LOCK, _open(path) as ds:
+            projected = _projected_variables(ds, source)
+            if projected:
+                info = _scan_projected(ds, path, projected, source)
+        if not projected:
+            native = scan_file(path, source)
+            info = replace(native, read_plan=_LatLonInput(native))
+        return replace(info, lat=domain.lat, lon=domain.lon)
+
+    def read(self, info: FileInfo, source: SourceConfig, steps: Sequence[int] | None = None,
+             out: np.ndarray | None = None) -> np.ndarray:
+        plan = info.read_plan
+        values = _read_native(info, plan, source, steps)
+        rows, cols, wraps = _fractional_positions(plan, DomainGrid.from_config(source.domain, source.lon_convention),
+                                                  source.regrid.method)
+        resample = _nearest if source.regrid.method == "nearest" else _bilinear
+        if out is None:
+            out = np.empty((values.shape[0], values.shape[1], *rows.shape), np.float32)
+        out[...] = resample(values, rows, cols, wraps)
+        if not np.isfinite(out).any():
+            raise SourceError(info.path, "no valid value falls on the domain",
+                              "check source.domain against the file's coverage")
+        return out
+
+
+register_source("regrid", RegridSource())
+
+
+# --- scanning projected files ------------------------------------------------------------------
+def _open(path: str) -> netCDF4.Dataset:
+    if not os.path.exists(path):
+        raise SourceError(path, "no such file", "check the path or glob")
+    try:
+        return netCDF4.Dataset(path, "r")
+    except (OSError, RuntimeError, ValueError) as err:
+        raise SourceError(path, f"cannot open as NetCDF ({str(err).split(': ')[0]})", _CORRUPT_HINT) from None
+
+
+def _attr(variable, name: str, default=None):
+    return variable.getncattr(name) if name in variable.ncattrs() else default
+
+
+def _projected_variables(ds, source: SourceConfig) -> list[netCDF4.Variable]:
+    """Numeric variables whose last two dimensions are 1-D projection coordinates and that name a grid mapping."""
+    found = []
+    for variable in ds.variables.values():
+        mapping = _attr(variable, "grid_mapping")
+        if mapping is None or mapping not in ds.variables or variable.ndim < 2:
+            continue
+        if source.variables and variable.name not in source.variables:
+            continue
+        if all(dim in ds.variables and ds.variables[dim].ndim == 1 for dim in variable.dimensions[-2:]):
+            found.append(variable)
+    return found
+
+
+def _scan_projected(ds, path: str, variables: list[netCDF4.Variable], source: SourceConfig) -> FileInfo:
+    first = variables[0]
+    layouts = {(v.dimensions, _attr(v, "grid_mapping")) for v in variables}
+    if len(layouts) > 1 or first.ndim > 3:
+        raise SourceError(path, f"projected variables must share one (time?, y, x) layout, got {sorted(layouts)}",
+                          "select variables of one grid with source.variables")
+    y_dim, x_dim = first.dimensions[-2:]
+    mapping = ds.variables[_attr(first, "grid_mapping")]
+    attrs = {key: mapping.getncattr(key) for key in mapping.ncattrs()}
+    try:
+        pyproj.CRS.from_cf(attrs)
+    except pyproj.exceptions.CRSError as err:
+        raise SourceError(path, f"grid mapping '{mapping.name}' is not understood by pyproj ({err})",
+                          "fix its CF attributes (grid_mapping_name and its parameters)") from None
+    time_axis = first.ndim == 3
+    times = _projected_times(ds, path, first, source)
+    plan = _ProjectedInput(tuple(v.name for v in variables), time_axis,
+                           _metres(ds.variables[y_dim], attrs), _metres(ds.variables[x_dim], attrs), attrs)
+    features = tuple(v.name for v in variables)
+    units = tuple(str(_attr(v, "units", "")) for v in variables)
+    return FileInfo(path, times, features, np.empty(0), np.empty(0), units, read_plan=plan)
+
+
+def _metres(axis: netCDF4.Variable, mapping: dict) -> np.ndarray:
+    """Projection coordinates in metres: some files give km, geostationary ones (GOES ABI) scan angles in
+    radians, which are metres once multiplied by the satellite height (what PROJ's geos expects)."""
+    values = np.asarray(axis[...], np.float64)
+    units = str(_attr(axis, "units", "m")).lower()
+    if units == "km":
+        return values * 1000.0
+    if units in ("rad", "radian", "radians") and "perspective_point_height" in mapping:
+        return values * float(mapping["perspective_point_height"])
+    return values
+
+
+def _projected_times(ds, path: str, variable: netCDF4.Variable, source: SourceConfig) -> np.ndarray:
+    time = None
+    if variable.ndim == 3:
+        time = ds.variables.get(variable.dimensions[0])
+    else:
+        listed = str(_attr(variable, "coordinates", "")).split() + ["time"]
+        time = next((ds.variables[n] for n in listed if n in ds.variables and ds.variables[n].ndim == 0), None)
+    if time is None or " since " not in f" {_attr(time, 'units', '')} ":
+        try:
+            return np.array([time_from_filename(os.path.basename(path), source.time_from_filename)], "datetime64[ns]")
+        except TimeDecodeError as err:
+            raise SourceError(path, f"no time coordinate, and {err}",
+                              "set source.time_from_filename to a regex with year/month/day[/hour] groups") from None
+    values = np.atleast_1d(np.asarray(time[...], np.float64))
+    try:
+        return decode_times(values, str(_attr(time, "units")), str(_attr(time, "calendar", "standard")))
+    except TimeDecodeError as err:
+        raise SourceError(path, f"cannot decode time '{time.name}': {err}", "fix its units/calendar") from None
+
+
+# --- reading -----------------------------------------------------------------------------------
+def _read_native(info: FileInfo, plan, source: SourceConfig, steps) -> np.ndarray:
+    """(time, feature, rows, cols) float32 on the input's own grid, NaN where invalid."""
+    if isinstance(plan, _LatLonInput):
+        return read_file(plan.native, source, steps)
+    if not isinstance(plan, _ProjectedInput):
+        raise ValueError("FileInfo has no regrid plan; get it from RegridSource.scan")
+    steps = list(range(len(info.times))) if steps is None else list(steps)
+    with HDF5_LOCK, _open(info.path) as ds:
+        raws = []
+        for name in plan.variables:
+            variable = ds.variables[name]
+            variable.set_auto_maskandscale(False)
+            try:
+                raw = np.asarray(variable[steps] if plan.time_axis else variable[...][None].repeat(len(steps), 0))
+            except (OSError, RuntimeError, IndexError) as err:
+                raise SourceError(info.path, f"cannot read variable '{name}' ({err})", _CORRUPT_HINT) from None
+            raws.append((raw, {key: variable.getncattr(key) for key in variable.ncattrs()}))
+    return np.stack([decode_values(raw, attrs, sentinel=source.sentinel) for raw, attrs in raws], axis=1)
+
+
+# --- where each domain cell falls in the input -------------------------------------------------
+def _fractional_positions(plan, domain: DomainGrid, method: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Fractional (row, column) of every domain cell centre in the input array; NaN outside it.
+
+    Nearest accepts positions up to half a cell beyond the outer centres (that cell is nearest);
+    bilinear needs a neighbour on each side. `wraps` is true for a global lat/lon input, whose
+    last column neighbours its first.
+    """
+    margin = 0.5 if method == "nearest" else 0.0
+    lat, lon = domain.lat_lon_2d
+    if isinstance(plan, _LatLonInput):
+        native_lon = np.asarray(plan.native.lon, np.float64)
+        wraps = _is_global(native_lon)
+        shifted = native_lon[0] + np.mod(lon - native_lon[0], 360.0)  # into the input's longitude range
+        cols = _axis_position(native_lon, shifted, 1.0 if wraps else margin)
+        return _axis_position(np.asarray(plan.native.lat, np.float64), lat, margin), cols, wraps
+    crs = pyproj.CRS.from_cf(plan.grid_mapping)
+    to_input = pyproj.Transformer.from_crs(crs.geodetic_crs, crs, always_xy=True)
+    x, y = to_input.transform(lon, lat)
+    return _axis_position(plan.y, np.asarray(y), margin), _axis_position(plan.x, np.asarray(x), margin), False
+
+
+def _axis_position(axis: np.ndarray, points: np.ndarray, margin: float) -> np.ndarray:
+    """Fractional index of `points` along a monotonic `axis`; NaN beyond `margin` cells outside it."""
+    index = np.arange(axis.size, dtype=np.float64)
+    if axis.size > 1 and axis[-1] < axis[0]:
+        axis, index = axis[::-1], index[::-1]
+    step = (axis[-1] - axis[0]) / max(axis.size - 1, 1) or 1.0
+    extended = np.concatenate([[axis[0] - margin * step], axis, [axis[-1] + margin * step]])
+    extended_index = np.concatenate([[index[0] - margin * np.sign(index[-1] - index[0] or 1)], index,
+                                     [index[-1] + margin * np.sign(index[-1] - index[0] or 1)]])
+    finite = np.where(np.isfinite(points), points, np.inf)  # pyproj gives inf for points it cannot project
+    return np.interp(finite, extended, extended_index, left=np.nan, right=np.nan)
+
+
+def _is_global(lon: np.ndarray) -> bool:
+    if lon.size < 2:
+        return False
+    step = float(np.median(np.diff(lon)))
+    return abs(lon[-1] - lon[0] + step - 360.0) < 1e-3 * abs(step)
+
+
+# --- resampling --------------------------------------------------------------------------------
+def _nearest(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, wraps: bool) -> np.ndarray:
+    n_rows, n_cols = values.shape[-2:]
+    outside = np.isnan(rows) | np.isnan(cols)
+    i = np.clip(np.rint(np.nan_to_num(rows)), 0, n_rows - 1).astype(np.intp)
+    j = np.rint(np.nan_to_num(cols)).astype(np.intp)
+    j = np.mod(j, n_cols) if wraps else np.clip(j, 0, n_cols - 1)
+    out = values[:, :, i, j]
+    out[:, :, outside] = np.nan
+    return out
+
+
+def _bilinear(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, wraps: bool) -> np.ndarray:
+    n_rows, n_cols = values.shape[-2:]
+    outside = np.isnan(rows) | np.isnan(cols)
+    i0, wi = _lower_and_weight(np.nan_to_num(rows), n_rows, wraps=False)
+    j0, wj = _lower_and_weight(np.nan_to_num(cols), n_cols, wraps)
+    i1 = np.minimum(i0 + 1, n_rows - 1)
+    j1 = np.mod(j0 + 1, n_cols) if wraps else np.minimum(j0 + 1, n_cols - 1)
+    # NaN * 0 is NaN: an invalid corner invalidates the cell whatever its weight.
+    out = ((1 - wi) * (1 - wj) * values[:, :, i0, j0] + (1 - wi) * wj * values[:, :, i0, j1]
+           + wi * (1 - wj) * values[:, :, i1, j0] + wi * wj * values[:, :, i1, j1])
+    out[:, :, outside] = np.nan
+    return out.astype(np.float32)
+
+
+def _lower_and_weight(position: np.ndarray, n: int, wraps: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The lower neighbour's index and the upper neighbour's weight of each fractional position."""
+    top = n - 1 if wraps else max(n - 2, 0)
+    lower = np.clip(np.floor(position), 0, top).astype(np.intp)
+    weight = np.clip(position - lower, 0.0, 1.0)
+    return lower, weight.astype(np.float32)
