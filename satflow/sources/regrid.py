@@ -25,7 +25,7 @@ from xarray.backends.locks import HDF5_LOCK
 
 from satflow.config import SourceConfig
 from satflow.sources.base import FileInfo, SingleFileGroups, SourceError, register_source
-from satflow.sources.cfvalues import decode_values
+from satflow.sources.cfvalues import canonical_unit, convert_units, decode_values
 from satflow.sources.domain import DomainGrid
 from satflow.sources.gridded import read_file, scan_file
 from satflow.sources.timecodec import TimeDecodeError, decode_times, time_from_filename
@@ -112,9 +112,12 @@ def _projected_variables(ds, source: SourceConfig) -> list[netCDF4.Variable]:
 def _scan_projected(ds, path: str, variables: list[netCDF4.Variable], source: SourceConfig) -> FileInfo:
     first = variables[0]
     layouts = {(v.dimensions, _attr(v, "grid_mapping")) for v in variables}
-    if len(layouts) > 1 or first.ndim > 3:
+    if len(layouts) > 1:
         raise SourceError(path, f"projected variables must share one (time?, y, x) layout, got {sorted(layouts)}",
                           "select variables of one grid with source.variables")
+    if first.ndim > 3:
+        raise SourceError(path, f"projected variable '{first.name}' has dimensions {first.dimensions}; the regrid "
+                          "source reads (time?, y, x)", "select a slice of the file first (e.g. ncks -d)")
     y_dim, x_dim = first.dimensions[-2:]
     mapping = ds.variables[_attr(first, "grid_mapping")]
     attrs = {key: mapping.getncattr(key) for key in mapping.ncattrs()}
@@ -128,7 +131,14 @@ def _scan_projected(ds, path: str, variables: list[netCDF4.Variable], source: So
     plan = _ProjectedInput(tuple(v.name for v in variables), time_axis,
                            _metres(ds.variables[y_dim], attrs), _metres(ds.variables[x_dim], attrs), attrs)
     features = tuple(v.name for v in variables)
-    units = tuple(str(_attr(v, "units", "")) for v in variables)
+    for variable in variables:  # refuse an impossible conversion here, not in every read
+        target = source.convert_units.get(variable.name)
+        if target is not None and (canonical_unit(str(_attr(variable, "units", ""))) is None
+                                   or canonical_unit(target) is None):
+            raise SourceError(path, f"cannot convert '{variable.name}' from units {_attr(variable, 'units')!r} to "
+                              f"{target!r}", "satflow converts temperatures between K, degC and degF: fix "
+                              "source.convert_units or the variable's units attribute")
+    units = tuple(source.convert_units.get(v.name, str(_attr(v, "units", ""))) for v in variables)
     return FileInfo(path, times, features, np.empty(0), np.empty(0), units, read_plan=plan)
 
 
@@ -152,6 +162,9 @@ def _projected_times(ds, path: str, variable: netCDF4.Variable, source: SourceCo
         listed = str(_attr(variable, "coordinates", "")).split() + ["time"]
         time = next((ds.variables[n] for n in listed if n in ds.variables and ds.variables[n].ndim == 0), None)
     if time is None or " since " not in f" {_attr(time, 'units', '')} ":
+        if variable.ndim == 3 and variable.shape[0] > 1:
+            raise SourceError(path, f"time dimension '{variable.dimensions[0]}' ({variable.shape[0]} steps) has no "
+                              "coordinate with '<unit> since <date>' units", "add CF time units to the file")
         try:
             return np.array([time_from_filename(os.path.basename(path), source.time_from_filename)], "datetime64[ns]")
         except TimeDecodeError as err:
@@ -182,7 +195,11 @@ def _read_native(info: FileInfo, plan, source: SourceConfig, steps) -> np.ndarra
             except (OSError, RuntimeError, IndexError) as err:
                 raise SourceError(info.path, f"cannot read variable '{name}' ({err})", _CORRUPT_HINT) from None
             raws.append((raw, {key: variable.getncattr(key) for key in variable.ncattrs()}))
-    return np.stack([decode_values(raw, attrs, sentinel=source.sentinel) for raw, attrs in raws], axis=1)
+    decoded = [decode_values(raw, attrs, sentinel=source.sentinel) for raw, attrs in raws]
+    for k, (name, (_, attrs)) in enumerate(zip(plan.variables, raws)):
+        if name in source.convert_units:
+            decoded[k] = convert_units(decoded[k], attrs.get("units"), source.convert_units[name])
+    return np.stack(decoded, axis=1)
 
 
 # --- where each domain cell falls in the input -------------------------------------------------

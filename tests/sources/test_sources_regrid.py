@@ -228,6 +228,16 @@ def test_seviri_nearest_values_come_from_the_scene():
     assert np.isin(out[np.isfinite(out)], scene).all()
 
 
+def test_projected_units_are_converted():
+    config = regrid_config("bilinear", SEVIRI_DOMAIN, convert_units={"data": "degC"})
+    info = scan_input(SEVIRI, config)
+    kelvin = regrid(SEVIRI, regrid_config("bilinear", SEVIRI_DOMAIN))
+    assert info.units == ("degC",)
+    np.testing.assert_allclose(read_input(info, config)[0, 0], kelvin - 273.15, atol=1e-4)
+    with pytest.raises(SourceError, match="cannot convert 'data' from units 'K' to 'm'"):
+        scan_input(SEVIRI, regrid_config("bilinear", SEVIRI_DOMAIN, convert_units={"data": "m"}))
+
+
 def test_curvilinear_file_without_grid_mapping_is_refused(tmp_path):
     lat2d, lon2d = np.meshgrid(np.arange(40.0, 60.0), np.arange(-10.0, 10.0), indexing="ij")
     path = write_nc(tmp_path / "c.nc", {
