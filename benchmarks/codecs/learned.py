@@ -212,6 +212,17 @@ def residual_diagnosis(data: dict, checkpoint: Path, bounds: tuple[float, ...] =
     return result
 
 
+def transform_diagnosis(data: dict, checkpoint: Path, qsteps: tuple[float, ...] = (1.0, 0.5)) -> dict:
+    """Where the learned transform codec's error comes from (`satflow.codecs.learned.diagnose`), per
+    qstep: real streams against the forward pass with the latent unquantised (the transform's floor),
+    without the refinement, by distance to gaps and block edges, and on steep (land/sea) edges."""
+    from satflow.codecs.learned.codec import VAEformerCodec
+    from satflow.codecs.learned.diagnose import diagnose
+
+    return {str(q): diagnose(VAEformerCodec(checkpoint=str(checkpoint), qstep=q), data["x"], data["mask"])
+            for q in qsteps}
+
+
 HIGHLIGHT = {"vaeformer": "tab:red", "errorbound(vaeformer)": "tab:purple", "bitround": "tab:blue", "sz3": "tab:green",
              "errorbound(constant)": "black", "errorbound(constant, learned context)": "magenta"}
 OTHER_COLORS = ("tab:orange", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
@@ -285,6 +296,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per codec setting; throughput is the best")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where learned.json/png go")
     parser.add_argument("--keep", type=Path, help="keep the work directory (stores, index, checkpoints) here")
+    parser.add_argument("--diagnose-only", action="store_true",
+                        help="with --checkpoint: only the transform diagnosis on the test data, written to "
+                             "OUT/learned-diagnosis.json (about a minute)")
     args = parser.parse_args()
     _single_thread()
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # training progress per epoch
@@ -292,6 +306,23 @@ def main() -> None:
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="satflow-learned-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.diagnose_only:
+        if args.checkpoint is None:
+            parser.error("--diagnose-only needs --checkpoint (the checkpoint to diagnose)")
+        try:
+            test = codec_bench.amsua_dataset(work, args.test_steps, args.resolution, seed=1)
+            report = {"command": "OMP_NUM_THREADS=1 python benchmarks/codecs/learned.py " + " ".join(sys.argv[1:]),
+                      "checkpoint": str(args.checkpoint), "test": {"steps": args.test_steps,
+                      "resolution": args.resolution, "seed": 1},
+                      "transform_diagnosis": transform_diagnosis(test, args.checkpoint)}
+        finally:
+            if args.keep is None:
+                shutil.rmtree(work, ignore_errors=True)
+        (args.out / "learned-diagnosis.json").write_text(json.dumps(report, indent=2, default=float))
+        print(json.dumps({q: {k: report["transform_diagnosis"][q][k] for k in ("bits_per_value_payload", "coded",
+                          "unquantised", "no_refine", "steep_edges")} for q in report["transform_diagnosis"]},
+                         indent=2, default=float))
+        return
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     try:
@@ -310,6 +341,7 @@ def main() -> None:
         settings = codec_bench.codec_settings(False, "vaeformer", {"checkpoint": str(checkpoint)})
         dataset = codec_bench.run_dataset(test, settings, args.repeats)
         diagnosis = residual_diagnosis(test, checkpoint)
+        transform = transform_diagnosis(test, checkpoint)
         seconds["benchmark"] = round(time.perf_counter() - measured, 1)
     finally:
         if args.keep is None:
@@ -330,6 +362,7 @@ def main() -> None:
         "same_rate_vs_bitround": comparison,
         "targets": targets(dataset, "vaeformer", comparison),
         "errorbound_residual_diagnosis": diagnosis,
+        "transform_diagnosis": transform,
         "gpu": "cuda available: not measured by this CPU run" if _cuda() else
                "none lent to this run (torch.cuda.is_available() is False): GPU throughput not measured",
     }
