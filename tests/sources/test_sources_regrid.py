@@ -67,7 +67,8 @@ def regrid(path, config: SourceConfig) -> np.ndarray:
 # --- analytic fields ---------------------------------------------------------------------------
 # Measured maxima of |regridded - analytic| over the 30 x 50 domain of 20 km cells (field range 270..290 K):
 # bilinear 2e-4 K from the 0.25-degree grid, 1e-4 K from the 20 km stereographic grid (float32 spacing at 280 K is
-# 3e-5 K); nearest 0.06 K and 0.05 K, half an input cell's change of the field. Tolerances: 1e-3 K and 0.2 K.
+# 3e-5 K) and the same from its 2-D lat/lon alone (curvilinear); nearest 0.06 K and 0.05 K, half an input cell's
+# change of the field. Tolerances: 1e-3 K and 0.2 K.
 @pytest.mark.parametrize("method, tolerance", [("bilinear", 1e-3), ("nearest", 0.2)])
 def test_regular_lat_lon_input_reproduces_an_analytic_field(tmp_path, method, tolerance):
     lat, lon = np.arange(30.0, 70.0, 0.25), np.arange(-30.0, 20.0, 0.25)
@@ -238,15 +239,65 @@ def test_projected_units_are_converted():
         scan_input(SEVIRI, regrid_config("bilinear", SEVIRI_DOMAIN, convert_units={"data": "m"}))
 
 
-def test_curvilinear_file_without_grid_mapping_is_refused(tmp_path):
-    lat2d, lon2d = np.meshgrid(np.arange(40.0, 60.0), np.arange(-10.0, 10.0), indexing="ij")
+@pytest.mark.parametrize("method, tolerance", [("bilinear", 1e-3), ("nearest", 0.2)])
+def test_curvilinear_input_reproduces_an_analytic_field(tmp_path, method, tolerance):
+    """2-D lat/lon named in `coordinates`, no grid mapping: positions come from inverting the coordinates."""
+    _, lat, lon = stereographic_file(tmp_path / "s.nc", analytic)
+    lat, lon = lat[::-1].T, lon[::-1].T  # rows and columns in another order than the projection's axes
     path = write_nc(tmp_path / "c.nc", {
-        "nav_lat": (("y", "x"), lat2d, {"standard_name": "latitude", "units": "degrees_north"}),
-        "nav_lon": (("y", "x"), lon2d, {"standard_name": "longitude", "units": "degrees_east"}),
-        "tb": (("y", "x"), analytic(lat2d, lon2d), {"units": "K", "coordinates": "nav_lat nav_lon"}),
+        "nav_lat": (("j", "i"), lat, {"standard_name": "latitude", "units": "degrees_north"}),
+        "nav_lon": (("j", "i"), lon, {"standard_name": "longitude", "units": "degrees_east"}),
+        **time_variable((0.0,), "hours since 2020-01-01 00:00:00", "standard"),
+        "tb": (("time", "j", "i"), analytic(lat, lon)[None].astype(np.float32),
+               {"units": "K", "coordinates": "nav_lat nav_lon"}),
     })
-    with pytest.raises(SourceError, match=r"latitude/longitude are 2-D \(nav_lat, nav_lon\)"):
-        scan_input(str(path), regrid_config("bilinear"))
+    config = regrid_config(method)
+    out = regrid(path, config)
+    domain_lat, domain_lon = DomainGrid.from_config(config.domain).lat_lon_2d
+    assert np.isfinite(out).all()
+    assert np.abs(out - analytic(domain_lat, domain_lon)).max() < tolerance
+
+
+def test_seviri_through_its_2d_lat_lon_matches_its_grid_mapping(tmp_path):
+    """The same scene without its grid mapping takes the curvilinear path: the same valid cells, values within
+    0.05 K (measured 0.012 K: its lat/lon are stored as float32), nearest identical."""
+    import netCDF4
+    import shutil
+
+    copy = tmp_path / "no_grid_mapping.nc"
+    shutil.copy(SEVIRI, copy)
+    with netCDF4.Dataset(copy, "a") as ds:
+        ds["data"].delncattr("grid_mapping")
+    for method, tolerance in (("bilinear", 0.05), ("nearest", 0.0)):
+        config = regrid_config(method, SEVIRI_DOMAIN)
+        projected, curvilinear = regrid(SEVIRI, config), regrid(copy, config)
+        np.testing.assert_array_equal(np.isfinite(curvilinear), np.isfinite(projected))
+        np.testing.assert_allclose(curvilinear, projected, atol=tolerance, rtol=0)
+
+
+ORCA2 = os.path.join(iris_sample_data.path, "orca2_votemper.nc")
+
+
+@pytest.mark.parametrize("centre, valid_fraction", [((0.0, 179.0), 1.0), ((-30.0, 20.0), 0.69125)])
+def test_real_curvilinear_ocean_grid_nearest_is_the_nearest_node(centre, valid_fraction):
+    """NEMO's tripolar ORCA2 (2-D nav_lat/nav_lon, no grid mapping): each cell takes the input node nearest to it
+    in the domain's plane (brute force over all 26 640 nodes); land (southern Africa) stays invalid."""
+    import netCDF4
+
+    domain = {"central_latitude": centre[0], "central_longitude": centre[1], "l_zonal": 4_000_000.0,
+              "l_meridional": 2_000_000.0, "resolution": 100_000.0}
+    config = regrid_config("nearest", domain)
+    out = regrid(ORCA2, config)
+    with netCDF4.Dataset(ORCA2) as ds:
+        lat, lon = (np.asarray(ds[name][:], np.float64) for name in ("nav_lat", "nav_lon"))
+        field = ds["votemper"][:].filled(np.nan).ravel()
+    grid = DomainGrid.from_config(config.domain)
+    x, y = pyproj.Transformer.from_crs(grid.crs.geodetic_crs, grid.crs, always_xy=True).transform(lon, lat)
+    target_x, target_y = np.meshgrid(grid.x, grid.y)
+    distance = (target_x.reshape(-1, 1) - x.ravel()) ** 2 + (target_y.reshape(-1, 1) - y.ravel()) ** 2
+    np.testing.assert_array_equal(out, field[np.argmin(distance, axis=1)].reshape(out.shape))
+    assert np.isfinite(out).mean() == valid_fraction
+    assert -2.0 < np.nanmin(out) and np.nanmax(out) < 31.0  # sea temperature at 5 m, degC
 
 
 # --- configuration -----------------------------------------------------------------------------
