@@ -1,18 +1,18 @@
-"""Gridded and projected CF NetCDF resampled onto a local domain (`source.kind: regrid`).
+"""Gridded, projected and curvilinear CF NetCDF resampled onto a local domain (`source.kind: regrid`).
 
-Two input layouts, one resampling path:
+Three input layouts, one resampling path:
 - a regular lat/lon file: scanned and read by the gridded source, then resampled;
 - a projected file: variables on (time?, y, x) with 1-D projection coordinates and a CF
   `grid_mapping`; pyproj's `CRS.from_cf` builds the input projection from its attributes, so
-  stereographic, geostationary or Lambert inputs take the same path.
+  stereographic, geostationary (scan angles in radians) or Lambert inputs take the same path;
+- a curvilinear file: 2-D latitude/longitude named in `coordinates`, no grid mapping; positions
+  come from inverting its coordinates (`_curvilinear_positions`). A cyclic grid (NEMO's ORCA) is
+  not joined across its seam: the strip between its last and first column stays invalid
+  (measured on ORCA2 at 73 E: 3% of a 4000 km domain).
 Every domain cell centre is mapped to a fractional (row, column) position in the input array;
 `nearest` takes the input cell it falls in, `bilinear` weights the four around it. NaN marks an
 invalid input, and a NaN corner makes the bilinear result NaN even at zero weight, so an output
 cell is valid only when every input it draws on is valid. Cells outside the input are NaN.
-A curvilinear file (2-D latitude/longitude named in `coordinates`, no grid mapping) takes the
-same path: its fractional positions come from inverting its coordinates (`_curvilinear_positions`).
-A cyclic curvilinear grid (NEMO's ORCA) is not joined across its seam: the strip between its last
-and first column stays invalid (measured on ORCA2 at 73 E: 3% of a 4000 km domain).
 """
 
 from __future__ import annotations
@@ -67,10 +67,10 @@ class RegridSource(SingleFileGroups):
         path = os.fspath(path)
         domain = DomainGrid.from_config(source.domain, source.lon_convention)
         with HDF5_LOCK, _open(path) as ds:
-            projected = _projected_variables(ds, source) or _curvilinear_variables(ds, source)
-            if projected:
-                info = _scan_projected(ds, path, projected, source)
-        if not projected:
+            variables = _projected_variables(ds, source) or _curvilinear_variables(ds, source)
+            if variables:
+                info = _scan_projected(ds, path, variables, source)
+        if not variables:  # a regular lat/lon file, or one the gridded source explains why it cannot read
             native = scan_file(path, source)
             info = replace(native, read_plan=_LatLonInput(native))
         return replace(info, lat=domain.lat, lon=domain.lon)
