@@ -78,6 +78,9 @@ def test_truncated_container_is_reported():
         unpack_container(data[:-3])
     with pytest.raises(ContainerError, match="truncated container: 10 bytes, fewer than the 30-byte minimum"):
         unpack_container(data[:10])
+    # Killed mutant: a minimum of preamble - checksum (22 bytes) let 22-25 bytes reach the preamble parser.
+    with pytest.raises(ContainerError, match="truncated container: 24 bytes, fewer than the 30-byte minimum"):
+        unpack_container(data[:24])
 
 
 def test_wrong_magic_is_reported():

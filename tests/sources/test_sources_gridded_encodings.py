@@ -37,6 +37,17 @@ def test_packed_int16_with_fill(make_grid_file):
     np.testing.assert_array_equal(data[:, 0], expected)
 
 
+def test_fill_values_at_the_ends_of_the_stored_type_are_invalid(make_grid_file):
+    # Killed mutant (benchmarks/mutation): a fill equal to the type's maximum (int16 32767, a common
+    # _FillValue) counted as unrepresentable, so it was kept as a value.
+    raw = np.array([[[100, 32767, -32768, 32000], [1, 2, 3, 4], [-5, -6, -7, -8]]], np.int16)
+    attrs = {"_FillValue": np.int16(32767), "missing_value": np.int16(-32768), "scale_factor": 0.01}
+    _, data = read(make_grid_file(values=raw, dtype=np.int16, attrs=attrs), lon_convention="0..360")
+    expected = (raw.astype(np.float64) * 0.01).astype(np.float32)
+    expected[0, 0, 1:3] = NAN
+    np.testing.assert_array_equal(data[:, 0], expected)
+
+
 def test_fill_value_and_missing_value_are_both_invalid(make_grid_file):
     raw = np.array([[[1, -999, -888, 4], [5, 6, 7, 8], [9, 10, 11, 12]]], np.float32)
     attrs = {"_FillValue": np.float32(-999), "missing_value": np.float32(-888)}
