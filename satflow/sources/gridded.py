@@ -32,9 +32,9 @@ from satflow.config import SourceConfig
 from satflow.sources.base import FileInfo, SingleFileGroups, SourceError, register_source
 from satflow.grid import crop_indices, latitude_order, normalize_longitudes, unwrap_longitudes
 from satflow.sources.cfvalues import UnitsError, canonical_unit, convert_units, decode_values
+from satflow.sources.netcdf import CORRUPT_HINT, nc_attr, open_netcdf, short_error
 from satflow.sources.timecodec import TimeDecodeError, decode_times, time_from_filename
 
-_CORRUPT_HINT = "the file is truncated or not NetCDF: re-download or remove it"
 _LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
 _LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
 _TIME_DIM_NAMES = {"time", "t", "time_counter", "valid_time", "times"}
@@ -63,13 +63,13 @@ class _ReadPlan:
 def scan_file(path, source: SourceConfig) -> FileInfo:
     """Metadata of one file (reads coordinates and attributes, no data). Raises SourceError."""
     path = os.fspath(path)
-    with HDF5_LOCK, _open(path) as ds:
+    with HDF5_LOCK, open_netcdf(path) as ds:
         try:
             return _Scanner(ds, path, source).scan()
         except (TimeDecodeError, UnitsError) as err:
             raise SourceError(path, str(err), "fix the file's attributes or the source settings") from None
         except (OSError, RuntimeError) as err:  # HDF5 errors while reading coordinates
-            raise SourceError(path, f"cannot read metadata ({_short(err)})", _CORRUPT_HINT) from None
+            raise SourceError(path, f"cannot read metadata ({short_error(err)})", CORRUPT_HINT) from None
 
 
 def read_file(info: FileInfo, source: SourceConfig, steps: Sequence[int] | None = None,
@@ -87,7 +87,7 @@ def read_file(info: FileInfo, source: SourceConfig, steps: Sequence[int] | None 
     steps = np.arange(plan.n_times) if steps is None else np.asarray(steps, dtype=np.int64)
     shape = (len(steps), len(info.features), plan.lat_index.size, plan.lon_index.size)
     out = np.empty(shape, np.float32) if out is None else out
-    with HDF5_LOCK, _open(info.path) as ds:  # only the HDF5 reads hold the lock; decoding runs outside it
+    with HDF5_LOCK, open_netcdf(info.path) as ds:  # only the HDF5 reads hold the lock; decoding runs outside it
         raws = [_read_raw(ds, info.path, variable, plan, steps) for variable in plan.variables]
     start = 0
     for variable, (raw, attrs) in zip(plan.variables, raws):
@@ -111,17 +111,8 @@ register_source("gridded", GriddedSource())
 
 
 # --- opening -----------------------------------------------------------------------------------
-def _open(path: str) -> netCDF4.Dataset:
-    if not os.path.exists(path):
-        raise SourceError(path, "no such file", "check the path or glob")
-    try:
-        return netCDF4.Dataset(path, "r")
-    except (OSError, RuntimeError, ValueError) as err:
-        raise SourceError(path, f"cannot open as NetCDF ({_short(err)})", _CORRUPT_HINT) from None
 
 
-def _short(err: Exception) -> str:
-    return str(err).split(": '")[0]  # netCDF4 repeats the path after the message
 
 
 # --- scanning ----------------------------------------------------------------------------------
@@ -203,7 +194,7 @@ class _Scanner:
         """(reason, hint) for a file without a usable regular lat/lon variable."""
         regrid = "regrid it to a regular lat/lon grid first (e.g. CDO remapbil or xESMF)"
         variables = _all_variables(self.ds)
-        std = {v.name: str(_attr(v, "standard_name", "")) for v in variables}
+        std = {v.name: str(nc_attr(v, "standard_name", "")) for v in variables}
         two_d = [v for v in variables if v.ndim >= 2 and (std[v.name] in ("latitude", "longitude")
                                                           or v.name.lower() in ("lat", "lon", "nav_lat", "nav_lon"))]
         if two_d:
@@ -284,9 +275,9 @@ class _Scanner:
         if values.size != expected:
             raise SourceError(self.path, f"time coordinate '{coordinate.name}' has {values.size} values for "
                               f"{expected} steps", "fix the time coordinate")
-        calendar = str(_attr(coordinate, "calendar", "standard"))
+        calendar = str(nc_attr(coordinate, "calendar", "standard"))
         try:
-            times = decode_times(values, str(_attr(coordinate, "units", "")), calendar)
+            times = decode_times(values, str(nc_attr(coordinate, "units", "")), calendar)
         except TimeDecodeError as err:
             raise SourceError(self.path, f"cannot decode time '{coordinate.name}': {err}",
                               "fix its units/calendar attributes, or remove the time variable so that "
@@ -318,7 +309,7 @@ class _Scanner:
             features = tuple(f"{name}-{prefix}{k}" for k in range(1, size + 1))
         else:
             features = (name,)
-        units = _attr(variable, "units", None)
+        units = nc_attr(variable, "units", None)
         target = self._target_units(variable, name, units)
         return _VariableRead(name, features, axes, None if units is None else str(units), target)
 
@@ -352,7 +343,7 @@ def _read_raw(ds, path: str, spec: _VariableRead, plan: _ReadPlan, steps: np.nda
         variable.set_auto_maskandscale(False)
         raw = np.asarray(variable[tuple(slab)])
     except (OSError, RuntimeError, ValueError, IndexError) as err:
-        raise SourceError(path, f"cannot read variable '{spec.name}' ({_short(err)})", _CORRUPT_HINT) from None
+        raise SourceError(path, f"cannot read variable '{spec.name}' ({short_error(err)})", CORRUPT_HINT) from None
     raw = _to_canonical_axes(raw, spec.axes)
     if t_ax is not None and not np.array_equal(steps, np.arange(t0, t0 + len(steps))):
         raw = np.take(raw, steps - t0, axis=0)
@@ -416,8 +407,6 @@ def _find_variable(ds: netCDF4.Dataset, name: str) -> netCDF4.Variable | None:
     return node.variables.get(leaf)
 
 
-def _attr(variable, name: str, default=None):
-    return variable.getncattr(name) if name in variable.ncattrs() else default
 
 
 def _coordinate(variable: netCDF4.Variable, dim: str) -> netCDF4.Variable | None:
@@ -446,10 +435,10 @@ def _spatial_dims(ds: netCDF4.Dataset) -> tuple[dict, dict]:
 
 
 def _looks_like(variable, standard_name: str, units: set[str], names: tuple[str, ...]) -> bool:
-    std = str(_attr(variable, "standard_name", "")).lower()
+    std = str(nc_attr(variable, "standard_name", "")).lower()
     if std:
         return std == standard_name
-    unit = str(_attr(variable, "units", "")).lower().replace(" ", "_")
+    unit = str(nc_attr(variable, "units", "")).lower().replace(" ", "_")
     if unit in units:
         return True
     return variable.name.lower() in names and (not unit or unit.startswith("degree"))
@@ -464,22 +453,22 @@ def _time_coordinate(variable: netCDF4.Variable, dim: str) -> netCDF4.Variable |
     while group is not None:  # e.g. NEMO's time_centered(time_counter)
         for candidate in group.variables.values():
             if candidate.dimensions == (dim,) and _has_time_units(candidate) and \
-                    str(_attr(candidate, "standard_name", "time")) == "time":
+                    str(nc_attr(candidate, "standard_name", "time")) == "time":
                 return candidate
         group = group.parent
     return None
 
 
 def _has_time_units(variable: netCDF4.Variable) -> bool:
-    return " since " in f" {str(_attr(variable, 'units', '')).lower()} "
+    return " since " in f" {str(nc_attr(variable, 'units', '')).lower()} "
 
 
 def _scalar_time(ds: netCDF4.Dataset, variables) -> netCDF4.Variable | None:
     """A 0-d time variable: listed in a variable's `coordinates`, or named 'time' at the root."""
-    listed = {name for v in variables for name in str(_attr(v, "coordinates", "")).split()}
+    listed = {name for v in variables for name in str(nc_attr(v, "coordinates", "")).split()}
     for variable in _all_variables(ds):
         if variable.ndim == 0 and _has_time_units(variable) and \
-                str(_attr(variable, "standard_name", "time")) == "time" and \
+                str(nc_attr(variable, "standard_name", "time")) == "time" and \
                 (variable.name in listed or (variable.name == "time" and variable.group().parent is None)):
             return variable
     return None
@@ -497,6 +486,6 @@ def _is_vertical(dim: str, coordinate: netCDF4.Variable | None) -> bool:
         return True
     if coordinate is None:
         return False
-    positive = str(_attr(coordinate, "positive", "")).lower()
-    units = str(_attr(coordinate, "units", "")).lower()
-    return positive == "down" or "depth" in str(_attr(coordinate, "standard_name", "")) or units in _LENGTH_UNITS
+    positive = str(nc_attr(coordinate, "positive", "")).lower()
+    units = str(nc_attr(coordinate, "units", "")).lower()
+    return positive == "down" or "depth" in str(nc_attr(coordinate, "standard_name", "")) or units in _LENGTH_UNITS

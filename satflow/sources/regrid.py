@@ -31,9 +31,9 @@ from satflow.sources.base import FileInfo, SingleFileGroups, SourceError, regist
 from satflow.sources.cfvalues import canonical_unit, convert_units, decode_values
 from satflow.sources.domain import DomainGrid
 from satflow.sources.gridded import read_file, scan_file
+from satflow.sources.netcdf import CORRUPT_HINT, nc_attr, open_netcdf
 from satflow.sources.timecodec import TimeDecodeError, decode_times, time_from_filename
 
-_CORRUPT_HINT = "the file is truncated or not NetCDF: re-download or remove it"
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +66,7 @@ class RegridSource(SingleFileGroups):
     def scan(self, path, source: SourceConfig) -> FileInfo:
         path = os.fspath(path)
         domain = DomainGrid.from_config(source.domain, source.lon_convention)
-        with HDF5_LOCK, _open(path) as ds:
+        with HDF5_LOCK, open_netcdf(path) as ds:
             variables = _projected_variables(ds, source) or _curvilinear_variables(ds, source)
             if variables:
                 info = _scan_projected(ds, path, variables, source)
@@ -95,24 +95,15 @@ register_source("regrid", RegridSource())
 
 
 # --- scanning projected files ------------------------------------------------------------------
-def _open(path: str) -> netCDF4.Dataset:
-    if not os.path.exists(path):
-        raise SourceError(path, "no such file", "check the path or glob")
-    try:
-        return netCDF4.Dataset(path, "r")
-    except (OSError, RuntimeError, ValueError) as err:
-        raise SourceError(path, f"cannot open as NetCDF ({str(err).split(': ')[0]})", _CORRUPT_HINT) from None
 
 
-def _attr(variable, name: str, default=None):
-    return variable.getncattr(name) if name in variable.ncattrs() else default
 
 
 def _projected_variables(ds, source: SourceConfig) -> list[netCDF4.Variable]:
     """Numeric variables whose last two dimensions are 1-D projection coordinates and that name a grid mapping."""
     found = []
     for variable in ds.variables.values():
-        mapping = _attr(variable, "grid_mapping")
+        mapping = nc_attr(variable, "grid_mapping")
         if mapping is None or mapping not in ds.variables or variable.ndim < 2:
             continue
         if source.variables and variable.name not in source.variables:
@@ -130,8 +121,8 @@ def _curvilinear_variables(ds, source: SourceConfig) -> list[netCDF4.Variable]:
 
 def _coordinates_2d(ds, variable: netCDF4.Variable) -> tuple[str, str] | None:
     """(latitude, longitude) variable names listed in `coordinates` with the variable's last two dimensions."""
-    listed = [ds.variables[n] for n in str(_attr(variable, "coordinates", "")).split() if n in ds.variables]
-    on_grid = {str(_attr(c, "standard_name", "")): c.name for c in listed if c.dimensions == variable.dimensions[-2:]}
+    listed = [ds.variables[n] for n in str(nc_attr(variable, "coordinates", "")).split() if n in ds.variables]
+    on_grid = {str(nc_attr(c, "standard_name", "")): c.name for c in listed if c.dimensions == variable.dimensions[-2:]}
     if "latitude" in on_grid and "longitude" in on_grid and np.dtype(variable.dtype).kind in "iuf":
         return on_grid["latitude"], on_grid["longitude"]
     return None
@@ -139,7 +130,7 @@ def _coordinates_2d(ds, variable: netCDF4.Variable) -> tuple[str, str] | None:
 
 def _grid_plan(ds, path: str, first: netCDF4.Variable, names: tuple[str, ...]):
     time_axis = first.ndim == 3
-    mapping_name = _attr(first, "grid_mapping")
+    mapping_name = nc_attr(first, "grid_mapping")
     if mapping_name is None:
         lat, lon = (np.ma.filled(np.ma.asarray(ds.variables[n][...], np.float64), np.nan)
                     for n in _coordinates_2d(ds, first))
@@ -161,7 +152,7 @@ def _grid_plan(ds, path: str, first: netCDF4.Variable, names: tuple[str, ...]):
 
 def _scan_projected(ds, path: str, variables: list[netCDF4.Variable], source: SourceConfig) -> FileInfo:
     first = variables[0]
-    layouts = {(v.dimensions, _attr(v, "grid_mapping")) for v in variables}
+    layouts = {(v.dimensions, nc_attr(v, "grid_mapping")) for v in variables}
     if len(layouts) > 1:
         raise SourceError(path, f"projected variables must share one (time?, y, x) layout, got {sorted(layouts)}",
                           "select variables of one grid with source.variables")
@@ -173,12 +164,12 @@ def _scan_projected(ds, path: str, variables: list[netCDF4.Variable], source: So
     features = tuple(v.name for v in variables)
     for variable in variables:  # refuse an impossible conversion here, not in every read
         target = source.convert_units.get(variable.name)
-        if target is not None and (canonical_unit(str(_attr(variable, "units", ""))) is None
+        if target is not None and (canonical_unit(str(nc_attr(variable, "units", ""))) is None
                                    or canonical_unit(target) is None):
-            raise SourceError(path, f"cannot convert '{variable.name}' from units {_attr(variable, 'units')!r} to "
+            raise SourceError(path, f"cannot convert '{variable.name}' from units {nc_attr(variable, 'units')!r} to "
                               f"{target!r}", "satflow converts temperatures between K, degC and degF: fix "
                               "source.convert_units or the variable's units attribute")
-    units = tuple(source.convert_units.get(v.name, str(_attr(v, "units", ""))) for v in variables)
+    units = tuple(source.convert_units.get(v.name, str(nc_attr(v, "units", ""))) for v in variables)
     return FileInfo(path, times, features, np.empty(0), np.empty(0), units, read_plan=plan)
 
 
@@ -186,7 +177,7 @@ def _metres(axis: netCDF4.Variable, mapping: dict) -> np.ndarray:
     """Projection coordinates in metres: some files give km, geostationary ones (GOES ABI) scan angles in
     radians, which are metres once multiplied by the satellite height (what PROJ's geos expects)."""
     values = np.asarray(axis[...], np.float64)
-    units = str(_attr(axis, "units", "m")).lower()
+    units = str(nc_attr(axis, "units", "m")).lower()
     if units == "km":
         return values * 1000.0
     if units in ("rad", "radian", "radians") and "perspective_point_height" in mapping:
@@ -199,10 +190,10 @@ def _projected_times(ds, path: str, variable: netCDF4.Variable, source: SourceCo
     if variable.ndim == 3:
         time = ds.variables.get(variable.dimensions[0])
     else:
-        listed = str(_attr(variable, "coordinates", "")).split() + ["time"]
+        listed = str(nc_attr(variable, "coordinates", "")).split() + ["time"]
         time = next((ds.variables[n] for n in listed if n in ds.variables and ds.variables[n].ndim == 0
-                     and " since " in f" {_attr(ds.variables[n], 'units', '')} "), None)  # not a scalar depth
-    if time is None or " since " not in f" {_attr(time, 'units', '')} ":
+                     and " since " in f" {nc_attr(ds.variables[n], 'units', '')} "), None)  # not a scalar depth
+    if time is None or " since " not in f" {nc_attr(time, 'units', '')} ":
         if variable.ndim == 3 and variable.shape[0] > 1:
             raise SourceError(path, f"time dimension '{variable.dimensions[0]}' ({variable.shape[0]} steps) has no "
                               "coordinate with '<unit> since <date>' units", "add CF time units to the file")
@@ -213,7 +204,7 @@ def _projected_times(ds, path: str, variable: netCDF4.Variable, source: SourceCo
                               "set source.time_from_filename to a regex with year/month/day[/hour] groups") from None
     values = np.atleast_1d(np.asarray(time[...], np.float64))
     try:
-        return decode_times(values, str(_attr(time, "units")), str(_attr(time, "calendar", "standard")))
+        return decode_times(values, str(nc_attr(time, "units")), str(nc_attr(time, "calendar", "standard")))
     except TimeDecodeError as err:
         raise SourceError(path, f"cannot decode time '{time.name}': {err}", "fix its units/calendar") from None
 
@@ -226,7 +217,7 @@ def _read_native(info: FileInfo, plan, source: SourceConfig, steps) -> np.ndarra
     if not isinstance(plan, (_ProjectedInput, _CurvilinearInput)):
         raise ValueError("FileInfo has no regrid plan; get it from RegridSource.scan")
     steps = list(range(len(info.times))) if steps is None else list(steps)
-    with HDF5_LOCK, _open(info.path) as ds:
+    with HDF5_LOCK, open_netcdf(info.path) as ds:
         raws = []
         for name in plan.variables:
             variable = ds.variables[name]
@@ -234,7 +225,7 @@ def _read_native(info: FileInfo, plan, source: SourceConfig, steps) -> np.ndarra
             try:
                 raw = np.asarray(variable[steps] if plan.time_axis else variable[...][None].repeat(len(steps), 0))
             except (OSError, RuntimeError, IndexError) as err:
-                raise SourceError(info.path, f"cannot read variable '{name}' ({err})", _CORRUPT_HINT) from None
+                raise SourceError(info.path, f"cannot read variable '{name}' ({err})", CORRUPT_HINT) from None
             raws.append((raw, {key: variable.getncattr(key) for key in variable.ncattrs()}))
     decoded = [decode_values(raw, attrs, sentinel=source.sentinel) for raw, attrs in raws]
     for k, (name, (_, attrs)) in enumerate(zip(plan.variables, raws)):

@@ -32,9 +32,9 @@ from satflow.sources.base import INPUT_SEPARATOR, FileInfo, SourceError, registe
 from satflow.sources.binning import (accumulate_mean, accumulate_nearest, cell_index, finish_mean,
                                      target_grid)
 from satflow.sources.cfvalues import decode_values
+from satflow.sources.netcdf import CORRUPT_HINT, nc_attr, open_netcdf
 from satflow.sources.timecodec import TimeDecodeError, decode_times, time_calendar
 
-_CORRUPT_HINT = "the file is truncated or not NetCDF: re-download or remove it"
 _BLOCK_VALUES = 2_000_000  # observation values decoded at once: bounds a read's memory
 
 
@@ -61,7 +61,7 @@ class _WindowPlan:
 class SwathSource:
     def scan(self, path, source: SourceConfig) -> FileInfo:
         path = os.fspath(path)
-        with HDF5_LOCK, _open(path) as ds:
+        with HDF5_LOCK, open_netcdf(path) as ds:
             layout, units = _find_layout(ds, path, source)
             times = _decoded_times(ds, path, layout)
         grid = target_grid(source.swath.resolution, source.lon_convention, source.crop)
@@ -117,21 +117,12 @@ register_source("swath", SwathSource())
 
 
 # --- scanning ----------------------------------------------------------------------------------
-def _open(path: str) -> netCDF4.Dataset:
-    if not os.path.exists(path):
-        raise SourceError(path, "no such file", "check the path or glob")
-    try:
-        return netCDF4.Dataset(path, "r")
-    except (OSError, RuntimeError, ValueError) as err:
-        raise SourceError(path, f"cannot open as NetCDF ({str(err).split(': ')[0]})", _CORRUPT_HINT) from None
 
 
-def _attr(variable, name: str, default=None):
-    return variable.getncattr(name) if name in variable.ncattrs() else default
 
 
 def _coordinate(ds, standard_name: str, path: str) -> netCDF4.Variable:
-    found = [v for v in ds.variables.values() if v.ndim == 2 and _attr(v, "standard_name") == standard_name]
+    found = [v for v in ds.variables.values() if v.ndim == 2 and nc_attr(v, "standard_name") == standard_name]
     if not found:
         raise SourceError(path, f"no 2-D {standard_name} (scanline, fov): not a raw swath file",
                           "use source.kind: gridded for gridded files")
@@ -141,7 +132,7 @@ def _coordinate(ds, standard_name: str, path: str) -> netCDF4.Variable:
 def _find_layout(ds, path: str, source: SourceConfig) -> tuple[_Layout, tuple[str, ...]]:
     lat, lon = _coordinate(ds, "latitude", path), _coordinate(ds, "longitude", path)
     scan_dims = lat.dimensions
-    time = next((v for v in ds.variables.values() if " since " in f" {_attr(v, 'units', '')} "
+    time = next((v for v in ds.variables.values() if " since " in f" {nc_attr(v, 'units', '')} "
                  and v.dimensions in (scan_dims, scan_dims[:1])), None)
     if time is None:
         raise SourceError(path, f"no time variable on {scan_dims} or {scan_dims[:1]} with '<unit> since <date>' units",
@@ -165,7 +156,7 @@ def _find_layout(ds, path: str, source: SourceConfig) -> tuple[_Layout, tuple[st
         raise SourceError(path, f"channel variables differ in length {sorted(channels)}", "select one set with --var")
     layout = _Layout(lat.name, lon.name, time.name, tuple(v.name for v in channel), channels.pop() if channels else 0,
                      tuple(v.name for v in nearest))
-    unit = {v.name: str(_attr(v, "units", "")) for v in candidates}
+    unit = {v.name: str(nc_attr(v, "units", "")) for v in candidates}
     units = [unit[name] for name in layout.channel_vars for _ in range(layout.n_channels)]
     if layout.channel_vars:
         units[layout.n_channels:layout.n_channels] = ["1"] * layout.n_channels
@@ -191,8 +182,8 @@ def _decoded_times(ds, path: str, layout: _Layout, rows: slice = slice(None)) ->
     values = np.ma.filled(np.ma.asarray(variable[rows], dtype=np.float64), np.nan)
     finite = np.isfinite(values)
     try:
-        decoded = decode_times(np.where(finite, values, 0.0), str(_attr(variable, "units")),
-                               str(_attr(variable, "calendar", "standard")))
+        decoded = decode_times(np.where(finite, values, 0.0), str(nc_attr(variable, "units")),
+                               str(nc_attr(variable, "calendar", "standard")))
     except TimeDecodeError as err:
         raise SourceError(path, f"cannot decode time '{layout.time}': {err}", "fix its units/calendar") from None
     if time_calendar(decoded) != "datetime64":
@@ -236,16 +227,16 @@ class _WindowBins:
 
 def _bin_file(path: str, plan: _WindowPlan, grid, binned: _WindowBins, source: SourceConfig) -> None:
     layout = plan.layout
-    with HDF5_LOCK, _open(path) as ds:
+    with HDF5_LOCK, open_netcdf(path) as ds:
         n_lines, n_fov = ds.variables[layout.lat].shape
     rows_per_block = max(1, _BLOCK_VALUES // max(1, n_fov * max(1, layout.n_channels)))
     for start in range(0, n_lines, rows_per_block):
         rows = slice(start, min(n_lines, start + rows_per_block))
         try:
-            with HDF5_LOCK, _open(path) as ds:
+            with HDF5_LOCK, open_netcdf(path) as ds:
                 block = _read_block(ds, path, layout, rows, n_fov, source)
         except (OSError, RuntimeError, IndexError) as err:
-            raise SourceError(path, f"cannot read swath rows {rows.start}:{rows.stop} ({err})", _CORRUPT_HINT) from None
+            raise SourceError(path, f"cannot read swath rows {rows.start}:{rows.stop} ({err})", CORRUPT_HINT) from None
         _bin_block(block, plan, grid, binned)
 
 
