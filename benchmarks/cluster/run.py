@@ -282,13 +282,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="satflow-cluster-bench-"))
     results: dict = {"machine": machine()}
     slurm = LocalSlurm(work / "slurm", cpus=8, gpus=0)
-    saved = {key: os.environ.get(key) for key in ("SLURM_CONF", "PATH")}
+    environment = contextlib.ExitStack()  # SLURM_CONF and PATH for dask-jobqueue, restored at the end
     try:
         try:
             slurm.start()
         except SlurmUnavailable as err:
             sys.exit(f"no local SLURM: {err}")
-        os.environ.update({key: slurm.env[key] for key in saved})
+        environment.enter_context(slurm.activated())
         results["slurm_daemons_start_s"] = slurm.startup_seconds
         results["versions"] = versions()
         print(f"local SLURM up in {slurm.startup_seconds:.1f} s", flush=True)
@@ -308,11 +308,7 @@ def main() -> None:
             results["comparison"] = compare(files, work, {"local": local_client, "slurm": slurm_client}, args.repeats)
     finally:
         slurm.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        environment.close()
         shutil.rmtree(work, ignore_errors=True)
     results["load_average_at_end"] = list(os.getloadavg())
     shape = results["comparison"]["identity"]["local"]["shape"]

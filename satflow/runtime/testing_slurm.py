@@ -24,7 +24,8 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +99,21 @@ class LocalSlurm:
     def env(self) -> dict[str, str]:
         """The environment a client (sbatch, squeue, dask-jobqueue) needs to reach this SLURM."""
         return {**os.environ, "SLURM_CONF": str(self.conf), "PATH": _path_with_sbin()}
+
+    @contextmanager
+    def activated(self) -> Iterator[LocalSlurm]:
+        """This process's SLURM_CONF and PATH point at this SLURM inside the block (dask-jobqueue
+        runs sbatch with the process environment); the previous values come back after it."""
+        saved = {key: os.environ.get(key) for key in ("SLURM_CONF", "PATH")}
+        os.environ.update({key: self.env[key] for key in saved})
+        try:
+            yield self
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     @property
     def gpu_devices(self) -> list[Path]:

@@ -23,17 +23,11 @@ def local_slurm(tmp_path_factory):
             pytest.fail(f"CI must run the slurm tests, but: {err}")
         pytest.skip(f"no local SLURM: {err}")
     slurm = LocalSlurm(tmp_path_factory.mktemp("slurm")).start()
-    saved = {key: os.environ.get(key) for key in ("SLURM_CONF", "PATH")}
-    os.environ.update({key: slurm.env[key] for key in saved})
     try:
-        yield slurm
+        with slurm.activated():
+            yield slurm
     finally:
         slurm.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture
