@@ -284,7 +284,7 @@ def _train_epoch(net, model, optimizer, scaler, dataset, config, runtime, epoch:
                  weights: torch.Tensor | None = None) -> tuple[dict, int]:
     loader = _loader(dataset, config, runtime, epoch)
     generator = torch.Generator().manual_seed(config.seed * 7919 + epoch * 104729 + runtime.rank)
-    limit = config.max_steps_per_epoch or len(loader)
+    limit = min(config.max_steps_per_epoch or len(loader), len(loader))
     totals = np.zeros(3)
     n = 0
     net.train()
@@ -302,6 +302,7 @@ def _train_epoch(net, model, optimizer, scaler, dataset, config, runtime, epoch:
                 f"non-finite loss ({loss.item()}) in stage {config.stage}, epoch {epoch + 1}, step {n + 1} "
                 f"(global step {step + 1}); check the store for absurd values or lower train.lr ({config.lr})"
             )
+        _schedule_lr(optimizer, config, (epoch * limit + n) / (config.epochs * limit))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if config.grad_clip:
@@ -317,6 +318,14 @@ def _train_epoch(net, model, optimizer, scaler, dataset, config, runtime, epoch:
         raise ValueError("the train split yielded no batch; lower train.batch_size or index more patches")
     loss, distortion, rate = totals / n
     return {"train_loss": loss, "train_mse": distortion, "train_bits_estimate": rate, "steps": n}, step
+
+
+def _schedule_lr(optimizer: torch.optim.Optimizer, config: TrainConfig, progress: float) -> None:
+    """Cosine decay to 0 over the stage's epochs (progress in [0, 1]): the last steps refine the
+    transforms at a small step, which a constant rate never does."""
+    if config.lr_schedule == "cosine":
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def train(store: str | Path, index: str | Path, out: str | Path, config: TrainConfig | None = None, *,

@@ -112,6 +112,16 @@ def test_resume_continues_exactly(data, tmp_path):
     assert load_training_state(resumed.checkpoint)["optimizer"]["state"]
 
 
+def test_cosine_schedule_decays_per_step_to_zero(data, tmp_path):
+    store, index = data
+    config = tiny_config(epochs=2, lr_schedule="cosine")
+    result = train(store, index, tmp_path, config)
+    steps = sum(record["steps"] for record in result.history)
+    last_lr = load_training_state(result.checkpoint)["optimizer"]["param_groups"][0]["lr"]
+    assert last_lr == pytest.approx(config.lr * 0.5 * (1 + np.cos(np.pi * (steps - 1) / steps)))
+    assert load_checkpoint(result.checkpoint).meta.train["lr_schedule"] == "cosine"
+
+
 def test_finetune_entropy_freezes_transforms(pretrained, data, tmp_path):
     store, index = data
     result = train(store, index, tmp_path, tiny_config(stage="finetune-entropy", epochs=1),

@@ -61,14 +61,14 @@ CHECKPOINT_FILES = ("weights.safetensors", "meta.json", "context.safetensors")  
 
 
 def train_model(store: Path, index: Path, out: Path, pretrain_epochs: int, finetune_epochs: int,
-                context_epochs: int, distortion: str = "normalised") -> tuple[Path, list]:
+                context_epochs: int, distortion: str = "physical", lr_schedule: str = "cosine") -> tuple[Path, list]:
     """Stage pretrain (masked MSE + rate), finetune-entropy (transforms frozen), then context (the
     causal context network of errorbound(context="learned"))."""
     from satflow.codecs.options import TrainConfig
     from satflow.train import train
 
     pretrain = TrainConfig(stage="pretrain", epochs=pretrain_epochs, lmbda=300.0, device="cpu", val_patches=8,
-                           distortion=distortion)
+                           distortion=distortion, lr_schedule=lr_schedule)
     first = train(store, index, out, pretrain)
     finetune = pretrain.model_copy(update={"stage": "finetune-entropy", "epochs": finetune_epochs})
     second = train(store, index, out, finetune, resume=first.checkpoint)
@@ -291,11 +291,15 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=16, help="six-hourly training files (seed 0)")
     parser.add_argument("--test-steps", type=int, default=4, help="held-out test files (seed 1)")
     parser.add_argument("--resolution", type=float, default=1.0, help="grid spacing in degrees")
-    parser.add_argument("--pretrain-epochs", type=int, default=25)
+    parser.add_argument("--pretrain-epochs", type=int, default=150)
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--context-epochs", type=int, default=30)
-    parser.add_argument("--distortion", choices=("normalised", "physical"), default="normalised",
+    parser.add_argument("--distortion", choices=("normalised", "physical"), default="physical",
                         help="train.distortion of the transform stages (physical: MSE in kelvin, rescaled)")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine",
+                        help="train.lr_schedule of the transform stages")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="keep the shipped checkpoint: do not copy the trained one to satflow/data")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per codec setting; throughput is the best")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where learned.json/png go")
     parser.add_argument("--keep", type=Path, help="keep the work directory (stores, index, checkpoints) here")
@@ -334,9 +338,10 @@ def main() -> None:
             store, index = build_training_store(work, args.train_steps, args.resolution)
             seconds["prepare_training_data"] = round(time.perf_counter() - started, 1)
             checkpoint, history = train_model(store, index, work / "checkpoints", args.pretrain_epochs,
-                                              args.finetune_epochs, args.context_epochs, args.distortion)
+                                              args.finetune_epochs, args.context_epochs, args.distortion, args.lr_schedule)
             seconds["train"] = round(time.perf_counter() - started - seconds["prepare_training_data"], 1)
-            checkpoint = cache_checkpoint(checkpoint) or checkpoint
+            if not args.no_cache:
+                checkpoint = cache_checkpoint(checkpoint) or checkpoint
         else:
             history = checkpoint_history(checkpoint)
         measured = time.perf_counter()
@@ -357,6 +362,7 @@ def main() -> None:
         "train": {"steps": args.train_steps, "resolution": args.resolution, "seed": 0,
                   "pretrain_epochs": args.pretrain_epochs, "finetune_epochs": args.finetune_epochs,
                   "context_epochs": args.context_epochs, "distortion": args.distortion,
+                  "lr_schedule": args.lr_schedule,
                   "checkpoint": str(checkpoint), "reused": args.checkpoint is not None, "history": history},
         "test": {"steps": args.test_steps, "resolution": args.resolution, "seed": 1},
         "repeats": args.repeats,

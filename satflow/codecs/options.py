@@ -78,6 +78,12 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(16, gt=0, description="patches per step (per process under DDP)")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.0, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="learning rate over the pretrain and finetune-entropy stages: constant, or "
+        "cosine decay from train.lr to 0 at train.epochs (per step, from the epoch and step counters, so a run "
+        "resumed with the same train.epochs follows the same curve); "
+        "the context stage always decays",
+    )
     grad_clip: float = Field(1.0, ge=0, description="gradient norm clip (0 = off)")
     lmbda: float = Field(
         100.0, gt=0, description="rate-distortion weight: loss = lmbda * D + R (D: masked MSE, normalised units; "
