@@ -376,12 +376,111 @@ class SourceConfig(_Section):
         return values
 
 
+_ISO_DURATION = re.compile(r"P(?:(?P<weeks>\d+(?:\.\d+)?)W)?(?:(?P<days>\d+(?:\.\d+)?)D)?"
+                           r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
+                           r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?")
+_DURATION_HOURS = {"weeks": 168.0, "days": 24.0, "hours": 1.0, "minutes": 1 / 60, "seconds": 1 / 3600}
+
+
+def duration_hours(value: str | float) -> float:
+    """An ISO 8601 duration (`PT30M`, `P1D`, `P1DT12H`) or a number of hours -> hours (> 0)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        hours = float(value)
+    else:
+        text = str(value).strip().upper()
+        match = _ISO_DURATION.fullmatch(text)
+        if match is None or text in ("P", "PT") or text.endswith("T"):
+            hint = " (months and years have no fixed length: give days, e.g. P30D)" \
+                if text.startswith("P") and re.search(r"\d[YM]", text.split("T")[0]) else ""
+            raise ValueError(f"{value!r} is not an ISO 8601 duration such as PT30M, PT1H or P1D, nor a number of "
+                             f"hours{hint}")
+        hours = sum(float(v) * _DURATION_HOURS[k] for k, v in match.groupdict().items() if v)
+    if not hours > 0:
+        raise ValueError(f"duration {value!r} must be longer than zero")
+    return hours
+
+
+SceneMappingStrategy = Literal["single_scene_per_aux_time", "all_scenes_within_dt_aux"]
+_AUX_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class AuxProductConfig(_Section):
+    """`ingest.aux_products.<name>`: a second source mapped onto the primary store's grid and times."""
+
+    inputs: list[str] = Field(min_length=1, description="paths or globs of the auxiliary files")
+    source: SourceConfig = Field(default_factory=SourceConfig, description="how to read them (the same keys as "
+                                 "ingest.source); on a primary domain, kind regrid onto the primary's domain")
+    scene_mapping_strategy: SceneMappingStrategy = Field(
+        "single_scene_per_aux_time", description="single_scene_per_aux_time: each auxiliary time fills the one "
+        "nearest primary time within dt_aux; all_scenes_within_dt_aux: each primary time takes the nearest "
+        "auxiliary time within dt_aux/2")
+    dt_aux: str | float | None = Field(None, description="auxiliary time resolution: ISO 8601 duration (PT30M, P1D) "
+                                       "or hours; default: the smallest span between two auxiliary times")
+    method: Literal["bilinear", "nearest"] = Field(
+        "bilinear", description="resampling onto a primary lat/lon grid that differs from the auxiliary one "
+        "(on a primary domain, source.regrid.method applies)")
+
+    @field_validator("dt_aux")
+    @classmethod
+    def _duration(cls, value):
+        if value is not None:
+            duration_hours(value)
+        return value
+
+    @property
+    def dt_aux_hours(self) -> float | None:
+        return None if self.dt_aux is None else duration_hours(self.dt_aux)
+
+
 class IngestConfig(_Section):
     inputs: list[str] = Field(default_factory=list, description="paths or globs")
     source: SourceConfig = Field(default_factory=SourceConfig)
+    aux_products: dict[str, AuxProductConfig] = Field(
+        default_factory=dict, description="auxiliary products co-located with the primary data: "
+        "{name: {inputs, source, scene_mapping_strategy, dt_aux}}; their features are stored as <name>/<feature>")
     chunks: ChunkConfig = Field(default_factory=ChunkConfig)
     compression_level: int = Field(1, ge=0, le=9, description="Blosc zstd level; 1 measured fastest at the same size (benchmarks/ingest)")
     strict: bool = Field(False, description="exit non-zero when any input was skipped")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aux_on_primary_domain(cls, data):
+        """On a primary domain, an auxiliary product is regridded onto that same domain: fill it in."""
+        if not isinstance(data, dict) or not isinstance(data.get("aux_products"), dict):
+            return data
+        primary = data.get("source")
+        primary = primary.model_dump() if isinstance(primary, BaseModel) else primary or {}
+        if primary.get("kind") != "regrid" or not primary.get("domain"):
+            return data
+        products = {}
+        for name, product in data["aux_products"].items():
+            if isinstance(product, dict):
+                source = product.get("source")
+                source = dict(source.model_dump() if isinstance(source, BaseModel) else source or {})
+                source.setdefault("kind", "regrid")
+                if source["kind"] == "regrid" and not source.get("domain"):
+                    source["domain"] = primary["domain"]
+                product = {**product, "source": source}
+            products[name] = product
+        return {**data, "aux_products": products}
+
+    @model_validator(mode="after")
+    def _aux_products(self) -> IngestConfig:
+        primary_domain = self.source.domain if self.source.kind == "regrid" else None
+        for name, product in self.aux_products.items():
+            where = f"aux_products.{name}"
+            if not _AUX_NAME.fullmatch(name):
+                raise ValueError(f"{where}: the name must be letters, digits and '_' (not starting with a digit): "
+                                 "it prefixes the product's feature names (<name>/<feature>)")
+            kind = product.source.kind
+            if primary_domain is not None and (kind != "regrid" or product.source.domain != primary_domain):
+                raise ValueError(f"{where}.source: the primary store is on a local domain, so the auxiliary product "
+                                 "is regridded onto that domain: use kind regrid and leave source.domain unset "
+                                 "(it defaults to the primary's)")
+            if primary_domain is None and kind == "regrid":
+                raise ValueError(f"{where}.source: kind regrid targets a local domain, but the primary store is on "
+                                 "a lat/lon grid: use kind gridded (resampled onto the primary grid) or swath")
+        return self
 
 
 # --- sample data -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ skips finished regions and a killed worker's task is simply retried.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import glob
 import threading
 import json
@@ -28,11 +29,12 @@ import numpy as np
 from satflow import __version__
 from satflow.config import IngestConfig, SourceConfig
 from satflow.runtime.executors import as_executor
+from satflow.sources.auxiliary import AuxiliaryError, AuxPlan, AuxReader, AuxSlot, fill_aux, plan_aux_product
 from satflow.sources.base import FileInfo, SourceError, group_inputs, read_input, scan_input
 from satflow.sources.timeselect import is_active, select_steps
 from satflow.sources.timecodec import as_time_array, encode_times, time_calendar
-from satflow.store import (DIMS, StoreLayout, annotate, consolidate, create_template, finalize, open_group, open_store,
-                           write_region)
+from satflow.store import (DIMS, StoreLayout, add_grid_coordinates, annotate, consolidate, create_template, finalize,
+                           open_group, open_store, write_region)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class Region:
     t0: int
     t1: int
     slots: tuple[Slot, ...]
+    aux: tuple[AuxSlot, ...] = ()  # auxiliary scenes mapped onto these steps (ingest.aux_products)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class IngestPlan:
     infos: dict[str, FileInfo] = field(repr=False)
     mode: str = "create"  # create | resume | append
     t_offset: int = 0  # first new time step when appending
+    aux: list[AuxPlan] = field(default_factory=list)  # one per auxiliary product, in config order
 
     def describe(self) -> str:
         times = self.layout.times
@@ -92,6 +96,8 @@ class IngestPlan:
             lines.append(f"    t[{region.t0}:{region.t1}] <- {', '.join(files)}")
         if len(self.regions) > 5:
             lines.append(f"    ... {len(self.regions) - 5} more")
+        for aux in self.aux:
+            lines += aux.describe(len(times))
         lines += [f"  skipped   {s.path}: {s.reason}" for s in self.skipped]
         return "\n".join(lines)
 
@@ -216,13 +222,29 @@ def plan_ingest(inputs: Sequence[str], store: str | Path | None, config: IngestC
     skipped = [s for s in scanned if isinstance(s, Skipped)]
     infos, left_out = group_inputs([s for s in scanned if not isinstance(s, Skipped)], config.source)
     skipped += [Skipped(path, reason) for path, reason in left_out]
+    aux_inputs = {name: _scan_aux(name, product.inputs, product.source, client)
+                  for name, product in config.aux_products.items()}
     existing = _existing_store(store) if store else None
     if existing is None:
-        return _plan_new(store, config, infos, skipped, None)
+        return _plan_new(store, config, infos, skipped, None, aux_inputs)
     _check_same_config(store, existing, config)
     if append:
-        return _plan_new(store, config, infos, skipped, existing)
-    return _plan_resume(store, config, infos, skipped, existing)
+        return _plan_new(store, config, infos, skipped, existing, aux_inputs)
+    return _plan_resume(store, config, infos, skipped, existing, aux_inputs)
+
+
+_AuxInputs = tuple[list[FileInfo], list[tuple[str, str]]]
+
+
+def _scan_aux(name: str, inputs: list[str], source: SourceConfig, client) -> _AuxInputs:
+    """An auxiliary product's inputs scanned and grouped like the primary's; (path, reason) per file left out."""
+    try:
+        paths = expand_inputs(inputs)
+    except IngestError as err:
+        raise IngestError(f"ingest.aux_products.{name}.inputs: {err}") from None
+    scanned = _scan_all(paths, source, client)
+    infos, left_out = group_inputs([s for s in scanned if not isinstance(s, Skipped)], source)
+    return infos, [(s.path, s.reason) for s in scanned if isinstance(s, Skipped)] + list(left_out)
 
 
 @dataclass(frozen=True)
@@ -239,20 +261,29 @@ def _existing_store(store: str) -> _ExistingStore | None:
     group = open_group(store)
     ds = open_store(store, consolidated=False)
     chunks = dict(zip(("time", "feature", "lat", "lon"), group["X"].chunks))
+    aux_products = tuple(str(a) for a in ds["aux_product"].values) if "aux_product" in ds.coords else ()
     layout = StoreLayout(ds["time"].values, tuple(str(f) for f in ds["feature"].values), ds["lat"].values,
-                         ds["lon"].values, chunks)
+                         ds["lon"].values, chunks, units=tuple(str(u) for u in ds["units"].values),
+                         aux_products=aux_products)
     files = {t: str(f) for t, f in zip(layout.times, ds["source_file"].values)}
     return _ExistingStore(layout, files, ds["ingested"].values, str(group.attrs.get("satflow_config", "")))
 
 
 def _recorded_config(config: IngestConfig) -> str:
-    """The settings that shape the store's content; inputs are recorded per step in `source_file`."""
-    return json.dumps(config.model_dump(mode="json", exclude={"inputs", "strict"}), sort_keys=True)
+    """The settings that shape the store's content; inputs are recorded per step in `source_file`
+    (and `aux_source_file` for auxiliary products)."""
+    recorded = config.model_dump(mode="json", exclude={"inputs", "strict"})
+    for product in recorded.get("aux_products", {}).values():
+        product.pop("inputs", None)
+    return json.dumps(recorded, sort_keys=True)
 
 
 def _layout_settings(config_json: str) -> dict:
     ingest = json.loads(config_json) if config_json else {}
-    return {key: ingest.get(key) for key in ("source", "chunks", "compression_level")}
+    settings = {key: ingest.get(key) for key in ("source", "chunks", "compression_level")}
+    if ingest.get("aux_products"):  # stores written before auxiliary products compare as before
+        settings["aux_products"] = ingest["aux_products"]
+    return settings
 
 
 def _check_same_config(store: str, existing: _ExistingStore, config: IngestConfig) -> None:
@@ -285,11 +316,11 @@ def _short(value: object) -> str:
 
 
 def _plan_new(store: str, config: IngestConfig, infos: list[FileInfo], skipped: list[Skipped],
-              existing: _ExistingStore | None) -> IngestPlan:
+              existing: _ExistingStore | None, aux_inputs: dict[str, _AuxInputs] | None = None) -> IngestPlan:
     """A create plan, or an append plan after the existing store's last time step."""
     if not infos:
         raise IngestError("no readable input: " + "; ".join(f"{s.path}: {s.reason}" for s in skipped))
-    reference = existing.layout if existing else None
+    reference = _primary_layout(existing.layout) if existing else None
     compatible, rejected = _select_compatible(infos, reference)
     selection = config.source.time_selection
     entries, duplicates = _assign_times(compatible, dict(existing.files_by_time) if existing else {}, selection)
@@ -304,26 +335,69 @@ def _plan_new(store: str, config: IngestConfig, infos: list[FileInfo], skipped: 
     slots = [Slot(t_offset + i, t, p, s) for i, (t, p, s) in enumerate(entries)]
     grid = reference or compatible[0]
     chunks = existing.layout.chunks if existing else config.chunks.model_dump()
+    times = as_time_array([s.time for s in slots]) if slots else np.array([], "datetime64[ns]")
+    primary_features, primary_units = tuple(grid.features), tuple(getattr(grid, "units", ()))
+    all_times = as_time_array([*existing.layout.times, *times]) if existing else times
+    aux = _plan_aux(config, aux_inputs or {}, all_times, t_offset, grid, len(primary_features))
+    units = (primary_units or ("",) * len(primary_features)) + tuple(u for a in aux for u in a.units) \
+        if aux else primary_units
     layout = StoreLayout(
-        times=as_time_array([s.time for s in slots]) if slots else np.array([], "datetime64[ns]"),
-        features=tuple(grid.features), lat=np.asarray(grid.lat), lon=np.asarray(grid.lon),
+        times=times, features=primary_features + tuple(f for a in aux for f in a.features),
+        lat=np.asarray(grid.lat), lon=np.asarray(grid.lon),
         chunks=chunks, compression_level=config.compression_level,
-        units=tuple(getattr(grid, "units", ())),
+        units=units, aux_products=tuple(config.aux_products),
     )
     regions = _regions(slots, t_offset, layout.chunk_shape[0] if slots else 1)
+    regions = _attach_aux(regions, aux)
+    skipped = skipped + [Skipped(path, f"auxiliary product {a.reader.name}: {reason}")
+                         for a in aux for path, reason in a.skipped]
     return IngestPlan(store, layout, regions, skipped, {i.path: i for i in compatible},
-                      mode="append" if existing else "create", t_offset=t_offset)
+                      mode="append" if existing else "create", t_offset=t_offset, aux=aux)
+
+
+def _primary_layout(layout: StoreLayout) -> StoreLayout:
+    """A store's layout without its auxiliary features (`<product>/<feature>`, trailing): what primary
+    inputs must match."""
+    n = sum(1 for f in layout.features if "/" in f and f.split("/", 1)[0] in layout.aux_products)
+    if not n:
+        return layout
+    return dataclasses.replace(layout, features=layout.features[:-n], units=layout.units[:-n] if layout.units else ())
+
+
+def _plan_aux(config: IngestConfig, aux_inputs: dict[str, _AuxInputs], times: np.ndarray, first_step: int,
+              grid, n_primary: int) -> list[AuxPlan]:
+    plans, offset = [], n_primary
+    for name, product in config.aux_products.items():
+        infos, left_out = aux_inputs[name]
+        try:
+            plan = plan_aux_product(name, product, infos, left_out, times, first_step, grid.lat, grid.lon, offset)
+        except AuxiliaryError as err:
+            raise IngestError(str(err)) from None
+        plans.append(plan)
+        offset += len(plan.features)
+    return plans
+
+
+def _attach_aux(regions: list[Region], aux: list[AuxPlan]) -> list[Region]:
+    if not aux:
+        return regions
+    by_step: dict[int, list[AuxSlot]] = collections.defaultdict(list)
+    for plan in aux:
+        for slot in plan.slots:
+            by_step[slot.t].append(slot)
+    return [Region(r.t0, r.t1, r.slots, tuple(s for t in range(r.t0, r.t1) for s in by_step.get(t, ())))
+            for r in regions]
 
 
 def _plan_resume(store: str, config: IngestConfig, infos: list[FileInfo], skipped: list[Skipped],
-                 existing: _ExistingStore) -> IngestPlan:
+                 existing: _ExistingStore, aux_inputs: dict[str, _AuxInputs]) -> IngestPlan:
     """The same command again: the fresh plan must match the store; only unfinished regions remain."""
-    fresh = _plan_new(store, config, infos, skipped, None) if infos else None
+    fresh = _plan_new(store, config, infos, skipped, None, aux_inputs) if infos else None
     if fresh is None or not _same_layout(fresh.layout, existing.layout):
         raise IngestError(f"{store}: a store with a different layout exists (other inputs, variables or chunks); "
                           "use --append to add files, --overwrite to rebuild, or another --out")
     pending = [r for r in fresh.regions if not np.all(existing.ingested[r.t0:r.t1] == 1)]
-    return IngestPlan(store, existing.layout, pending, fresh.skipped, fresh.infos, mode="resume")
+    return IngestPlan(store, existing.layout, pending, fresh.skipped, fresh.infos, mode="resume", aux=fresh.aux)
 
 
 def _same_layout(a: StoreLayout, b: StoreLayout) -> bool:
@@ -373,19 +447,52 @@ def _region_buffer(shape: tuple[int, ...]) -> np.ndarray:
     return buffer
 
 
-def ingest_region(store: str, region: Region, infos: dict[str, FileInfo], source: SourceConfig,
-                  n_features: int, shape_yx: tuple[int, int]) -> list[Skipped]:
+@dataclass(frozen=True)
+class _Readers:
+    """What a task needs besides its region: the primary source and, per auxiliary product, its reader."""
+
+    source: SourceConfig
+    n_features: int
+    shape_yx: tuple[int, int]
+    aux: tuple[AuxReader, ...] = ()
+
+    @property
+    def n_primary(self) -> int:
+        return self.aux[0].offset if self.aux else self.n_features
+
+
+def fill_block(block: np.ndarray, t0: int, slots: Sequence[Slot], aux_slots: Sequence[AuxSlot],
+               infos: dict[str, FileInfo], aux_infos: dict[str, dict[str, FileInfo]], readers: _Readers):
+    """Primary features, then each auxiliary product's, of steps t0.. into `block`.
+
+    Returns the source file per step, (file, time) per step and product, and the inputs that failed.
+    """
+    files, problems = fill_steps(block[:, :readers.n_primary], t0, slots, infos, readers.source)
+    aux_used = [[] for _ in range(len(block))]
+    for reader in readers.aux:
+        mine = [s for s in aux_slots if s.product == reader.name]
+        used, failed = fill_aux(block, t0, mine, reader, aux_infos.get(reader.name, {}))
+        for step, pair in zip(aux_used, used):
+            step.append(pair)
+        problems += [Skipped(path, f"auxiliary product {reader.name}: {reason}") for path, reason in failed]
+    return files, aux_used, problems
+
+
+def ingest_region(store: str, region: Region, infos: dict[str, FileInfo], readers: _Readers,
+                  aux_infos: dict[str, dict[str, FileInfo]] | None = None) -> list[Skipped]:
     """One task: read the region's files, write its steps. Unreadable data leaves NaN steps, reported."""
-    block = _region_buffer((region.t1 - region.t0, n_features, *shape_yx))
-    files, problems = fill_steps(block, region.t0, region.slots, infos, source)
-    write_region(open_group(store, mode="r+", consolidated=True), region.t0, block, files)
+    block = _region_buffer((region.t1 - region.t0, readers.n_features, *readers.shape_yx))
+    files, aux_used, problems = fill_block(block, region.t0, region.slots, region.aux, infos, aux_infos or {},
+                                           readers)
+    write_region(open_group(store, mode="r+", consolidated=True), region.t0, block, files,
+                 aux_used if readers.aux else ())
     return problems
 
 
-def _ingest_task(task: tuple[Region, dict[str, FileInfo]], store: str, source: SourceConfig, n_features: int,
-                 shape_yx: tuple[int, int]) -> list[Skipped]:
-    region, infos = task
-    return ingest_region(store, region, infos, source, n_features, shape_yx)
+def _ingest_task(task: tuple[Region, dict[str, FileInfo], dict[str, dict[str, FileInfo]]], store: str,
+                 readers: _Readers) -> list[Skipped]:
+    region, infos, aux_infos = task
+    return ingest_region(store, region, infos, readers, aux_infos)
 
 
 def _slots_by_file(slots: Sequence[Slot]) -> dict[str, list[Slot]]:
@@ -407,15 +514,40 @@ def _file_runs(slots: Sequence[Slot]) -> list[tuple[Slot, ...]]:
     return [tuple(run) for run in runs]
 
 
-def _read_run(run: tuple[Slot, ...], info: FileInfo, source: SourceConfig, n_features: int,
-              shape_yx: tuple[int, int]) -> np.ndarray:
-    block = np.empty((len(run), n_features, *shape_yx), dtype=np.float32)
-    fill_steps(block, run[0].t, run, {info.path: info}, source)
+def _read_run(run: tuple[Slot, ...], aux_slots: tuple[AuxSlot, ...], info: FileInfo,
+              aux_infos: dict[str, dict[str, FileInfo]], readers: _Readers) -> np.ndarray:
+    block = np.empty((len(run), readers.n_features, *readers.shape_yx), dtype=np.float32)
+    fill_block(block, run[0].t, run, aux_slots, {info.path: info}, aux_infos, readers)
     return block
 
 
+def _readers(plan: IngestPlan, source: SourceConfig) -> _Readers:
+    layout = plan.layout
+    return _Readers(source, len(layout.features), (len(layout.lat), len(layout.lon)),
+                    tuple(a.reader for a in plan.aux))
+
+
+def _aux_infos_for(plan: IngestPlan, aux_slots: Sequence[AuxSlot]) -> dict[str, dict[str, FileInfo]]:
+    """Each product's metadata of only the auxiliary files these slots read."""
+    by_name = {a.reader.name: a for a in plan.aux}
+    infos: dict[str, dict[str, FileInfo]] = collections.defaultdict(dict)
+    for slot in aux_slots:
+        infos[slot.product][slot.scene.path] = by_name[slot.product].infos[slot.scene.path]
+    return dict(infos)
+
+
+def grid_coordinates(source: SourceConfig) -> dict | None:
+    """The extra coordinates of the target grid: y/x, 2-D latitude/longitude and `crs` on a local domain."""
+    if source.kind != "regrid" or source.domain is None:
+        return None
+    from satflow.sources.domain import domain_coordinates
+
+    return domain_coordinates(source.domain, source.lon_convention)
+
+
 def plan_dataset(plan: IngestPlan, source: SourceConfig):
-    """The planned cube as a lazy xr.Dataset: `X`, `M`, coords, `units`, `source_file`.
+    """The planned cube as a lazy xr.Dataset: `X`, `M`, coords, `units`, `source_file` (and with auxiliary
+    products `aux_source_file`/`aux_time`; on a local domain y/x, 2-D latitude/longitude and `crs`).
 
     One task reads each file (through the source, exactly as the ingest does) and the result is
     chunked like the store, so `to_zarr` or any reduction streams it chunk by chunk. A file that
@@ -429,11 +561,15 @@ def plan_dataset(plan: IngestPlan, source: SourceConfig):
     if plan.mode != "create":
         raise IngestError(f"{plan.store}: the lazy cube describes a new store; this plan {plan.mode}s an existing one")
     slots = [slot for region in plan.regions for slot in region.slots]
-    n_features, shape_yx = len(layout.features), (len(layout.lat), len(layout.lon))
+    aux_slots = [slot for region in plan.regions for slot in region.aux]
+    readers = _readers(plan, source)
+    n_features, shape_yx = readers.n_features, readers.shape_yx
     read = dask.delayed(_read_run, pure=False)
-    pieces = [da.from_delayed(read(run, plan.infos[run[0].path], source, n_features, shape_yx),
-                              (len(run), n_features, *shape_yx), dtype=np.float32)
-              for run in _file_runs(slots)]
+    pieces = []
+    for run in _file_runs(slots):
+        run_aux = tuple(s for s in aux_slots if run[0].t <= s.t <= run[-1].t)
+        pieces.append(da.from_delayed(read(run, run_aux, plan.infos[run[0].path], _aux_infos_for(plan, run_aux),
+                                           readers), (len(run), n_features, *shape_yx), dtype=np.float32))
     x = da.concatenate(pieces, axis=0).rechunk(layout.chunk_shape) if pieces else \
         da.empty((0, n_features, *shape_yx), dtype=np.float32, chunks=layout.chunk_shape)
     ds = xr.Dataset(
@@ -445,7 +581,25 @@ def plan_dataset(plan: IngestPlan, source: SourceConfig):
         attrs={"satflow_version": __version__, "Conventions": "CF-1.8"},
     )
     annotate(ds)
+    add_grid_coordinates(ds, grid_coordinates(source))
+    if plan.aux:
+        _add_planned_aux_provenance(ds, plan)
     return ds
+
+
+def _add_planned_aux_provenance(ds, plan: IngestPlan) -> None:
+    """`aux_source_file` and `aux_time` as planned (a file that fails to read is still named here)."""
+    n_time, names = len(plan.layout.times), [a.reader.name for a in plan.aux]
+    files = np.full((n_time, len(names)), "", dtype=object)
+    times = np.full((n_time, len(names)), None, dtype=object)
+    for k, aux in enumerate(plan.aux):
+        for slot in aux.slots:
+            files[slot.t, k], times[slot.t, k] = slot.scene.path, slot.scene.time
+    ds.coords["aux_product"] = ("aux_product", np.asarray(names, dtype=object))
+    ds["aux_source_file"] = (("time", "aux_product"), files)
+    if times.size and all(t is None or isinstance(t, np.datetime64) for t in times.flat):
+        times = np.array([[np.datetime64("NaT") if t is None else t for t in row] for row in times], "datetime64[ns]")
+    ds["aux_time"] = (("time", "aux_product"), times)
 
 
 def describe_cube(ds) -> str:
@@ -495,7 +649,7 @@ class IngestReport:
 def _prepare_store(plan: IngestPlan, config: IngestConfig) -> None:
     attrs = {"satflow_config": _recorded_config(config), "satflow_version": __version__}
     if plan.mode == "create":
-        create_template(plan.store, plan.layout, attrs)
+        create_template(plan.store, plan.layout, attrs, grid_coordinates(config.source))
     elif plan.mode == "append" and plan.regions:
         _extend_time(plan)
     open_group(plan.store, mode="r+").attrs.pop("satflow_fingerprint", None)  # stale until finalised
@@ -520,13 +674,12 @@ def _extend_time(plan: IngestPlan) -> None:
 def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progress: bool = True) -> IngestReport:
     """Write every region of the plan (on `client` if given), then fold the statistics."""
     _prepare_store(plan, config)
-    shape_yx = (len(plan.layout.lat), len(plan.layout.lon))
-    common = (config.source, len(plan.layout.features), shape_yx)
+    readers = _readers(plan, config.source)
     # Each task carries only its own files' metadata: broadcasting every FileInfo to every
     # worker would cost O(files x workers) memory on archives of thousands of files.
-    tasks = [(region, _infos_for(plan, region)) for region in plan.regions]
+    tasks = [(region, _infos_for(plan, region), _aux_infos_for(plan, region.aux)) for region in plan.regions]
     problems: list[Skipped] = []
-    for _, skipped in as_executor(client).map(_ingest_task, tasks, plan.store, *common, name="ingest-region",
+    for _, skipped in as_executor(client).map(_ingest_task, tasks, plan.store, readers, name="ingest-region",
                                               retries=2, progress=progress):
         problems += skipped
     finalize(plan.store)

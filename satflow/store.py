@@ -13,6 +13,9 @@ Layout (the contract in DESIGN.md):
 - `units` (feature): physical units of each feature as read (after any conversion)
 - `source_file` (time): provenance, the file that filled each time step ("" = not yet written)
 - `ingested` (time) uint8: 1 once a time step's region is fully written (the resume marker)
+- with auxiliary products: `aux_source_file` and `aux_time` (time, aux_product), the auxiliary scene
+  mapped onto each step ("" / NaT where none was)
+- on a local domain: `y`, `x` (metres), 2-D `latitude`/`longitude` and the CF grid mapping `crs`
 - attributes: `satflow_version`, `satflow_config` (JSON), `satflow_fingerprint` after finalise
 
 Region writes go straight through zarr (no xarray round trip) because they run once per chunk on
@@ -33,7 +36,7 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
 from satflow import __version__
-from satflow.sources.timecodec import as_time_array, time_encoding
+from satflow.sources.timecodec import as_time_array, encode_times, time_encoding
 from satflow.stats import Moments, merge_all
 
 DIMS = ("time", "feature", "lat", "lon")
@@ -59,6 +62,7 @@ class StoreLayout:
     chunks: dict[str, int]  # keys: time, feature, lat, lon; -1 means the whole dimension
     compression_level: int = DEFAULT_COMPRESSION_LEVEL
     units: tuple[str, ...] = ()  # per feature, "" where the source declares none
+    aux_products: tuple[str, ...] = ()  # names of the auxiliary products whose features X holds (provenance)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -79,8 +83,13 @@ def compressor(level: int = DEFAULT_COMPRESSION_LEVEL) -> BloscCodec:
     return BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.shuffle)
 
 
-def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = None) -> None:
-    """Write metadata, coordinates and empty (fill-valued) data variables; no chunk is written."""
+def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = None,
+                    grid_coordinates: dict | None = None) -> None:
+    """Write metadata, coordinates and empty (fill-valued) data variables; no chunk is written.
+
+    `grid_coordinates` are extra coordinates of a projected grid, {name: (dims, values, attrs)}
+    (`satflow.sources.domain.domain_coordinates` of a local domain): see `add_grid_coordinates`.
+    """
     import dask.array as da
 
     shape, chunk_shape = layout.shape, layout.chunk_shape
@@ -109,7 +118,8 @@ def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = 
         attrs={"satflow_version": __version__, "Conventions": "CF-1.8", **(attrs or {})},
     )
     annotate(ds)
-    _add_domain_coordinates(ds)
+    add_grid_coordinates(ds, grid_coordinates)
+    add_aux_provenance(ds, layout, chunk_shape[0])
     encoding = {
         "X": {"chunks": chunk_shape, "compressors": [compressor(layout.compression_level)]},
         # No _FillValue on the mask: xarray would otherwise decode M == 0 to NaN.
@@ -122,26 +132,44 @@ def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = 
         "step_count": {"_FillValue": None, "chunks": step_chunks},
         "count": {"_FillValue": None},
     }
+    if layout.aux_products:
+        encoding["aux_source_file"] = {"chunks": (chunk_shape[0], len(layout.aux_products))}
+        encoding["aux_time"] = {"chunks": (chunk_shape[0], len(layout.aux_products))}
     ds.to_zarr(str(path), mode="w", compute=False, zarr_format=3, encoding=encoding, consolidated=False)
 
 
-def _add_domain_coordinates(ds: xr.Dataset) -> None:
-    """On a local domain (`ingest.source.domain` in the recorded config): y/x in metres, 2-D latitude/longitude
-    and the CF grid mapping `crs`, which X and M name. The layout carries 1-D lat/lon only, so the recorded
-    config is what says the grid is projected."""
-    source = json.loads(ds.attrs.get("satflow_config") or "{}").get("source") or {}
-    if not source.get("domain"):
+def add_grid_coordinates(ds: xr.Dataset, coordinates: dict | None) -> None:
+    """A projected grid's extra coordinates (y/x in metres, 2-D latitude/longitude, the CF grid mapping
+    `crs`), which X and M then name as their `grid_mapping`. The store and `satflow.open_archive` share it."""
+    if not coordinates:
         return
-    from satflow.config import DomainConfig
-    from satflow.sources.domain import GRID_MAPPING_NAME, domain_coordinates
+    from satflow.sources.domain import GRID_MAPPING_NAME
 
-    for name, (dims, values, attrs) in domain_coordinates(DomainConfig(**source["domain"]),
-                                                          source.get("lon_convention", "-180..180")).items():
+    for name, (dims, values, attrs) in coordinates.items():
         ds.coords[name] = xr.Variable(dims, values, attrs)
-    ds["lat"].attrs.update(long_name="latitude along the domain's central column (x = 0)")
-    ds["lon"].attrs.update(long_name="longitude along the domain's central row (y = 0)")
-    for name in ("X", "M"):
-        ds[name].attrs["grid_mapping"] = GRID_MAPPING_NAME
+    if GRID_MAPPING_NAME in coordinates:
+        ds["lat"].attrs.update(long_name="latitude along the domain's central column (x = 0)")
+        ds["lon"].attrs.update(long_name="longitude along the domain's central row (y = 0)")
+        for name in ("X", "M"):
+            ds[name].attrs["grid_mapping"] = GRID_MAPPING_NAME
+
+
+def add_aux_provenance(ds: xr.Dataset, layout: StoreLayout, time_chunk: int) -> None:
+    """Per time step and auxiliary product: the file (`aux_source_file`, "" = none mapped) and the time
+    (`aux_time`, NaT = none) of the auxiliary scene that filled the step's `<product>/...` features."""
+    if not layout.aux_products:
+        return
+    import dask.array as da
+
+    shape, chunks = (len(layout.times), len(layout.aux_products)), (time_chunk, len(layout.aux_products))
+    ds.coords["aux_product"] = ("aux_product", np.asarray(layout.aux_products, dtype=object))
+    ds["aux_source_file"] = (("time", "aux_product"), np.full(shape, "", dtype=object),
+                             {"long_name": "auxiliary file mapped onto this time step (\"\" = none)"})
+    encoding = time_encoding(layout.times)
+    # Encoded numbers with CF units, so xarray decodes them like `time` (NaN -> NaT) in any calendar.
+    ds["aux_time"] = (("time", "aux_product"), da.full(shape, np.nan, dtype=np.float64, chunks=chunks),
+                      {"long_name": "time of the auxiliary scene mapped onto this time step (NaT = none)",
+                       "units": encoding["units"], "calendar": encoding["calendar"]})
 
 
 def annotate(ds: xr.Dataset) -> None:
@@ -188,10 +216,12 @@ def write_region(
     t0: int,
     values: np.ndarray,
     source_files: Sequence[str],
+    aux_sources: Sequence[Sequence[tuple[str, object]]] = (),
 ) -> Moments:
     """Write time steps t0.. of X, M and their per-step partial statistics; mark them ingested.
 
-    `values` is float32 (time, feature, lat, lon) with NaN as the only invalid marker. The
+    `values` is float32 (time, feature, lat, lon) with NaN as the only invalid marker. `aux_sources`
+    gives, per step, one (file, time) per auxiliary product ("", None where none was mapped). The
     `ingested` flag is written last, so a task killed midway leaves its steps marked unfinished.
     """
     values = np.asarray(values, dtype=np.float32)
@@ -202,8 +232,26 @@ def write_region(
     for name, field in zip(STEP_NAMES, ("count", "mean", "m2", "min", "max")):
         group[name][t0:t1] = np.stack([getattr(m, field) for m in steps])
     group["source_file"][t0:t1] = np.asarray(list(source_files), dtype=object)
+    if "aux_time" in group:
+        _write_aux_provenance(group, t0, t1, aux_sources)
     group["ingested"][t0:t1] = 1
     return merge_all(steps, values.shape[1])
+
+
+def _write_aux_provenance(group: zarr.Group, t0: int, t1: int, aux_sources) -> None:
+    n_products = group["aux_time"].shape[1]
+    aux_sources = list(aux_sources) or [[("", None)] * n_products] * (t1 - t0)
+    if len(aux_sources) != t1 - t0 or any(len(step) != n_products for step in aux_sources):
+        raise StoreError(f"auxiliary provenance for steps {t0}..{t1 - 1} must give {n_products} (file, time) "
+                         "pair(s) per step")
+    attrs = group["aux_time"].attrs
+    encoded = np.full((t1 - t0, n_products), np.nan)
+    for i, step in enumerate(aux_sources):
+        for k, (_, time) in enumerate(step):
+            if time is not None:
+                encoded[i, k] = encode_times(np.array([time]), attrs["units"], attrs["calendar"])[0]
+    group["aux_source_file"][t0:t1] = np.asarray([[path for path, _ in step] for step in aux_sources], dtype=object)
+    group["aux_time"][t0:t1] = encoded
 
 
 def step_moments(group: zarr.Group, steps: np.ndarray | None = None) -> list[Moments]:
@@ -246,10 +294,11 @@ def compute_fingerprint(group: zarr.Group) -> str:
     """
     digest = hashlib.sha256()
     digest.update(json.dumps(list(group["X"].shape)).encode())
-    for name in ("time", "feature", "lat", "lon", "source_file", *STEP_NAMES):
+    aux = [name for name in ("aux_source_file", "aux_time") if name in group]
+    for name in ("time", "feature", "lat", "lon", "source_file", *STEP_NAMES, *aux):
         digest.update(name.encode())
         values = np.asarray(group[name][:])
-        if name in ("feature", "source_file"):
+        if name in ("feature", "source_file", "aux_source_file"):
             digest.update("\x1f".join(map(str, values.tolist())).encode())
         else:
             digest.update(np.ascontiguousarray(values).tobytes())
