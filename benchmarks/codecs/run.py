@@ -110,6 +110,11 @@ def codec_settings(quick: bool, learned: str | None, learned_params: dict, *,
     # that tells what a learned inner codec adds.
     eps = BOUNDS if quick else BOUNDS + ERRORBOUND_EXTRA
     settings += [("errorbound(constant)", "errorbound", {"inner": "constant", "eps": b}) for b in eps]
+    # Ablation: the same coder on one feature at a time (blocks of shape (1, lat, lon)), so no context
+    # from other channels: what is left of its gain over SZ3 is spatial prediction, entropy coding and
+    # not coding gaps (run_dataset splits the blocks).
+    settings += [("errorbound(constant), features apart", "errorbound",
+                  {"inner": "constant", "eps": b, "split_features": True}) for b in BOUNDS]
     if learned:
         # qstep scales the latent quantisation step: one trained model, several rates.
         qsteps = [1.0] if quick else list(QSTEPS)
@@ -226,6 +231,13 @@ def run_dataset(data: dict, settings: list[tuple[str, str, dict]], repeats: int 
         if params.get("per_feature"):
             params = {**{k: v for k, v in params.items() if k != "per_feature"},
                       "tol": [params["tol"]] * len(data["features"])}
+        x, mask, features = data["x"], data["mask"], data["features"]
+        if params.get("split_features"):  # every feature its own (1, lat, lon) block
+            if x.shape[1] == 1:
+                continue  # already one feature per block
+            params = {k: v for k, v in params.items() if k != "split_features"}
+            x, mask = x.reshape(-1, 1, *x.shape[2:]), mask.reshape(-1, 1, *mask.shape[2:])
+            features = ["all features"]
         codec = get_codec(name, **params)
         trained_on = _learned_features(codec, params)
         if trained_on is not None and list(trained_on) != list(data["features"]):
@@ -234,30 +246,24 @@ def run_dataset(data: dict, settings: list[tuple[str, str, dict]], repeats: int 
                   f"{len(data['features'])})", flush=True)
             skipped.add(family)
             continue
-        row = {"family": family, "codec": codec.describe(),
-               **measure(codec, data["x"], data["mask"], data["source_bytes"], data["features"],
-                         eps=params.get("eps"), repeats=repeats)}
+        tol = params.get("tol")
+        level = params.get("eps", tol[0] if isinstance(tol, list) else tol)  # the setting's bound, if any
+        row = {"family": family, "codec": codec.describe(), "bound_setting": level,
+               **measure(codec, x, mask, data["source_bytes"], features, eps=params.get("eps"), repeats=repeats)}
         rows.append(row)
         print(f"  {data['name']:8s} {row['codec'][:60]:60s} {row['bits_per_value']:7.3f} b/v  "
               f"rmse {row['rmse']:.4f}  max {row['max_abs_error']:.4f}  "
               f"enc {row['encode_mb_s']:6.1f} dec {row['decode_mb_s']:6.1f} MB/s"
               + (f"  violations {row['bound_violations']}" if "bound_violations" in row else ""), flush=True)
-    ratios = ratio_at_bounds(rows)
     out = {
         "source": data["source"], "shape": list(data["x"].shape), "features": data["features"],
         "valid_fraction": float(data["mask"].mean()), "source_bytes": data["source_bytes"],
-        "megabytes": data["x"].nbytes / 1e6, "results": rows, "ratio_at_bound": ratios,
-        "ratio_vs_sz3_per_feature": ratio_vs_reference(ratios),
-        "bound_violations": {row["codec"]: row["bound_violations"] for row in rows if "bound_violations" in row},
-        "throughput": throughput_summary(rows),
+        "megabytes": data["x"].nbytes / 1e6, "results": rows,
     }
     for key in ("level_heights_m", "units"):
         if key in data:
             out[key] = data[key]
-    learned = sorted({r["family"] for r in rows if r["family"] == "vaeformer"})
-    if learned:
-        out["same_rate_vs_sz3_per_feature"] = same_rate_comparison(rows, learned[0])
-    return out
+    return {**out, **analyse(out)}
 
 
 def ratio_at_bounds(rows: list[dict]) -> dict:
@@ -280,18 +286,50 @@ def ratio_vs_reference(ratios: dict, reference: str = REFERENCE) -> dict:
 
 
 def throughput_summary(rows: list[dict], reference: str = REFERENCE) -> dict:
-    """Per family: median encode and decode MB/s over its settings, and the same divided by the reference's."""
+    """Per family: median encode and decode MB/s, and the same divided by the reference's (SZ3 per feature).
+
+    Families with a tolerance (SZ3, ZFP, errorbound) are taken at the settings whose tolerance is one
+    of BOUNDS (the same bounds for all, so speeds compare at equal settings); the others over all settings.
+    """
     families: dict[str, list[dict]] = {}
     for row in rows:
         families.setdefault(row["family"], []).append(row)
-    medians = {f: {"encode_mb_s": float(np.median([r["encode_mb_s"] for r in rs])),
-                   "decode_mb_s": float(np.median([r["decode_mb_s"] for r in rs])), "settings": len(rs)}
-               for f, rs in families.items()}
+    medians = {}
+    for family, members in families.items():
+        at_bounds = [r for r in members if _bound_of(r) in BOUNDS]
+        chosen = at_bounds or members
+        medians[family] = {"encode_mb_s": float(np.median([r["encode_mb_s"] for r in chosen])),
+                           "decode_mb_s": float(np.median([r["decode_mb_s"] for r in chosen])),
+                           "settings": [r["codec"] for r in chosen]}
     ref = medians.get(reference)
     for entry in medians.values():
         entry["encode_vs_sz3_per_feature"] = entry["encode_mb_s"] / ref["encode_mb_s"] if ref else None
         entry["decode_vs_sz3_per_feature"] = entry["decode_mb_s"] / ref["decode_mb_s"] if ref else None
     return medians
+
+
+def _bound_of(row: dict) -> float | None:
+    """The tolerance or eps a row was measured at (from the codec's description in older results)."""
+    if "bound_setting" in row:
+        return row["bound_setting"]
+    import re
+
+    match = re.search(r"(?:eps|tol)=\[?([0-9.]+)", row["codec"])
+    return float(match.group(1)) if match else None
+
+
+def analyse(data: dict) -> dict:
+    """The figures derived from a dataset's rows (ratios at bounds, x SZ3, throughput, same-rate comparison)."""
+    rows = data["results"]
+    out = {"ratio_at_bound": ratio_at_bounds(rows)}
+    out["ratio_vs_sz3_per_feature"] = ratio_vs_reference(out["ratio_at_bound"])
+    out["bound_violations"] = {row["codec"] + ("" if row["family"] != "errorbound(constant), features apart"
+                                               else " [features apart]"): row["bound_violations"]
+                               for row in rows if "bound_violations" in row}
+    out["throughput"] = throughput_summary(rows)
+    if any(r["family"] == "vaeformer" for r in rows):
+        out["same_rate_vs_sz3_per_feature"] = same_rate_comparison(rows, "vaeformer")
+    return out
 
 
 def _curve(rows: list[dict], family: str) -> tuple[np.ndarray, np.ndarray]:
@@ -368,7 +406,8 @@ def targets(datasets: dict) -> dict:
 STYLE = {"lossless": ("black", "--"), "bitround": ("tab:brown", "-"), "bitround-auto": ("tab:olive", ":"),
          "sz3": ("tab:blue", "--"), "sz3 (per feature)": ("tab:blue", "-"), "zfp": ("tab:gray", "-"),
          "errorbound(bitround-3)": ("tab:pink", ":"), "errorbound(sz3)": ("tab:purple", ":"),
-         "errorbound(constant)": ("tab:red", "-"), "vaeformer": ("tab:green", "-"),
+         "errorbound(constant)": ("tab:red", "-"), "errorbound(constant), features apart": ("tab:red", ":"),
+         "vaeformer": ("tab:green", "-"),
          "errorbound(vaeformer)": ("tab:cyan", "--"), "errorbound(constant, learned context)": ("tab:orange", "-")}
 
 
@@ -426,6 +465,63 @@ def machine() -> dict:
     return info
 
 
+def _num(value, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_tables(results: dict) -> str:
+    """The README's tables, from a results dict: per dataset ratio at bounds (and x SZ3 per feature),
+    throughput on one core, violations; vaeformer against SZ3 per feature at equal rates; the targets."""
+    lines = [f"Measured by `{results['command']}` ({results['machine']['platform']}, {results['machine']['cpus']} "
+             f"CPUs, one thread; commit {results['code']['commit'][:10]}"
+             + (f", uncommitted: {', '.join(results['code']['uncommitted'])}" if results["code"]["uncommitted"] else "")
+             + f"; {results['seconds']['total']:.0f} s).", ""]
+    for name, data in results["datasets"].items():
+        shape = " x ".join(str(v) for v in data["shape"])
+        lines += [f"**{name}** ({shape}, {100 * data['valid_fraction']:.0f}% valid, {data['megabytes']:.1f} MB): "
+                  f"{data['source']}", "",
+                  "| codec | ratio at 0.1 K | 0.5 K | 1.0 K | x SZ3/feature 0.1 / 0.5 / 1.0 K | encode MB/s | "
+                  "decode MB/s | x SZ3/feature enc / dec | violations |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        violations: dict[str, int] = {}
+        for row in data["results"]:
+            if "bound_violations" in row:
+                violations[row["family"]] = violations.get(row["family"], 0) + row["bound_violations"]
+        for family, ratios in data["ratio_at_bound"].items():
+            rel = data["ratio_vs_sz3_per_feature"][family]
+            speed = data["throughput"][family]
+            lines.append(
+                f"| {family} | {_num(ratios['0.1'])} | {_num(ratios['0.5'])} | {_num(ratios['1.0'])} | "
+                + " / ".join(_num(rel[b], 2) for b in ("0.1", "0.5", "1.0"))
+                + f" | {_num(speed['encode_mb_s'])} | {_num(speed['decode_mb_s'])} | "
+                f"{_num(speed['encode_vs_sz3_per_feature'], 2)} / {_num(speed['decode_vs_sz3_per_feature'], 2)} | "
+                f"{violations.get(family, '')} |")
+        lines.append("")
+        same = data.get("same_rate_vs_sz3_per_feature")
+        if same:
+            lines += [f"{same['learned']} against {same['reference']} at equal bits per value ({name}; SZ3's RMSE "
+                      "interpolated log-linearly along its own curve):", "",
+                      "| setting | bits/value | RMSE (K) | max error (K) | SZ3/feature RMSE at that rate | ratio | below SZ3 |",
+                      "|---|---:|---:|---:|---:|---:|---|"]
+            for point in same["points"]:
+                qstep = point["codec"].split("qstep=")[-1].rstrip(")") if "qstep=" in point["codec"] else point["codec"]
+                verdict = {True: "yes", False: "no", None: "outside SZ3's range"}[point["learned_better"]]
+                lines.append(f"| qstep {qstep} | {point['bits_per_value']:.3f} | {point['rmse']:.2f} | "
+                             f"{point['max_abs_error']:.0f} | {_num(point['reference_rmse_at_same_rate'], 2)} | "
+                             f"{_num(point['rmse_ratio_learned_to_reference'], 2)} | {verdict} |")
+            wins = ", ".join(f"{a:.2f}-{b:.2f}" for a, b in same["wins_bpv"]) or "nowhere"
+            lines += ["", f"Rates (0.1-1 bpv, where both curves were measured: {same['compared_bpv']}) at which "
+                      f"{same['learned']} is below {same['reference']}: {wins}.", ""]
+    lines += ["| dataset | target (x SZ3/feature) | errorbound(constant) 0.5 K / 1.0 K | best error-bounded 0.5 K / 1.0 K "
+              "| violations |", "|---|---:|---:|---:|---:|"]
+    for name, entry in results["targets"].items():
+        best = " / ".join(f"{_num(entry[b]['best'], 2)} ({entry[b]['best_family']})" for b in ("0.5", "1.0"))
+        lines.append(f"| {name} | {entry['target_vs_sz3_per_feature']} | "
+                     f"{_num(entry['0.5']['errorbound(constant)'], 2)} / {_num(entry['1.0']['errorbound(constant)'], 2)} | "
+                     f"{best} | {entry['violations']} |")
+    return "\n".join(lines) + "\n"
+
+
 def load_datasets(names: list[str], work: Path, args) -> list[dict]:
     """The datasets asked for, in order; `unshared` takes the AMSU sample's grid and gaps."""
     amsua = None
@@ -457,7 +553,18 @@ def main() -> None:
                         help="also the learned error-bounded ablations (context=causal / none around vaeformer)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting; throughput is the best")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--tables", type=Path, metavar="JSON",
+                        help="only rewrite the tables (.md) and figures of an earlier run's JSON, measuring nothing")
     args = parser.parse_args()
+    if args.tables:
+        results = json.loads(args.tables.read_text())
+        for data in results["datasets"].values():
+            data.update(analyse(data))
+        results["targets"] = targets(results["datasets"])
+        plot(results, args.tables.with_suffix(".png"))
+        args.tables.with_suffix(".md").write_text(markdown_tables(results))
+        print(args.tables.with_suffix(".md").read_text())
+        return
     if args.quick:
         args.steps, args.resolution, args.repeats = 2, 3.0, 1
     learned = None if args.learned in ("", "none") else args.learned
@@ -493,10 +600,11 @@ def main() -> None:
     stem = "codecs-quick" if args.quick else "codecs"
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=float))
     plot(results, args.out / f"{stem}.png")
+    (args.out / f"{stem}.md").write_text(markdown_tables(results))
     print(json.dumps({"ratio_vs_sz3_per_feature": {n: {f: v for f, v in d["ratio_vs_sz3_per_feature"].items()
                                                        if f.startswith("errorbound")} for n, d in datasets.items()},
                       "targets": results["targets"]}, indent=1, default=lambda v: round(v, 3)))
-    print(f"wrote {args.out / (stem + '.json')} and {stem}-<dataset>.png in {results['seconds']['total']} s")
+    print(f"wrote {args.out / (stem + '.json')}, {stem}.md and {stem}-<dataset>.png in {results['seconds']['total']} s")
 
 
 def _code_version() -> dict:
