@@ -18,6 +18,7 @@ from satflow.config import ConfigError, load_config
 # Stage modules that contribute sub-commands, in the order `satflow --help` lists them.
 COMMAND_MODULES = (
     "satflow.commands.data",  # sample, ingest, inspect, export, demo, config
+    "satflow.commands.meta",  # from-meta (a convml_tt meta.yaml -> a satflow config)
     "satflow.index.commands",  # index
     "satflow.codecs.commands",  # codecs, encode, decode
     "satflow.train",  # train

@@ -528,7 +528,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({err.__class__.__name__})") from err
 
 
-def _format_errors(err: ValidationError, origin: str) -> str:
+def format_errors(err: ValidationError, origin: str) -> str:
     lines = [f"{origin}: invalid configuration"]
     for item in err.errors():
         path = ".".join(str(p) for p in item["loc"]) or "<root>"
@@ -567,7 +567,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     try:
         return SatflowConfig.model_validate(tree)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, origin)) from None
+        raise ConfigError(format_errors(err, origin)) from None
 
 
 def dump_config(config: SatflowConfig) -> str:
