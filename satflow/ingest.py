@@ -29,7 +29,8 @@ import numpy as np
 from satflow import __version__
 from satflow.config import IngestConfig, SourceConfig
 from satflow.runtime.executors import as_executor
-from satflow.sources.auxiliary import AuxiliaryError, AuxPlan, AuxReader, AuxSlot, fill_aux, plan_aux_product
+from satflow.sources.auxiliary import (AuxiliaryError, AuxPlan, AuxReader, AuxSlot, fill_aux, plan_aux_product,
+                                       scene_key, time_hours)
 from satflow.sources.base import FileInfo, SourceError, group_inputs, read_input, scan_input
 from satflow.sources.timeselect import is_active, select_steps
 from satflow.sources.timecodec import as_time_array, encode_times, time_calendar
@@ -253,6 +254,7 @@ class _ExistingStore:
     files_by_time: dict
     ingested: np.ndarray
     config_json: str
+    aux_scenes: dict[str, set[tuple[str, int]]] = field(default_factory=dict)  # already written, per product
 
 
 def _existing_store(store: str) -> _ExistingStore | None:
@@ -266,7 +268,19 @@ def _existing_store(store: str) -> _ExistingStore | None:
                          ds["lon"].values, chunks, units=tuple(str(u) for u in ds["units"].values),
                          aux_products=aux_products)
     files = {t: str(f) for t, f in zip(layout.times, ds["source_file"].values)}
-    return _ExistingStore(layout, files, ds["ingested"].values, str(group.attrs.get("satflow_config", "")))
+    return _ExistingStore(layout, files, ds["ingested"].values, str(group.attrs.get("satflow_config", "")),
+                          _recorded_aux_scenes(ds, aux_products))
+
+
+def _recorded_aux_scenes(ds, products: tuple[str, ...]) -> dict[str, set[tuple[str, int]]]:
+    """Per product, the `scene_key` of every auxiliary scene the store already holds."""
+    recorded: dict[str, set[tuple[str, int]]] = {}
+    for k, name in enumerate(products):
+        files, times = ds["aux_source_file"].values[:, k], ds["aux_time"].values[:, k]
+        written = [i for i, f in enumerate(files) if str(f)]
+        hours = time_hours(as_time_array([times[i] for i in written])) if written else []
+        recorded[name] = {scene_key(files[i], h) for i, h in zip(written, hours)}
+    return recorded
 
 
 def _recorded_config(config: IngestConfig) -> str:
@@ -338,7 +352,8 @@ def _plan_new(store: str, config: IngestConfig, infos: list[FileInfo], skipped: 
     times = as_time_array([s.time for s in slots]) if slots else np.array([], "datetime64[ns]")
     primary_features, primary_units = tuple(grid.features), tuple(getattr(grid, "units", ()))
     all_times = as_time_array([*existing.layout.times, *times]) if existing else times
-    aux = _plan_aux(config, aux_inputs or {}, all_times, t_offset, grid, len(primary_features))
+    aux = _plan_aux(config, aux_inputs or {}, all_times, t_offset, grid, len(primary_features),
+                    existing.aux_scenes if existing else {})
     units = (primary_units or ("",) * len(primary_features)) + tuple(u for a in aux for u in a.units) \
         if aux else primary_units
     layout = StoreLayout(
@@ -365,12 +380,13 @@ def _primary_layout(layout: StoreLayout) -> StoreLayout:
 
 
 def _plan_aux(config: IngestConfig, aux_inputs: dict[str, _AuxInputs], times: np.ndarray, first_step: int,
-              grid, n_primary: int) -> list[AuxPlan]:
+              grid, n_primary: int, written: dict[str, set[tuple[str, int]]]) -> list[AuxPlan]:
     plans, offset = [], n_primary
     for name, product in config.aux_products.items():
         infos, left_out = aux_inputs[name]
         try:
-            plan = plan_aux_product(name, product, infos, left_out, times, first_step, grid.lat, grid.lon, offset)
+            plan = plan_aux_product(name, product, infos, left_out, times, first_step, grid.lat, grid.lon, offset,
+                                    written.get(name, set()))
         except AuxiliaryError as err:
             raise IngestError(str(err)) from None
         plans.append(plan)

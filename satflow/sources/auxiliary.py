@@ -147,8 +147,8 @@ class AuxPlan:
         name, reader = self.reader.name, self.reader
         dt = f"{self.dt_hours:g} h ({'inferred' if self.dt_inferred else 'given'})"
         lines = [f"  aux       {name}: {len(self.features)} feature(s) {', '.join(self.features[:4])}"
-                 f"{' ...' if len(self.features) > 4 else ''}; {len(self.scenes)} scene(s) in {len(self.infos)} "
-                 f"input(s); {self.strategy}, dt_aux {dt}; {len(self.slots)} of {n_steps} step(s) mapped; "
+                 f"{' ...' if len(self.features) > 4 else ''} from {len(self.scenes)} scene(s)",
+                 f"            {self.strategy}, dt_aux {dt}: {len(self.slots)} of {n_steps} step(s) mapped; "
                  + ("read onto the primary domain" if reader.on_primary_grid else f"{reader.method} onto the "
                     "primary grid where the grids differ")]
         for slot in self.slots[:3]:
@@ -161,9 +161,10 @@ class AuxPlan:
 
 def plan_aux_product(name: str, product: AuxProductConfig, inputs: list[FileInfo], skipped: list[tuple[str, str]],
                      primary_times: np.ndarray, first_step: int, primary_lat: np.ndarray, primary_lon: np.ndarray,
-                     feature_offset: int) -> AuxPlan:
-    """Pair the product's scanned inputs with the primary time axis; steps before `first_step` are already
-    written (append), so only steps from there on get slots. Pure: no file is read."""
+                     feature_offset: int, written: set[tuple[str, int]] = frozenset()) -> AuxPlan:
+    """Pair the product's scanned inputs with the primary time axis. Steps before `first_step` are already
+    written (append): only steps from there on get slots, and with `single_scene_per_aux_time` the scenes
+    `written` holds (`scene_key`s already in the store) stay with the step they fill. Pure: no file is read."""
     skipped = list(skipped)
     where = f"ingest.aux_products.{name}"
     if not inputs:
@@ -191,6 +192,9 @@ def plan_aux_product(name: str, product: AuxProductConfig, inputs: list[FileInfo
         if dt_hours is None:
             raise AuxiliaryError(f"{where}: cannot infer dt_aux from {len(scenes)} auxiliary time(s); set "
                                  f"aux_products.{name}.dt_aux (e.g. PT30M or P1D)")
+    if written and product.scene_mapping_strategy == SINGLE_SCENE:  # dt stays inferred from every scene
+        free = np.array([scene_key(s.path, h) not in written for s, h in zip(scenes, aux_hours)], bool)
+        scenes, aux_hours = [s for s, keep in zip(scenes, free) if keep], aux_hours[free]
     pairs = pair_scenes(time_hours(primary_times), aux_hours, product.scene_mapping_strategy, dt_hours)
     slots = [AuxSlot(t, name, scenes[j]) for t, j in enumerate(pairs.tolist()) if j >= 0 and t >= first_step]
     on_domain = product.source.kind == "regrid"
@@ -201,6 +205,11 @@ def plan_aux_product(name: str, product: AuxProductConfig, inputs: list[FileInfo
     return AuxPlan(reader, product.scene_mapping_strategy, dt_hours, inferred,
                    tuple(f"{name}/{f}" for f in features), tuple(units), scenes, slots,
                    {i.path: i for i in kept if i.path in used}, skipped)
+
+
+def scene_key(path: str, hours: float) -> tuple[str, int]:
+    """An auxiliary scene's identity: its file and time to the second (what the store's provenance holds)."""
+    return str(path), int(round(float(hours) * 3600.0))
 
 
 def _scenes(infos: list[FileInfo], source: SourceConfig) -> tuple[list[AuxScene], list[tuple[str, str]]]:

@@ -138,7 +138,7 @@ def test_all_scenes_strategy_and_unmapped_steps_are_masked(synthetic):
                                              scene_mapping_strategy="all_scenes_within_dt_aux")).ingest
     plan = plan_ingest([str(synthetic / "p_*.nc")], synthetic / "s.zarr", config)
     assert plan.aux[0].dt_hours == 4.5 and plan.aux[0].dt_inferred
-    assert "dt_aux 4.5 h (inferred); 3 of 4 step(s) mapped" in plan.describe()
+    assert "dt_aux 4.5 h (inferred): 3 of 4 step(s) mapped" in plan.describe()
     run_ingest([str(synthetic / "p_*.nc")], synthetic / "s.zarr", config)
     ds = xr.open_zarr(synthetic / "s.zarr")
     assert ds["aux_source_file"].values[3, 0] == "" and np.isnat(ds["aux_time"].values[3, 0])
@@ -189,6 +189,25 @@ def test_rerun_resumes_and_rewrites_only_unfinished_steps(synthetic):
     changed = load_config(None, aux_overrides([synthetic / "aux_*.nc"], dt_aux="PT2H")).ingest
     with pytest.raises(ValueError, match=r"aux_products.cloud: .*\"dt_aux\": \"PT3H\".* in the store"):
         plan_ingest([str(synthetic / "p_*.nc")], store, changed)
+
+
+def test_append_never_reuses_a_scene_already_in_the_store(synthetic):
+    """9.2 h fills 6 h first (its nearest then); once 12 h is appended it is nearer to 12 h, but it is taken."""
+    write_grid(synthetic / "aux_c.nc", [1.0, 9.2], [aux_field(AUX_LAT, AUX_LON, h) for h in (1.0, 9.2)],
+               AUX_LAT, AUX_LON, "cth")
+    config = load_config(None, aux_overrides([synthetic / "aux_c.nc"], dt_aux="PT4H")).ingest
+    store = synthetic / "s.zarr"
+    run_ingest([str(synthetic / "p_00.nc"), str(synthetic / "p_06.nc")], store, config)
+    report = run_ingest([str(synthetic / "p_12.nc")], store, config, append=True)
+    assert report.time_steps == 3
+    ds = xr.open_zarr(store)
+    hours = (ds["aux_time"].values[:, 0] - np.datetime64("2020-01-01")) / np.timedelta64(1, "h")
+    np.testing.assert_array_equal(hours[:2], [1.0, 9.2])
+    assert np.isnan(hours[2]) and ds["aux_source_file"].values[2, 0] == "" and not ds["M"].values[2, 1].any()
+    # The same appended step in a store ingested in one go takes 9.2 h (nearest to 12 h); 6 h then has none.
+    run_ingest([str(synthetic / f"p_{h:02d}.nc") for h in (0, 6, 12)], synthetic / "whole.zarr", config)
+    whole = xr.open_zarr(synthetic / "whole.zarr")
+    np.testing.assert_array_equal(np.isnat(whole["aux_time"].values[:, 0]), [False, True, False])
 
 
 def test_open_archive_carries_the_aux_features_and_their_provenance(synthetic):
