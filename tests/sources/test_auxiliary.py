@@ -79,6 +79,8 @@ def test_cells_beyond_the_aux_grid_are_invalid_and_a_global_grid_wraps():
     assert np.isnan(out[0]).all() and np.isfinite(out[1:]).all()
     expected = (np.cos(np.radians(350.0)) + 1.0) / 2  # halfway between the last column and the first
     assert out[1, 1] == pytest.approx(expected, abs=1e-6)
+    nearest = resample_lat_lon(field, lat, lon, np.array([-5.6, -5.4, 0.0]), target_lon, "nearest")[0, 0]
+    assert np.isnan(nearest[0]).all() and np.isfinite(nearest[1:]).all()  # -5.4 lies in the first row's cell
 
 
 # --- synthetic primary and auxiliary files through the ingest --------------------------------------------
