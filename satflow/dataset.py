@@ -6,7 +6,9 @@
 - `mask` bool (feature, height, width): True where the value is valid
 - `x_corrupt`, `mask_corrupt` (with `corruption`): the same with hidden cells removed
 - `lat` (height,), `lon` (width,): cell-centre coordinates of the patch (before augmentation),
-  `lat_c`, `lon_c` its centre, `time` (int64 ns since 1970; the ISO label for cftime calendars such
+  `lat_c`, `lon_c` its centre; on a local domain (a store ingested with `ingest.source.domain`)
+  `lat`, `lon` are (height, width), plus `y_m` (height,), `x_m` (width,) cell centres in metres and
+  the patch bounds in metres `x_min_m`, `x_max_m`, `y_min_m`, `y_max_m` (from the index), `time` (int64 ns since 1970; the ISO label for cftime calendars such
   as year-0 climatologies), `t` (store time index), `patch_id`
 
 Random choices (augmentation, corruption) are drawn from a generator seeded by (seed, the row's
@@ -26,6 +28,7 @@ from torch.utils.data import Dataset, Subset
 from satflow.index.corruption import corruption_mask
 from satflow.index.io import METADATA_KEY, read_index, verify_store
 from satflow.index.keys import frame_row_keys, mix
+from satflow.index.projection import METRE_COLUMNS
 from satflow.index.reader import PatchReader
 
 
@@ -78,6 +81,13 @@ class PatchDataset(Dataset):
         self._time = _item_times(self.frame["time"])
         self._patch_id = self.frame["patch_id"].to_numpy(dtype=object)
         self._centre = self.frame[["lat_c", "lon_c"]].to_numpy(np.float64)
+        self._metre_bounds = None
+        if self.reader.domain is not None:
+            missing = [name for name in METRE_COLUMNS if name not in self.frame.columns]
+            if missing:
+                raise ValueError(f"the store {store} is on a local domain but the index has no {', '.join(missing)}: "
+                                 f"rebuild it with `satflow index {store}`")
+            self._metre_bounds = self.frame[list(METRE_COLUMNS)].to_numpy(np.float64)
         self._keys = frame_row_keys(self.frame, 0)
 
     def __len__(self) -> int:
@@ -114,10 +124,15 @@ class PatchDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         arrays = self._arrays(i, self.rng(i))
         t, y0, x0, height, width = (int(self._rows[name][i]) for name in ("t", "y0", "x0", "height", "width"))
-        lat, lon = self.reader.coords(y0, x0, height, width)
         item = {name: torch.from_numpy(array) for name, array in arrays.items()}
-        item.update(lat=torch.from_numpy(lat), lon=torch.from_numpy(lon),
-                    lat_c=float(self._centre[i, 0]), lon_c=float(self._centre[i, 1]),
+        if self._metre_bounds is None:
+            lat, lon = self.reader.coords(y0, x0, height, width)
+            item.update(lat=torch.from_numpy(lat), lon=torch.from_numpy(lon))
+        else:
+            item.update({name: torch.from_numpy(values)
+                         for name, values in self.reader.domain_coords(y0, x0, height, width).items()})
+            item.update(zip(METRE_COLUMNS, map(float, self._metre_bounds[i])))
+        item.update(lat_c=float(self._centre[i, 0]), lon_c=float(self._centre[i, 1]),
                     time=self._time[i].item() if self._time.dtype != object else self._time[i], t=t, patch_id=str(self._patch_id[i]))
         return item
 

@@ -21,6 +21,7 @@ from satflow import __version__
 from satflow.index.geometry import PatchGrid, in_lon_range, is_global_lon, patch_bounds, patch_ids
 from satflow.index.io import FORMAT, FORMAT_VERSION, IndexWriter
 from satflow.index.options import IndexConfig
+from satflow.index.projection import METRE_COLUMNS, DomainAxes, domain_patch_bounds
 from satflow.index.splits import SPLITS, WindowLayout, space_splits, time_splits
 from satflow.index.validity import time_block_counts
 from satflow.runtime.executors import as_executor
@@ -34,15 +35,21 @@ BASE_COLUMNS = (
     ("valid_frac", pa.float64()), ("min_feature_valid_frac", pa.float64()),
 )
 TAIL_COLUMNS = (("window_id", pa.int64()), ("split", pa.string()))
+DEGREE_COLUMNS = ("lat0", "lat1", "lon0", "lon1", "lat_c", "lon_c")
 
 
-def index_schema(features: list[str], per_feature: bool, time_type: pa.DataType = pa.timestamp("ns")) -> pa.Schema:
+def index_schema(features: list[str], per_feature: bool, time_type: pa.DataType = pa.timestamp("ns"),
+                 projected: bool = False) -> pa.Schema:
     """Arrow schema of a freshly built index (derived steps add columns).
 
     `time` is a timestamp, or ISO text for stores in a calendar or year numpy cannot hold (cftime).
+    `projected` (a store on a local domain) adds the patch bounds in metres after `lon_c`.
     """
     extra = [(f"valid_frac_{name}", pa.float64()) for name in features] if per_feature else []
     base = [(name, time_type if name == "time" else kind) for name, kind in BASE_COLUMNS]
+    if projected:
+        at = [name for name, _ in base].index("lon_c") + 1
+        base[at:at] = [(name, pa.float64()) for name in METRE_COLUMNS]
     return pa.schema([*base, *extra, *TAIL_COLUMNS])
 
 
@@ -87,6 +94,7 @@ class PatchTable:
     flat: np.ndarray  # position in the flattened patch grid
     columns: dict[str, np.ndarray]
     split: np.ndarray  # int8 codes (space mode; ignored in time mode)
+    geometry: tuple[str, ...] = DEGREE_COLUMNS  # the bounds columns every row copies (metres on a domain)
 
     def __len__(self) -> int:
         return self.flat.size
@@ -120,10 +128,17 @@ def select_times(times: np.ndarray, config: IndexConfig) -> tuple[int, int]:
     return start, stop
 
 
-def patch_table(grid: PatchGrid, lat: np.ndarray, lon: np.ndarray, config: IndexConfig) -> PatchTable:
-    """Geometry, window and space split of every patch location kept by the lat/lon box."""
+def patch_table(grid: PatchGrid, lat: np.ndarray, lon: np.ndarray, config: IndexConfig,
+                domain: DomainAxes | None = None) -> PatchTable:
+    """Geometry, window and space split of every patch location kept by the lat/lon box.
+
+    On a local domain (`domain`) the bounds come from its metres and projection, not from the 1-D lat/lon.
+    """
     y0, x0 = (a.ravel() for a in np.meshgrid(grid.origins_y, grid.origins_x, indexing="ij"))
-    bounds = patch_bounds(lat, lon, grid, y0, x0)
+    if domain is None:
+        bounds, metres = patch_bounds(lat, lon, grid, y0, x0), {}
+    else:
+        bounds, metres = domain_patch_bounds(domain, grid, y0, x0)
     keep = np.ones(y0.size, dtype=bool)
     if config.bbox is not None:
         box = config.bbox
@@ -135,10 +150,11 @@ def patch_table(grid: PatchGrid, lat: np.ndarray, lon: np.ndarray, config: Index
     columns = {
         "patch_id": patch_ids(y0[flat], x0[flat], grid.height, grid.width),
         "y0": y0[flat], "x0": x0[flat],
-        **{name: getattr(bounds, name)[flat] for name in ("lat0", "lat1", "lon0", "lon1", "lat_c", "lon_c")},
+        **{name: getattr(bounds, name)[flat] for name in DEGREE_COLUMNS},
+        **{name: values[flat] for name, values in metres.items()},
         "window_id": window_id,
     }
-    return PatchTable(flat, columns, split)
+    return PatchTable(flat, columns, split, DEGREE_COLUMNS + tuple(metres))
 
 
 def grid_steps(lat: np.ndarray, lon: np.ndarray) -> tuple[float, float]:
@@ -166,7 +182,7 @@ def rows_for_time_block(counts: np.ndarray, t_offset: int, ctx: RowContext) -> p
         "patch_id": columns["patch_id"][pi], "t": t.astype(np.int32), "time": ctx.times[t],
         "y0": columns["y0"][pi].astype(np.int32), "x0": columns["x0"][pi].astype(np.int32),
         "height": np.full(t.size, ctx.height, np.int32), "width": np.full(t.size, ctx.width, np.int32),
-        **{name: columns[name][pi] for name in ("lat0", "lat1", "lon0", "lon1", "lat_c", "lon_c")},
+        **{name: columns[name][pi] for name in ctx.patches.geometry},
         "valid_frac": total[ti, pi] / (n_feature * cells),
         "min_feature_valid_frac": min_feature[ti, pi],
     }
@@ -179,10 +195,11 @@ def rows_for_time_block(counts: np.ndarray, t_offset: int, ctx: RowContext) -> p
 
 
 def build_metadata(store_path: Path, store_fingerprint: str, ds, grid: PatchGrid, config: IndexConfig,
-                   time_range: tuple[int, int]) -> dict:
-    """The file-level metadata of a new index."""
+                   time_range: tuple[int, int], domain: DomainAxes | None = None) -> dict:
+    """The file-level metadata of a new index (`projection` only for a store on a local domain)."""
     lat, lon = ds["lat"].values, ds["lon"].values
     layout = WindowLayout.for_grid(grid, config.split, *grid_steps(lat, lon))
+    projection = {"projection": domain.metadata()} if domain is not None else {}
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "satflow_version": __version__,
         "created": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
@@ -193,6 +210,7 @@ def build_metadata(store_path: Path, store_fingerprint: str, ds, grid: PatchGrid
         "time_range": list(time_range),
         "parameters": config.model_dump(mode="json"),
         "history": [{"step": "build"}],
+        **projection,
     }
 
 
@@ -215,7 +233,8 @@ def build_index(store_path: str | Path, out_path: str | Path, config: IndexConfi
     features = tuple(str(f) for f in ds["feature"].values)
     grid = PatchGrid.square(len(lat), len(lon), config.patch_size, config.stride, wrap=is_global_lon(lon))
     t_start, t_stop = select_times(times, config)
-    patches = patch_table(grid, lat, lon, config)
+    domain = DomainAxes.of_dataset(ds)
+    patches = patch_table(grid, lat, lon, config, domain)
     if not len(patches):
         raise ValueError(f"index.bbox {config.bbox} contains no patch centre of the store {store_path}")
     selected = np.zeros(grid.shape[0] * grid.shape[1], dtype=bool)
@@ -228,10 +247,11 @@ def build_index(store_path: str | Path, out_path: str | Path, config: IndexConfi
     blocks = time_block_counts(ds["M"].data[t_start:t_stop], grid, selected.reshape(grid.shape))
     to_rows, shared_ctx = dask.delayed(rows_for_time_block, pure=True), dask.delayed(ctx, pure=True)
     tasks = [to_rows(counts, t0 + t_start, shared_ctx) for t0, _, counts in blocks]
-    metadata = build_metadata(store_path, store_fingerprint, ds, grid, config, (t_start, t_stop))
+    metadata = build_metadata(store_path, store_fingerprint, ds, grid, config, (t_start, t_stop), domain)
     split_rows = dict.fromkeys(SPLITS, 0)
-    with IndexWriter(out_path, metadata, index_schema(list(features), config.per_feature_columns,
-                                                              pa.timestamp("ns") if times.dtype.kind == "M" else pa.string())) as writer:
+    schema = index_schema(list(features), config.per_feature_columns,
+                          pa.timestamp("ns") if times.dtype.kind == "M" else pa.string(), projected=domain is not None)
+    with IndexWriter(out_path, metadata, schema) as writer:
         for first in range(0, len(tasks), config.time_batch):
             for frame in executor.compute(tasks[first:first + config.time_batch]):
                 writer.write(frame)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from satflow.index.projection import DomainAxes
+
 
 class PatchReader:
     """Slices `X` of a store: (feature, height, width) float32 patches, longitude wrap included."""
@@ -31,6 +33,12 @@ class PatchReader:
         self.lat = np.asarray(group["lat"][:], dtype=np.float64)
         self.lon = np.asarray(group["lon"][:], dtype=np.float64)
         self.nx = self.lon.size
+        # On a local domain the 1-D lat/lon are the central column/row only: cells are located by y/x and 2-D
+        # latitude/longitude (small: one domain's cells), read once here.
+        self.domain = DomainAxes.of_group(group)
+        if self.domain is not None:
+            self.latitude = np.asarray(group["latitude"][:], dtype=np.float64)
+            self.longitude = np.asarray(group["longitude"][:], dtype=np.float64)
         lo, hi = int(self.feature_index.min()), int(self.feature_index.max()) + 1
         # Read one contiguous feature range (one request per chunk), then pick the wanted ones.
         self._feature_slice, self._pick = slice(lo, hi), self.feature_index - lo
@@ -72,7 +80,17 @@ class PatchReader:
         """One feature's whole (lat, lon) field at time index t."""
         return np.asarray(self.group["X"][t, self.all_features.index(feature)], dtype=np.float32)
 
+    def domain_coords(self, y0: int, x0: int, height: int, width: int) -> dict[str, np.ndarray]:
+        """On a local domain: a patch's cell centres `y_m` (height,) and `x_m` (width,) in metres, and their `lat`,
+        `lon` (height, width) in degrees."""
+        if self.domain is None:
+            raise ValueError(f"{self.store}: not on a local domain (no grid mapping on X); use coords()")
+        rows, cols = slice(y0, y0 + height), slice(x0, x0 + width)
+        return {"y_m": self.domain.y[rows].copy(), "x_m": self.domain.x[cols].copy(),
+                "lat": self.latitude[rows, cols].copy(), "lon": self.longitude[rows, cols].copy()}
+
     def coords(self, y0: int, x0: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Cell-centre latitudes (height,) and longitudes (width,) of a patch."""
+        """Cell-centre latitudes (height,) and longitudes (width,) of a patch (on a local domain: of the domain's
+        central column and row; `domain_coords` locates its cells)."""
         lon = np.concatenate([self.lon[cols] for cols in self.columns(x0, width)])
         return self.lat[y0:y0 + height].copy(), lon
