@@ -505,10 +505,15 @@ def ingest_region(store: str, region: Region, infos: dict[str, FileInfo], reader
     return problems
 
 
-def _ingest_task(task: tuple[Region, dict[str, FileInfo], dict[str, dict[str, FileInfo]]], store: str,
-                 readers: _Readers) -> list[Skipped]:
-    region, infos, aux_infos = task
-    return ingest_region(store, region, infos, readers, aux_infos)
+def _ingest_task(task: tuple, store: str, readers: _Readers | SourceConfig, n_features: int | None = None,
+                 shape_yx: tuple[int, int] | None = None) -> list[Skipped]:
+    """`task` is (region, its files' metadata[, its auxiliary files' metadata per product]). The older
+    call with (source, n_features, shape_yx) instead of readers, still made by
+    benchmarks/ingest/region_profile.py, ingests without auxiliary products."""
+    region, infos, *aux_infos = task
+    if not isinstance(readers, _Readers):
+        readers = _Readers(readers, n_features, shape_yx)
+    return ingest_region(store, region, infos, readers, aux_infos[0] if aux_infos else None)
 
 
 def _slots_by_file(slots: Sequence[Slot]) -> dict[str, list[Slot]]:
