@@ -1,7 +1,10 @@
 """NetCDF archive -> satflow store, as a plan of plain data and a tiny Dask executor.
 
 Inputs are read through the source protocol (`satflow.sources.base`): the plan and the tasks are
-the same for every source kind (gridded files, binned swath windows, ...).
+the same for every source kind (gridded files, binned swath windows, ...). Auxiliary products
+(`ingest.aux_products`) are scanned the same way, paired with the time slots by
+`satflow.sources.auxiliary.plan_aux_product`, attached to the regions, and read by the same tasks
+after the primary features.
 
 `plan_ingest` scans file metadata (no data), picks the reference grid and features, rejects
 inputs that cannot join the cube, and lays out time slots and chunk-aligned regions. The plan is
@@ -630,7 +633,7 @@ def describe_cube(ds) -> str:
     chunk = ", ".join(f"{dim}: {n}" for dim, n in zip(DIMS, x.chunksize))
     return "\n".join([
         f"lazy cube (satflow.open_archive): X float32 ({sizes}) {x.nbytes / 2**30:.2f} GiB, "
-        f"M uint8, source_file, units",
+        f"M uint8, source_file, units" + (", aux_source_file, aux_time" if "aux_time" in ds else ""),
         f"  dask      {x.npartitions} chunks of ({chunk}), {len(x.dask)} tasks; computed on demand",
     ])
 
