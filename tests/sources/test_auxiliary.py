@@ -16,8 +16,8 @@ from sources_helpers import lat_lon_variables, time_variable, write_nc
 from satflow.cli import main as cli_main
 from satflow.config import ConfigError, load_config
 from satflow.ingest import open_archive, plan_ingest, run_ingest
-from satflow.sources.auxiliary import (ALL_SCENES, SINGLE_SCENE, AuxiliaryError, infer_dt_hours, pair_scenes,
-                                       resample_lat_lon)
+from satflow.sources.auxiliary import (ALL_SCENES, SINGLE_SCENE, infer_dt_hours, pair_scenes, resample_lat_lon,
+                                       time_hours)
 from satflow.sources.base import read_input, scan_input
 from satflow.sources.sample import write_ocean_sample
 
@@ -53,6 +53,17 @@ def test_all_scenes_take_the_nearest_aux_time_within_half_dt():
 def test_dt_is_inferred_as_the_smallest_span_between_aux_times():
     assert infer_dt_hours(np.array([0.0, 2.0, 2.5, 2.5, 6.0])) == 0.5  # a repeated time is no span
     assert infer_dt_hours(np.array([3.0])) is None
+
+
+def test_times_pair_in_their_own_calendar():
+    import cftime
+
+    days = [cftime.datetime(2000, 2, 29, calendar="360_day"), cftime.datetime(2000, 2, 30, calendar="360_day"),
+            cftime.datetime(2000, 3, 1, calendar="360_day")]
+    np.testing.assert_array_equal(np.diff(time_hours(np.array(days, dtype=object))), [24.0, 24.0])
+    primary = time_hours(np.array(days, dtype=object))
+    aux = time_hours(np.array([cftime.datetime(2000, 2, 30, 18, calendar="360_day")], dtype=object))
+    assert pair_scenes(primary, aux, SINGLE_SCENE, 12.0).tolist() == [-1, -1, 0]  # Feb 30 18:00 -> Mar 1
 
 
 # --- resampling onto a primary lat/lon grid ----------------------------------------------------------
@@ -170,6 +181,18 @@ def test_a_broken_aux_file_is_reported_and_its_steps_stay_invalid(synthetic):
     ds = xr.open_zarr(synthetic / "s.zarr")
     assert ds["aux_source_file"].values[3, 0] == "" and not ds["M"].values[3, 1].any()
     assert ds["M"].values[:3, 1].all()
+
+
+def test_an_aux_file_in_another_calendar_is_skipped_with_the_reason(synthetic):
+    write_nc(synthetic / "aux_noleap.nc", {**lat_lon_variables(AUX_LAT, AUX_LON),
+                                          **time_variable([7.0], calendar="noleap"),
+                                          "cth": (("time", "lat", "lon"), aux_field(AUX_LAT, AUX_LON, 7.0)[None], {})})
+    config = load_config(None, aux_overrides([synthetic / "aux_a.nc", synthetic / "aux_noleap.nc"], dt_aux=3)).ingest
+    plan = plan_ingest([str(synthetic / "p_*.nc")], None, config)
+    reasons = {os.path.basename(s.path): s.reason for s in plan.skipped}
+    assert reasons == {"aux_noleap.nc": "auxiliary product cloud: calendar noleap differs from the primary store's "
+                                        "(datetime64); times of two calendars cannot be paired"}
+    assert [s.t for s in plan.aux[0].slots] == [0, 1, 2]
 
 
 def test_rerun_resumes_and_rewrites_only_unfinished_steps(synthetic):
