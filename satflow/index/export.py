@@ -6,6 +6,9 @@ NPZ, one file per index row: `X` float32 (1, feature, lat, lon) with NaN where i
 GeoTIFF (needs the optional extra `satflow[geotiff]`, i.e. rasterio): one band per feature,
 EPSG:4326, geotransform from the patch bounds, north up, NaN nodata. A wrapped patch keeps
 continuous longitudes (its east edge may exceed 180).
+On a local domain (a store ingested with `ingest.source.domain`) NPZ `lat`/`lon` are 2-D (lat, lon)
+and `y_m`, `x_m` (cell centres in metres) and `crs_wkt` are added; a GeoTIFF is in the domain's
+projection, its geotransform from the patch bounds in metres.
 A `manifest.csv` lists every file with its index row.
 """
 
@@ -27,10 +30,15 @@ def _file_stem(row) -> str:
 
 def write_npz(path: Path, x: np.ndarray, reader: PatchReader, row, stats: dict) -> None:
     """One patch in the users' NPZ layout (no pickled objects: loads with allow_pickle=False)."""
-    lat, lon = reader.coords(int(row.y0), int(row.x0), int(row.height), int(row.width))
+    where = (int(row.y0), int(row.x0), int(row.height), int(row.width))
+    if reader.domain is None:
+        lat, lon = reader.coords(*where)
+        coords = {"lat": lat, "lon": lon}
+    else:
+        coords = {**reader.domain_coords(*where), "crs_wkt": np.asarray(reader.domain.grid_mapping["crs_wkt"])}
     np.savez_compressed(
         path, X=x[None], M=np.isfinite(x)[None].astype(np.uint8),
-        feature_names=np.asarray(reader.features, dtype=str), lat=lat, lon=lon,
+        feature_names=np.asarray(reader.features, dtype=str), **coords,
         time=np.asarray([np.datetime64(pd.Timestamp(row.time), "ns")]), mean=stats["mean"], std=stats["std"],
         patch_id=np.asarray(str(row.patch_id)),
     )
@@ -46,17 +54,25 @@ def _rasterio():
 
 
 def write_geotiff(path: Path, x: np.ndarray, reader: PatchReader, row) -> None:
-    """One patch as a north-up, EPSG:4326 GeoTIFF with one band per feature and NaN nodata."""
+    """One patch as a north-up GeoTIFF (EPSG:4326, or the domain's projection) with one band per feature and NaN
+    nodata."""
     rasterio = _rasterio()
     from rasterio.transform import from_bounds
 
-    lat, _ = reader.coords(int(row.y0), int(row.x0), int(row.height), int(row.width))
-    west = float(row.lon0)
-    east = west + ((float(row.lon1) - west) % 360.0 or 360.0)  # continuous across the dateline
-    transform = from_bounds(west, float(row.lat0), east, float(row.lat1), x.shape[2], x.shape[1])
-    north_up = x[:, ::-1, :] if lat[0] < lat[-1] else x
+    if reader.domain is None:
+        lat, _ = reader.coords(int(row.y0), int(row.x0), int(row.height), int(row.width))
+        west = float(row.lon0)
+        east = west + ((float(row.lon1) - west) % 360.0 or 360.0)  # continuous across the dateline
+        crs, bounds, south_first = "EPSG:4326", (west, float(row.lat0), east, float(row.lat1)), lat[0] < lat[-1]
+    else:  # y ascends (south to north) on a domain
+        from rasterio.crs import CRS
+
+        crs = CRS.from_wkt(reader.domain.grid_mapping["crs_wkt"])
+        bounds, south_first = (float(row.x_min_m), float(row.y_min_m), float(row.x_max_m), float(row.y_max_m)), True
+    transform = from_bounds(*bounds, x.shape[2], x.shape[1])
+    north_up = x[:, ::-1, :] if south_first else x
     profile = dict(driver="GTiff", height=x.shape[1], width=x.shape[2], count=x.shape[0], dtype="float32",
-                   crs="EPSG:4326", transform=transform, nodata=np.nan, compress="deflate")
+                   crs=crs, transform=transform, nodata=np.nan, compress="deflate")
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(np.ascontiguousarray(north_up, dtype=np.float32))
         for band, name in enumerate(reader.features, start=1):

@@ -6,6 +6,7 @@ import json
 
 import netCDF4
 import numpy as np
+import pandas as pd
 import pyproj
 import pytest
 import torch
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader
 from satflow.cli import main as cli_main
 from satflow.dataset import PatchDataset
 from satflow.index.build import build_index
+from satflow.index.export import export_patches
 from satflow.index.io import read_index
 from satflow.index.options import IndexConfig
 from satflow.index.projection import METRE_COLUMNS
@@ -169,3 +171,35 @@ def test_regular_store_index_has_no_metre_columns(global_store, tmp_path):
     assert not set(METRE_COLUMNS) & set(frame.columns) and "projection" not in frame.attrs["satflow"]
     item = PatchDataset(global_store.path, frame, split=None)[0]
     assert item["lat"].shape == (4,) and "y_m" not in item and "x_min_m" not in item
+
+
+def test_npz_export_of_a_domain_patch_carries_its_2d_coordinates(domain_store, domain_index, tmp_path):
+    ds = xr.open_zarr(domain_store)
+    frame = read_index(domain_index).iloc[[7]]
+    row = frame.iloc[0]
+    listed = pd.read_csv(export_patches(domain_store, frame, tmp_path, "npz"))
+    rows, cols = slice(row.y0, row.y0 + PATCH), slice(row.x0, row.x0 + PATCH)
+    with np.load(tmp_path / listed["path"].iloc[0], allow_pickle=False) as npz:
+        np.testing.assert_array_equal(npz["X"][0], ds["X"].values[row.t, :, rows, cols])
+        np.testing.assert_array_equal(npz["lat"], ds["latitude"].values[rows, cols])
+        np.testing.assert_array_equal(npz["lon"], ds["longitude"].values[rows, cols])
+        np.testing.assert_array_equal(npz["x_m"], ds["x"].values[cols])
+        np.testing.assert_array_equal(npz["y_m"], ds["y"].values[rows])
+        assert pyproj.CRS.from_wkt(str(npz["crs_wkt"])) == pyproj.CRS.from_cf(ds["crs"].attrs)
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # inside rasterio.transform
+def test_geotiff_export_of_a_domain_patch_is_in_its_projection(domain_store, domain_index, tmp_path):
+    rasterio = pytest.importorskip("rasterio")
+    ds = xr.open_zarr(domain_store)
+    frame = read_index(domain_index)
+    chosen = frame[(frame["t"] == 1) & (frame["y0"] == PATCH) & (frame["x0"] == PATCH)]  # 169-177 E, 57-61 N
+    row = chosen.iloc[0]
+    listed = pd.read_csv(export_patches(domain_store, chosen, tmp_path, "geotiff"))
+    with rasterio.open(tmp_path / listed["path"].iloc[0]) as tif:
+        assert pyproj.CRS.from_wkt(tif.crs.to_wkt()) == pyproj.CRS.from_cf(ds["crs"].attrs)
+        assert tuple(tif.bounds) == (row.x_min_m, row.y_min_m, row.x_max_m, row.y_max_m)
+        data = tif.read()
+    expected = ds["X"].values[row.t, :, row.y0:row.y0 + PATCH, row.x0:row.x0 + PATCH][:, ::-1]  # north row first
+    np.testing.assert_array_equal(data, expected)
+    assert np.isnan(data).any()  # the gap west of the dateline at t=1
