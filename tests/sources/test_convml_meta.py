@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from sources_helpers import write_nc
 
 from satflow.cli import main as cli_main
 from satflow.config import load_config
@@ -218,3 +219,59 @@ def test_from_meta_command_writes_a_config_that_ingests(tmp_path, capsys):
     np.testing.assert_array_equal(ds["time"].values, np.array(["2020-02-02T14", "2020-02-02T15"], "datetime64[ns]"))
     assert ds["X"].shape == (2, 1, 10, 20) and ds["crs"].attrs["grid_mapping_name"] == "lambert_azimuthal_equal_area"
     assert json.loads(ds.attrs["satflow_config"])["source"]["variables"] == ["rlut"]
+
+
+GOES_EAST = {"grid_mapping_name": "geostationary", "perspective_point_height": 35786023.0,
+             "longitude_of_projection_origin": -75.0, "latitude_of_projection_origin": 0.0,
+             "semi_major_axis": 6378137.0, "semi_minor_axis": 6356752.31414, "sweep_angle_axis": "x"}
+
+
+def write_mcmip_like(path, seconds_since_2000_noon: float) -> None:
+    """An ABI L2 MCMIP-shaped file around the example's domain: packed int16 scan angles (rad) and reflectances
+    CMI_C01..C03 with a geostationary grid mapping, a scalar time `t`, and a quality flag that is not ingested."""
+    import pyproj
+
+    crs = pyproj.CRS.from_cf(GOES_EAST)
+    height = GOES_EAST["perspective_point_height"]
+    to_scan = pyproj.Transformer.from_crs(crs.geodetic_crs, crs, always_xy=True)
+    x0, y0 = (v / height for v in to_scan.transform(-57.72, 13.3))
+    x = np.round(np.arange(x0 - 0.004, x0 + 0.004, 5.6e-5) / 5.6e-5).astype(np.int16)
+    y = np.round(np.arange(y0 + 0.004, y0 - 0.004, -5.6e-5) / 5.6e-5).astype(np.int16)
+    packed_axis = {"scale_factor": 5.6e-5, "add_offset": 0.0, "units": "rad"}
+    rng = np.random.default_rng(0)
+    variables = {
+        "x": (("x",), x, {**packed_axis, "standard_name": "projection_x_angular_coordinate"}),
+        "y": (("y",), y, {**packed_axis, "standard_name": "projection_y_angular_coordinate"}),
+        "t": ((), np.float64(seconds_since_2000_noon), {"units": "seconds since 2000-01-01 12:00:00",
+                                                        "standard_name": "time"}),
+        "goes_imager_projection": ((), np.int32(-2147483647), GOES_EAST),
+        "DQF_C01": (("y", "x"), np.zeros((y.size, x.size), np.int8), {"grid_mapping": "goes_imager_projection"}),
+    }
+    for channel in (1, 2, 3):
+        reflectance = rng.uniform(0.05, 0.6, (y.size, x.size))
+        variables[f"CMI_C{channel:02d}"] = (("y", "x"), np.round(reflectance / 0.000244).astype(np.int16), {
+            "scale_factor": 0.000244, "add_offset": 0.0, "_FillValue": np.int16(-1), "units": "1",
+            "grid_mapping": "goes_imager_projection", "coordinates": f"band_id_C{channel:02d} t y x"})
+    write_nc(path, variables)
+
+
+def test_goes16_example_ingests_local_mcmip_files(tmp_path):
+    """The documentation's complete example with local files: scenes at 14:00, 14:10 and 14:30 (t_end, left
+    out) regridded onto its 200 km domain as three reflectance features."""
+    (tmp_path / "goes16").mkdir()
+    noon_2000 = np.datetime64("2000-01-01T12:00")
+    for minute in (0, 10, 30):
+        stamp = np.datetime64("2020-02-02T14:00") + np.timedelta64(minute, "m")
+        write_mcmip_like(tmp_path / "goes16" / f"mcmip_{minute:02d}.nc", (stamp - noon_2000) / np.timedelta64(1, "s"))
+    (tmp_path / "meta.yaml").write_text(COMPLETE)
+    assert cli_main(["from-meta", str(tmp_path / "meta.yaml"), "--input", str(tmp_path / "goes16" / "*.nc"),
+                     "--out", str(tmp_path / "satflow.yaml")]) == 0
+    store = tmp_path / "goes.zarr"
+    assert cli_main(["ingest", "--config", str(tmp_path / "satflow.yaml"), "--out", str(store), "--no-progress",
+                     "--set", "cluster.local.n_workers=1"]) == 0
+    ds = xr.open_zarr(store)
+    np.testing.assert_array_equal(ds["time"].values, np.array(["2020-02-02T14:00", "2020-02-02T14:10"],
+                                                               "datetime64[ns]"))
+    assert [str(f) for f in ds["feature"].values] == ["CMI_C01", "CMI_C02", "CMI_C03"]
+    assert ds["X"].shape == (2, 3, 200, 200) and bool(ds["M"].all())
+    assert 0.05 <= float(ds["X"].min()) and float(ds["X"].max()) <= 0.6 + 1e-4
