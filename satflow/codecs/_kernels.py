@@ -1,10 +1,14 @@
-"""Compiled loops of the error-bounded coder (numba): the closed-loop linear prediction and an exact sum.
+"""Compiled loops of the error-bounded coder (numba): closed-loop prediction, fit, exact sums, rANS.
 
-They repeat `satflow.codecs.prediction`'s numpy reference bit for bit, so streams do not change:
-every prediction is the same float64 operations in the same order (constant, then each term's
-product added in coefficient order; numba without fastmath neither reassociates nor fuses a
-multiply and an add), and nothing runs in parallel. `cache=True` compiles once per machine (the
-cache lives next to this file, or in NUMBA_CACHE_DIR).
+- The closed loop repeats `satflow.codecs.prediction`'s numpy reference bit for bit: every
+  prediction is the same float64 operations in the same order (constant, then each term's product
+  added in coefficient order; numba without fastmath neither reassociates nor fuses a multiply and
+  an add); only the memory layout differs (padded column halves, terms summed along a row).
+- The least-squares fit sums its normal equations in a fixed order and solves them by Cholesky
+  (no BLAS), so the coefficients are the same on every machine and thread count.
+- The residual symbols of stream version 2 are rANS-coded with integer arithmetic only.
+Nothing runs in parallel. `cache=True` compiles once per machine (the cache lives next to this
+file, or in NUMBA_CACHE_DIR).
 """
 
 from __future__ import annotations
@@ -13,61 +17,55 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True)
+def _padded_halves(plane, halves):
+    """(H, W) -> halves (2, H, ceil(W / 2) + 3): even columns, then odd ones, each with one column
+    before and two after holding the columns they wrap to (longitudes are periodic). Half p's entry
+    m sits at index m + 1 and is column (p + 2 m) mod W, so a point's neighbours of one parity are a
+    contiguous run at a constant offset, edges included: the loop below never branches on them."""
+    height, width = plane.shape
+    for i in range(height):
+        for j in range(width):
+            halves[j & 1, i, (j >> 1) + 1] = plane[i, j]
+        _refresh_pads(halves, i, width)
+
+
 @njit(cache=True, inline="always")
-def _wrap(j: int, width: int) -> int:
-    if j < 0:
-        return j + width
-    if j >= width:
-        return j - width
-    return j
+def _refresh_pads(halves, i, width):
+    """Copy row i's wrapped columns into its pad entries after the row changed."""
+    last = halves.shape[2] - 2  # the largest m
+    for p in range(2):
+        size = (width - p + 1) // 2
+        for m in range(-1, last + 1):
+            if m < 0 or m >= size:
+                c = (p + 2 * m) % width
+                halves[p, i, m + 1] = halves[c & 1, i, (c >> 1) + 1]
 
 
 @njit(cache=True)
-def split_columns(planes):
-    """(F, H, W) -> (F, 2, H, ceil(W / 2)): even columns, then odd ones, so that a point's
-    neighbours of one parity sit side by side (contiguous, vectorised loads)."""
-    n, height, width = planes.shape
-    halves = np.zeros((n, 2, height, (width + 1) // 2))
-    for g in range(n):
-        for i in range(height):
-            for j in range(width):
-                halves[g, j % 2, i, j // 2] = planes[g, i, j]
-    return halves
+def _sum_terms(acc, n, flat, term_starts, term_weights, n_terms):
+    """acc[jj] += w_t * flat[start_t + jj] for each term t in order: every point of a row and parity.
 
-
-@njit(cache=True)
-def join_columns(halves, width):
-    n, _, height, _ = halves.shape
-    planes = np.empty((n, height, width))
-    for g in range(n):
-        for i in range(height):
-            for j in range(width):
-                planes[g, i, j] = halves[g, j % 2, i, j // 2]
-    return planes
-
-
-@njit(cache=True, inline="always")
-def _add_shifted(acc, n, source, r, parity, left, weight, width):
-    """acc[jj] += weight * source row r at column parity + 2 jj - left (wrapped), the row held as
-    its even and odd halves (source[0, r], source[1, r]). Inlined: it runs ~50 times a row."""
-    source_parity = (parity - left) & 1
-    shift = (parity - left - source_parity) >> 1  # an even number halved: exact
-    src = source[source_parity, r]
-    size = (width - source_parity + 1) // 2
-    lo, hi = min(n, max(0, -shift)), max(0, min(n, size - shift))
-    lo = min(lo, hi)
-    inner, shifted = acc[lo:hi], src[lo + shift : hi + shift]
-    for k in range(hi - lo):  # away from the edges: one half at a constant offset, vectorised
-        inner[k] += weight * shifted[k]
-    for jj in range(0, lo):
-        acc[jj] += weight * _at(source, r, _wrap(parity + 2 * jj - left, width))
-    for jj in range(hi, n):
-        acc[jj] += weight * _at(source, r, _wrap(parity + 2 * jj - left, width))
-
-
-@njit(cache=True, inline="always")
-def _at(source, r, column):
-    return source[column % 2, r, column // 2]
+    Slices of a 1-D contiguous array (indices known non-negative) so the loops run on vector
+    registers; four terms a pass, added one after another, the same order as one at a time.
+    """
+    a = acc[:n]
+    t = 0
+    while t + 4 <= n_terms:
+        s1 = flat[term_starts[t] : term_starts[t] + n]
+        s2 = flat[term_starts[t + 1] : term_starts[t + 1] + n]
+        s3 = flat[term_starts[t + 2] : term_starts[t + 2] + n]
+        s4 = flat[term_starts[t + 3] : term_starts[t + 3] + n]
+        w1, w2, w3, w4 = term_weights[t], term_weights[t + 1], term_weights[t + 2], term_weights[t + 3]
+        for k in range(a.size):
+            a[k] = (((a[k] + w1 * s1[k]) + w2 * s2[k]) + w3 * s3[k]) + w4 * s4[k]
+        t += 4
+    while t < n_terms:
+        s1 = flat[term_starts[t] : term_starts[t] + n]
+        w1 = term_weights[t]
+        for k in range(a.size):
+            a[k] += w1 * s1[k]
+        t += 1
 
 
 @njit(cache=True)
@@ -78,47 +76,65 @@ def linear_loop(x_hat, valid, weights, starts, around, row_offsets, n_earlier, s
     (feature f, parity p) from starts[2 f + p]; around, row_offsets: (n, 2) arrays of (rows up,
     columns left); parity-0 points use the row offsets without the last two (BESIDE). Encoding
     (x given) fills q; decoding reads it. Returns the reconstruction (float64). Each point sums
-    its terms in coefficient order, a row (and parity) at a time.
+    its terms in coefficient order, a row (and parity) at a time, elementwise along the row: the
+    same operations in the same order as the reference, so the same bits.
+
+    Working layout: one flat buffer holding x_hat of the feature being coded, then the
+    reconstruction of every feature, as padded halves (`_padded_halves`). Entries not yet
+    reconstructed are never read, so the reconstruction starts uninitialised.
     """
     n_features, height, width = x_hat.shape
-    hat = split_columns(x_hat)
-    rec = hat.copy()
+    stride = (width + 1) // 2 + 3
+    plane = 2 * height * stride
+    flat = np.empty((n_features + 1) * plane)  # [x_hat of f | rec of feature 0 | rec of 1 | ...]
+    hat = flat[:plane].reshape((2, height, stride))
+    out = np.empty((n_features, height, width))
     acc = np.empty((width + 1) // 2)
+    most = 1 + around.shape[0] * (n_earlier + 1) + row_offsets.shape[0]
+    term_starts, term_weights = np.empty(most, np.int64), np.empty(most)
     for f in range(n_features):
+        _padded_halves(x_hat[f], hat)
+        rec = flat[(f + 1) * plane : (f + 2) * plane].reshape((2, height, stride))
         first = max(0, f - n_earlier)
         for i in range(height):
             for parity in range(2):
                 n = (width - parity + 1) // 2
                 c = starts[2 * f + parity]
                 acc[:n] = weights[c]
-                k = c + 1
+                t = 0
                 for g in range(first - 1, f):  # first - 1 stands for x_hat of f itself, the first terms
-                    source = hat[f] if g < first else rec[g]
+                    at = 0 if g < first else (g + 1) * plane
                     for o in range(around.shape[0]):
                         r = min(max(i - around[o, 0], 0), height - 1)
-                        _add_shifted(acc, n, source, r, parity, around[o, 1], weights[k], width)
-                        k += 1
-                for t in range(row_offsets.shape[0] - (0 if parity else 2)):
-                    r = i - row_offsets[t, 0]
-                    source = rec[f] if r >= 0 else hat[f]
-                    r = max(r, 0)  # rows above the block read x_hat's first row
-                    _add_shifted(acc, n, source, r, parity, row_offsets[t, 1], weights[k], width)
-                    k += 1
-                _close_row(f, i, parity, n, acc, rec, hat, valid, step[f], x, q, encoding)
-    return join_columns(rec, width)
+                        sp = (parity - around[o, 1]) & 1
+                        base = ((parity - around[o, 1] - sp) >> 1) + 1
+                        term_starts[t], term_weights[t] = at + (sp * height + r) * stride + base, weights[c + 1 + t]
+                        t += 1
+                for o in range(row_offsets.shape[0] - (0 if parity else 2)):
+                    r = i - row_offsets[o, 0]
+                    sp = (parity - row_offsets[o, 1]) & 1
+                    base = ((parity - row_offsets[o, 1] - sp) >> 1) + 1
+                    # rows above the block read x_hat's first row
+                    at = (f + 1) * plane + (sp * height + r) * stride if r >= 0 else sp * height * stride
+                    term_starts[t], term_weights[t] = at + base, weights[c + 1 + t]
+                    t += 1
+                _sum_terms(acc, n, flat, term_starts, term_weights, t)
+                _close_row(f, i, parity, n, acc, rec, hat, valid, step[f], x, q, encoding, out)
+                _refresh_pads(rec, i, width)
+    return out
 
 
 @njit(cache=True)
-def _close_row(f, i, parity, n, acc, rec, hat, valid, step, x, q, encoding):
+def _close_row(f, i, parity, n, acc, rec, hat, valid, step, x, q, encoding, out):
     """Quantise (encoding) and reconstruct one row's columns of one parity."""
     for jj in range(n):
         j = parity + 2 * jj
         value = acc[jj]
         if not np.isfinite(value):
-            value = hat[f, parity, i, jj]
+            value = hat[parity, i, jj + 1]
         if encoding:
             q[f, i, j] = _quantise(np.float64(x[f, i, j]), value, step, valid[f, i, j])
-        rec[f, parity, i, jj] = value + q[f, i, j] * step
+        rec[parity, i, jj + 1] = out[f, i, j] = value + q[f, i, j] * step
 
 
 @njit(cache=True)
@@ -128,34 +144,6 @@ def _quantise(x, prediction, step, valid):
     if valid and np.isfinite(error) and abs(error) < 2.0**40:
         return np.int64(np.rint(error))
     return np.int64(0)
-
-
-@njit(cache=True)
-def float32_exponent_sums(values):
-    """Exact sum of float32 values as int64 sums of their 24-bit significands per binary exponent:
-    sums[e] * 2**(e - 149). Exact while there are fewer than 2**39 values."""
-    sums = np.zeros(256, np.int64)
-    bits = values.view(np.uint32)
-    for k in range(bits.size):
-        b = bits[k]
-        exponent = (b >> 23) & 0xFF
-        significand = np.int64(b & 0x7FFFFF)
-        if exponent:
-            significand += 0x800000
-        else:
-            exponent = 1  # subnormals share the smallest exponent
-        sums[exponent - 1] += -significand if b >> 31 else significand
-    return sums
-
-
-@njit(cache=True)
-def float32_exponent_sums_where(values, usable):
-    """`float32_exponent_sums` of each feature's usable points: (F, 256) int64."""
-    n_features = values.shape[0]
-    sums = np.zeros((n_features, 256), np.int64)
-    for f in range(n_features):
-        sums[f] = float32_exponent_sums(values[f].ravel()[usable[f].ravel()])
-    return sums
 
 
 @njit(cache=True)
@@ -175,25 +163,164 @@ def noisy_inputs(x, valid, noise, eps, x_hat):
 
 
 @njit(cache=True)
-def gather_design(own, earlier, noisy_own, top, rows, columns, around, row_offsets, n_row, design):
-    """The least-squares design of `prediction.fit`, column by column in coefficient order: own
-    (x_hat) around each point, each earlier feature around it, the first n_row row offsets of the
-    noisy feature itself (rows above the block read `top`). Copies only: exact."""
-    height, width = own.shape
-    k = 0
-    for g in range(-1, earlier.shape[0]):  # a plane at a time: one array view each, not one a point
-        source = own if g < 0 else earlier[g]
-        for o in range(around.shape[0]):
-            up, left = around[o, 0], around[o, 1]
-            for p in range(rows.size):
-                design[p, k] = source[min(max(rows[p] - up, 0), height - 1), (columns[p] - left) % width]
+def gather_design(x_hat, noisy, f, first, rows, columns, around, row_offsets, n_row, design):
+    """The least-squares design of `prediction.fit`, a point (row of `design`) at a time, terms in
+    coefficient order: x_hat of f around each point, each earlier feature (noisy, first..f-1)
+    around it, the first n_row row offsets of noisy f itself (rows above the block read x_hat's
+    first row). Copies only."""
+    _, height, width = x_hat.shape
+    for p in range(rows.size):
+        k = 0
+        for g in range(first - 1, f):
+            for o in range(around.shape[0]):
+                r = min(max(rows[p] - around[o, 0], 0), height - 1)
+                c = columns[p] - around[o, 1]
+                c = c + width if c < 0 else (c - width if c >= width else c)
+                design[p, k] = x_hat[f, r, c] if g < first else noisy[g, r, c]
+                k += 1
+        for t in range(n_row):
+            r = rows[p] - row_offsets[t, 0]
+            c = columns[p] - row_offsets[t, 1]
+            c = c + width if c < 0 else (c - width if c >= width else c)
+            design[p, k] = noisy[f, r, c] if r >= 0 else x_hat[f, 0, c]
             k += 1
-    for t in range(n_row):
-        up, left = row_offsets[t, 0], row_offsets[t, 1]
-        for p in range(rows.size):
-            r, c = rows[p] - up, (columns[p] - left) % width
-            design[p, k] = noisy_own[r, c] if r >= 0 else top[c]
-        k += 1
+
+
+@njit(cache=True)
+def _solve_normal(gram, rhs, n):
+    """Solve the (n + 1) normal equations (index 0: the constant; upper triangle of `gram` filled)
+    by Cholesky, with a ridge of 1e-9 of the mean diagonal (+1e-12) on the weights. Fixed-order
+    float64 arithmetic, no BLAS: the same coefficients on every machine. None-like: ok False."""
+    m = n + 1
+    a = np.empty((m, m))
+    for i in range(m):
+        for j in range(i, m):
+            a[i, j] = a[j, i] = gram[i, j]
+    trace = 0.0
+    for i in range(1, m):
+        trace += a[i, i]
+    ridge = 1e-9 * trace / max(n, 1) + 1e-12
+    for i in range(1, m):
+        a[i, i] += ridge
+    for j in range(m):  # a = L L^T, L in the lower triangle
+        d = a[j, j]
+        for k in range(j):
+            d -= a[j, k] * a[j, k]
+        if not d > 0.0 or not np.isfinite(d):
+            return False, np.zeros(m)
+        d = np.sqrt(d)
+        a[j, j] = d
+        for i in range(j + 1, m):
+            v = a[i, j]
+            for k in range(j):
+                v -= a[i, k] * a[j, k]
+            a[i, j] = v / d
+    y = np.empty(m)
+    for i in range(m):
+        v = rhs[i]
+        for k in range(i):
+            v -= a[i, k] * y[k]
+        y[i] = v / a[i, i]
+    for i in range(m - 1, -1, -1):
+        v = y[i]
+        for k in range(i + 1, m):
+            v -= a[k, i] * y[k]
+        y[i] = v / a[i, i]
+    return True, y
+
+
+@njit(cache=True, inline="always")
+def _accumulate(gram, rhs, row, target, sign):
+    """gram += sign [1, row]^T [1, row] (upper triangle), rhs += sign target [1, row]."""
+    n = row.size
+    gram[0, 0] += sign
+    rhs[0] += sign * target
+    head = gram[0, 1:]
+    for b in range(n):
+        head[b] += sign * row[b]
+    for a in range(n):
+        scaled = sign * row[a]
+        line = gram[a + 1, a + 1 :]
+        tail = row[a:]
+        for b in range(n - a):  # contiguous slices: vector registers
+            line[b] += scaled * tail[b]
+        rhs[a + 1] += sign * target * row[a]
+
+
+@njit(cache=True)
+def _accumulate_all(gram, rhs, rows, targets):
+    """`_accumulate` of every row in order, four rows a pass over the gram (the same sums, each
+    entry still adding the points one after another)."""
+    n_points, n = rows.shape
+    whole = n_points - n_points % 4
+    for p in range(0, whole, 4):
+        r0, r1, r2, r3 = rows[p], rows[p + 1], rows[p + 2], rows[p + 3]
+        y0, y1, y2, y3 = targets[p], targets[p + 1], targets[p + 2], targets[p + 3]
+        gram[0, 0] = (((gram[0, 0] + 1.0) + 1.0) + 1.0) + 1.0
+        rhs[0] = (((rhs[0] + y0) + y1) + y2) + y3
+        head = gram[0, 1:]
+        for b in range(n):
+            head[b] = (((head[b] + r0[b]) + r1[b]) + r2[b]) + r3[b]
+        for a in range(n):
+            s0, s1, s2, s3 = r0[a], r1[a], r2[a], r3[a]
+            line = gram[a + 1, a + 1 :]
+            t0, t1, t2, t3 = r0[a:], r1[a:], r2[a:], r3[a:]
+            for b in range(n - a):  # contiguous slices: vector registers
+                line[b] = (((line[b] + s0 * t0[b]) + s1 * t1[b]) + s2 * t2[b]) + s3 * t3[b]
+            rhs[a + 1] = (((rhs[a + 1] + y0 * s0) + y1 * s1) + y2 * s2) + y3 * s3
+    for p in range(whole, n_points):
+        _accumulate(gram, rhs, rows[p], targets[p], 1.0)
+
+
+@njit(cache=True)
+def robust_least_squares(design, target):
+    """`prediction._least_squares` in one compiled pass: [constant, weights...] fitted on centred
+    columns, then refitted without the points missed by more than 4 robust deviations (their
+    terms taken out of the normal equations). ok False when the first fit fails."""
+    n_points, n = design.shape
+    mean = np.zeros(n)
+    target_mean = 0.0
+    for p in range(n_points):
+        for k in range(n):
+            mean[k] += design[p, k]
+        target_mean += target[p]
+    mean /= n_points
+    target_mean /= n_points
+    centred = np.empty((n_points, n))
+    y = np.empty(n_points)
+    gram, rhs = np.zeros((n + 1, n + 1)), np.zeros(n + 1)
+    for p in range(n_points):
+        for k in range(n):
+            centred[p, k] = design[p, k] - mean[k]
+        y[p] = target[p] - target_mean
+    _accumulate_all(gram, rhs, centred, y)
+    ok, first = _solve_normal(gram, rhs, n)
+    if not ok:
+        return False, first
+    miss = np.empty(n_points)
+    for p in range(n_points):
+        v = y[p] - first[0]
+        for k in range(n):
+            v -= centred[p, k] * first[k + 1]
+        miss[p] = abs(v)
+    limit = 4.0 * 1.4826 * np.median(miss) + 1e-12
+    kept = 0
+    for p in range(n_points):
+        kept += miss[p] <= limit
+    solution = first
+    if 4 * n <= kept < n_points:
+        for p in range(n_points):
+            if not miss[p] <= limit:
+                _accumulate(gram, rhs, centred[p], y[p], -1.0)
+        ok, second = _solve_normal(gram, rhs, n)
+        if ok:
+            solution = second
+    out = np.empty(n + 1)
+    out[0] = target_mean + solution[0]
+    for k in range(n):
+        out[0] -= mean[k] * solution[k + 1]
+        out[k + 1] = solution[k + 1]
+    return True, out
 
 
 @njit(cache=True)
@@ -244,3 +371,302 @@ def fixed_inputs(values, valid, mean, std, one, limit):
                     scaled = 0.0
                 out[i, j] = min(max(scaled, -limit), limit)
     return out
+
+
+# --- rANS coding of the quantised prediction errors (errorbound stream version 2) ---------------
+# One rANS state (32 bits, renormalised 16 bits at a time, probabilities in PROB_BITS bits) runs
+# over every group in order: group g = 2 f + column parity, valid points in raster order. Integer
+# arithmetic only, so every machine codes and decodes the same words.
+PROB_BITS = 14
+PROB_SCALE = 1 << PROB_BITS
+RANS_LOW = 1 << 16  # the state stays in [RANS_LOW, RANS_LOW << 16)
+
+
+@njit(cache=True)
+def group_symbols(q, valid, window):
+    """Per group (feature, column parity): the modelled range lo..hi (within +-window, always
+    holding 0) and the counts of symbols s = v - lo, with s = hi - lo + 1 the escape (q outside)."""
+    n_features, height, width = q.shape
+    n_groups = 2 * n_features
+    lo, hi = np.zeros(n_groups, np.int64), np.zeros(n_groups, np.int64)
+    for f in range(n_features):
+        for i in range(height):
+            for j in range(width):
+                if valid[f, i, j]:
+                    g = 2 * f + (j & 1)
+                    lo[g] = min(lo[g], q[f, i, j])
+                    hi[g] = max(hi[g], q[f, i, j])
+    for g in range(n_groups):
+        lo[g], hi[g] = max(lo[g], -window), min(hi[g], window)
+    counts = np.zeros((n_groups, 2 * window + 2), np.int64)
+    for f in range(n_features):
+        for i in range(height):
+            for j in range(width):
+                if valid[f, i, j]:
+                    g = 2 * f + (j & 1)
+                    v = q[f, i, j]
+                    counts[g, v - lo[g] if lo[g] <= v <= hi[g] else hi[g] - lo[g] + 1] += 1
+    return lo, hi, counts
+
+
+@njit(cache=True)
+def quantised_frequencies(counts, n_symbols):
+    """Counts -> frequencies summing to PROB_SCALE (all zero when no count), every counted symbol
+    at least 1: proportional shares rounded down, the remainder to the most frequent symbol, any
+    excess taken one at a time from the largest frequency (the first of equals)."""
+    freqs = np.zeros(n_symbols, np.int64)
+    total = 0
+    for s in range(n_symbols):
+        total += counts[s]
+    if total == 0:
+        return freqs
+    assigned, top = 0, 0
+    for s in range(n_symbols):
+        if counts[s]:
+            freqs[s] = max(1, counts[s] * PROB_SCALE // total)
+            assigned += freqs[s]
+            if counts[s] > counts[top]:
+                top = s
+    if assigned < PROB_SCALE:
+        freqs[top] += PROB_SCALE - assigned
+    while assigned > PROB_SCALE:
+        largest = 0
+        for s in range(n_symbols):
+            if freqs[s] > freqs[largest]:
+                largest = s
+        freqs[largest] -= 1
+        assigned -= 1
+    return freqs
+
+
+@njit(cache=True)
+def rans_encode(q, valid, lo, hi, freqs, n_valid):
+    """The words (uint16, in decoding order) coding every valid q, and the escaped values in
+    decoding order. freqs: (groups, symbols) from `quantised_frequencies`, escape last."""
+    n_features, height, width = q.shape
+    cums = np.zeros(freqs.shape, np.int64)
+    for g in range(freqs.shape[0]):
+        for s in range(1, freqs.shape[1]):
+            cums[g, s] = cums[g, s - 1] + freqs[g, s - 1]
+    words = np.empty(n_valid + 2, np.uint16)  # a symbol emits at most one word
+    escapes = np.empty(n_valid, np.int64)
+    n_escapes = 0
+    for g in range(2 * n_features):
+        f, parity = g >> 1, g & 1
+        for i in range(height):
+            for j in range(parity, width, 2):
+                if valid[f, i, j] and not lo[g] <= q[f, i, j] <= hi[g]:
+                    escapes[n_escapes] = q[f, i, j]
+                    n_escapes += 1
+    state = np.uint64(RANS_LOW)
+    at = words.size
+    for g in range(2 * n_features - 1, -1, -1):
+        f, parity = g >> 1, g & 1
+        last = parity + 2 * ((width - 1 - parity) // 2)
+        for i in range(height - 1, -1, -1):
+            for j in range(last, parity - 1, -2):
+                if valid[f, i, j]:
+                    v = q[f, i, j]
+                    s = v - lo[g] if lo[g] <= v <= hi[g] else hi[g] - lo[g] + 1
+                    freq, start = np.uint64(freqs[g, s]), np.uint64(cums[g, s])
+                    if state >= np.uint64((RANS_LOW >> PROB_BITS) << 16) * freq:
+                        at -= 1
+                        words[at] = np.uint16(state & np.uint64(0xFFFF))
+                        state >>= np.uint64(16)
+                    state = (state // freq << np.uint64(PROB_BITS)) + state % freq + start
+    words[at - 2] = np.uint16(state >> np.uint64(16))
+    words[at - 1] = np.uint16(state & np.uint64(0xFFFF))
+    return words[at - 2 :].copy(), escapes[:n_escapes].copy()
+
+
+@njit(cache=True)
+def rans_decode(words, valid, lo, hi, freqs, escapes, q):
+    """Inverse of `rans_encode`, into q (zeros at invalid points). Returns 0, or an error code:
+    1 the words ran out, 2 the escapes ran out, 3 words or state left over (not this stream).
+    The caller derives freqs from counts that match the mask (`all_frequencies`): every group with
+    valid points then sums to PROB_SCALE."""
+    n_features, height, width = q.shape
+    if words.size < 2:
+        return 1
+    state = (np.uint64(words[0]) << np.uint64(16)) | np.uint64(words[1])
+    at, n_escapes = 2, 0
+    lut = np.zeros(PROB_SCALE, np.uint8)  # escape index <= 2 * 127 + 1 fits a byte
+    mask = np.uint64(PROB_SCALE - 1)
+    cums = np.zeros(freqs.shape[1], np.uint64)
+    group_freqs = np.zeros(freqs.shape[1], np.uint64)
+    for g in range(2 * n_features):
+        f, parity = g >> 1, g & 1
+        escape = hi[g] - lo[g] + 1
+        cum = 0
+        for s in range(escape + 1):
+            cums[s], group_freqs[s] = cum, freqs[g, s]
+            for m in range(freqs[g, s]):
+                lut[cum + m] = s
+            cum += freqs[g, s]
+        for i in range(height):
+            for j in range(parity, width, 2):
+                if valid[f, i, j]:
+                    slot = state & mask
+                    s = np.int64(lut[slot])
+                    state = group_freqs[s] * (state >> np.uint64(PROB_BITS)) + slot - cums[s]
+                    if state < np.uint64(RANS_LOW):
+                        if at >= words.size:
+                            return 1
+                        state = (state << np.uint64(16)) | np.uint64(words[at])
+                        at += 1
+                    if s == escape:
+                        if n_escapes >= escapes.size:
+                            return 2
+                        q[f, i, j] = escapes[n_escapes]
+                        n_escapes += 1
+                    else:
+                        q[f, i, j] = s + lo[g]
+    return 0 if at == words.size and state == np.uint64(RANS_LOW) and n_escapes == escapes.size else 3
+
+
+@njit(cache=True)
+def all_frequencies(counts, lo, hi):
+    """`quantised_frequencies` of every group: (groups, symbols), zeros past each group's escape."""
+    freqs = np.zeros(counts.shape, np.int64)
+    for g in range(counts.shape[0]):
+        n_symbols = hi[g] - lo[g] + 2
+        freqs[g, :n_symbols] = quantised_frequencies(counts[g], n_symbols)
+    return freqs
+
+
+@njit(cache=True)
+def float32_exponent_sums_usable(values, valid):
+    """Exact sums of each feature's valid finite float32 values, as int64 sums of their 24-bit
+    significands per binary exponent (sums[f, e] * 2**(e - 149)), and their counts: ((F, 256),
+    (F,)). Exact while a feature has fewer than 2**39 values; one pass, no copies."""
+    n_features = values.shape[0]
+    sums = np.zeros((n_features, 256), np.int64)
+    counts = np.zeros(n_features, np.int64)
+    for f in range(n_features):
+        bits = values[f].ravel().view(np.uint32)
+        usable = valid[f].ravel()
+        for k in range(bits.size):
+            b = bits[k]
+            exponent = (b >> 23) & 0xFF
+            if not usable[k] or exponent == 0xFF:
+                continue
+            significand = np.int64(b & 0x7FFFFF)
+            if exponent:
+                significand += 0x800000
+            else:
+                exponent = 1  # subnormals share the smallest exponent
+            sums[f, exponent - 1] += -significand if b >> 31 else significand
+            counts[f] += 1
+    return sums, counts
+
+
+@njit(cache=True)
+def filled(values, valid, fills):
+    """values as float64, fills[f] wherever feature f is invalid or not finite."""
+    out = np.empty(values.shape)
+    n_features, height, width = values.shape
+    for f in range(n_features):
+        for i in range(height):
+            for j in range(width):
+                v = np.float64(values[f, i, j])
+                out[f, i, j] = v if valid[f, i, j] and np.isfinite(v) else fills[f]
+    return out
+
+
+@njit(cache=True, inline="always")
+def _shifted(plane, i, j, up, left):
+    """plane[i - up, j - left]: rows clamp at the block's edges, columns wrap (`prediction._around`)."""
+    height, width = plane.shape
+    r = min(max(i - up, 0), height - 1)
+    c = j - left
+    if c < 0 or c >= width:
+        c %= width
+    return plane[r, c]
+
+
+@njit(cache=True)
+def all_valid(valid, first, stop):
+    """Where features first..stop-1 are all valid (everywhere when there are none)."""
+    _, height, width = valid.shape
+    every = np.ones((height, width), np.bool_)
+    for g in range(first, stop):
+        for i in range(height):
+            for j in range(width):
+                every[i, j] &= valid[g, i, j]
+    return every
+
+
+@njit(cache=True)
+def fit_points(valid, f, every, first, around, above, beside, pad, parity, most):
+    """`prediction.fit`'s points of feature f and one column parity, as (rows, columns): the valid
+    points at rows >= pad whose every predicting neighbour is valid (`prediction._interiors`;
+    `every`: where the earlier features first..f-1 are all valid), every k-th of them in raster
+    order with k = max(1, count // most)."""
+    _, height, width = valid.shape
+    inside = np.zeros((height, width), np.bool_)
+    own = valid[f]
+    count = 0
+    for i in range(pad, height):
+        for j in range(parity, width, 2):
+            ok = own[i, j]
+            if ok and f > first:
+                for o in range(around.shape[0]):
+                    ok = ok and _shifted(every, i, j, around[o, 0], around[o, 1])
+            for o in range(above.shape[0]):
+                ok = ok and _shifted(own, i, j, above[o, 0], above[o, 1])
+            if parity:
+                for o in range(beside.shape[0]):
+                    ok = ok and _shifted(own, i, j, beside[o, 0], beside[o, 1])
+            inside[i, j] = ok
+            count += ok
+    step = max(1, count // most)
+    n = (count + step - 1) // step
+    rows, columns = np.empty(n, np.int64), np.empty(n, np.int64)
+    k, taken = 0, 0
+    for i in range(pad, height):
+        for j in range(parity, width, 2):
+            if inside[i, j]:
+                if k % step == 0:
+                    rows[taken], columns[taken] = i, j
+                    taken += 1
+                k += 1
+    return rows, columns
+
+
+
+
+@njit(cache=True)
+def varints(values):
+    """int64 values as zigzag LEB128 bytes (small magnitudes take one byte)."""
+    out = np.empty(values.size * 10, np.uint8)
+    n = 0
+    for k in range(values.size):
+        v = np.uint64((values[k] << 1) ^ (values[k] >> 63))
+        while v >= np.uint64(0x80):
+            out[n] = np.uint8((v & np.uint64(0x7F)) | np.uint64(0x80))
+            v >>= np.uint64(7)
+            n += 1
+        out[n] = np.uint8(v)
+        n += 1
+    return out[:n].copy()
+
+
+@njit(cache=True)
+def from_varints(data):
+    """Inverse of `varints`; ok False when the bytes end inside a value or one runs past 64 bits."""
+    out = np.empty(data.size, np.int64)
+    n, k = 0, 0
+    while k < data.size:
+        v, shift = np.uint64(0), 0
+        while True:
+            if k >= data.size or shift > 63:
+                return False, out[:0].copy()
+            b = np.uint64(data[k])
+            k += 1
+            v |= (b & np.uint64(0x7F)) << np.uint64(shift)
+            shift += 7
+            if b < np.uint64(0x80):
+                break
+        out[n] = np.int64(v >> np.uint64(1)) ^ -np.int64(v & np.uint64(1))
+        n += 1
+    return True, out[:n].copy()

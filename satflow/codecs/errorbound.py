@@ -13,10 +13,14 @@ not explain (q = round(r / (2 eps)), so |r - 2 eps q| <= eps):
 - context="none": r = x - x_hat at every valid point (streams written before the context existed
   read back this way).
 
-The q of each group (feature, or feature and column parity) are range-coded (constriction) with a
-categorical model fitted to the group's histogram; the histogram travels in the stream so the
-decoder builds the identical model. Symbols outside a +-127 window go through an escape symbol and
-a side stream. Reconstructions are computed in float64 and checked after the cast to float32; any
+The q of each group (feature and column parity) are entropy-coded with a static model fitted to the
+group's histogram, which travels in the stream. Stream version 2 (the header's `stream`: every
+stream written now) codes them with a compiled rANS coder (`satflow.codecs._kernels`: integer
+frequencies of 14 bits, one 32-bit state, 16-bit words; the frequencies themselves are in the
+stream, so the decoder needs no floating point to rebuild the model). Version 1 (no `stream` in the
+header: streams written before) range-coded them with constriction's categorical models, one per
+feature for context="none"; they still decode. Symbols outside a +-127 window go through an escape
+symbol and a side stream. Reconstructions are computed in float64 and checked after the cast to float32; any
 valid point still beyond eps is stored verbatim.
 
 The decoder needs x_hat bit-identical to the encoder's, so a CRC-32 of x_hat is in the stream: a
@@ -33,7 +37,7 @@ import constriction
 import numpy as np
 from numcodecs import Zstd
 
-from satflow.codecs import prediction
+from satflow.codecs import _kernels, prediction
 from satflow.codecs.base import Codec, pack_sections, unpack_sections
 from satflow.codecs.classic import apply_patches, exceedances, pack_patches, per_feature
 from satflow.codecs.container import ContainerError
@@ -42,6 +46,8 @@ from satflow.codecs.registry import codec_class, get_codec, parameter_docs, regi
 WINDOW = 127  # symbols -WINDOW..WINDOW are modelled directly; the rest are escaped
 _LIMIT = prediction.LIMIT  # |q| beyond this is not worth coding: the point becomes a verbatim patch
 CONTEXTS = ("causal", "learned", "none")
+STREAM_VERSION = 2  # what this satflow writes; it reads 1 (constriction range coder) and 2 (rANS)
+_TABLES = Zstd(level=19)  # version 2 symbol tables: zigzag varints, then zstd (a few kB at most)
 
 
 def _checksum(x_hat: np.ndarray, mask: np.ndarray) -> bytes:
@@ -104,6 +110,63 @@ def decode_symbols(sizes: list[int], tables: bytes, words: bytes, escaped: bytes
     return groups
 
 
+def encode_residuals(q_block: np.ndarray, mask: np.ndarray) -> tuple[bytes, bytes, bytes]:
+    """Stream version 2: rANS-code the valid q of a (feature, lat, lon) block, one static model per
+    (feature, column parity). Returns (tables, words, escaped values)."""
+    valid = np.ascontiguousarray(mask != 0)
+    q_block = np.ascontiguousarray(q_block, np.int64)
+    lo, hi, counts = _kernels.group_symbols(q_block, valid, WINDOW)
+    freqs = _kernels.all_frequencies(counts, lo, hi)
+    words, escaped = _kernels.rans_encode(q_block, valid, lo, hi, freqs, int(np.count_nonzero(valid)))
+    # the counts, not the frequencies, travel: smaller numbers, and the decoder derives the same
+    # frequencies from them with integer arithmetic
+    tables = np.concatenate([np.concatenate([[lo[g], hi[g]], counts[g, : hi[g] - lo[g] + 2]]) for g in range(lo.size)])
+    return bytes(_TABLES.encode(_kernels.varints(tables))), words.astype("<u2").tobytes(), _zstd(escaped)
+
+
+def decode_residuals(mask: np.ndarray, tables: bytes, words: bytes, escaped: bytes) -> np.ndarray:
+    """Inverse of `encode_residuals`: q as (feature, lat, lon) int64, 0 at invalid points. Tables
+    that do not describe a valid model of the mask's groups raise ContainerError before decoding."""
+    valid = np.ascontiguousarray(mask != 0)
+    n_groups = 2 * mask.shape[0]
+    sizes = np.stack([valid[:, :, 0::2].sum(axis=(1, 2)), valid[:, :, 1::2].sum(axis=(1, 2))], axis=1).ravel()
+    try:
+        ok, table = _kernels.from_varints(np.frombuffer(Zstd().decode(tables), np.uint8) if tables else np.zeros(0, np.uint8))
+    except (RuntimeError, ValueError) as err:  # what numcodecs' Zstd raises on a corrupt frame
+        raise ContainerError(f"errorbound symbol tables are corrupt: {err}") from err
+    if not ok:
+        raise ContainerError("errorbound symbol tables end inside a number")
+    lo, hi = np.zeros(n_groups, np.int64), np.zeros(n_groups, np.int64)
+    counts = np.zeros((n_groups, 2 * WINDOW + 2), np.int64)
+    at = 0
+    for g in range(n_groups):
+        if at + 2 > table.size:
+            raise ContainerError("errorbound symbol tables are shorter than the block's features")
+        lo[g], hi[g] = table[at], table[at + 1]
+        if not -WINDOW <= lo[g] <= 0 <= hi[g] <= WINDOW:
+            raise ContainerError(f"errorbound symbol table {g} has range {lo[g]}..{hi[g]}, outside +-{WINDOW}")
+        n_symbols = int(hi[g] - lo[g] + 2)
+        row = table[at + 2 : at + 2 + n_symbols]
+        at += 2 + n_symbols
+        if row.size != n_symbols or np.any(row < 0) or row.sum() != sizes[g]:
+            raise ContainerError(f"errorbound symbol table {g} counts {int(row.sum())} symbols, the mask has "
+                                 f"{sizes[g]} valid points in its group")
+        counts[g, :n_symbols] = row
+    if at != table.size:
+        raise ContainerError(f"errorbound symbol tables hold {table.size - at} values more than the block's features use")
+    if len(words) % 2:
+        raise ContainerError(f"errorbound coded words are {len(words)} bytes, not a whole number of 16-bit words")
+    freqs = _kernels.all_frequencies(counts, lo, hi)
+    q_block = np.zeros(mask.shape, np.int64)
+    status = _kernels.rans_decode(np.frombuffer(words, "<u2").astype(np.uint16), valid, lo, hi, freqs,
+                                  np.ascontiguousarray(_unzstd(escaped)), q_block)
+    if status:
+        reason = {1: "the coded words end before the last valid point", 2: "fewer escaped values than escapes",
+                  3: "coded words, state or escaped values are left over"}[status]
+        raise ContainerError(f"errorbound residual stream does not decode for this mask: {reason}")
+    return q_block
+
+
 @register_codec("errorbound")
 class ErrorBounded(Codec):
     """Error-bounded wrapper: any inner codec + range-coded residual, |x - x_rec| <= eps at every valid point."""
@@ -139,6 +202,7 @@ class ErrorBounded(Codec):
         params = {"checkpoint": str(self.context_model.path)} if self.context_model else {}
         super().__init__(inner=inner.name, inner_params=inner.params,
                          eps=float(eps) if np.ndim(eps) == 0 else values.tolist(), context=context, **params)
+        self.stream_version = STREAM_VERSION  # a codec read from a container takes the container's
 
     def error_bound(self, n_features: int) -> np.ndarray:
         return per_feature(self._params["eps"], n_features, "errorbound eps")
@@ -149,10 +213,16 @@ class ErrorBounded(Codec):
             params["context"] = self._params["context"]
         if self.context_model:  # no local path in the stream: the fingerprint identifies the network
             params["predictor"] = self.context_model.fingerprint
+        if self.stream_version != 1:  # version 1 headers stay exactly as they were written
+            params["stream"] = self.stream_version
         return params
 
     @classmethod
     def from_container_params(cls, params: dict, **context: Any) -> ErrorBounded:
+        stream = params.get("stream", 1)  # streams without it: version 1
+        if stream not in (1, STREAM_VERSION):
+            raise ContainerError(f"errorbound stream version {stream!r} is not one this satflow reads (1 or "
+                                 f"{STREAM_VERSION}); a newer satflow wrote it: upgrade satflow")
         inner = codec_class(params["inner"]).from_container_params(params["inner_params"], **context)
         mode = params.get("context", "none")  # older streams: none
         checkpoint = context.get("checkpoint") if mode == "learned" else None
@@ -167,6 +237,7 @@ class ErrorBounded(Codec):
                 f"container was encoded with context network {params.get('predictor')}, but checkpoint "
                 f"{codec.context_model.path} has {codec.context_model.fingerprint}; decode with the checkpoint "
                 "that encoded it")
+        codec.stream_version = stream
         return codec
 
     def describe(self) -> str:
@@ -199,18 +270,21 @@ class ErrorBounded(Codec):
         if self._params["context"] == "none":
             q_block = _pointwise_q(x, x_hat, mask, step)
             x_rec64 = x_hat.astype(np.float64) + q_block * step[:, None, None]
-            groups = [q_block[f][mask[f] != 0] for f in range(x.shape[0])]
             context = []
         else:
             filled = prediction.finite_fill(x_hat, mask)
             predictor, section = self._new_predictor(x, mask, filled, eps)
             x_rec64, q_block = prediction.run(filled, mask, predictor, step, x=x)
-            groups = prediction.groups(q_block, mask)
             context = [section]
         with np.errstate(invalid="ignore", over="ignore"):
             x_rec = x_rec64.astype(np.float32)
         patches = pack_patches(exceedances(x, x_rec, mask, eps), x)
-        tables, words, escaped = encode_symbols(groups)
+        if self.stream_version == 1:  # the constriction coder: re-encoding what a version-1 stream holds
+            groups = ([q_block[f][mask[f] != 0] for f in range(x.shape[0])] if self._params["context"] == "none"
+                      else prediction.groups(q_block, mask))
+            tables, words, escaped = encode_symbols(groups)
+        else:
+            tables, words, escaped = encode_residuals(q_block, mask)
         return pack_sections([inner_payload, _checksum(x_hat, mask), *context, tables, words, escaped, patches])
 
     def _new_predictor(self, x: np.ndarray, mask: np.ndarray, filled: np.ndarray, eps: np.ndarray):
@@ -245,15 +319,19 @@ class ErrorBounded(Codec):
             )
         _, step = self._steps(mask.shape[0])
         valid = mask != 0
-        if self._params["context"] == "none":
+        if self.stream_version != 1:
+            q_block = decode_residuals(mask, tables, words, escaped)
+        elif self._params["context"] == "none":
             sizes = [int(valid[f].sum()) for f in range(mask.shape[0])]
             q_block = np.zeros(mask.shape, np.int64)
             for f, q in enumerate(decode_symbols(sizes, tables, words, escaped)):
                 q_block[f][valid[f]] = q
+        else:
+            q_block = prediction.scatter(decode_symbols(prediction.group_sizes(mask), tables, words, escaped), mask)
+        if self._params["context"] == "none":
             x_rec64 = x_hat.astype(np.float64) + q_block * step[:, None, None]
         else:
             predictor = self._stored_predictor(context[0], mask.shape[0])
-            q_block = prediction.scatter(decode_symbols(prediction.group_sizes(mask), tables, words, escaped), mask)
             x_rec64, _ = prediction.run(prediction.finite_fill(x_hat, mask), mask, predictor, step, q=q_block)
         with np.errstate(invalid="ignore", over="ignore"):
             return apply_patches(patches, x_rec64.astype(np.float32))

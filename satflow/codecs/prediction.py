@@ -14,8 +14,11 @@ predictions, so errors never accumulate (near-lossless DPCM, as in JPEG-LS and C
 
 Invalid points take their prediction as their value: the decoder knows the mask, so they cost
 nothing. Coefficients are fitted per feature and column parity by least squares at encode time, on
-the input plus uniform noise of +-eps (what reconstruction error looks like), and travel in the
-stream as float32. Predictions are sums of float64 products in a fixed order, elementwise only (no
+the input plus uniform noise of +-eps (what reconstruction error looks like), over at most about
+2 x MAX_FIT_POINTS points, and travel in the stream as float32. The fit runs compiled too: the
+normal equations summed in a fixed order and solved by Cholesky (`_kernels.robust_least_squares`,
+no BLAS), so the same input gives the same coefficients, hence the same stream, on every machine
+and thread count. Predictions are sums of float64 products in a fixed order, elementwise only (no
 BLAS reductions), so a decoder on any machine repeats them bit for bit.
 
 The loop runs compiled (`satflow.codecs._kernels.linear_loop`, numba): the same float64 operations
@@ -44,6 +47,7 @@ MAX_FIT_POINTS = 4096  # least squares on an even subsample: the fit costs littl
 _NOISE_SEED = 0  # the fitting noise only shapes coefficients; fixed so that equal inputs give equal bytes
 _AROUND_ARRAY = np.array(AROUND, np.int64)  # the offsets as the compiled loop reads them
 _ROW_ARRAY = np.array(ABOVE + BESIDE, np.int64)
+_ABOVE_ARRAY, _BESIDE_ARRAY = np.array(ABOVE, np.int64), np.array(BESIDE, np.int64)
 
 
 def n_terms(feature: int, parity: int) -> int:
@@ -60,26 +64,33 @@ def finite_fill(x_hat: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
     The mean is the exactly rounded sum's (math.fsum's), so encoder and decoder agree on any machine.
     """
+    valid = np.ascontiguousarray(mask != 0)
+    if x_hat.dtype == np.float32:
+        x_hat = np.ascontiguousarray(x_hat)
+        sums, counts = _kernels.float32_exponent_sums_usable(x_hat, valid)
+        fills = np.array([_mean(x_hat, valid, f, row, int(counts[f])) for f, row in enumerate(sums.tolist())])
+        return _kernels.filled(x_hat, valid, fills)
     out = np.array(x_hat, dtype=np.float64)
-    usable = (mask != 0) & np.isfinite(out)
-    for f, total in enumerate(_exact_sums(x_hat, usable)):
+    usable = valid & np.isfinite(out)
+    for f in range(out.shape[0]):
         count = int(np.count_nonzero(usable[f]))
-        fill = total / count if count else 0.0
+        fill = math.fsum(out[f][usable[f]].tolist()) / count if count else 0.0
         out[f][~usable[f]] = fill if math.isfinite(fill) else 0.0
     return out
 
 
-def _exact_sums(x_hat: np.ndarray, usable: np.ndarray) -> list[float]:
-    """Per feature, math.fsum of the usable values; for float32 through integer sums per binary
-    exponent (a Python list of a million floats costs more than the coding)."""
-    if x_hat.dtype != np.float32:
-        return [math.fsum(np.asarray(x_hat[f], np.float64)[usable[f]].tolist()) for f in range(x_hat.shape[0])]
-    sums = _kernels.float32_exponent_sums_where(np.ascontiguousarray(x_hat), np.ascontiguousarray(usable))
-    totals = []
-    for f, row in enumerate(sums.tolist()):
-        total = sum(s << e for e, s in enumerate(row) if s)
-        totals.append(total / 2**149 if total else math.fsum(x_hat[f][usable[f]].astype(np.float64).tolist()))
-    return totals  # an exact zero goes through fsum for its signed zero
+def _mean(x_hat: np.ndarray, valid: np.ndarray, f: int, sums: list[int], count: int) -> float:
+    """Feature f's exactly rounded mean from its integer sums per binary exponent (see
+    `_kernels.float32_exponent_sums_usable`); 0 when it has no usable point or overflows."""
+    if not count:
+        return 0.0
+    total = sum(s << e for e, s in enumerate(sums) if s)
+    if total:  # float32 sums stay far below float64's range: the division is exact-then-rounded
+        fill = (total / 2**149) / count
+    else:  # an exact zero goes through fsum for its signed zero
+        usable = valid[f] & np.isfinite(x_hat[f])
+        fill = math.fsum(x_hat[f][usable].astype(np.float64).tolist()) / count
+    return fill if math.isfinite(fill) else 0.0
 
 
 def _around(field: np.ndarray, up: int, left: int) -> np.ndarray:
@@ -120,29 +131,41 @@ def fit(x: np.ndarray, mask: np.ndarray, x_hat: np.ndarray, eps: np.ndarray) -> 
     predicts x_hat instead. Terms are gathered at the fitting points only.
     """
     rng = np.random.default_rng(_NOISE_SEED)
-    valid = mask != 0
+    valid = np.ascontiguousarray(mask != 0)
     noise = rng.uniform(-1.0, 1.0, x.shape)  # U(-eps, eps) once scaled, as the decoder's errors are
-    noisy = _kernels.noisy_inputs(np.ascontiguousarray(x), np.ascontiguousarray(valid), noise,
-                                  np.asarray(eps, np.float64), x_hat)
+    noisy = _kernels.noisy_inputs(np.ascontiguousarray(x), valid, noise, np.asarray(eps, np.float64), x_hat)
     coefficients = []
+    x_hat = np.ascontiguousarray(x_hat, np.float64)
     for f in range(x.shape[0]):
-        for parity, interior in enumerate(_interiors(valid, f)):
-            cols = _columns(x.shape[2], parity)
-            rows, at = np.nonzero(interior[PAD:, cols])  # rows whose rows above are inside the block
-            rows += PAD
-            keep = slice(None, None, max(1, rows.size // MAX_FIT_POINTS))
-            rows, at = rows[keep], at[keep]
-            columns = cols[at]
+        first = max(0, f - EARLIER)
+        every = _kernels.all_valid(valid, first, f)
+        for parity in (0, 1):
+            rows, columns = _kernels.fit_points(valid, f, every, first, _AROUND_ARRAY, _ABOVE_ARRAY, _BESIDE_ARRAY,
+                                                PAD, parity, MAX_FIT_POINTS)
             design = np.empty((rows.size, n_terms(f, parity) - 1))
-            _kernels.gather_design(x_hat[f], noisy[max(0, f - EARLIER) : f], noisy[f], x_hat[f, 0], rows,
-                                   columns, _AROUND_ARRAY, _ROW_ARRAY, len(_row_offsets(parity)), design)
-            coefficients.append(_least_squares(design, x[f][rows, columns].astype(np.float64)))
+            _kernels.gather_design(x_hat, noisy, f, first, rows, columns, _AROUND_ARRAY, _ROW_ARRAY,
+                                   len(_row_offsets(parity)), design)
+            coefficients.append(_fitted(design, x[f][rows, columns].astype(np.float64)))
     return np.concatenate(coefficients).astype(np.float32)
+
+
+def _fitted(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """[constant, weights...] of `_kernels.robust_least_squares` (the normal equations summed in a
+    fixed order and solved by Cholesky in compiled code: the same coefficients on every machine and
+    thread count), or x_hat at the point when there are too few points or the fit fails."""
+    fallback = np.zeros(1 + design.shape[1])
+    fallback[1] = 1.0  # x_hat at the point itself
+    if design.shape[0] < 4 * design.shape[1] or not np.all(np.isfinite(design)) or not np.all(np.isfinite(target)):
+        return fallback
+    ok, solution = _kernels.robust_least_squares(design, target)
+    return solution if ok and np.all(np.isfinite(solution)) and np.abs(solution).max() < 1e6 else fallback
 
 
 def _interiors(valid: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
     """Per column parity, the valid points of feature f whose every predicting neighbour is valid
-    too (a shifted AND is the AND of the shifted masks: earlier features are ANDed first)."""
+    too (a shifted AND is the AND of the shifted masks: earlier features are ANDed first).
+
+    The numpy reference of `_kernels.fit_points`, which `fit` runs (tests compare the two)."""
     inside = valid[f].copy()
     earlier = valid[max(0, f - EARLIER) : f]
     if earlier.shape[0]:
@@ -162,6 +185,8 @@ def _least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray:
 
     Squared error lets a few points (next to gaps, at a block's edge) pull every coefficient; the
     coder pays for all the others, so the second fit ignores misses beyond 4 robust deviations.
+    The numpy (LAPACK) reference of `_kernels.robust_least_squares`, which `fit` runs: the same
+    problem, solved in a fixed order (tests compare the two to rounding).
     """
     fallback = np.zeros(1 + design.shape[1])
     fallback[1] = 1.0  # x_hat at the point itself

@@ -1,8 +1,10 @@
-"""The compiled closed loop of errorbound (satflow.codecs._kernels): the reference's bits, everywhere.
+"""The compiled paths of errorbound (satflow.codecs._kernels): the reference's bits, everywhere.
 
-The numpy loop (`prediction.run(..., reference=True)`) defines the bits; the compiled one must give
-the same q and reconstructions, so streams written before it existed are still written, byte for
-byte, and decode to the same numbers in any process, with or without the JIT.
+The numpy loop (`prediction.run(..., reference=True)`) defines the bits of the closed loop; the
+compiled one must give the same q and reconstructions. Stream version 2 codes the residuals with a
+compiled rANS coder: its streams are pinned, decode within the bound, and decode to the same numbers
+in any process (other thread counts, or the kernels interpreted). Version-1 streams (constriction's
+range coder), stored in data/errorbound-v1.sfc, still decode to the very numbers they did.
 """
 
 from __future__ import annotations
@@ -21,10 +23,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from satflow.codecs import prediction
-from satflow.codecs.registry import codec_from_container, get_codec
+from pathlib import Path
 
-PINNED_VERSIONS = {"numcodecs": "0.16.6", "constriction": "0.5.0"}  # zstd and range coder of the pins
+from satflow.codecs import _kernels, prediction
+from satflow.codecs.base import pack_sections, unpack_sections
+from satflow.codecs.container import ContainerError, pack_container, split_containers, unpack_container
+from satflow.codecs.errorbound import decode_residuals, encode_residuals
+from satflow.codecs.registry import codec_from_container, decode_any, get_codec
+
+PINNED_VERSIONS = {"numcodecs": "0.16.6"}  # zstd of the pins (version 2 needs no other coding library)
 
 
 def _extreme_block(seed: int, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -51,19 +58,30 @@ def _valid(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return block, np.isfinite(block).astype(np.uint8)
 
 
-# SHA-256 of the streams satflow wrote before the loop was compiled (commit 10eefed, numpy loop).
+# SHA-256 of the version-2 streams (rANS residuals, compiled fit), as first written by satflow.
 CASES = {
     "smooth-odd-width": (lambda smooth: _valid(smooth(seed=7, shape=(3, 21, 33))), {"eps": 0.1},
-                         "d77d4b69c4f0817e64ea68126180208a7db3e5fb9b8332eada184fc18ebb632a"),
+                         "6c46189df7cda29fb86974c61a4e9d794f00d7cefa065a9fdb40ec32bc50c028"),
     "more-features-than-earlier": (lambda smooth: _valid(_shared_block(3, (20, 40, 64))), {"eps": 0.2},
-                                   "50d4f6befbfb818f4a270dee7c6df4c1f04ab50dd93eaca7becc39ca37d247b7"),
+                                   "97af2c24f28c30e49d11d4bd46b327cf6a71b6e149b9bb9c6cdfe87f4a058a1e"),
     "extremes-fine": (lambda smooth: _extreme_block(5, (2, 9, 7)), {"eps": 0.01},
-                      "e47b7e759563dd5516a8d27ac2682517490b31ccd256637240f17927c233ca87"),
+                      "92b9df01b62650ed9e5b7b7c68cc11cf1ebe6bb75bb5709dfffb8607ef48ef5f"),
     "extremes-coarse-bitround": (lambda smooth: _extreme_block(5, (2, 9, 7)),
                                  {"inner": "bitround", "inner_params": {"keepbits": 2}, "eps": 3.0},
-                                 "845c69556c2470e389aac06813eb8d31c17c64b10a96d160dc650363085e9002"),
+                                 "9cf5b0bfd0a36e892bc039db9cfe3bf9de004a3b5ca5988d320a34b1dfc7b45f"),
     "per-feature-eps": (lambda smooth: _valid(smooth(seed=11, shape=(2, 30, 48), gap_fraction=0.3)),
-                        {"eps": [0.05, 0.5]}, "1f7a8f43af836cd370560025f0a96bbeafb715df65ea44d0c863d97e704d8a86"),
+                        {"eps": [0.05, 0.5]}, "89ec8ddc44672bc99b613763ec672e166fa4a1c2a0bd99a5acb62b8579219e46"),
+}
+
+# data/errorbound-v1.sfc: the CASES streams (sorted by name) as satflow wrote them in version 1
+# (constriction range coder; commit fcb5c7a, whose pins matched the numpy loop of 10eefed), and the
+# SHA-256 of what they decode to (values, then mask), recorded with that commit's decoder.
+V1_DECODED = {
+    "extremes-coarse-bitround": "d1cb49caef7355279e774e30023f938c75313890eab1c746ac0c0c78148b81b3",
+    "extremes-fine": "e693c9d2dccccfdb42ea044939bc178b1e472ab24732111930d59dd163272113",
+    "more-features-than-earlier": "46f4b54d353e3020cb26a70c11002acdac87868ec506b6ebfa0aad698f0ea6ef",
+    "per-feature-eps": "6a40dd9c677bc14f9f5085093f457964a24a82574c0250f125a489e7c238f35f",
+    "smooth-odd-width": "41df3d87521ce272064126feba4a8977b1b721cd5e63a56a4c36017801e76080",
 }
 
 
@@ -71,21 +89,166 @@ def _codec(params: dict):
     return get_codec("errorbound", **{"inner": "constant", **params})
 
 
+def _within_bound(decoded: np.ndarray, x: np.ndarray, mask: np.ndarray, eps) -> bool:
+    eps = np.broadcast_to(np.asarray(eps, np.float64), (x.shape[0],))[:, None, None]
+    valid = (mask != 0) & np.isfinite(x)
+    return bool(np.all((np.abs(decoded.astype(np.float64) - x.astype(np.float64)) <= eps)[valid]))
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_streams_are_the_ones_written_before_the_loop_was_compiled(case, make_block):
+def test_version_2_streams_are_pinned(case, make_block):
     make, params, digest = CASES[case]
     x, mask = make(make_block)
     codec = _codec(params)
     data = codec.encode(x, mask)
     # Whatever the library versions, the stream decodes within its bound: the pin never tests nothing.
-    decoded, _ = codec.decode(data)
-    eps = np.broadcast_to(np.asarray(params["eps"], np.float64), (x.shape[0],))[:, None, None]
-    valid = (mask != 0) & np.isfinite(x)
-    assert np.all(np.abs(decoded.astype(np.float64) - x.astype(np.float64))[valid] <= np.broadcast_to(eps, x.shape)[valid])
+    decoded, decoded_mask = codec.decode(data)
+    assert _within_bound(decoded, x, mask, params["eps"])
+    np.testing.assert_array_equal(decoded_mask, ((mask != 0) & np.isfinite(x)).astype(np.uint8))
+    assert unpack_container(data).params["stream"] == 2
     installed = {name: version(name) for name in PINNED_VERSIONS}
     if installed != PINNED_VERSIONS:
-        pytest.skip(f"pinned with {PINNED_VERSIONS}, installed {installed}: re-pin from the reference loop")
+        pytest.skip(f"pinned with {PINNED_VERSIONS}, installed {installed}: re-pin (the bound was checked above)")
     assert hashlib.sha256(data).hexdigest() == digest
+
+
+def _version_1_streams() -> dict[str, bytes]:
+    data = (Path(__file__).parent / "data" / "errorbound-v1.sfc").read_bytes()
+    return dict(zip(sorted(CASES), split_containers(data)))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_version_1_streams_still_decode_to_the_same_values(case, make_block):
+    make, params, _ = CASES[case]
+    x, mask = make(make_block)
+    data = _version_1_streams()[case]
+    assert "stream" not in unpack_container(data).params  # written before stream versions existed
+    decoder = codec_from_container(data)
+    assert decoder.stream_version == 1
+    decoded, decoded_mask = decoder.decode(data)
+    assert _within_bound(decoded, x, mask, params["eps"])
+    np.testing.assert_array_equal(decoded_mask, ((mask != 0) & np.isfinite(x)).astype(np.uint8))
+    assert hashlib.sha256(decoded.tobytes() + decoded_mask.tobytes()).hexdigest() == V1_DECODED[case]
+
+
+def test_a_version_1_codec_still_writes_version_1(make_block):
+    """The constriction coder is kept as the reference: a codec read from a version-1 stream writes
+    version 1 (no `stream` in the header), which decodes within the bound."""
+    make, params, _ = CASES["per-feature-eps"]
+    x, mask = make(make_block)
+    again = codec_from_container(_version_1_streams()["per-feature-eps"]).encode(x, mask)
+    assert "stream" not in unpack_container(again).params
+    assert _within_bound(decode_any(again)[0], x, mask, params["eps"])
+    fast = _codec(params).encode(x, mask)
+    assert unpack_container(fast).params["stream"] == 2 and fast != again
+
+
+def test_a_newer_stream_version_is_refused_with_the_reason(block):
+    data = _codec({"eps": 0.1}).encode(block)
+    container = unpack_container(data)
+    forged = pack_container("errorbound", {**container.params, "stream": 3}, container.mask, container.payload)
+    with pytest.raises(ContainerError, match=r"errorbound stream version 3 is not one this satflow reads "
+                                             r"\(1 or 2\); a newer satflow wrote it: upgrade satflow"):
+        decode_any(forged)
+
+
+@st.composite
+def _residual_blocks(draw):
+    """(q, mask): int64 blocks mixing small values, window edges, escapes and huge values."""
+    shape = draw(st.tuples(st.integers(1, 3), st.integers(1, 7), st.integers(1, 9)))
+    values = st.one_of(st.integers(-3, 3), st.sampled_from([-128, -127, 127, 128, 2**40 - 1, -(2**40) + 1]),
+                       st.integers(-1000, 1000))
+    q = draw(arrays(np.int64, shape, elements=values))
+    mask = draw(arrays(np.uint8, shape, elements=st.sampled_from([0, 1, 1, 1])))
+    return np.where(mask != 0, q, 0), mask
+
+
+@settings(max_examples=80, deadline=None)
+@given(_residual_blocks())
+def test_property_rans_residuals_round_trip(sample):
+    q, mask = sample
+    decoded = decode_residuals(mask, *encode_residuals(q, mask))
+    np.testing.assert_array_equal(decoded, q)
+
+
+def test_rans_costs_the_entropy_and_all_zero_residuals_almost_nothing():
+    rng = np.random.default_rng(0)
+    mask = np.ones((2, 100, 200), np.uint8)
+    q = rng.choice([-1, 0, 1], size=mask.shape, p=[0.2, 0.6, 0.2]).astype(np.int64)
+    _, words, _ = encode_residuals(q, mask)
+    entropy_bytes = 0.0  # of each group's own histogram: what a static model of it can reach at best
+    for group in (q[f][:, p::2].ravel() for f in range(q.shape[0]) for p in (0, 1)):
+        counts = np.bincount(group + 1)
+        counts = counts[counts > 0]
+        entropy_bytes -= (counts * np.log2(counts / group.size)).sum() / 8
+    assert entropy_bytes < len(words) < 1.002 * entropy_bytes + 8
+    tables, words, escaped = encode_residuals(np.zeros_like(q), mask)
+    assert len(words) == 4 and len(tables) < 40  # the final state only
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda t, w, e: (t, w[:-2], e), "the coded words end before the last valid point|left over"),
+    (lambda t, w, e: (t, w + b"\x00\x00", e), "left over"),
+    (lambda t, w, e: (t, w[:-1], e), "not a whole number of 16-bit words"),
+    (lambda t, w, e: (t[:-2], w, e), "symbol tables are corrupt|tables end inside"),
+])
+def test_damaged_residual_sections_are_refused(block, damage, message):
+    mask = np.isfinite(block).astype(np.uint8)
+    q = np.where(mask != 0, np.arange(block.size).reshape(block.shape) % 7 - 3, 0)
+    with pytest.raises(ContainerError, match=message):
+        decode_residuals(mask, *damage(*encode_residuals(q, mask)))
+
+
+def test_tables_that_disagree_with_the_mask_are_refused(block):
+    mask = np.isfinite(block).astype(np.uint8)
+    q = np.where(mask != 0, 1, 0)
+    coded = encode_residuals(q, mask)
+    fewer = mask.copy()
+    fewer[0, 0, np.flatnonzero(fewer[0, 0])[0]] = 0
+    with pytest.raises(ContainerError, match=r"errorbound symbol table 0 counts \d+ symbols, the mask has \d+"):
+        decode_residuals(fewer, *coded)
+
+
+def test_a_forged_residual_section_in_a_container_is_refused(block):
+    data = _codec({"eps": 0.1}).encode(block)
+    container = unpack_container(data)
+    parts = unpack_sections(container.payload)
+    parts[4] = parts[4][:-2]  # the rANS words
+    forged = pack_container("errorbound", container.params, container.mask, pack_sections(parts))
+    with pytest.raises(ContainerError, match="errorbound residual stream does not decode"):
+        decode_any(forged)
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 5), st.integers(1, 12), st.integers(1, 12)),
+              elements=st.sampled_from([0, 1, 1, 1, 1])), st.sampled_from([1, 3, 4096]))
+def test_property_fit_points_are_the_reference_selection(mask, most):
+    """The compiled selection of fitting points equals the numpy one (interiors, every k-th point)."""
+    valid = mask != 0
+    for f in range(mask.shape[0]):
+        first = max(0, f - prediction.EARLIER)
+        every = _kernels.all_valid(valid, first, f)
+        for parity, interior in enumerate(prediction._interiors(valid, f)):
+            cols = prediction._columns(mask.shape[2], parity)
+            rows, at = np.nonzero(interior[prediction.PAD:, cols])
+            keep = slice(None, None, max(1, rows.size // most))
+            got = _kernels.fit_points(valid, f, every, first, prediction._AROUND_ARRAY, prediction._ABOVE_ARRAY,
+                                      prediction._BESIDE_ARRAY, prediction.PAD, parity, most)
+            np.testing.assert_array_equal(got[0], (rows + prediction.PAD)[keep])
+            np.testing.assert_array_equal(got[1], cols[at][keep])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_compiled_least_squares_solves_the_reference_problem(seed):
+    """Normal equations summed in a fixed order and solved by Cholesky give the coefficients of the
+    numpy reference (LAPACK on centred columns), robust refit included, to rounding."""
+    rng = np.random.default_rng(seed)
+    design = rng.normal(250, 10, (3000, 23))
+    target = design @ rng.normal(0, 0.05, 23) + 3.0 + rng.normal(0, 0.1, 3000)
+    target[rng.choice(3000, 40, replace=False)] += 50.0  # far misses the refit leaves out
+    ok, fast = _kernels.robust_least_squares(design, target)
+    assert ok
+    np.testing.assert_allclose(fast, prediction._least_squares(design, target), rtol=1e-7, atol=1e-9)
 
 
 def _both_loops(x: np.ndarray, mask: np.ndarray, eps: float):
@@ -132,7 +295,8 @@ def test_exact_fill_mean_is_fsums(values):
 
 
 @pytest.mark.parametrize("env", [{"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"},
-                                 {"NUMBA_DISABLE_JIT": "1"}], ids=["other-threads", "interpreted-kernels"])
+                                 {"NUMBA_NUM_THREADS": "2", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "2"},
+                                 {"NUMBA_DISABLE_JIT": "1"}], ids=["other-threads", "more-threads", "interpreted-kernels"])
 def test_fresh_process_encodes_and_decodes_the_same_bytes(tmp_path, env):
     """Another process (other thread counts, or the kernels run as plain Python: no fused multiply-add
     or reordering can hide in the compiled code) writes the same stream and decodes the same numbers."""

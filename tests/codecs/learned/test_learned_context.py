@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from satflow.codecs import prediction
 from satflow.codecs.base import unpack_sections
 from satflow.codecs.container import ContainerError, unpack_container
-from satflow.codecs.errorbound import decode_symbols
+from satflow.codecs.errorbound import decode_residuals
 from satflow.codecs.learned.checkpoint import load_checkpoint
 from satflow.codecs.learned.context import ContextPredictor, FixedPointNet, _point_inputs, noise_inputs
 from satflow.codecs.registry import codec_from_container, decode_any, get_codec
@@ -87,7 +87,7 @@ def test_the_network_does_the_predicting(context_checkpoint, make_block):
         data = codec.encode(block)
         assert np.abs(codec.decode(data)[0][mask != 0].astype(np.float64) - block[mask != 0]).max() <= eps
         inner, *_, tables, words, escaped, _patches = unpack_sections(unpack_container(data).payload)
-        return inner, prediction.scatter(decode_symbols(prediction.group_sizes(mask), tables, words, escaped), mask)
+        return inner, decode_residuals(mask, tables, words, escaped)
 
     codec = learned(context_checkpoint, eps=eps)
     inner, q_learned = coded_q(codec)
