@@ -14,8 +14,9 @@
    linear); both sides start from the domain's configuration (its lat/lon come from pyproj) and
    end with the domain's values. Checked for agreement first.
 
-Writes results/sources.json and results/sources.png. About 1-2 minutes on 2 shared cores:
-    python benchmarks/sources/run.py            # 16 six-hour windows (3.8 M observations)
+Rates are per CPU second of this process (one thread), so per core even on shared cores; wall seconds are
+in the JSON too. Writes results/sources.json and results/sources.png. About 2 minutes of CPU:
+    python benchmarks/sources/run.py            # 12 six-hour windows (2.9 M observations)
     python benchmarks/sources/run.py --quick    # seconds: 1 window, small domain, 1 repeat
 """
 
@@ -107,15 +108,19 @@ def check_binning(satflow: tuple[np.ndarray, np.ndarray], reference: pd.DataFram
             "max_abs_mean_difference_K": float(np.nanmax(np.abs(means[cells] - ref_means)))}
 
 
-def alternate(runs: dict, repeats: int) -> dict[str, list[float]]:
-    """Seconds of each callable per repeat, taking turns so that all see the same machine load."""
-    seconds = {name: [] for name in runs}
+def alternate(runs: dict, repeats: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """CPU and wall seconds of each callable per repeat, taking turns so that all see the same machine load.
+
+    Rates per core come from CPU seconds (this process, all its threads): on cores shared with other jobs the
+    wall clock also counts the time the scheduler gave to them."""
+    cpu, wall = {name: [] for name in runs}, {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            started = time.perf_counter()
+            started_cpu, started = time.process_time(), time.perf_counter()
             run()
-            seconds[name].append(time.perf_counter() - started)
-    return seconds
+            cpu[name].append(time.process_time() - started_cpu)
+            wall[name].append(time.perf_counter() - started)
+    return cpu, wall
 
 
 def bench_binning(obs: dict, resolution: float, repeats: int) -> dict:
@@ -128,7 +133,7 @@ def bench_binning(obs: dict, resolution: float, repeats: int) -> dict:
     agreement = check_binning(satflow_bin(obs, grid), pandas_bin(obs, resolution))
     cells = cell_index(obs["lat"], obs["lon"], grid)
     np.testing.assert_array_equal(cells, pandas_cells(obs["lat"], obs["lon"], resolution))
-    seconds = alternate({
+    seconds, wall = alternate({
         "satflow": lambda: satflow_bin(obs, grid),
         "pandas": lambda: pandas_bin(obs, resolution),
         "satflow_aggregate_only": lambda: satflow_aggregate(cells, obs["tb"], grid.size),
@@ -136,7 +141,7 @@ def bench_binning(obs: dict, resolution: float, repeats: int) -> dict:
     }, repeats)
     rate = {name: n / statistics.median(s) for name, s in seconds.items()}
     return {"resolution_deg": resolution, "cells": grid.size, "observations": n, "agreement": agreement,
-            "seconds": seconds, "observations_per_s": rate,
+            "cpu_seconds": seconds, "wall_seconds": wall, "observations_per_s": rate,
             "speedup": rate["satflow"] / rate["pandas"],
             "speedup_aggregate_only": rate["satflow_aggregate_only"] / rate["pandas_aggregate_only"]}
 
@@ -151,13 +156,13 @@ def bench_window_reads(paths: list[Path], resolution: float, windows: int) -> di
     inputs, skipped = group_inputs([scan_input(str(p), source) for p in paths], source)
     assert not skipped, skipped
     inputs = inputs[:windows]
-    started = time.perf_counter()
+    started_cpu, started = time.process_time(), time.perf_counter()
     for info in inputs:
         read_input(info, source)
-    seconds = time.perf_counter() - started
+    seconds, wall = time.process_time() - started_cpu, time.perf_counter() - started
     n = sum(observations_in_window(info.path.split(INPUT_SEPARATOR), info.times[0]) for info in inputs)
-    return {"resolution_deg": resolution, "windows": len(inputs), "observations": n, "seconds": seconds,
-            "observations_per_s": n / seconds}
+    return {"resolution_deg": resolution, "windows": len(inputs), "observations": n, "cpu_seconds": seconds,
+            "wall_seconds": wall, "observations_per_s": n / seconds}
 
 
 def observations_in_window(paths: list[str], centre: np.datetime64) -> int:
@@ -332,24 +337,24 @@ def bench_regrid(tmp: Path, domain_config, spacing_deg: float, repeats: int) -> 
         for method in ("nearest", "bilinear"):
             plan = scan_input(str(tmp / path), SourceConfig(kind="regrid", domain=domain_config,
                                                             regrid={"method": method})).read_plan
-            ours = satflow_regrid(plan, values, domain_config, method)
-            agreement = compare_regrid(ours, reference(method))
+            ours, theirs = satflow_regrid(plan, values, domain_config, method), reference(method)
+            agreement = compare_regrid(ours, theirs)
             check_regrid(input_kind, method, agreement)
             agreement["max_abs_error_vs_analytic_K"] = {
                 name: float(np.nanmax(np.abs(out - smooth_field(lat2d, lon2d))))
-                for name, out in (("satflow", ours), ("reference", reference(method)))}
+                for name, out in (("satflow", ours), ("reference", theirs))}
             runs = {"satflow": lambda: satflow_regrid(plan, values, domain_config, method),
                     "reference": lambda: reference(method)}
             if input_kind == "regular lat/lon":  # pyproj's cell-centre lat/lon (shared by both) computed once
                 runs["satflow_given_domain"] = lambda: satflow_regrid(plan, values, domain, method)
                 runs["reference_given_domain"] = lambda: scipy_regular(lat, lon, regular, domain, method)
-            seconds = alternate(runs, repeats)
+            seconds, wall = alternate(runs, repeats)
             rate = {name: domain.x.size * domain.y.size / statistics.median(s) for name, s in seconds.items()}
             results.append({"input": input_kind, "method": method, "input_shape": list(values.shape),
                             "domain_shape": [domain.y.size, domain.x.size],
                             "reference": ("RegularGridInterpolator" if input_kind == "regular lat/lon" else
                                           "cKDTree nearest node" if method == "nearest" else "griddata linear"),
-                            "agreement": agreement, "seconds": seconds, "cells_per_s": rate,
+                            "agreement": agreement, "cpu_seconds": seconds, "wall_seconds": wall, "cells_per_s": rate,
                             "speedup": rate["satflow"] / rate["reference"],
                             **({"speedup_given_domain": rate["satflow_given_domain"] / rate["reference_given_domain"]}
                                if "satflow_given_domain" in rate else {})})
@@ -366,7 +371,7 @@ def plot(results: dict, out: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 1.4]})
     labels, ours, theirs = [], [], []
     for run in results["binning"]:
-        for suffix, label in (("", "cell + mean/count"), ("_aggregate_only", "mean/count only")):
+        for suffix, label in (("", "end to end"), ("_aggregate_only", "aggregation")):
             labels.append(f"{run['resolution_deg']:g}°\n{label}")
             ours.append(run["observations_per_s"][f"satflow{suffix}"] / 1e6)
             theirs.append(run["observations_per_s"][f"pandas{suffix}"] / 1e6)
@@ -403,7 +408,7 @@ def _bars(ax, labels, ours, theirs, reference_name: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (1 window, small domain)")
-    parser.add_argument("--steps", type=int, default=16, help="six-hour windows of swaths (about 240k observations each)")
+    parser.add_argument("--steps", type=int, default=12, help="six-hour windows of swaths (about 240k observations each)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
