@@ -167,22 +167,32 @@ def gather_design(x_hat, noisy, f, first, rows, columns, around, row_offsets, n_
     """The least-squares design of `prediction.fit`, a point (row of `design`) at a time, terms in
     coefficient order: x_hat of f around each point, each earlier feature (noisy, first..f-1)
     around it, the first n_row row offsets of noisy f itself (rows above the block read x_hat's
-    first row). Copies only."""
+    first row). Copies only. A point's neighbours sit at the same offsets in every plane, so they
+    are found once per point."""
     _, height, width = x_hat.shape
+    plane = height * width
+    hat_flat, noisy_flat = x_hat.ravel(), noisy.ravel()
+    at = np.empty(around.shape[0], np.int64)
     for p in range(rows.size):
-        k = 0
-        for g in range(first - 1, f):
+        for o in range(around.shape[0]):
+            r = min(max(rows[p] - around[o, 0], 0), height - 1)
+            c = columns[p] - around[o, 1]
+            c = c + width if c < 0 else (c - width if c >= width else c)
+            at[o] = r * width + c
+        line = design[p]
+        for o in range(around.shape[0]):
+            line[o] = hat_flat[f * plane + at[o]]
+        k = around.shape[0]
+        for g in range(first, f):
+            base = g * plane
             for o in range(around.shape[0]):
-                r = min(max(rows[p] - around[o, 0], 0), height - 1)
-                c = columns[p] - around[o, 1]
-                c = c + width if c < 0 else (c - width if c >= width else c)
-                design[p, k] = x_hat[f, r, c] if g < first else noisy[g, r, c]
+                line[k] = noisy_flat[base + at[o]]
                 k += 1
         for t in range(n_row):
             r = rows[p] - row_offsets[t, 0]
             c = columns[p] - row_offsets[t, 1]
             c = c + width if c < 0 else (c - width if c >= width else c)
-            design[p, k] = noisy[f, r, c] if r >= 0 else x_hat[f, 0, c]
+            line[k] = noisy_flat[f * plane + r * width + c] if r >= 0 else hat_flat[f * plane + c]
             k += 1
 
 
@@ -597,28 +607,49 @@ def all_valid(valid, first, stop):
 
 
 @njit(cache=True)
-def fit_points(valid, f, every, first, around, above, beside, pad, parity, most):
-    """`prediction.fit`'s points of feature f and one column parity, as (rows, columns): the valid
-    points at rows >= pad whose every predicting neighbour is valid (`prediction._interiors`;
-    `every`: where the earlier features first..f-1 are all valid), every k-th of them in raster
+def _and_shifted(target, plane, up, left):
+    """target &= plane[i - up, j - left] (rows clamped, columns wrapped), a row at a time: the
+    columns that do not wrap are one contiguous run (vectorised)."""
+    height, width = plane.shape
+    lo, hi = min(max(left, 0), width), max(min(width + left, width), 0)
+    for i in range(height):
+        source = plane[min(max(i - up, 0), height - 1)]
+        row = target[i]
+        inner, shifted = row[lo:hi], source[lo - left : hi - left]
+        for j in range(inner.size):
+            inner[j] &= shifted[j]
+        for j in range(0, lo):
+            row[j] &= source[(j - left) % width]
+        for j in range(hi, width):
+            row[j] &= source[(j - left) % width]
+
+
+@njit(cache=True)
+def interiors(valid, f, every, first, around, above, beside):
+    """`prediction._interiors` compiled: (inside, inside with both BESIDE neighbours valid)."""
+    inside = valid[f].copy()
+    if f > first:
+        for o in range(around.shape[0]):
+            _and_shifted(inside, every, around[o, 0], around[o, 1])
+    for o in range(above.shape[0]):
+        _and_shifted(inside, valid[f], above[o, 0], above[o, 1])
+    both = inside.copy()
+    for o in range(beside.shape[0]):
+        _and_shifted(both, valid[f], beside[o, 0], beside[o, 1])
+    return inside, both
+
+
+@njit(cache=True)
+def fit_points(interior, pad, parity, most):
+    """`prediction.fit`'s points of one column parity, as (rows, columns): the points of `interior`
+    (from `interiors`) at rows >= pad and columns of that parity, every k-th of them in raster
     order with k = max(1, count // most)."""
-    _, height, width = valid.shape
-    inside = np.zeros((height, width), np.bool_)
-    own = valid[f]
+    height, width = interior.shape
     count = 0
     for i in range(pad, height):
         for j in range(parity, width, 2):
-            ok = own[i, j]
-            if ok and f > first:
-                for o in range(around.shape[0]):
-                    ok = ok and _shifted(every, i, j, around[o, 0], around[o, 1])
-            for o in range(above.shape[0]):
-                ok = ok and _shifted(own, i, j, above[o, 0], above[o, 1])
-            if parity:
-                for o in range(beside.shape[0]):
-                    ok = ok and _shifted(own, i, j, beside[o, 0], beside[o, 1])
-            inside[i, j] = ok
-            count += ok
+            count += interior[i, j]
+    inside = interior
     step = max(1, count // most)
     n = (count + step - 1) // step
     rows, columns = np.empty(n, np.int64), np.empty(n, np.int64)
@@ -670,3 +701,34 @@ def from_varints(data):
         out[n] = np.int64(v >> np.uint64(1)) ^ -np.int64(v & np.uint64(1))
         n += 1
     return True, out[:n].copy()
+
+
+@njit(cache=True)
+def exceedances(x, x_rec, valid, tol):
+    """`classic.exceedances` in one pass: flat indices of valid points where |x_rec - x| (float64)
+    is not within tol[f] (NaN reconstructions count as misses)."""
+    n_features, height, width = x.shape
+    out = np.empty(16, np.int64)
+    n = 0
+    for f in range(n_features):
+        for i in range(height):
+            for j in range(width):
+                if valid[f, i, j] and not abs(np.float64(x_rec[f, i, j]) - np.float64(x[f, i, j])) <= tol[f]:
+                    if n == out.size:
+                        out = np.concatenate((out, np.empty(out.size, np.int64)))
+                    out[n] = (f * height + i) * width + j
+                    n += 1
+    return out[:n].copy()
+
+
+@njit(cache=True)
+def valid_values(values, valid):
+    """The valid entries of a float32 block, in raster order (what `values[valid]` gives)."""
+    out = np.empty(values.size, np.float32)
+    flat, usable = values.ravel(), valid.ravel()
+    n = 0
+    for k in range(flat.size):
+        if usable[k]:
+            out[n] = flat[k]
+            n += 1
+    return out[:n]

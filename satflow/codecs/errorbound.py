@@ -39,7 +39,7 @@ from numcodecs import Zstd
 
 from satflow.codecs import _kernels, prediction
 from satflow.codecs.base import Codec, pack_sections, unpack_sections
-from satflow.codecs.classic import apply_patches, exceedances, pack_patches, per_feature
+from satflow.codecs.classic import apply_patches, pack_patches, per_feature
 from satflow.codecs.container import ContainerError
 from satflow.codecs.registry import codec_class, get_codec, parameter_docs, register_codec
 
@@ -51,7 +51,9 @@ _TABLES = Zstd(level=19)  # version 2 symbol tables: zigzag varints, then zstd (
 
 
 def _checksum(x_hat: np.ndarray, mask: np.ndarray) -> bytes:
-    return zlib.crc32(np.ascontiguousarray(x_hat[mask != 0], dtype="<f4").tobytes()).to_bytes(4, "little")
+    """CRC-32 of x_hat's valid values as little-endian float32, in raster order."""
+    values = _kernels.valid_values(np.ascontiguousarray(x_hat, np.float32), np.ascontiguousarray(mask != 0))
+    return zlib.crc32(values.astype("<f4", copy=False)).to_bytes(4, "little")
 
 
 def _zstd(values: np.ndarray) -> bytes:
@@ -278,7 +280,8 @@ class ErrorBounded(Codec):
             context = [section]
         with np.errstate(invalid="ignore", over="ignore"):
             x_rec = x_rec64.astype(np.float32)
-        patches = pack_patches(exceedances(x, x_rec, mask, eps), x)
+        misses = _kernels.exceedances(np.ascontiguousarray(x), x_rec, np.ascontiguousarray(mask != 0), eps)
+        patches = pack_patches(misses, x)
         if self.stream_version == 1:  # the constriction coder: re-encoding what a version-1 stream holds
             groups = ([q_block[f][mask[f] != 0] for f in range(x.shape[0])] if self._params["context"] == "none"
                       else prediction.groups(q_block, mask))

@@ -139,9 +139,9 @@ def fit(x: np.ndarray, mask: np.ndarray, x_hat: np.ndarray, eps: np.ndarray) -> 
     for f in range(x.shape[0]):
         first = max(0, f - EARLIER)
         every = _kernels.all_valid(valid, first, f)
-        for parity in (0, 1):
-            rows, columns = _kernels.fit_points(valid, f, every, first, _AROUND_ARRAY, _ABOVE_ARRAY, _BESIDE_ARRAY,
-                                                PAD, parity, MAX_FIT_POINTS)
+        for parity, interior in enumerate(_kernels.interiors(valid, f, every, first, _AROUND_ARRAY, _ABOVE_ARRAY,
+                                                              _BESIDE_ARRAY)):
+            rows, columns = _kernels.fit_points(interior, PAD, parity, MAX_FIT_POINTS)
             design = np.empty((rows.size, n_terms(f, parity) - 1))
             _kernels.gather_design(x_hat, noisy, f, first, rows, columns, _AROUND_ARRAY, _ROW_ARRAY,
                                    len(_row_offsets(parity)), design)

@@ -228,12 +228,14 @@ def test_property_fit_points_are_the_reference_selection(mask, most):
     for f in range(mask.shape[0]):
         first = max(0, f - prediction.EARLIER)
         every = _kernels.all_valid(valid, first, f)
+        compiled = _kernels.interiors(valid, f, every, first, prediction._AROUND_ARRAY, prediction._ABOVE_ARRAY,
+                                      prediction._BESIDE_ARRAY)
         for parity, interior in enumerate(prediction._interiors(valid, f)):
+            np.testing.assert_array_equal(compiled[parity], interior)
             cols = prediction._columns(mask.shape[2], parity)
             rows, at = np.nonzero(interior[prediction.PAD:, cols])
             keep = slice(None, None, max(1, rows.size // most))
-            got = _kernels.fit_points(valid, f, every, first, prediction._AROUND_ARRAY, prediction._ABOVE_ARRAY,
-                                      prediction._BESIDE_ARRAY, prediction.PAD, parity, most)
+            got = _kernels.fit_points(compiled[parity], prediction.PAD, parity, most)
             np.testing.assert_array_equal(got[0], (rows + prediction.PAD)[keep])
             np.testing.assert_array_equal(got[1], cols[at][keep])
 
