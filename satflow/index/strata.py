@@ -133,15 +133,33 @@ def _open_labels(path: str | Path, variable: str | None):
     return ds[name].squeeze(drop=True).transpose("time", "lat", "lon")
 
 
-def nearest_cells(source: np.ndarray, target: np.ndarray, period: float | None = None):
+def nearest_cells(source: np.ndarray, target: np.ndarray, period: float | None = None, block: int = 4096):
     """Nearest `source` index for every `target` coordinate (modular if `period`), and whether it
-    lies within one source spacing (False outside the label grid's extent)."""
-    diff = np.abs(target[:, None] - source[None, :])
-    if period is not None:
-        diff = np.minimum(diff % period, period - diff % period)
-    nearest = np.argmin(diff, axis=1)
+    lies within one source spacing (False outside the label grid's extent). Targets go in blocks, so
+    the distance matrix stays `block` x source long (a domain's 2-D coordinates are many targets)."""
     spacing = float(np.median(np.abs(np.diff(source)))) if source.size > 1 else np.inf
-    return nearest, diff[np.arange(target.size), nearest] <= spacing
+    nearest, within = np.empty(target.size, np.intp), np.empty(target.size, bool)
+    for start in range(0, target.size, block):
+        part = slice(start, start + block)
+        diff = np.abs(target[part, None] - source[None, :])
+        if period is not None:
+            diff = np.minimum(diff % period, period - diff % period)
+        nearest[part] = np.argmin(diff, axis=1)
+        within[part] = diff[np.arange(diff.shape[0]), nearest[part]] <= spacing
+    return nearest, within
+
+
+def label_cells(label_lat: np.ndarray, label_lon: np.ndarray, reader: PatchReader):
+    """(label rows, label columns, inside) of every store cell, shaped like the store's (lat, lon) grid. On a
+    local domain each cell is located by its 2-D latitude/longitude, not by the central row and column."""
+    if reader.domain is None:
+        rows, rows_inside = nearest_cells(label_lat, reader.lat)
+        cols, cols_inside = nearest_cells(label_lon, reader.lon, period=360.0)
+        return rows[:, None], cols[None, :], rows_inside[:, None] & cols_inside[None, :]
+    shape = reader.latitude.shape
+    rows, rows_inside = nearest_cells(label_lat, reader.latitude.ravel())
+    cols, cols_inside = nearest_cells(label_lon, reader.longitude.ravel(), period=360.0)
+    return rows.reshape(shape), cols.reshape(shape), (rows_inside & cols_inside).reshape(shape)
 
 
 def stratify_by_labels(frame: pd.DataFrame, labels: str | Path, variable: str | None = None,
@@ -150,9 +168,8 @@ def stratify_by_labels(frame: pd.DataFrame, labels: str | Path, variable: str | 
     """Strata from the labelled fraction (label > 0) of each patch, matched by time and location."""
     label = _open_labels(labels, variable)
     reader = PatchReader(_store_of(frame, store))
-    rows, rows_inside = nearest_cells(label["lat"].values.astype(np.float64), reader.lat)
-    cols, cols_inside = nearest_cells(label["lon"].values.astype(np.float64), reader.lon, period=360.0)
-    inside = rows_inside[:, None] & cols_inside[None, :]
+    rows, cols, inside = label_cells(label["lat"].values.astype(np.float64), label["lon"].values.astype(np.float64),
+                                     reader)
     label_times = label["time"].values.astype("datetime64[ns]")
     tolerance = pd.Timedelta(time_tolerance).to_timedelta64()
     frame = frame.reset_index(drop=True)
@@ -162,7 +179,7 @@ def stratify_by_labels(frame: pd.DataFrame, labels: str | Path, variable: str | 
         if gap.size == 0 or gap.min() > tolerance:
             continue  # no label near this time: stratum -1
         field = np.asarray(label.isel(time=int(gap.argmin())).values)
-        labelled = np.where(np.isfinite(field), field > 0, False)[rows[:, None], cols[None, :]] & inside
+        labelled = np.where(np.isfinite(field), field > 0, False)[rows, cols] & inside
         for (height, width), same in part.groupby(["height", "width"]):
             patches = gather_patches(labelled, same["y0"].to_numpy(), same["x0"].to_numpy(), int(height), int(width))
             values[same.index.to_numpy()] = patches.mean(axis=(1, 2))

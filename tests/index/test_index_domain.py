@@ -20,6 +20,7 @@ from satflow.index.export import export_patches
 from satflow.index.io import read_index
 from satflow.index.options import IndexConfig
 from satflow.index.projection import METRE_COLUMNS
+from satflow.index.strata import nearest_cells, stratify_by_labels
 
 # 60 N on the dateline: the domain's corners lie 20 degrees of longitude and 4 degrees of latitude away from its
 # central row and column, so bounds taken from the 1-D lat/lon axes would be far off.
@@ -203,3 +204,29 @@ def test_geotiff_export_of_a_domain_patch_is_in_its_projection(domain_store, dom
     expected = ds["X"].values[row.t, :, row.y0:row.y0 + PATCH, row.x0:row.x0 + PATCH][:, ::-1]  # north row first
     np.testing.assert_array_equal(data, expected)
     assert np.isnan(data).any()  # the gap west of the dateline at t=1
+
+
+def test_label_strata_of_a_domain_locate_cells_by_their_2d_coordinates(domain_store, domain_index, tmp_path):
+    """Labels on a 0.1-degree lat/lon grid, set north of 60 N: a domain cell is labelled when its own latitude is
+    north of 60 N (the midpoint between the label rows 59.95 and 60.05), which varies across a patch's columns."""
+    ds = xr.open_zarr(domain_store)
+    label_lat, label_lon = np.arange(40.05, 80.0, 0.1), np.arange(-179.5, 180.0, 1.0)
+    labels = np.broadcast_to((label_lat > 60.0)[None, :, None], (2, label_lat.size, label_lon.size)).astype(np.int8)
+    xr.Dataset({"north": (("time", "lat", "lon"), labels)},
+               coords={"time": ds["time"].values, "lat": label_lat, "lon": label_lon}).to_netcdf(tmp_path / "l.nc")
+    result = stratify_by_labels(read_index(domain_index), tmp_path / "l.nc", edges=[0.0, 0.5, 1.0])
+    north = ds["latitude"].values > 60.0
+    for row in result.itertuples():
+        expected = north[row.y0:row.y0 + PATCH, row.x0:row.x0 + PATCH].mean()
+        assert row.stratum_value == pytest.approx(expected, abs=1e-12)
+    assert (result["stratum_value"] % 1 != 0).any()  # some patches straddle 60 N
+
+
+def test_nearest_label_cells_in_blocks_equal_one_block():
+    rng = np.random.default_rng(3)
+    source, target = np.arange(-179.5, 180.0, 1.0), rng.uniform(-200.0, 200.0, 1000)
+    whole = nearest_cells(source, target, period=360.0, block=len(target))
+    blocked = nearest_cells(source, target, period=360.0, block=7)
+    np.testing.assert_array_equal(blocked[0], whole[0])
+    np.testing.assert_array_equal(blocked[1], whole[1])
+    np.testing.assert_array_equal(whole[0], np.round(np.mod(target + 179.5, 360.0)).astype(int) % 360)
