@@ -96,13 +96,14 @@ def red_noise(rng: np.random.Generator, shape: tuple[int, int], resolution: floa
     return field / field.std()
 
 
-def unshared_field(mask: np.ndarray, *, seed: int = 7, large_scale_deg: float = 12.0) -> np.ndarray:
+def unshared_field(mask: np.ndarray, *, seed: int = 7, large_scale_deg: float = 12.0,
+                   white_noise: tuple[float, float] = (0.15, 0.6)) -> np.ndarray:
     """(time, feature, lat, lon) float32 in K, NaN where `mask` is 0, on a global regular grid.
 
     Per channel c: T_c = a_c + b_c * L + s_c * S_c + n_c * W_c, with L one large-scale field shared by
     all channels (a meridional profile plus correlated noise of `large_scale_deg` length, K), S_c an
     independent small-scale red-spectrum field (`red_noise`, std s_c = 1-4 K), and W_c white noise
-    (std n_c = 0.15-0.6 K, an instrument's NEDT). Offsets a_c (205-285 K) and gains b_c (0.4-1.3)
+    (std n_c drawn in `white_noise`, default 0.15-0.6 K, an instrument's NEDT). Offsets a_c (205-285 K) and gains b_c (0.4-1.3)
     differ per channel, so one channel is no copy of another even at large scale.
     """
     from satflow.grid import cell_centres
@@ -115,7 +116,7 @@ def unshared_field(mask: np.ndarray, *, seed: int = 7, large_scale_deg: float = 
     offset = rng.uniform(205.0, 285.0, features)
     gain = rng.uniform(0.4, 1.3, features)
     small = rng.uniform(1.0, 4.0, features)
-    white = rng.uniform(0.15, 0.6, features)
+    white = rng.uniform(*white_noise, features)
     profile = 30.0 * np.cos(np.radians(lat))[:, None] - 15.0  # warm tropics, cold poles (K)
     out = np.empty(mask.shape, np.float32)
     for t in range(steps):
@@ -127,14 +128,14 @@ def unshared_field(mask: np.ndarray, *, seed: int = 7, large_scale_deg: float = 
     return out
 
 
-def unshared_dataset(mask: np.ndarray, *, seed: int = 7) -> dict:
+def unshared_dataset(mask: np.ndarray, *, seed: int = 7, white_noise: tuple[float, float] = (0.15, 0.6)) -> dict:
     """`unshared_field` on the grid and gaps of `mask` (the AMSU sample's: swath gaps, per-channel validity)."""
-    x = unshared_field(mask, seed=seed)
+    x = unshared_field(mask, seed=seed, white_noise=white_noise)
     return {"name": "unshared", "x": x, "mask": np.isfinite(x).astype(np.uint8),
             "features": [f"field-{c + 1}" for c in range(x.shape[1])], "source_bytes": 0,
             "source": f"benchdata.unshared_field(seed={seed}): shared large-scale field (scaled and offset per "
                       "channel) + independent red-spectrum small scales (k^-3 below 10 deg, 1-4 K) + white "
-                      "noise (0.15-0.6 K) per channel, the AMSU sample's gap mask"}
+                      f"noise ({white_noise[0]:g}-{white_noise[1]:g} K) per channel, the AMSU sample's gap mask"}
 
 
 # --- real Unified Model output (PP files of iris-sample-data) -------------------------------------

@@ -565,7 +565,8 @@ def load_datasets(names: list[str], work: Path, args) -> list[dict]:
     if "amsua" in names or "unshared" in names:
         amsua = store_dataset(args.store, args.steps) if args.store else \
             amsua_dataset(work, args.steps, args.resolution, args.seed)
-    loaders = {"amsua": lambda: amsua, "unshared": lambda: unshared_dataset(amsua["mask"]),
+    loaders = {"amsua": lambda: amsua,
+               "unshared": lambda: unshared_dataset(amsua["mask"], white_noise=tuple(args.unshared_white_noise)),
                "ostia": lambda: ostia_dataset(args.steps), "colpex": lambda: colpex_dataset(args.steps),
                "uk_hires": lambda: uk_hires_dataset(args.steps)}
     return [loaders[name]() for name in names]
@@ -589,6 +590,10 @@ def main() -> None:
     parser.add_argument("--ablations", action="store_true",
                         help="also the learned error-bounded ablations (context=causal / none around vaeformer)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting; throughput is the best")
+    parser.add_argument("--unshared-white-noise", nargs=2, type=float, default=[0.15, 0.6], metavar=("LO", "HI"),
+                        help="range of the per-channel white-noise std of the unshared field (K)")
+    parser.add_argument("--families", metavar="REGEX",
+                        help="only the codec families whose name matches (e.g. 'sz3 \\(per|errorbound\\(constant\\)')")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--tables", type=Path, metavar="JSON",
                         help="re-derive an earlier run's figures from its measured rows (JSON, tables .md, plots), "
@@ -615,6 +620,10 @@ def main() -> None:
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     settings = codec_settings(args.quick, learned, learned_params, ablations=args.ablations)
+    if args.families:
+        import re
+
+        settings = [s for s in settings if re.search(args.families, s[0])]
 
     work = Path(tempfile.mkdtemp(prefix="satflow-codec-bench-"))
     started = time.perf_counter()
