@@ -396,6 +396,8 @@ def plot(results: dict, out: Path) -> None:
 
 
 def _bars(ax, labels, ours, theirs, reference_name: str) -> None:
+    from matplotlib.ticker import FuncFormatter
+
     x = np.arange(len(labels))
     ax.bar(x - 0.2, ours, 0.4, label="satflow", color="C0")
     ax.bar(x + 0.2, theirs, 0.4, label=reference_name, color="grey")
@@ -403,6 +405,8 @@ def _bars(ax, labels, ours, theirs, reference_name: str) -> None:
         ax.annotate(f"{a / b:.1f}x", (xi - 0.2, a), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if f"{value:g}"[0] in "25" else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
