@@ -135,7 +135,8 @@ def unshared_dataset(mask: np.ndarray, *, seed: int = 7, white_noise: tuple[floa
             "features": [f"field-{c + 1}" for c in range(x.shape[1])], "source_bytes": 0,
             "source": f"benchdata.unshared_field(seed={seed}): shared large-scale field (scaled and offset per "
                       "channel) + independent red-spectrum small scales (k^-3 below 10 deg, 1-4 K) + white "
-                      f"noise ({white_noise[0]:g}-{white_noise[1]:g} K) per channel, the AMSU sample's gap mask"}
+                      f"noise ({white_noise[0]:g}-{white_noise[1]:g} K) per channel, "
+                      + ("the AMSU sample's gap mask" if not mask.all() else "no gaps")}
 
 
 # --- real Unified Model output (PP files of iris-sample-data) -------------------------------------

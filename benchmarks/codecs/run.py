@@ -566,7 +566,8 @@ def load_datasets(names: list[str], work: Path, args) -> list[dict]:
         amsua = store_dataset(args.store, args.steps) if args.store else \
             amsua_dataset(work, args.steps, args.resolution, args.seed)
     loaders = {"amsua": lambda: amsua,
-               "unshared": lambda: unshared_dataset(amsua["mask"], white_noise=tuple(args.unshared_white_noise)),
+               "unshared": lambda: unshared_dataset(np.ones_like(amsua["mask"]) if args.unshared_no_gaps else amsua["mask"],
+                                                    white_noise=tuple(args.unshared_white_noise)),
                "ostia": lambda: ostia_dataset(args.steps), "colpex": lambda: colpex_dataset(args.steps),
                "uk_hires": lambda: uk_hires_dataset(args.steps)}
     return [loaders[name]() for name in names]
@@ -592,6 +593,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting; throughput is the best")
     parser.add_argument("--unshared-white-noise", nargs=2, type=float, default=[0.15, 0.6], metavar=("LO", "HI"),
                         help="range of the per-channel white-noise std of the unshared field (K)")
+    parser.add_argument("--unshared-no-gaps", action="store_true",
+                        help="the unshared field without the AMSU sample's gaps (every cell valid)")
     parser.add_argument("--families", metavar="REGEX",
                         help="only the codec families whose name matches (e.g. 'sz3 \\(per|errorbound\\(constant\\)')")
     parser.add_argument("--out", type=Path, default=HERE / "results")
