@@ -490,48 +490,83 @@ def rans_encode(q, valid, lo, hi, freqs, n_valid):
 
 
 @njit(cache=True)
+def _rans_start(words):
+    """The decoder's running state: [rANS state, next word, escapes used] (status 1: too short)."""
+    coder = np.zeros(3, np.int64)
+    if words.size < 2:
+        return coder, 1
+    coder[0] = (np.int64(words[0]) << 16) | np.int64(words[1])
+    coder[1] = 2
+    return coder, 0
+
+
+@njit(cache=True)
+def _rans_group(coder, words, escapes, lut, cums, group_freqs, lo, hi, freqs, valid, parity, dest, halves):
+    """Decode one group (the valid points of one feature's column parity, raster order) into
+    dest[i, j], or dest[i, j // 2] when `halves`. Returns 0, 1 (words ran out), 2 (escapes ran out)."""
+    height, width = valid.shape
+    escape = hi - lo + 1
+    cum = 0
+    for s in range(escape + 1):
+        cums[s], group_freqs[s] = cum, freqs[s]
+        for m in range(freqs[s]):
+            lut[cum + m] = s
+        cum += freqs[s]
+    state, at, n_escapes = np.uint64(coder[0]), coder[1], coder[2]
+    mask = np.uint64(PROB_SCALE - 1)
+    status = 0
+    for i in range(height):
+        for j in range(parity, width, 2):
+            if valid[i, j]:
+                slot = state & mask
+                s = np.int64(lut[slot])
+                state = group_freqs[s] * (state >> np.uint64(PROB_BITS)) + slot - cums[s]
+                if state < np.uint64(RANS_LOW):
+                    if at >= words.size:
+                        status = 1
+                        break
+                    state = (state << np.uint64(16)) | np.uint64(words[at])
+                    at += 1
+                column = j >> 1 if halves else j
+                if s == escape:
+                    if n_escapes >= escapes.size:
+                        status = 2
+                        break
+                    dest[i, column] = escapes[n_escapes]
+                    n_escapes += 1
+                else:
+                    dest[i, column] = s + lo
+        if status:
+            break
+    coder[0], coder[1], coder[2] = np.int64(state), at, n_escapes
+    return status
+
+
+@njit(cache=True)
+def _rans_finish(coder, words, escapes):
+    """0 when the stream ended exactly (all words and escapes used, state back at its start), else 3."""
+    return 0 if coder[1] == words.size and coder[0] == RANS_LOW and coder[2] == escapes.size else 3
+
+
+@njit(cache=True)
 def rans_decode(words, valid, lo, hi, freqs, escapes, q):
     """Inverse of `rans_encode`, into q (zeros at invalid points). Returns 0, or an error code:
     1 the words ran out, 2 the escapes ran out, 3 words or state left over (not this stream).
     The caller derives freqs from counts that match the mask (`all_frequencies`): every group with
     valid points then sums to PROB_SCALE."""
-    n_features, height, width = q.shape
-    if words.size < 2:
-        return 1
-    state = (np.uint64(words[0]) << np.uint64(16)) | np.uint64(words[1])
-    at, n_escapes = 2, 0
+    n_features = q.shape[0]
+    coder, status = _rans_start(words)
+    if status:
+        return status
     lut = np.zeros(PROB_SCALE, np.uint8)  # escape index <= 2 * 127 + 1 fits a byte
-    mask = np.uint64(PROB_SCALE - 1)
-    cums = np.zeros(freqs.shape[1], np.uint64)
-    group_freqs = np.zeros(freqs.shape[1], np.uint64)
+    cums, group_freqs = np.zeros(freqs.shape[1], np.uint64), np.zeros(freqs.shape[1], np.uint64)
     for g in range(2 * n_features):
         f, parity = g >> 1, g & 1
-        escape = hi[g] - lo[g] + 1
-        cum = 0
-        for s in range(escape + 1):
-            cums[s], group_freqs[s] = cum, freqs[g, s]
-            for m in range(freqs[g, s]):
-                lut[cum + m] = s
-            cum += freqs[g, s]
-        for i in range(height):
-            for j in range(parity, width, 2):
-                if valid[f, i, j]:
-                    slot = state & mask
-                    s = np.int64(lut[slot])
-                    state = group_freqs[s] * (state >> np.uint64(PROB_BITS)) + slot - cums[s]
-                    if state < np.uint64(RANS_LOW):
-                        if at >= words.size:
-                            return 1
-                        state = (state << np.uint64(16)) | np.uint64(words[at])
-                        at += 1
-                    if s == escape:
-                        if n_escapes >= escapes.size:
-                            return 2
-                        q[f, i, j] = escapes[n_escapes]
-                        n_escapes += 1
-                    else:
-                        q[f, i, j] = s + lo[g]
-    return 0 if at == words.size and state == np.uint64(RANS_LOW) and n_escapes == escapes.size else 3
+        status = _rans_group(coder, words, escapes, lut, cums, group_freqs, lo[g], hi[g], freqs[g], valid[f],
+                             parity, q[f], False)
+        if status:
+            return status
+    return _rans_finish(coder, words, escapes)
 
 
 @njit(cache=True)
@@ -732,3 +767,79 @@ def valid_values(values, valid):
             out[n] = flat[k]
             n += 1
     return out[:n]
+
+
+@njit(cache=True)
+def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_earlier, step,
+                  words, lo, hi, freqs, escapes, out):
+    """Stream version 2's decoder in one pass: each feature's two groups of q are rANS-decoded
+    (`rans_decode`) just before the closed loop (`linear_loop`) runs over that feature, and the
+    reconstruction is written as float32 into `out`. Returns `rans_decode`'s status.
+
+    x_hat: float32 as the inner codec decoded it, `fills[f]` standing in at invalid or non-finite
+    points (what `prediction.finite_fill` gives); the predictions, their order and the float64
+    reconstruction are those of `linear_loop`, so `out` equals its result cast to float32. Only
+    one feature's q and x_hat are held at a time: no block-sized temporaries beyond the
+    reconstruction itself."""
+    n_features, height, width = x_hat.shape
+    half = (width + 1) // 2
+    stride = half + 3
+    plane = 2 * height * stride
+    flat = np.empty((n_features + 1) * plane)  # [x_hat of f | rec of feature 0 | rec of 1 | ...]
+    hat = flat[:plane].reshape((2, height, stride))
+    plane_f = np.empty((height, width))
+    q = np.zeros((2, height, half), np.int64)
+    acc = np.empty(half)
+    most = 1 + around.shape[0] * (n_earlier + 1) + row_offsets.shape[0]
+    term_starts, term_weights = np.empty(most, np.int64), np.empty(most)
+    coder, status = _rans_start(words)
+    if status:
+        return status
+    lut = np.zeros(PROB_SCALE, np.uint8)
+    cums, group_freqs = np.zeros(freqs.shape[1], np.uint64), np.zeros(freqs.shape[1], np.uint64)
+    for f in range(n_features):
+        for i in range(height):
+            for j in range(width):
+                v = np.float64(x_hat[f, i, j])
+                plane_f[i, j] = v if valid[f, i, j] and np.isfinite(v) else fills[f]
+        _padded_halves(plane_f, hat)
+        q[:] = 0
+        for parity in range(2):
+            status = _rans_group(coder, words, escapes, lut, cums, group_freqs, lo[2 * f + parity],
+                                 hi[2 * f + parity], freqs[2 * f + parity], valid[f], parity, q[parity], True)
+            if status:
+                return status
+        rec = flat[(f + 1) * plane : (f + 2) * plane].reshape((2, height, stride))
+        first = max(0, f - n_earlier)
+        for i in range(height):
+            for parity in range(2):
+                n = (width - parity + 1) // 2
+                c = starts[2 * f + parity]
+                acc[:n] = weights[c]
+                t = 0
+                for g in range(first - 1, f):  # first - 1 stands for x_hat of f itself, the first terms
+                    at = 0 if g < first else (g + 1) * plane
+                    for o in range(around.shape[0]):
+                        r = min(max(i - around[o, 0], 0), height - 1)
+                        sp = (parity - around[o, 1]) & 1
+                        base = ((parity - around[o, 1] - sp) >> 1) + 1
+                        term_starts[t], term_weights[t] = at + (sp * height + r) * stride + base, weights[c + 1 + t]
+                        t += 1
+                for o in range(row_offsets.shape[0] - (0 if parity else 2)):
+                    r = i - row_offsets[o, 0]
+                    sp = (parity - row_offsets[o, 1]) & 1
+                    base = ((parity - row_offsets[o, 1] - sp) >> 1) + 1
+                    at = (f + 1) * plane + (sp * height + r) * stride if r >= 0 else sp * height * stride
+                    term_starts[t], term_weights[t] = at + base, weights[c + 1 + t]
+                    t += 1
+                _sum_terms(acc, n, flat, term_starts, term_weights, t)
+                qs = q[parity, i]
+                for jj in range(n):
+                    value = acc[jj]
+                    if not np.isfinite(value):
+                        value = hat[parity, i, jj + 1]
+                    value = value + qs[jj] * step[f]
+                    rec[parity, i, jj + 1] = value
+                    out[f, i, parity + 2 * jj] = np.float32(value)
+                _refresh_pads(rec, i, width)
+    return _rans_finish(coder, words, escapes)

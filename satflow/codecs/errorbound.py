@@ -31,7 +31,7 @@ returning numbers that may break the bound.
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import constriction
 import numpy as np
@@ -129,6 +129,34 @@ def encode_residuals(q_block: np.ndarray, mask: np.ndarray) -> tuple[bytes, byte
 def decode_residuals(mask: np.ndarray, tables: bytes, words: bytes, escaped: bytes) -> np.ndarray:
     """Inverse of `encode_residuals`: q as (feature, lat, lon) int64, 0 at invalid points. Tables
     that do not describe a valid model of the mask's groups raise ContainerError before decoding."""
+    model = residual_model(mask, tables, words, escaped)
+    q_block = np.zeros(mask.shape, np.int64)
+    check_residual_status(_kernels.rans_decode(model.words, model.valid, model.lo, model.hi, model.freqs,
+                                               model.escapes, q_block))
+    return q_block
+
+
+class ResidualModel(NamedTuple):
+    """What a version-2 decoder needs, checked against the mask (`residual_model`)."""
+
+    valid: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    freqs: np.ndarray
+    words: np.ndarray
+    escapes: np.ndarray
+
+
+def check_residual_status(status: int) -> None:
+    """ContainerError for a non-zero status of `_kernels.rans_decode` / `linear_decode`."""
+    if status:
+        reason = {1: "the coded words end before the last valid point", 2: "fewer escaped values than escapes",
+                  3: "coded words, state or escaped values are left over"}[status]
+        raise ContainerError(f"errorbound residual stream does not decode for this mask: {reason}")
+
+
+def residual_model(mask: np.ndarray, tables: bytes, words: bytes, escaped: bytes) -> ResidualModel:
+    """Parse and check the residual sections of a version-2 stream against the block's mask."""
     valid = np.ascontiguousarray(mask != 0)
     n_groups = 2 * mask.shape[0]
     sizes = np.stack([valid[:, :, 0::2].sum(axis=(1, 2)), valid[:, :, 1::2].sum(axis=(1, 2))], axis=1).ravel()
@@ -158,15 +186,8 @@ def decode_residuals(mask: np.ndarray, tables: bytes, words: bytes, escaped: byt
         raise ContainerError(f"errorbound symbol tables hold {table.size - at} values more than the block's features use")
     if len(words) % 2:
         raise ContainerError(f"errorbound coded words are {len(words)} bytes, not a whole number of 16-bit words")
-    freqs = _kernels.all_frequencies(counts, lo, hi)
-    q_block = np.zeros(mask.shape, np.int64)
-    status = _kernels.rans_decode(np.frombuffer(words, "<u2").astype(np.uint16), valid, lo, hi, freqs,
-                                  np.ascontiguousarray(_unzstd(escaped)), q_block)
-    if status:
-        reason = {1: "the coded words end before the last valid point", 2: "fewer escaped values than escapes",
-                  3: "coded words, state or escaped values are left over"}[status]
-        raise ContainerError(f"errorbound residual stream does not decode for this mask: {reason}")
-    return q_block
+    return ResidualModel(valid, lo, hi, _kernels.all_frequencies(counts, lo, hi),
+                         np.frombuffer(words, "<u2").astype(np.uint16), np.ascontiguousarray(_unzstd(escaped)))
 
 
 @register_codec("errorbound")
@@ -322,6 +343,10 @@ class ErrorBounded(Codec):
             )
         _, step = self._steps(mask.shape[0])
         valid = mask != 0
+        if self.stream_version != 1 and self._params["context"] == "causal":  # the one-pass decoder
+            predictor = self._stored_predictor(context[0], mask.shape[0])
+            x_rec = predictor.decode_stream(x_hat, residual_model(mask, tables, words, escaped), step)
+            return apply_patches(patches, x_rec)
         if self.stream_version != 1:
             q_block = decode_residuals(mask, tables, words, escaped)
         elif self._params["context"] == "none":

@@ -67,9 +67,7 @@ def finite_fill(x_hat: np.ndarray, mask: np.ndarray) -> np.ndarray:
     valid = np.ascontiguousarray(mask != 0)
     if x_hat.dtype == np.float32:
         x_hat = np.ascontiguousarray(x_hat)
-        sums, counts = _kernels.float32_exponent_sums_usable(x_hat, valid)
-        fills = np.array([_mean(x_hat, valid, f, row, int(counts[f])) for f, row in enumerate(sums.tolist())])
-        return _kernels.filled(x_hat, valid, fills)
+        return _kernels.filled(x_hat, valid, fill_values(x_hat, valid))
     out = np.array(x_hat, dtype=np.float64)
     usable = valid & np.isfinite(out)
     for f in range(out.shape[0]):
@@ -77,6 +75,12 @@ def finite_fill(x_hat: np.ndarray, mask: np.ndarray) -> np.ndarray:
         fill = math.fsum(out[f][usable[f]].tolist()) / count if count else 0.0
         out[f][~usable[f]] = fill if math.isfinite(fill) else 0.0
     return out
+
+
+def fill_values(x_hat: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """What `finite_fill` puts at each feature's invalid points (float32 x_hat, C-contiguous)."""
+    sums, counts = _kernels.float32_exponent_sums_usable(x_hat, valid)
+    return np.array([_mean(x_hat, valid, f, row, int(counts[f])) for f, row in enumerate(sums.tolist())], np.float64)
 
 
 def _mean(x_hat: np.ndarray, valid: np.ndarray, f: int, sums: list[int], count: int) -> float:
@@ -238,6 +242,20 @@ class LinearPredictor:
                                    self._flat, self._starts, _AROUND_ARRAY, _ROW_ARRAY, EARLIER,
                                    np.asarray(step, np.float64), np.ascontiguousarray(x), q, encoding)
         return rec, q
+
+    def decode_stream(self, x_hat: np.ndarray, model, step: np.ndarray) -> np.ndarray:
+        """Stream version 2's one-pass decoder (`_kernels.linear_decode`): the float32 reconstruction
+        that `run` on `finite_fill(x_hat)` with the q that `model` (an errorbound ResidualModel)
+        codes would give, cast to float32. ContainerError when the residual stream does not decode."""
+        from satflow.codecs.errorbound import check_residual_status  # errorbound imports this module
+
+        x_hat = np.ascontiguousarray(x_hat, np.float32)
+        out = np.empty(x_hat.shape, np.float32)
+        check_residual_status(_kernels.linear_decode(
+            x_hat, model.valid, fill_values(x_hat, model.valid), self._flat, self._starts, _AROUND_ARRAY,
+            _ROW_ARRAY, EARLIER, np.asarray(step, np.float64), model.words, model.lo, model.hi, model.freqs,
+            model.escapes, out))
+        return out
 
     def start(self, f: int, x_hat: np.ndarray, rec: np.ndarray, valid: np.ndarray):
         """One row function per column parity: row(i, padded) -> predictions at that row's columns."""
