@@ -6,10 +6,11 @@
 - `mask` bool (feature, height, width): True where the value is valid
 - `x_corrupt`, `mask_corrupt` (with `corruption`): the same with hidden cells removed
 - `lat` (height,), `lon` (width,): cell-centre coordinates of the patch (before augmentation),
-  `lat_c`, `lon_c` its centre; on a local domain (a store ingested with `ingest.source.domain`)
-  `lat`, `lon` are (height, width), plus `y_m` (height,), `x_m` (width,) cell centres in metres and
-  the patch bounds in metres `x_min_m`, `x_max_m`, `y_min_m`, `y_max_m` (from the index), `time` (int64 ns since 1970; the ISO label for cftime calendars such
+  `lat_c`, `lon_c` its centre, `time` (int64 ns since 1970; the ISO label for cftime calendars such
   as year-0 climatologies), `t` (store time index), `patch_id`
+- on a local domain (a store ingested with `ingest.source.domain`): `lat`, `lon` are (height, width)
+  from the 2-D coordinates, plus `y_m` (height,), `x_m` (width,) cell centres in metres and the
+  patch bounds in metres `x_min_m`, `x_max_m`, `y_min_m`, `y_max_m` (from the index)
 
 Random choices (augmentation, corruption) are drawn from a generator seeded by (seed, the row's
 identity, epoch), so an item is the same whichever worker loads it and in whatever order; call
