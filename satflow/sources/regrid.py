@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 from dataclasses import dataclass, replace
 
 import netCDF4
@@ -27,7 +28,7 @@ import numpy as np
 import pyproj
 from xarray.backends.locks import HDF5_LOCK
 
-from satflow.config import SourceConfig
+from satflow.config import DomainConfig, SourceConfig
 from satflow.sources.base import FileInfo, SingleFileGroups, SourceError, register_source
 from satflow.sources.cfvalues import canonical_unit, convert_units, decode_values
 from satflow.sources.domain import DomainGrid
@@ -66,7 +67,7 @@ class _CurvilinearInput:
 class RegridSource(SingleFileGroups):
     def scan(self, path, source: SourceConfig) -> FileInfo:
         path = os.fspath(path)
-        domain = DomainGrid.from_config(source.domain, source.lon_convention)
+        domain = _domain_grid(source.domain.model_dump_json(), source.lon_convention)
         with HDF5_LOCK, open_netcdf(path) as ds:
             variables = _projected_variables(ds, source) or _curvilinear_variables(ds, source)
             if variables:
@@ -80,7 +81,7 @@ class RegridSource(SingleFileGroups):
              out: np.ndarray | None = None) -> np.ndarray:
         plan = info.read_plan
         values = _read_native(info, plan, source, steps)
-        domain = DomainGrid.from_config(source.domain, source.lon_convention)
+        domain = _domain_grid(source.domain.model_dump_json(), source.lon_convention)
         if out is None:
             out = np.empty((values.shape[0], values.shape[1], domain.y.size, domain.x.size), np.float32)
         out[...] = resample(values, plan, domain, source.regrid.method)
@@ -91,6 +92,13 @@ class RegridSource(SingleFileGroups):
 
 
 register_source("regrid", RegridSource())
+
+
+@lru_cache(maxsize=8)
+def _domain_grid(config_json: str, lon_convention: str) -> DomainGrid:
+    """One DomainGrid per domain and process: its cell-centre lat/lon (pyproj, about 60% of regridding a regular
+    grid onto 120 000 cells) are computed once for all the files a worker reads, not once per file."""
+    return DomainGrid.from_config(DomainConfig.model_validate_json(config_json), lon_convention)
 
 
 def resample(values: np.ndarray, plan, domain: DomainGrid, method: str) -> np.ndarray:

@@ -336,3 +336,18 @@ def test_domain_config_in_convml_tt_terms():
     assert grid.grid_mapping_attrs()["latitude_of_projection_origin"] == 50.0
     lat, lon = grid.lat_lon_2d
     assert lat[15, 25] == pytest.approx(50.0, abs=0.1) and lon[15, 25] == pytest.approx(-5.0, abs=0.2)
+
+
+def test_files_of_one_domain_share_its_grid(tmp_path):
+    """The domain's cell-centre lat/lon are built once per process and domain, never served for another domain."""
+    from satflow.sources import regrid as regrid_module
+
+    lat, lon = np.arange(40.0, 60.0, 0.25), np.arange(-20.0, 10.0, 0.25)
+    values = analytic(*np.meshgrid(lat, lon, indexing="ij"))
+    paths = [lat_lon_file(tmp_path / f"{k}.nc", lat, lon, values + k) for k in range(2)]
+    regrid_module._domain_grid.cache_clear()
+    first, second = (regrid(path, regrid_config("bilinear")) for path in paths)
+    assert regrid_module._domain_grid.cache_info().misses == 1
+    np.testing.assert_allclose(second, first + 1.0, atol=1e-4)
+    coarser = regrid(paths[0], regrid_config("bilinear", {**DOMAIN, "resolution": 50_000.0}))
+    assert regrid_module._domain_grid.cache_info().misses == 2 and coarser.shape == (12, 20)
