@@ -259,25 +259,29 @@ def _accumulate(gram, rhs, row, target, sign):
 
 @njit(cache=True)
 def _accumulate_all(gram, rhs, rows, targets):
-    """`_accumulate` of every row in order, four rows a pass over the gram (the same sums, each
-    entry still adding the points one after another)."""
+    """`_accumulate` of every row in order, eight rows a pass over the gram (the same sums: each
+    entry still adds the points one after another)."""
     n_points, n = rows.shape
-    whole = n_points - n_points % 4
-    for p in range(0, whole, 4):
-        r0, r1, r2, r3 = rows[p], rows[p + 1], rows[p + 2], rows[p + 3]
-        y0, y1, y2, y3 = targets[p], targets[p + 1], targets[p + 2], targets[p + 3]
-        gram[0, 0] = (((gram[0, 0] + 1.0) + 1.0) + 1.0) + 1.0
-        rhs[0] = (((rhs[0] + y0) + y1) + y2) + y3
+    whole = n_points - n_points % 8
+    for p in range(0, whole, 8):
+        r0, r1, r2, r3, r4, r5, r6, r7 = (rows[p], rows[p + 1], rows[p + 2], rows[p + 3], rows[p + 4], rows[p + 5],
+                                          rows[p + 6], rows[p + 7])
+        y0, y1, y2, y3, y4, y5, y6, y7 = (targets[p], targets[p + 1], targets[p + 2], targets[p + 3], targets[p + 4],
+                                          targets[p + 5], targets[p + 6], targets[p + 7])
+        gram[0, 0] = (((((((gram[0, 0] + 1.0) + 1.0) + 1.0) + 1.0) + 1.0) + 1.0) + 1.0) + 1.0
+        rhs[0] = (((((((rhs[0] + y0) + y1) + y2) + y3) + y4) + y5) + y6) + y7
         head = gram[0, 1:]
         for b in range(n):
-            head[b] = (((head[b] + r0[b]) + r1[b]) + r2[b]) + r3[b]
+            head[b] = (((((((head[b] + r0[b]) + r1[b]) + r2[b]) + r3[b]) + r4[b]) + r5[b]) + r6[b]) + r7[b]
         for a in range(n):
-            s0, s1, s2, s3 = r0[a], r1[a], r2[a], r3[a]
+            s0, s1, s2, s3, s4, s5, s6, s7 = r0[a], r1[a], r2[a], r3[a], r4[a], r5[a], r6[a], r7[a]
             line = gram[a + 1, a + 1 :]
-            t0, t1, t2, t3 = r0[a:], r1[a:], r2[a:], r3[a:]
+            t0, t1, t2, t3, t4, t5, t6, t7 = r0[a:], r1[a:], r2[a:], r3[a:], r4[a:], r5[a:], r6[a:], r7[a:]
             for b in range(n - a):  # contiguous slices: vector registers
-                line[b] = (((line[b] + s0 * t0[b]) + s1 * t1[b]) + s2 * t2[b]) + s3 * t3[b]
-            rhs[a + 1] = (((rhs[a + 1] + y0 * s0) + y1 * s1) + y2 * s2) + y3 * s3
+                line[b] = (((((((line[b] + s0 * t0[b]) + s1 * t1[b]) + s2 * t2[b]) + s3 * t3[b]) + s4 * t4[b])
+                            + s5 * t5[b]) + s6 * t6[b]) + s7 * t7[b]
+            rhs[a + 1] = (((((((rhs[a + 1] + y0 * s0) + y1 * s1) + y2 * s2) + y3 * s3) + y4 * s4) + y5 * s5)
+                          + y6 * s6) + y7 * s7
     for p in range(whole, n_points):
         _accumulate(gram, rhs, rows[p], targets[p], 1.0)
 
@@ -294,6 +298,11 @@ def robust_least_squares(design, target):
         for k in range(n):
             mean[k] += design[p, k]
         target_mean += target[p]
+    if not np.isfinite(target_mean):
+        return False, np.zeros(n + 1)
+    for k in range(n):  # a non-finite term makes its column's sum non-finite
+        if not np.isfinite(mean[k]):
+            return False, np.zeros(n + 1)
     mean /= n_points
     target_mean /= n_points
     centred = np.empty((n_points, n))
@@ -740,20 +749,25 @@ def from_varints(data):
 
 @njit(cache=True)
 def exceedances(x, x_rec, valid, tol):
-    """`classic.exceedances` in one pass: flat indices of valid points where |x_rec - x| (float64)
-    is not within tol[f] (NaN reconstructions count as misses)."""
+    """`classic.exceedances` compiled: flat indices of valid points where |x_rec - x| (float64)
+    is not within tol[f] (NaN reconstructions count as misses). Counted first (usually none)."""
     n_features, height, width = x.shape
-    out = np.empty(16, np.int64)
+    xf, rf, vf = x.ravel(), x_rec.ravel(), valid.ravel()
+    plane = height * width
     n = 0
     for f in range(n_features):
-        for i in range(height):
-            for j in range(width):
-                if valid[f, i, j] and not abs(np.float64(x_rec[f, i, j]) - np.float64(x[f, i, j])) <= tol[f]:
-                    if n == out.size:
-                        out = np.concatenate((out, np.empty(out.size, np.int64)))
-                    out[n] = (f * height + i) * width + j
-                    n += 1
-    return out[:n].copy()
+        for k in range(f * plane, (f + 1) * plane):
+            n += vf[k] and not abs(np.float64(rf[k]) - np.float64(xf[k])) <= tol[f]
+    out = np.empty(n, np.int64)
+    if n == 0:
+        return out
+    n = 0
+    for f in range(n_features):
+        for k in range(f * plane, (f + 1) * plane):
+            if n < out.size and vf[k] and not abs(np.float64(rf[k]) - np.float64(xf[k])) <= tol[f]:
+                out[n] = k
+                n += 1
+    return out
 
 
 @njit(cache=True)
