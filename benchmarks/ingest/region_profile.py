@@ -29,16 +29,17 @@ NANNY = {"MALLOC_TRIM_THRESHOLD_": "65536"}  # what distributed's nanny sets by 
 def run_regions(files: list[str], variables: list[str], profile: bool) -> dict:
     """Plan, write the template, run one region to warm up, then time (or profile) the others."""
     from satflow.config import load_config
-    from satflow.ingest import _infos_for, _ingest_task, _prepare_store, plan_ingest
+    from satflow.ingest import plan_ingest, prepare_store
+    from satflow.ingest.tasks import aux_infos_for, infos_for, ingest_task, readers_for
 
     overrides = [f"ingest.source.variables={json.dumps(variables)}"] if variables else []
     config = load_config(None, overrides).ingest
     store = Path(tempfile.mkdtemp()) / "region.zarr"
     plan = plan_ingest(files, store, config)
-    _prepare_store(plan, config)
-    shape = (len(plan.layout.lat), len(plan.layout.lon))
-    tasks = [(region, _infos_for(plan, region)) for region in plan.regions]
-    run = lambda task: _ingest_task(task, str(store), config.source, len(plan.layout.features), shape)  # noqa: E731
+    prepare_store(plan, config)
+    readers = readers_for(plan, config.source)
+    tasks = [(region, infos_for(plan, region), aux_infos_for(plan, region.aux)) for region in plan.regions]
+    run = lambda task: ingest_task(task, str(store), readers)  # noqa: E731
     run(tasks[0])
     profiler = None
     if profile:

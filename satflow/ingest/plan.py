@@ -1,27 +1,13 @@
-"""NetCDF archive -> satflow store, as a plan of plain data and a tiny Dask executor.
-
-Inputs are read through the source protocol (`satflow.sources.base`): the plan and the tasks are
-the same for every source kind (gridded files, binned swath windows, ...). Auxiliary products
-(`ingest.aux_products`) are scanned the same way, paired with the time slots by
-`satflow.sources.auxiliary.plan_aux_product`, attached to the regions, and read by the same tasks
-after the primary features.
-
-`plan_ingest` scans file metadata (no data), picks the reference grid and features, rejects
-inputs that cannot join the cube, and lays out time slots and chunk-aligned regions. The plan is
-printable (`--dry-run`) and testable without a cluster. `execute_plan` creates the store template
-(or resizes it for `--append`) and submits one task per region; each task reads its files,
-writes X/M and the per-step partial statistics, then flags its steps as ingested, so a re-run
-skips finished regions and a killed worker's task is simply retried.
-"""
+"""Ingest planning: scan inputs (metadata only), pick the grid and features, lay out time slots,
+chunk-aligned regions and auxiliary pairings. Plain data, no writes: printable (`--dry-run`) and
+testable without a cluster."""
 
 from __future__ import annotations
 
 import collections
 import dataclasses
 import glob
-import threading
 import json
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,18 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from satflow import __version__
 from satflow.config import IngestConfig, SourceConfig
 from satflow.runtime.executors import as_executor
-from satflow.sources.auxiliary import (AuxiliaryError, AuxPlan, AuxReader, AuxSlot, fill_aux, plan_aux_product,
-                                       scene_key, time_hours)
-from satflow.sources.base import FileInfo, SourceError, group_inputs, read_input, scan_input
+from satflow.sources.auxiliary import AuxiliaryError, AuxPlan, AuxSlot, plan_aux_product, scene_key, time_hours
+from satflow.sources.base import FileInfo, SourceError, group_inputs, scan_input
+from satflow.sources.timecodec import as_time_array, time_calendar
 from satflow.sources.timeselect import is_active, select_steps
-from satflow.sources.timecodec import as_time_array, encode_times, time_calendar
-from satflow.store import (DIMS, StoreLayout, add_grid_coordinates, annotate, consolidate, create_template, finalize,
-                           open_group, open_store, write_region)
-
-log = logging.getLogger(__name__)
+from satflow.store import StoreLayout, open_group, open_store
 
 
 class IngestError(ValueError):
@@ -286,7 +267,7 @@ def _recorded_aux_scenes(ds, products: tuple[str, ...]) -> dict[str, set[tuple[s
     return recorded
 
 
-def _recorded_config(config: IngestConfig) -> str:
+def recorded_config(config: IngestConfig) -> str:
     """The settings that shape the store's content; inputs are recorded per step in `source_file`
     (and `aux_source_file` for auxiliary products)."""
     recorded = config.model_dump(mode="json", exclude={"inputs", "strict"})
@@ -305,7 +286,7 @@ def _layout_settings(config_json: str) -> dict:
 
 def _check_same_config(store: str, existing: _ExistingStore, config: IngestConfig) -> None:
     """Resuming or appending with other reading rules would silently mix two cubes in one store."""
-    changed = _changed_settings(_layout_settings(existing.config_json), _layout_settings(_recorded_config(config)))
+    changed = _changed_settings(_layout_settings(existing.config_json), _layout_settings(recorded_config(config)))
     if changed:
         described = "; ".join(f"{key}: {_short(was)} in the store, {_short(now)} now" for key, was, now in changed)
         raise IngestError(f"{store}: exists and was written with different ingest settings ({described}); "
@@ -424,141 +405,6 @@ def _same_layout(a: StoreLayout, b: StoreLayout) -> bool:
             and np.allclose(a.lon, b.lon) and a.chunk_shape == b.chunk_shape)
 
 
-# --- execution ---------------------------------------------------------------------------------
-def fill_steps(out: np.ndarray, t0: int, slots: Sequence[Slot], infos: dict[str, FileInfo],
-               source: SourceConfig) -> tuple[list[str], list[Skipped]]:
-    """Read the slots' files into `out` (step t goes to out[t - t0]); a file that fails leaves NaN steps.
-
-    Returns the source file of every step ("" where unreadable) and the files that failed.
-    """
-    files = [""] * len(out)
-    problems: list[Skipped] = []
-    for path, group in _slots_by_file(slots).items():
-        positions = np.array([slot.t - t0 for slot in group])
-        steps = [slot.file_step for slot in group]
-        contiguous = np.array_equal(positions, np.arange(positions[0], positions[0] + len(positions)))
-        try:
-            if contiguous:  # the usual case: decode straight into the block, no copy
-                read_input(infos[path], source, steps=steps, out=out[positions[0]:positions[-1] + 1])
-            else:
-                out[positions] = read_input(infos[path], source, steps=steps)
-        except SourceError as err:
-            out[positions] = np.nan
-            problems.append(Skipped(path, err.reason))
-            continue
-        for position in positions:
-            files[position] = path
-    return files, problems
-
-
-_buffers = threading.local()
-
-
-def _region_buffer(shape: tuple[int, ...]) -> np.ndarray:
-    """One float32 block per worker thread, reused by every region of that shape.
-
-    A fresh array per task is a fresh mmap once it passes glibc's mmap threshold (a 0.25-degree
-    step of 40 features is 166 MB): zeroed pages, faults and unmaps for every region.
-    """
-    buffer = getattr(_buffers, "block", None)
-    if buffer is None or buffer.shape != shape:
-        _buffers.block = buffer = np.empty(shape, dtype=np.float32)
-    return buffer
-
-
-@dataclass(frozen=True)
-class _Readers:
-    """What a task needs besides its region: the primary source and, per auxiliary product, its reader."""
-
-    source: SourceConfig
-    n_features: int
-    shape_yx: tuple[int, int]
-    aux: tuple[AuxReader, ...] = ()
-
-    @property
-    def n_primary(self) -> int:
-        return self.aux[0].offset if self.aux else self.n_features
-
-
-def fill_block(block: np.ndarray, t0: int, slots: Sequence[Slot], aux_slots: Sequence[AuxSlot],
-               infos: dict[str, FileInfo], aux_infos: dict[str, dict[str, FileInfo]], readers: _Readers):
-    """Primary features, then each auxiliary product's, of steps t0.. into `block`.
-
-    Returns the source file per step, (file, time) per step and product, and the inputs that failed.
-    """
-    files, problems = fill_steps(block[:, :readers.n_primary], t0, slots, infos, readers.source)
-    aux_used = [[] for _ in range(len(block))]
-    for reader in readers.aux:
-        mine = [s for s in aux_slots if s.product == reader.name]
-        used, failed = fill_aux(block, t0, mine, reader, aux_infos.get(reader.name, {}))
-        for step, pair in zip(aux_used, used):
-            step.append(pair)
-        problems += [Skipped(path, f"auxiliary product {reader.name}: {reason}") for path, reason in failed]
-    return files, aux_used, problems
-
-
-def ingest_region(store: str, region: Region, infos: dict[str, FileInfo], readers: _Readers,
-                  aux_infos: dict[str, dict[str, FileInfo]] | None = None) -> list[Skipped]:
-    """One task: read the region's files, write its steps. Unreadable data leaves NaN steps, reported."""
-    block = _region_buffer((region.t1 - region.t0, readers.n_features, *readers.shape_yx))
-    files, aux_used, problems = fill_block(block, region.t0, region.slots, region.aux, infos, aux_infos or {},
-                                           readers)
-    write_region(open_group(store, mode="r+", consolidated=True), region.t0, block, files,
-                 aux_used if readers.aux else ())
-    return problems
-
-
-def _ingest_task(task: tuple, store: str, readers: _Readers | SourceConfig, n_features: int | None = None,
-                 shape_yx: tuple[int, int] | None = None) -> list[Skipped]:
-    """`task` is (region, its files' metadata[, its auxiliary files' metadata per product]). The older
-    call with (source, n_features, shape_yx) instead of readers, still made by
-    benchmarks/ingest/region_profile.py, ingests without auxiliary products."""
-    region, infos, *aux_infos = task
-    if not isinstance(readers, _Readers):
-        readers = _Readers(readers, n_features, shape_yx)
-    return ingest_region(store, region, infos, readers, aux_infos[0] if aux_infos else None)
-
-
-def _slots_by_file(slots: Sequence[Slot]) -> dict[str, list[Slot]]:
-    grouped: dict[str, list[Slot]] = collections.defaultdict(list)
-    for slot in slots:
-        grouped[slot.path].append(slot)
-    return grouped
-
-
-# --- the archive as a lazy cube ------------------------------------------------------------------
-def _file_runs(slots: Sequence[Slot]) -> list[tuple[Slot, ...]]:
-    """Consecutive time steps filled by the same file: one read task each."""
-    runs: list[list[Slot]] = []
-    for slot in slots:
-        if runs and runs[-1][-1].path == slot.path and runs[-1][-1].t + 1 == slot.t:
-            runs[-1].append(slot)
-        else:
-            runs.append([slot])
-    return [tuple(run) for run in runs]
-
-
-def _read_run(run: tuple[Slot, ...], aux_slots: tuple[AuxSlot, ...], info: FileInfo,
-              aux_infos: dict[str, dict[str, FileInfo]], readers: _Readers) -> np.ndarray:
-    block = np.empty((len(run), readers.n_features, *readers.shape_yx), dtype=np.float32)
-    fill_block(block, run[0].t, run, aux_slots, {info.path: info}, aux_infos, readers)
-    return block
-
-
-def _readers(plan: IngestPlan, source: SourceConfig) -> _Readers:
-    layout = plan.layout
-    return _Readers(source, len(layout.features), (len(layout.lat), len(layout.lon)),
-                    tuple(a.reader for a in plan.aux))
-
-
-def _aux_infos_for(plan: IngestPlan, aux_slots: Sequence[AuxSlot]) -> dict[str, dict[str, FileInfo]]:
-    """Each product's metadata of only the auxiliary files these slots read."""
-    by_name = {a.reader.name: a for a in plan.aux}
-    infos: dict[str, dict[str, FileInfo]] = collections.defaultdict(dict)
-    for slot in aux_slots:
-        infos[slot.product][slot.scene.path] = by_name[slot.product].infos[slot.scene.path]
-    return dict(infos)
-
 
 def grid_coordinates(source: SourceConfig) -> dict | None:
     """The extra coordinates of the target grid: y/x, 2-D latitude/longitude and `crs` on a local domain."""
@@ -567,160 +413,3 @@ def grid_coordinates(source: SourceConfig) -> dict | None:
     from satflow.sources.domain import domain_coordinates
 
     return domain_coordinates(source.domain, source.lon_convention)
-
-
-def plan_dataset(plan: IngestPlan, source: SourceConfig):
-    """The planned cube as a lazy xr.Dataset: `X`, `M`, coords, `units`, `source_file` (and with auxiliary
-    products `aux_source_file`/`aux_time`; on a local domain y/x, 2-D latitude/longitude and `crs`).
-
-    One task reads each file (through the source, exactly as the ingest does) and the result is
-    chunked like the store, so `to_zarr` or any reduction streams it chunk by chunk. A file that
-    fails to read gives NaN steps (the store then records "" as its source file).
-    """
-    import dask
-    import dask.array as da
-    import xarray as xr
-
-    layout = plan.layout
-    if plan.mode != "create":
-        raise IngestError(f"{plan.store}: the lazy cube describes a new store; this plan {plan.mode}s an existing one")
-    slots = [slot for region in plan.regions for slot in region.slots]
-    aux_slots = [slot for region in plan.regions for slot in region.aux]
-    readers = _readers(plan, source)
-    n_features, shape_yx = readers.n_features, readers.shape_yx
-    read = dask.delayed(_read_run, pure=False)
-    pieces = []
-    for run in _file_runs(slots):
-        run_aux = tuple(s for s in aux_slots if run[0].t <= s.t <= run[-1].t)
-        pieces.append(da.from_delayed(read(run, run_aux, plan.infos[run[0].path], _aux_infos_for(plan, run_aux),
-                                           readers), (len(run), n_features, *shape_yx), dtype=np.float32))
-    x = da.concatenate(pieces, axis=0).rechunk(layout.chunk_shape) if pieces else \
-        da.empty((0, n_features, *shape_yx), dtype=np.float32, chunks=layout.chunk_shape)
-    ds = xr.Dataset(
-        {"X": (DIMS, x), "M": (DIMS, da.isfinite(x).astype(np.uint8)),
-         "source_file": (("time",), np.array([slot.path for slot in slots], dtype=object)),
-         "units": (("feature",), np.array(layout.units or ("",) * n_features, dtype=object))},
-        coords={"time": ("time", layout.times), "feature": ("feature", np.array(layout.features, dtype=object)),
-                "lat": ("lat", np.asarray(layout.lat, np.float64)), "lon": ("lon", np.asarray(layout.lon, np.float64))},
-        attrs={"satflow_version": __version__, "Conventions": "CF-1.8"},
-    )
-    annotate(ds)
-    add_grid_coordinates(ds, grid_coordinates(source))
-    if plan.aux:
-        _add_planned_aux_provenance(ds, plan)
-    return ds
-
-
-def _add_planned_aux_provenance(ds, plan: IngestPlan) -> None:
-    """`aux_source_file` and `aux_time` as planned (a file that fails to read is still named here)."""
-    n_time, names = len(plan.layout.times), [a.reader.name for a in plan.aux]
-    files = np.full((n_time, len(names)), "", dtype=object)
-    times = np.full((n_time, len(names)), None, dtype=object)
-    for k, aux in enumerate(plan.aux):
-        for slot in aux.slots:
-            files[slot.t, k], times[slot.t, k] = slot.scene.path, slot.scene.time
-    ds.coords["aux_product"] = ("aux_product", np.asarray(names, dtype=object))
-    ds["aux_source_file"] = (("time", "aux_product"), files)
-    if times.size and all(t is None or isinstance(t, np.datetime64) for t in times.flat):
-        times = np.array([[np.datetime64("NaT") if t is None else t for t in row] for row in times], "datetime64[ns]")
-    ds["aux_time"] = (("time", "aux_product"), times)
-
-
-def describe_cube(ds) -> str:
-    """A few lines on the lazy cube: variables, shape, size, chunks and tasks (nothing is computed)."""
-    x = ds["X"].data
-    sizes = ", ".join(f"{dim}: {n}" for dim, n in ds["X"].sizes.items())
-    chunk = ", ".join(f"{dim}: {n}" for dim, n in zip(DIMS, x.chunksize))
-    return "\n".join([
-        f"lazy cube (satflow.open_archive): X float32 ({sizes}) {x.nbytes / 2**30:.2f} GiB, "
-        f"M uint8, source_file, units" + (", aux_source_file, aux_time" if "aux_time" in ds else ""),
-        f"  dask      {x.npartitions} chunks of ({chunk}), {len(x.dask)} tasks; computed on demand",
-    ])
-
-
-def open_archive(inputs: str | Sequence[str], config=None, *, client=None):
-    """NetCDF files, directories or globs -> the cube `satflow ingest` would write, lazily (writes nothing).
-
-    `config` is a SatflowConfig, its `ingest` section, or None for the defaults. Scanning (metadata
-    only) runs on `client` when given; the values are read when computed, one task per file.
-    """
-    from satflow.config import SatflowConfig, load_config
-
-    if config is None:
-        config = load_config().ingest
-    elif isinstance(config, SatflowConfig):
-        config = config.ingest
-    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    plan = plan_ingest([str(i) for i in inputs], None, config, client=client)
-    return plan_dataset(plan, config.source)
-
-
-@dataclass
-class IngestReport:
-    store: str
-    written: int
-    skipped: list[Skipped]
-    time_steps: int
-
-    def describe(self) -> str:
-        lines = [f"ingested {self.written} region(s) into {self.store} ({self.time_steps} time steps)"]
-        if self.skipped:
-            lines.append(f"{len(self.skipped)} input(s) skipped:")
-            lines += [f"  {s.path}: {s.reason}" for s in self.skipped]
-        return "\n".join(lines)
-
-
-def _prepare_store(plan: IngestPlan, config: IngestConfig) -> None:
-    attrs = {"satflow_config": _recorded_config(config), "satflow_version": __version__}
-    if plan.mode == "create":
-        create_template(plan.store, plan.layout, attrs, grid_coordinates(config.source))
-    elif plan.mode == "append" and plan.regions:
-        _extend_time(plan)
-    open_group(plan.store, mode="r+").attrs.pop("satflow_fingerprint", None)  # stale until finalised
-    consolidate(plan.store)  # region tasks open the final layout with one metadata read
-
-
-def _extend_time(plan: IngestPlan) -> None:
-    """Grow every time-dimensioned array and write the new time coordinates."""
-    group = open_group(plan.store, mode="r+")
-    new_times = as_time_array([s.time for r in plan.regions for s in r.slots])
-    n_old = group["X"].shape[0]
-    n_new = n_old + len(new_times)
-    for name, array in group.arrays():
-        dims = array.metadata.dimension_names or ()
-        if dims and dims[0] == "time":
-            array.resize((n_new, *array.shape[1:]))
-    time_array = group["time"]
-    units, calendar = time_array.attrs["units"], time_array.attrs.get("calendar", "proleptic_gregorian")
-    time_array[n_old:] = np.asarray(encode_times(new_times, units, calendar), dtype=time_array.dtype)
-
-
-def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progress: bool = True) -> IngestReport:
-    """Write every region of the plan (on `client` if given), then fold the statistics."""
-    _prepare_store(plan, config)
-    readers = _readers(plan, config.source)
-    # Each task carries only its own files' metadata: broadcasting every FileInfo to every
-    # worker would cost O(files x workers) memory on archives of thousands of files.
-    tasks = [(region, _infos_for(plan, region), _aux_infos_for(plan, region.aux)) for region in plan.regions]
-    problems: list[Skipped] = []
-    for _, skipped in as_executor(client).map(_ingest_task, tasks, plan.store, readers, name="ingest-region",
-                                              retries=2, progress=progress):
-        problems += skipped
-    finalize(plan.store)
-    n_steps = open_group(plan.store)["X"].shape[0]
-    return IngestReport(plan.store, len(plan.regions), plan.skipped + problems, n_steps)
-
-
-def _infos_for(plan: IngestPlan, region: Region) -> dict[str, FileInfo]:
-    return {slot.path: plan.infos[slot.path] for slot in region.slots}
-
-
-def run_ingest(inputs: Sequence[str], store: str | Path, config: IngestConfig, *, client=None,
-               append: bool = False, overwrite: bool = False, progress: bool = True) -> IngestReport:
-    """Plan and execute; the Python entry point behind `satflow ingest`."""
-    if overwrite and os.path.exists(store):
-        import shutil
-
-        shutil.rmtree(store)
-    plan = plan_ingest(inputs, store, config, append=append, client=client)
-    return execute_plan(plan, config, client, progress=progress)

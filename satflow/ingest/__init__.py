@@ -1,0 +1,25 @@
+"""NetCDF archive -> satflow store, as a plan of plain data and a tiny Dask executor.
+
+Inputs are read through the source protocol (`satflow.sources.base`): the plan and the tasks are
+the same for every source kind (gridded files, binned swath windows, ...). Auxiliary products
+(`ingest.aux_products`) are scanned the same way, paired with the time slots by
+`satflow.sources.auxiliary.plan_aux_product`, attached to the regions, and read by the same tasks
+after the primary features.
+
+`plan_ingest` scans file metadata (no data), picks the reference grid and features, rejects
+inputs that cannot join the cube, and lays out time slots and chunk-aligned regions. The plan is
+printable (`--dry-run`) and testable without a cluster. `execute_plan` creates the store template
+(or resizes it for `--append`) and submits one task per region; each task reads its files,
+writes X/M and the per-step partial statistics, then flags its steps as ingested, so a re-run
+skips finished regions and a killed worker's task is simply retried.
+"""
+
+from satflow.ingest.api import IngestReport, execute_plan, prepare_store, run_ingest
+from satflow.ingest.cube import describe_cube, open_archive, plan_dataset
+from satflow.ingest.plan import (IngestError, IngestPlan, Region, Skipped, Slot, expand_inputs, grid_coordinates,
+                                 plan_ingest)
+from satflow.ingest.tasks import fill_block, fill_steps, ingest_region
+
+__all__ = ["IngestError", "IngestPlan", "IngestReport", "Region", "Skipped", "Slot", "describe_cube", "execute_plan",
+           "expand_inputs", "fill_block", "fill_steps", "grid_coordinates", "ingest_region", "open_archive",
+           "plan_dataset", "plan_ingest", "prepare_store", "run_ingest"]
