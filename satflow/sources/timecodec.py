@@ -52,7 +52,50 @@ def decode_times(values, units: str, calendar: str | None = None) -> np.ndarray:
         return as_time_array(_num2date(values * _CALENDAR_MONTHS[unit], f"months since {origin}", calendar))
     if unit in _CALENDAR_MONTHS:
         return as_time_array(_add_calendar_months(values * _CALENDAR_MONTHS[unit], origin, calendar))
+    fast = decode_fixed_units(values, unit, f"{unit} since {origin}", calendar)
+    if fast is not None:
+        return fast
     return as_time_array(_num2date(values, f"{unit} since {origin}", calendar))
+
+
+# Microseconds per fixed-length unit, as cftime spells them. Months and years are calendar units.
+_MICROSECONDS = {
+    **dict.fromkeys(("microseconds", "microsecond", "microsec", "microsecs"), 1),
+    **dict.fromkeys(("milliseconds", "millisecond", "millisec", "millisecs", "msec", "msecs", "ms"), 1_000),
+    **dict.fromkeys(("seconds", "second", "sec", "secs", "s"), 1_000_000),
+    **dict.fromkeys(("minutes", "minute", "min", "mins"), 60_000_000),
+    **dict.fromkeys(("hours", "hour", "hr", "hrs", "h"), 3_600_000_000),
+    **dict.fromkeys(("days", "day", "d"), 86_400_000_000),
+}
+_SUB_MILLISECOND = {unit for unit, factor in _MICROSECONDS.items() if factor <= 1_000}
+
+
+def decode_fixed_units(values: np.ndarray, unit: str, units: str, calendar: str) -> np.ndarray | None:
+    """Real-world times in fixed-length units, decoded in numpy: the same dates as cftime, which
+    builds one Python object per value (swath files hold one time per observation: millions).
+
+    The rounding is cftime's (`num2date`: values scaled to microseconds in extended precision, rounded
+    to the nearest, and a result 1 us off a whole second snapped to it), so both paths give the same
+    microseconds. None where numpy cannot hold the dates (origin or result outside 1678-2261, or
+    before the Gregorian switch of the 'standard' calendar): cftime decodes those.
+    """
+    if calendar not in REAL_WORLD or unit not in _MICROSECONDS:
+        return None
+    origin = _num2date(np.zeros(1), units, calendar)[0]
+    if not _fits_datetime64(origin):
+        return None
+    scaled = values.astype(np.longdouble) * _MICROSECONDS[unit]
+    if np.any(np.abs(scaled) > 2**62):
+        return None
+    microseconds = np.rint(scaled).astype(np.int64)
+    if unit not in _SUB_MILLISECOND:
+        microseconds = np.where(microseconds % 1_000_000 == 1, np.floor(scaled).astype(np.int64), microseconds)
+        microseconds = np.where(microseconds % 1_000_000 == 999_999, np.ceil(scaled).astype(np.int64), microseconds)
+    decoded = _same_label(origin).astype("datetime64[us]") + microseconds.astype("timedelta64[us]")
+    inside = np.array([str(y) for y in _NS_YEARS], "datetime64[Y]")  # first day of 1678 .. first of 2261
+    if decoded.size and (decoded.min() < inside[0] or decoded.max() >= inside[1] + np.timedelta64(1, "Y")):
+        return None
+    return decoded.astype("datetime64[ns]")
 
 
 def _num2date(values: np.ndarray, units: str, calendar: str):

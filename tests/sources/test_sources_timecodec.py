@@ -4,8 +4,8 @@ import cftime
 import numpy as np
 import pytest
 
-from satflow.sources.timecodec import (TimeDecodeError, decode_times, encode_times, iso_times, parse_time_like,
-                                       time_calendar, time_encoding, time_from_filename)
+from satflow.sources.timecodec import (TimeDecodeError, decode_fixed_units, decode_times, encode_times, iso_times,
+                                       parse_time_like, time_calendar, time_encoding, time_from_filename)
 
 DEFAULT_PATTERN = r"(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})(?:_t(?P<hour>\d{2}))?"
 
@@ -100,6 +100,32 @@ def test_year_zero_climatology_stays_cftime():
     minutes = encode_times(times, units["units"], units["calendar"])
     assert list(minutes) == [-(366 - 15) * 1440 + 360, -(366 - 45) * 1440 + 720]  # year 0 has 366 days
     assert parse_time_like("0000-02", times) == cf("proleptic_gregorian", (0, 2, 1))[0]
+
+
+@pytest.mark.parametrize("unit, spread", [("seconds", 8e8), ("s", 8e8), ("minutes", 1e7), ("hours", 2e5),
+                                          ("days", 9e3), ("milliseconds", 8e11), ("microseconds", 8e14)])
+@pytest.mark.parametrize("origin", ["1990-06-01 12:00:00", "2000-01-01T00:00:00Z", "1970-1-1 00:00:00 +02:00"])
+def test_fixed_units_decode_to_cftime_dates_to_the_microsecond(unit, spread, origin):
+    # Swath times are one per observation, so they are decoded in numpy, not one cftime object each;
+    # the dates must still be cftime's to the microsecond (its rounding, snapping near whole seconds).
+    rng = np.random.default_rng(len(unit) + len(origin))
+    values = np.concatenate([rng.uniform(-spread / 2, spread, 20_000), np.round(rng.uniform(0, spread, 50)),
+                             np.round(rng.uniform(0, spread, 50)) + 1e-6 * np.array([1, -1] * 25)])
+    units = f"{unit} since {origin}"
+    expected = np.array([np.datetime64(d.isoformat(), "ns") for d in
+                         cftime.num2date(values, units, "standard", only_use_cftime_datetimes=True)])
+    decoded = decode_times(values, units, "standard")
+    assert decoded.dtype == np.dtype("datetime64[ns]")
+    np.testing.assert_array_equal(decoded, expected)
+    np.testing.assert_array_equal(decode_fixed_units(values, unit, units, "standard"), expected)  # numpy, not cftime
+
+
+def test_fixed_units_outside_datetime64_stay_cftime():
+    before_switch = decode_times([0, 1], "days since 1500-01-01", "standard")  # Julian dates: cftime's own
+    assert before_switch[1] == cftime.DatetimeGregorian(1500, 1, 2)
+    far = decode_times([0, 300 * 365], "days since 2000-01-01", "proleptic_gregorian")
+    assert far.dtype == object and far[1].year == 2299
+    assert decode_fixed_units(np.array([0.0, 300 * 365]), "days", "days since 2000-01-01", "standard") is None
 
 
 def test_datetime64_range_decides_the_type():
