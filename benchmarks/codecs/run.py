@@ -25,8 +25,8 @@ relative to SZ3 per feature, the same-rate comparison of vaeformer with SZ3 per 
 targets, throughput summaries, the command) and codecs-<dataset>.png (RMSE and max error against
 bits per value, log axes).
 
-    python benchmarks/codecs/run.py            # full run, every dataset (see README for the time)
-    python benchmarks/codecs/run.py --quick    # seconds-long smoke run
+    python benchmarks/codecs/run.py            # full run, every dataset: about 11 minutes on 2 shared cores
+    python benchmarks/codecs/run.py --quick    # smoke run: 10-50 s
     python benchmarks/codecs/run.py --datasets amsua unshared --checkpoint DIR   # a subset, another checkpoint
 """
 
