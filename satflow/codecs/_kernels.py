@@ -47,10 +47,26 @@ def _sum_terms(acc, n, flat, term_starts, term_weights, n_terms):
     """acc[jj] += w_t * flat[start_t + jj] for each term t in order: every point of a row and parity.
 
     Slices of a 1-D contiguous array (indices known non-negative) so the loops run on vector
-    registers; four terms a pass, added one after another, the same order as one at a time.
+    registers; eight (then four) terms a pass, added one after another: the same order as one at a
+    time.
     """
     a = acc[:n]
     t = 0
+    while t + 8 <= n_terms:
+        s1 = flat[term_starts[t] : term_starts[t] + n]
+        s2 = flat[term_starts[t + 1] : term_starts[t + 1] + n]
+        s3 = flat[term_starts[t + 2] : term_starts[t + 2] + n]
+        s4 = flat[term_starts[t + 3] : term_starts[t + 3] + n]
+        s5 = flat[term_starts[t + 4] : term_starts[t + 4] + n]
+        s6 = flat[term_starts[t + 5] : term_starts[t + 5] + n]
+        s7 = flat[term_starts[t + 6] : term_starts[t + 6] + n]
+        s8 = flat[term_starts[t + 7] : term_starts[t + 7] + n]
+        w1, w2, w3, w4 = term_weights[t], term_weights[t + 1], term_weights[t + 2], term_weights[t + 3]
+        w5, w6, w7, w8 = term_weights[t + 4], term_weights[t + 5], term_weights[t + 6], term_weights[t + 7]
+        for k in range(a.size):
+            a[k] = (((((((a[k] + w1 * s1[k]) + w2 * s2[k]) + w3 * s3[k]) + w4 * s4[k]) + w5 * s5[k]) + w6 * s6[k])
+                    + w7 * s7[k]) + w8 * s8[k]
+        t += 8
     while t + 4 <= n_terms:
         s1 = flat[term_starts[t] : term_starts[t] + n]
         s2 = flat[term_starts[t + 1] : term_starts[t + 1] + n]
@@ -512,7 +528,8 @@ def _rans_start(words):
 @njit(cache=True)
 def _rans_group(coder, words, escapes, lut, cums, group_freqs, lo, hi, freqs, valid, parity, dest, halves):
     """Decode one group (the valid points of one feature's column parity, raster order) into
-    dest[i, j], or dest[i, j // 2] when `halves`. Returns 0, 1 (words ran out), 2 (escapes ran out)."""
+    dest[i, j], or dest[i, j // 2] when `halves` (invalid points then set to 0, so that one buffer
+    serves every feature). Returns 0, 1 (words ran out), 2 (escapes ran out)."""
     height, width = valid.shape
     escape = hi - lo + 1
     cum = 0
@@ -545,6 +562,8 @@ def _rans_group(coder, words, escapes, lut, cums, group_freqs, lo, hi, freqs, va
                     n_escapes += 1
                 else:
                     dest[i, column] = s + lo
+            elif halves:  # a reused buffer: invalid points read 0
+                dest[i, j >> 1] = 0
         if status:
             break
     coder[0], coder[1], coder[2] = np.int64(state), at, n_escapes
@@ -592,13 +611,15 @@ def all_frequencies(counts, lo, hi):
 def float32_exponent_sums_usable(values, valid):
     """Exact sums of each feature's valid finite float32 values, as int64 sums of their 24-bit
     significands per binary exponent (sums[f, e] * 2**(e - 149)), and their counts: ((F, 256),
-    (F,)). Exact while a feature has fewer than 2**39 values; one pass, no copies."""
+    (F,)). Exact while a feature has fewer than 2**39 values; one pass, no copies. Neighbouring
+    values mostly share an exponent, so a run of them is summed in a register first."""
     n_features = values.shape[0]
     sums = np.zeros((n_features, 256), np.int64)
     counts = np.zeros(n_features, np.int64)
     for f in range(n_features):
         bits = values[f].ravel().view(np.uint32)
         usable = valid[f].ravel()
+        run_exponent, run_sum, count = 0, np.int64(0), 0
         for k in range(bits.size):
             b = bits[k]
             exponent = (b >> 23) & 0xFF
@@ -609,9 +630,28 @@ def float32_exponent_sums_usable(values, valid):
                 significand += 0x800000
             else:
                 exponent = 1  # subnormals share the smallest exponent
-            sums[f, exponent - 1] += -significand if b >> 31 else significand
-            counts[f] += 1
+            if exponent != run_exponent:
+                if run_exponent:  # 0: nothing summed yet
+                    sums[f, run_exponent - 1] += run_sum
+                run_exponent, run_sum = exponent, np.int64(0)
+            run_sum += -significand if b >> 31 else significand
+            count += 1
+        if run_exponent:
+            sums[f, run_exponent - 1] += run_sum
+        counts[f] = count
     return sums, counts
+
+
+@njit(cache=True)
+def group_sizes(valid):
+    """Valid points per group (feature, column parity), in group order."""
+    n_features, height, width = valid.shape
+    sizes = np.zeros(2 * n_features, np.int64)
+    for f in range(n_features):
+        for i in range(height):
+            for j in range(width):
+                sizes[2 * f + (j & 1)] += valid[f, i, j]
+    return sizes
 
 
 @njit(cache=True)
@@ -801,7 +841,6 @@ def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_e
     plane = 2 * height * stride
     flat = np.empty((n_features + 1) * plane)  # [x_hat of f | rec of feature 0 | rec of 1 | ...]
     hat = flat[:plane].reshape((2, height, stride))
-    plane_f = np.empty((height, width))
     q = np.zeros((2, height, half), np.int64)
     acc = np.empty(half)
     most = 1 + around.shape[0] * (n_earlier + 1) + row_offsets.shape[0]
@@ -812,12 +851,11 @@ def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_e
     lut = np.zeros(PROB_SCALE, np.uint8)
     cums, group_freqs = np.zeros(freqs.shape[1], np.uint64), np.zeros(freqs.shape[1], np.uint64)
     for f in range(n_features):
-        for i in range(height):
+        for i in range(height):  # x_hat of f as `_padded_halves` lays it out, filled as `finite_fill` does
             for j in range(width):
                 v = np.float64(x_hat[f, i, j])
-                plane_f[i, j] = v if valid[f, i, j] and np.isfinite(v) else fills[f]
-        _padded_halves(plane_f, hat)
-        q[:] = 0
+                hat[j & 1, i, (j >> 1) + 1] = v if valid[f, i, j] and np.isfinite(v) else fills[f]
+            _refresh_pads(hat, i, width)
         for parity in range(2):
             status = _rans_group(coder, words, escapes, lut, cums, group_freqs, lo[2 * f + parity],
                                  hi[2 * f + parity], freqs[2 * f + parity], valid[f], parity, q[parity], True)

@@ -159,7 +159,7 @@ def residual_model(mask: np.ndarray, tables: bytes, words: bytes, escaped: bytes
     """Parse and check the residual sections of a version-2 stream against the block's mask."""
     valid = np.ascontiguousarray(mask != 0)
     n_groups = 2 * mask.shape[0]
-    sizes = np.stack([valid[:, :, 0::2].sum(axis=(1, 2)), valid[:, :, 1::2].sum(axis=(1, 2))], axis=1).ravel()
+    sizes = _kernels.group_sizes(valid)
     try:
         ok, table = _kernels.from_varints(np.frombuffer(Zstd().decode(tables), np.uint8) if tables else np.zeros(0, np.uint8))
     except (RuntimeError, ValueError) as err:  # what numcodecs' Zstd raises on a corrupt frame
