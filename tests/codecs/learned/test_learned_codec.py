@@ -208,10 +208,12 @@ def test_error_bound_property(checkpoint, height, width, eps, seed, gap):
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device (none here)")
 def test_streams_cross_between_gpu_and_cpu(checkpoint, make_block):
-    # Entropy coding runs on the CPU with integer tables and float64 scale indices, so a stream written
-    # on a GPU decodes on a CPU (and back) to the same mask and, up to float differences of the
-    # synthesis transform, the same reconstruction; the error-bounded wrapper keeps its bound across.
-    # Byte-identical encoding across devices is not claimed: the analysis transform's floats differ.
+    # Entropy coding runs on the CPU with integer tables and float64 scale indices, and the transforms
+    # run on the GPU without TF32, so a stream written on either device decodes on the other to the
+    # same mask and nearly the same values. Byte-identical streams are not claimed: the analysis
+    # transform's floats differ between devices, so a latent may round the other way.
+    import torch
+
     block = make_block(seed=3, shape=(2, 32, 48))
     cpu = get_codec("vaeformer", checkpoint=str(checkpoint), device="cpu")
     gpu = get_codec("vaeformer", checkpoint=str(checkpoint), device="cuda")
@@ -220,9 +222,15 @@ def test_streams_cross_between_gpu_and_cpu(checkpoint, make_block):
         x_reader, mask_reader = reader.decode(data)
         x_writer, mask_writer = writer.decode(data)
         np.testing.assert_array_equal(mask_reader, mask_writer)
-        np.testing.assert_allclose(x_reader, x_writer, atol=1e-2, equal_nan=True)
+        np.testing.assert_allclose(x_reader, x_writer, atol=1e-3, equal_nan=True)  # 0.1 K with TF32
+    assert torch.backends.cudnn.allow_tf32  # the codec restores the process's setting
+    # The error-bounded wrapper checks its inner reconstruction: decoded where it was written, the bound
+    # holds; elsewhere the last bits of x_hat differ and the stream is refused, never decoded off-bound.
     bounded = get_codec("errorbound", inner="vaeformer", inner_params={"checkpoint": str(checkpoint), "device": "cuda"},
                         eps=0.5)
-    x, _ = decode_any(bounded.encode(block), checkpoint=str(checkpoint))  # its inner decodes on the CPU
+    data = bounded.encode(block)
+    x, _ = bounded.decode(data)
     valid = np.isfinite(block)
     assert np.abs(x[valid] - block[valid]).max() <= 0.5
+    with pytest.raises(ContainerError, match="other device"):
+        decode_any(data, checkpoint=str(checkpoint))  # its inner decodes on the CPU
