@@ -103,3 +103,12 @@ def cell_centres(start: float, stop: float, step: float) -> np.ndarray:
     if count <= 0 or not np.isclose(count * step, stop - start):
         raise ValueError(f"step {step} does not tile [{start}, {stop}] into whole cells")
     return start + step * (np.arange(count) + 0.5)
+
+
+def covers_all_longitudes(lon) -> bool:
+    """Whether evenly spaced longitudes go once round the globe (the column after the last is the first)."""
+    lon = np.asarray(lon, np.float64)
+    if lon.size < 2:
+        return False
+    step = float(np.median(np.diff(lon)))
+    return abs(lon[-1] - lon[0] + step - 360.0) < 1e-3 * abs(step)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from satflow.config import AuxProductConfig, SourceConfig
+from satflow.grid import covers_all_longitudes
 from satflow.sources.base import FileInfo, SourceError, read_input
 from satflow.sources.timecodec import as_time_array, encode_times, iso_times, time_calendar
 from satflow.sources.timeselect import select_steps
@@ -275,7 +276,7 @@ def resample_lat_lon(values: np.ndarray, lat: np.ndarray, lon: np.ndarray, targe
             and np.allclose(np.mod(lon - target_lon + 180, 360) - 180, 0, atol=1e-6):
         return np.asarray(values, np.float32)
     margin = 0.5 if method == "nearest" else 0.0
-    if _is_global(lon):  # the first column again after the last: the seam is interpolated like any gap
+    if covers_all_longitudes(lon):  # the first column again after the last: the seam is interpolated like any gap
         values = np.concatenate([values, values[..., :1]], axis=-1)
         lon = np.append(lon, lon[0] + 360.0)
         margin_lon = 0.0
@@ -288,13 +289,6 @@ def resample_lat_lon(values: np.ndarray, lat: np.ndarray, lon: np.ndarray, targe
     else:
         out = _bilinear(values, rows, cols)
     return out.astype(np.float32, copy=False)
-
-
-def _is_global(lon: np.ndarray) -> bool:
-    if lon.size < 2:
-        return False
-    step = float(np.median(np.diff(lon)))
-    return abs(lon[-1] - lon[0] + step - 360.0) < 1e-3 * abs(step)
 
 
 def _fractional_index(axis: np.ndarray, points: np.ndarray, margin: float) -> np.ndarray:

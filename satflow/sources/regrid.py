@@ -28,6 +28,7 @@ import numpy as np
 import pyproj
 from xarray.backends.locks import HDF5_LOCK
 
+from satflow.grid import covers_all_longitudes
 from satflow.config import DomainConfig, SourceConfig
 from satflow.sources.base import FileInfo, SingleFileGroups, SourceError, register_source
 from satflow.sources.cfvalues import canonical_unit, convert_units, decode_values
@@ -260,7 +261,7 @@ def _fractional_positions(plan, domain: DomainGrid, method: str) -> tuple[np.nda
     lat, lon = domain.lat_lon_2d
     if isinstance(plan, _LatLonInput):
         native_lon = np.asarray(plan.native.lon, np.float64)
-        wraps = _is_global(native_lon)
+        wraps = covers_all_longitudes(native_lon)
         shifted = native_lon[0] + np.mod(lon - native_lon[0], 360.0)  # into the input's longitude range
         cols = _axis_position(native_lon, shifted, 1.0 if wraps else margin)
         return _axis_position(np.asarray(plan.native.lat, np.float64), lat, margin), cols, wraps
@@ -377,13 +378,6 @@ def _axis_position(axis: np.ndarray, points: np.ndarray, margin: float) -> np.nd
                                      [index[-1] + margin * np.sign(index[-1] - index[0] or 1)]])
     finite = np.where(np.isfinite(points), points, np.inf)  # pyproj gives inf for points it cannot project
     return np.interp(finite, extended, extended_index, left=np.nan, right=np.nan)
-
-
-def _is_global(lon: np.ndarray) -> bool:
-    if lon.size < 2:
-        return False
-    step = float(np.median(np.diff(lon)))
-    return abs(lon[-1] - lon[0] + step - 360.0) < 1e-3 * abs(step)
 
 
 # --- resampling --------------------------------------------------------------------------------
