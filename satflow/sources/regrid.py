@@ -28,8 +28,8 @@ import numpy as np
 import pyproj
 from xarray.backends.locks import HDF5_LOCK
 
-from satflow.grid import covers_all_longitudes
 from satflow.config import DomainConfig, SourceConfig
+from satflow.grid import covers_all_longitudes
 from satflow.sources.base import FileInfo, SingleFileGroups, SourceError, register_source
 from satflow.sources.cfvalues import canonical_unit, convert_units, decode_values
 from satflow.sources.domain import DomainGrid
