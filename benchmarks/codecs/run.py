@@ -55,7 +55,6 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from benchdata import (  # noqa: E402  (re-exported: benchmarks/codecs/learned.py reads them from here)
-    _store_blocks,
     amsua_dataset,
     colpex_dataset,
     ostia_dataset,
