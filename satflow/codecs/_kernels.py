@@ -42,6 +42,31 @@ def _refresh_pads(halves, i, width):
                 halves[p, i, m + 1] = halves[c & 1, i, (c >> 1) + 1]
 
 
+@njit(cache=True, inline="always")
+def _row_terms(f, i, parity, first, plane, height, stride, around, row_offsets, weights, c, term_starts, term_weights):
+    """Where each prediction term of row i (one column parity) of feature f starts in `flat`, and its
+    weight: x_hat of f and the earlier features around the point, then the decoded row neighbours.
+    Shared by the closed loop and the one-pass decoder, so both predict from the same terms."""
+    t = 0
+    for g in range(first - 1, f):  # first - 1 stands for x_hat of f itself, the first terms
+        at = 0 if g < first else (g + 1) * plane
+        for o in range(around.shape[0]):
+            r = min(max(i - around[o, 0], 0), height - 1)
+            sp = (parity - around[o, 1]) & 1
+            base = ((parity - around[o, 1] - sp) >> 1) + 1
+            term_starts[t], term_weights[t] = at + (sp * height + r) * stride + base, weights[c + 1 + t]
+            t += 1
+    for o in range(row_offsets.shape[0] - (0 if parity else 2)):
+        r = i - row_offsets[o, 0]
+        sp = (parity - row_offsets[o, 1]) & 1
+        base = ((parity - row_offsets[o, 1] - sp) >> 1) + 1
+        # rows above the block read x_hat's first row
+        at = (f + 1) * plane + (sp * height + r) * stride if r >= 0 else sp * height * stride
+        term_starts[t], term_weights[t] = at + base, weights[c + 1 + t]
+        t += 1
+    return t
+
+
 @njit(cache=True)
 def _sum_terms(acc, n, flat, term_starts, term_weights, n_terms):
     """acc[jj] += w_t * flat[start_t + jj] for each term t in order: every point of a row and parity.
@@ -117,23 +142,8 @@ def linear_loop(x_hat, valid, weights, starts, around, row_offsets, n_earlier, s
                 n = (width - parity + 1) // 2
                 c = starts[2 * f + parity]
                 acc[:n] = weights[c]
-                t = 0
-                for g in range(first - 1, f):  # first - 1 stands for x_hat of f itself, the first terms
-                    at = 0 if g < first else (g + 1) * plane
-                    for o in range(around.shape[0]):
-                        r = min(max(i - around[o, 0], 0), height - 1)
-                        sp = (parity - around[o, 1]) & 1
-                        base = ((parity - around[o, 1] - sp) >> 1) + 1
-                        term_starts[t], term_weights[t] = at + (sp * height + r) * stride + base, weights[c + 1 + t]
-                        t += 1
-                for o in range(row_offsets.shape[0] - (0 if parity else 2)):
-                    r = i - row_offsets[o, 0]
-                    sp = (parity - row_offsets[o, 1]) & 1
-                    base = ((parity - row_offsets[o, 1] - sp) >> 1) + 1
-                    # rows above the block read x_hat's first row
-                    at = (f + 1) * plane + (sp * height + r) * stride if r >= 0 else sp * height * stride
-                    term_starts[t], term_weights[t] = at + base, weights[c + 1 + t]
-                    t += 1
+                t = _row_terms(f, i, parity, first, plane, height, stride, around, row_offsets, weights, c,
+                               term_starts, term_weights)
                 _sum_terms(acc, n, flat, term_starts, term_weights, t)
                 _close_row(f, i, parity, n, acc, rec, hat, valid, step[f], x, q, encoding, out)
                 _refresh_pads(rec, i, width)
@@ -868,22 +878,8 @@ def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_e
                 n = (width - parity + 1) // 2
                 c = starts[2 * f + parity]
                 acc[:n] = weights[c]
-                t = 0
-                for g in range(first - 1, f):  # first - 1 stands for x_hat of f itself, the first terms
-                    at = 0 if g < first else (g + 1) * plane
-                    for o in range(around.shape[0]):
-                        r = min(max(i - around[o, 0], 0), height - 1)
-                        sp = (parity - around[o, 1]) & 1
-                        base = ((parity - around[o, 1] - sp) >> 1) + 1
-                        term_starts[t], term_weights[t] = at + (sp * height + r) * stride + base, weights[c + 1 + t]
-                        t += 1
-                for o in range(row_offsets.shape[0] - (0 if parity else 2)):
-                    r = i - row_offsets[o, 0]
-                    sp = (parity - row_offsets[o, 1]) & 1
-                    base = ((parity - row_offsets[o, 1] - sp) >> 1) + 1
-                    at = (f + 1) * plane + (sp * height + r) * stride if r >= 0 else sp * height * stride
-                    term_starts[t], term_weights[t] = at + base, weights[c + 1 + t]
-                    t += 1
+                t = _row_terms(f, i, parity, first, plane, height, stride, around, row_offsets, weights, c,
+                               term_starts, term_weights)
                 _sum_terms(acc, n, flat, term_starts, term_weights, t)
                 qs = q[parity, i]
                 for jj in range(n):
