@@ -69,6 +69,10 @@ def test_unshared_field_keeps_the_mask_and_its_channels_share_no_small_scales():
     mask[0, :, 20:30] = 0
     x = benchdata.unshared_field(mask, seed=3)
     assert x.dtype == np.float32 and np.array_equal(np.isfinite(x), mask.astype(bool))
+    # In the field itself: neighbour differences (the large scale cancels out) are uncorrelated across
+    # channels. Small scales shared by every channel would correlate them (0.4 with 3 K of one shared field).
+    differences = np.diff(np.nan_to_num(x[0]), axis=-1)[:, 30:].reshape(6, -1)  # rows past the gap
+    assert np.abs(np.corrcoef(differences)[~np.eye(6, dtype=bool)]).max() < 0.2
     # the small-scale components are independent draws: their normalised cross-correlation is near 0
     rng = np.random.default_rng(0)
     fields = np.stack([benchdata.red_noise(rng, (90, 180), 2.0) for _ in range(6)]).reshape(6, -1)
