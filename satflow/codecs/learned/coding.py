@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 
 import numpy as np
 import torch
@@ -128,19 +129,28 @@ class LatentCoder:
         return torch.cat([self.model.synthesis(y_hat[i : i + 1], mask[i : i + 1]) for i in range(len(y_hat))]).float()
 
 
+_TF32_FLAGS = threading.Lock()
+
+
 @contextlib.contextmanager
 def full_float32(device: torch.device):
-    """TF32 off for cuDNN convolutions and matrix products while the transforms run on a GPU (the
-    flags are process-wide, so they are restored on the way out)."""
+    """TF32 off for cuDNN convolutions and matrix products while the transforms run on a GPU.
+
+    The flags are process-wide: one lock keeps threads of a worker from restoring them under each
+    other (which would leave another thread's transform on TF32, or the process with TF32 off), and
+    they are restored on the way out. The GPU runs one transform at a time anyway; entropy coding,
+    outside the lock, stays parallel.
+    """
     if device.type != "cuda":
         yield
         return
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    with _TF32_FLAGS:
+        saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _to_symbols(values: np.ndarray) -> np.ndarray:
