@@ -2,7 +2,7 @@
 
 Everything is seeded, so the figures in the README come from one command:
 
-    OMP_NUM_THREADS=1 python benchmarks/codecs/learned.py       # train + measure, about 17 minutes, one thread
+    OMP_NUM_THREADS=1 python benchmarks/codecs/learned.py       # train + measure, about 25 minutes unloaded, one thread
     python benchmarks/codecs/learned.py --checkpoint satflow/data/amsua-vaeformer   # reuse the shipped one
 
 Training data: 16 six-hourly AMSU-like files at 1 degree (seed 0), brightness temperatures only
