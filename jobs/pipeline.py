@@ -86,9 +86,11 @@ class WorkerMap:
                 self.refresh()
 
     def refresh(self) -> None:
+        from satflow.runtime.executors import scheduler_workers
+
         cluster = getattr(self.client, "cluster", None)
         jobs = {name: getattr(job, "job_id", None) for name, job in (getattr(cluster, "workers", None) or {}).items()}
-        for address, info in self.client.scheduler_info().get("workers", {}).items():
+        for address, info in scheduler_workers(self.client).items():
             name = str(info.get("name", ""))
             job_name = name if name in jobs else name.rsplit("-", 1)[0]
             self.seen.setdefault(address, {"name": name, "slurm_job_id": jobs.get(job_name)})

@@ -18,6 +18,7 @@ import zarr
 from satflow.cli import main as cli_main
 from satflow.config import load_config
 from satflow.ingest import IngestError, plan_ingest, run_ingest
+from satflow.runtime.executors import scheduler_workers
 from satflow.sources.sample import write_amsua_sample
 from satflow.store import STEP_NAMES, open_group
 
@@ -172,7 +173,7 @@ def test_killed_worker_task_is_retried(tmp_path, long_archive):
     plan = plan_ingest([str(p) for p in files], store, config)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                       host="127.0.0.1") as cluster, Client(cluster) as client:
-        victim = sorted(client.scheduler_info()["workers"])[0]
+        victim = sorted(scheduler_workers(client))[0]
 
         async def die() -> None:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -185,7 +186,7 @@ def test_killed_worker_task_is_retried(tmp_path, long_archive):
         killer.start()
         execute_plan(plan, config, client, progress=False)
         killer.join()
-        assert victim not in client.scheduler_info()["workers"]
+        assert victim not in scheduler_workers(client)
     assert_same_store(store, clean)
 
 

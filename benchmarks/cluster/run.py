@@ -115,6 +115,7 @@ def slurm_startup(slurm, config, tries: int, timeout: float = 120.0) -> list[dic
     from distributed import Client
 
     from satflow.runtime.cluster import slurm_cluster
+    from satflow.runtime.executors import scheduler_workers
 
     runs = []
     for i in range(tries):
@@ -126,7 +127,7 @@ def slurm_startup(slurm, config, tries: int, timeout: float = 120.0) -> list[dic
                 running = first = None
                 while True:
                     now = time.perf_counter() - tic
-                    n = len(client.scheduler_info()["workers"])
+                    n = len(scheduler_workers(client))
                     if first is None and n >= 1:
                         first = now
                     if running is None and any(j["state"] == "RUNNING"

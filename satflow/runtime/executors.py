@@ -132,11 +132,10 @@ class DaskExecutor(Executor):
         return list(self.client.gather(self.client.compute(list(tasks))))
 
     def describe(self):
-        info = self.client.scheduler_info()
-        workers = info.get("workers", {})
+        workers = scheduler_workers(self.client)
         return {
             "kind": "dask",
-            "scheduler": info.get("address", ""),
+            "scheduler": self.client.scheduler.address,
             "dashboard": self.client.dashboard_link,
             "workers": len(workers),
             "threads": sum(w.get("nthreads", 0) for w in workers.values()),
@@ -147,7 +146,7 @@ class DaskExecutor(Executor):
         """A resource no worker advertises would leave tasks queued forever: say so instead."""
         if not resources:
             return
-        workers = self.client.scheduler_info().get("workers", {})
+        workers = scheduler_workers(self.client)
         if not workers:  # an adaptive cluster that has not started its workers yet
             return
         for resource, amount in resources.items():
@@ -156,6 +155,16 @@ class DaskExecutor(Executor):
                     f"{name}: tasks need {resource}={amount}, but no worker of the cluster advertises it; "
                     f"start workers with --resources '{resource}={amount}' (cluster.slurm.gpus_per_job for SLURM) "
                     "or run these tasks without it")
+
+
+def scheduler_workers(client) -> dict[str, dict]:
+    """The scheduler's workers now, by address, asked of the scheduler itself.
+
+    Not `client.scheduler_info()["workers"]`: the client refreshes that cache every few seconds
+    with cluster totals only (no workers), and a refresh landing between its fetch and its return
+    hands back an empty worker list (seen in CI as a spurious failure).
+    """
+    return dict(client.sync(client.scheduler.identity, n_workers=-1).get("workers", {}))
 
 
 def _per_item(resources: dict | Sequence | None, n_items: int) -> list:

@@ -20,6 +20,7 @@ from satflow.codecs.registry import decode_any
 from satflow.eval.api import run_eval
 from satflow.eval.options import EvalConfig
 from satflow.eval.plan import plan_eval
+from satflow.runtime.executors import scheduler_workers
 
 SZ3 = "sz3:tol=0.5"
 BITROUND = "bitround:keepbits=6"
@@ -225,7 +226,7 @@ def test_learned_tasks_run_only_on_workers_that_advertise_a_gpu(eval_store, lear
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
         try:
             client.wait_for_workers(2, timeout=60)
-            gpu_address = next(a for a, w in client.scheduler_info()["workers"].items() if w.get("resources"))
+            gpu_address = next(a for a, w in scheduler_workers(client).items() if w.get("resources"))
             run_eval(path, tmp_path / "out", config, client=client, progress=False)
         finally:
             gpu_worker.terminate()

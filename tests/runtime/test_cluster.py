@@ -1,4 +1,5 @@
 from satflow.runtime.cluster import open_client, slurm_cluster_kwargs, slurm_job_script
+from satflow.runtime.executors import scheduler_workers
 from satflow.config import load_config
 
 
@@ -7,7 +8,7 @@ def test_local_cluster_runs_tasks_and_has_dashboard():
     with open_client(config.cluster) as client:
         assert client.submit(sum, [1, 2, 3]).result() == 6
         assert client.dashboard_link.startswith("http://127.0.0.1:")
-        assert len(client.scheduler_info()["workers"]) == 1
+        assert len(scheduler_workers(client)) == 1
 
 
 def test_address_connects_to_existing_scheduler():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from satflow.runtime.executors import DaskExecutor, InProcessExecutor, as_executor, current_worker, tree_combine
+from satflow.runtime.executors import DaskExecutor, InProcessExecutor, as_executor, current_worker, scheduler_workers, tree_combine
 
 
 def _square(x: int, offset: int = 0) -> int:
@@ -64,7 +64,7 @@ def test_as_executor_makes_the_only_choice():
 def test_tasks_run_on_workers_and_say_where(dask_client):
     executor = DaskExecutor(dask_client)
     workers = set(executor.gather_map(_where, list(range(6)), name="where"))
-    assert workers <= set(dask_client.scheduler_info()["workers"])
+    assert workers <= set(scheduler_workers(dask_client))
     assert InProcessExecutor().gather_map(_where, [0], name="where") == ["in-process"]
     described = executor.describe()
     assert described["kind"] == "dask" and described["workers"] == 2 and described["threads"] == 2
@@ -75,3 +75,19 @@ def test_a_resource_no_worker_has_is_refused(dask_client):
         list(DaskExecutor(dask_client).map(_square, [1], name="square", resources={"GPU": 1}))
     with pytest.raises(ValueError, match="2 resource entries for 1 tasks"):
         list(DaskExecutor(dask_client).map(_square, [1], name="square", resources=[None, None]))
+
+
+def test_worker_lists_survive_the_clients_own_refreshes():
+    """The client's periodic refresh stores cluster totals without workers; asked 300 times while it
+    refreshes every millisecond, `client.scheduler_info()` came back empty about a third of the time
+    (a CI failure), and a resource check reading it would skip or misjudge its cluster."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    with dask.config.set({"distributed.client.scheduler-info-interval": "1ms"}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        executor = DaskExecutor(client)
+        for _ in range(200):
+            assert len(scheduler_workers(client)) == 2
+            assert executor.describe()["workers"] == 2

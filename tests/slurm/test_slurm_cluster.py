@@ -16,6 +16,7 @@ from satflow.eval.api import run_eval
 from satflow.eval.options import EvalConfig
 from satflow.ingest import run_ingest
 from satflow.runtime.cluster import open_client
+from satflow.runtime.executors import scheduler_workers
 from satflow.runtime.slurm import JobLedger
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
@@ -66,7 +67,7 @@ def test_workers_start_as_slurm_jobs_and_listen_only_on_loopback(local_slurm, sl
         (job_id,) = ledger.job_ids
         assert [(j["id"], j["state"]) for j in local_slurm.queue("satflow-t-loopback")] == [(job_id, "RUNNING")]
         assert set(client.run(lambda: os.environ["SLURM_JOB_ID"]).values()) == {job_id}
-        workers = client.scheduler_info()["workers"]
+        workers = scheduler_workers(client)
         assert all(address.startswith("tcp://127.0.0.1:") for address in workers)
         pids = set(client.run(os.getpid).values())
         pids |= {psutil.Process(pid).parent().pid for pid in pids}  # the nanny of each worker
@@ -112,7 +113,7 @@ def test_gpu_jobs_split_their_gpu_among_processes_and_get_the_learned_tasks(loca
                              batch_size=2, field_metrics=False)
     with open_client(config.cluster, ledger=ledger, quiet=True) as client:
         client.wait_for_workers(2, timeout=90)
-        resources = {a: w.get("resources", {}) for a, w in client.scheduler_info()["workers"].items()}
+        resources = {a: w.get("resources", {}) for a, w in scheduler_workers(client).items()}
         devices = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
         result = run_eval(reference_store, tmp_path / "out", eval_config, client=client, progress=False)
     gpu_workers = [a for a, r in resources.items() if r]
@@ -136,7 +137,7 @@ def test_adapt_starts_jobs_for_work_and_releases_them_after(local_slurm, slurm_o
         run_ingest([str(amsua_files)], tmp_path / "store.zarr", ingest_config, client=client, progress=False)
         assert 1 <= len(ledger.job_ids) <= 2
         _wait(lambda: not local_slurm.queue("satflow-t-adapt"), 60, "adapt to release the idle jobs")
-        assert not client.scheduler_info()["workers"]
+        assert not scheduler_workers(client)
     assert_same_store(tmp_path / "store.zarr", reference_store)
 
 
