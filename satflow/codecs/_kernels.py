@@ -6,7 +6,8 @@
   an add); only the memory layout differs (padded column halves, terms summed along a row).
 - The least-squares fit sums its normal equations in a fixed order and solves them by Cholesky
   (no BLAS), so the coefficients are the same on every machine and thread count.
-- The residual symbols of stream version 2 are rANS-coded with integer arithmetic only.
+- The residual symbols of stream versions 2 and 3 are rANS-coded with integer arithmetic only; version
+  3 picks each point's model by a context of the q decoded next to it (`_context`).
 Nothing runs in parallel. `cache=True` compiles once per machine (the cache lives next to this
 file, or in NUMBA_CACHE_DIR).
 """
@@ -418,7 +419,7 @@ def fixed_inputs(values, valid, mean, std, one, limit):
     return out
 
 
-# --- rANS coding of the quantised prediction errors (errorbound stream version 2) ---------------
+# --- rANS coding of the quantised prediction errors (errorbound stream versions 2 and 3) --------
 # One rANS state (32 bits, renormalised 16 bits at a time, probabilities in PROB_BITS bits) runs
 # over every group in order: group g = 2 f + column parity, valid points in raster order. Integer
 # arithmetic only, so every machine codes and decodes the same words.
@@ -427,30 +428,58 @@ PROB_SCALE = 1 << PROB_BITS
 RANS_LOW = 1 << 16  # the state stays in [RANS_LOW, RANS_LOW << 16)
 
 
+@njit(cache=True, inline="always")
+def _magnitude(value, cap):
+    """min(|value|, cap), with no overflow for the most negative int64 (an escaped value may be any)."""
+    return cap if value >= cap or value <= -cap else abs(value)
+
+
+@njit(cache=True, inline="always")
+def _context(left, up, earlier, class_map):
+    """The coding context of a point from the q already decoded next to it: its left neighbour of the
+    same column parity, the one above, and the same point of the previous feature (0 where there is
+    none or it is invalid). `class_map[a]` is the context of activity a = the sum of their magnitudes
+    (capped at the map's last index); a one-entry map puts every point in context 0 (stream version 2)."""
+    cap = class_map.size - 1
+    activity = _magnitude(left, cap) + _magnitude(up, cap) + _magnitude(earlier, cap)
+    return class_map[min(activity, cap)]
+
+
+@njit(cache=True, inline="always")
+def _model_of(q, f, i, j, class_map):
+    """The model of q[f, i, j]: (feature, column parity, context), contexts from q (0 at invalid points)."""
+    n_contexts = class_map[class_map.size - 1] + 1
+    left = q[f, i, j - 2] if j >= 2 else 0
+    up = q[f, i - 1, j] if i >= 1 else 0
+    earlier = q[f - 1, i, j] if f >= 1 else 0
+    return (2 * f + (j & 1)) * n_contexts + _context(left, up, earlier, class_map)
+
+
 @njit(cache=True)
-def group_symbols(q, valid, window):
-    """Per group (feature, column parity): the modelled range lo..hi (within +-window, always
-    holding 0) and the counts of symbols s = v - lo, with s = hi - lo + 1 the escape (q outside)."""
+def group_symbols(q, valid, window, class_map):
+    """Per model (feature, column parity, context; `_model_of`): the modelled range lo..hi (within
+    +-window, always holding 0) and the counts of symbols s = v - lo, with s = hi - lo + 1 the escape
+    (q outside). q must be 0 at invalid points (the decoder's contexts read them so)."""
     n_features, height, width = q.shape
-    n_groups = 2 * n_features
-    lo, hi = np.zeros(n_groups, np.int64), np.zeros(n_groups, np.int64)
+    n_models = 2 * n_features * (class_map[class_map.size - 1] + 1)
+    lo, hi = np.zeros(n_models, np.int64), np.zeros(n_models, np.int64)
     for f in range(n_features):
         for i in range(height):
             for j in range(width):
                 if valid[f, i, j]:
-                    g = 2 * f + (j & 1)
-                    lo[g] = min(lo[g], q[f, i, j])
-                    hi[g] = max(hi[g], q[f, i, j])
-    for g in range(n_groups):
-        lo[g], hi[g] = max(lo[g], -window), min(hi[g], window)
-    counts = np.zeros((n_groups, 2 * window + 2), np.int64)
+                    m = _model_of(q, f, i, j, class_map)
+                    lo[m] = min(lo[m], q[f, i, j])
+                    hi[m] = max(hi[m], q[f, i, j])
+    for m in range(n_models):
+        lo[m], hi[m] = max(lo[m], -window), min(hi[m], window)
+    counts = np.zeros((n_models, 2 * window + 2), np.int64)
     for f in range(n_features):
         for i in range(height):
             for j in range(width):
                 if valid[f, i, j]:
-                    g = 2 * f + (j & 1)
+                    m = _model_of(q, f, i, j, class_map)
                     v = q[f, i, j]
-                    counts[g, v - lo[g] if lo[g] <= v <= hi[g] else hi[g] - lo[g] + 1] += 1
+                    counts[m, v - lo[m] if lo[m] <= v <= hi[m] else hi[m] - lo[m] + 1] += 1
     return lo, hi, counts
 
 
@@ -485,14 +514,16 @@ def quantised_frequencies(counts, n_symbols):
 
 
 @njit(cache=True)
-def rans_encode(q, valid, lo, hi, freqs, n_valid):
+def rans_encode(q, valid, lo, hi, freqs, n_valid, class_map):
     """The words (uint16, in decoding order) coding every valid q, and the escaped values in
-    decoding order. freqs: (groups, symbols) from `quantised_frequencies`, escape last."""
+    decoding order. freqs: (models, symbols) from `quantised_frequencies`, escape last; models as
+    `group_symbols` numbers them. Order: group by group (feature, then column parity), raster order
+    within a group."""
     n_features, height, width = q.shape
     cums = np.zeros(freqs.shape, np.int64)
-    for g in range(freqs.shape[0]):
+    for m in range(freqs.shape[0]):
         for s in range(1, freqs.shape[1]):
-            cums[g, s] = cums[g, s - 1] + freqs[g, s - 1]
+            cums[m, s] = cums[m, s - 1] + freqs[m, s - 1]
     words = np.empty(n_valid + 2, np.uint16)  # a symbol emits at most one word
     escapes = np.empty(n_valid, np.int64)
     n_escapes = 0
@@ -500,9 +531,11 @@ def rans_encode(q, valid, lo, hi, freqs, n_valid):
         f, parity = g >> 1, g & 1
         for i in range(height):
             for j in range(parity, width, 2):
-                if valid[f, i, j] and not lo[g] <= q[f, i, j] <= hi[g]:
-                    escapes[n_escapes] = q[f, i, j]
-                    n_escapes += 1
+                if valid[f, i, j]:
+                    m = _model_of(q, f, i, j, class_map)
+                    if not lo[m] <= q[f, i, j] <= hi[m]:
+                        escapes[n_escapes] = q[f, i, j]
+                        n_escapes += 1
     state = np.uint64(RANS_LOW)
     at = words.size
     for g in range(2 * n_features - 1, -1, -1):
@@ -511,9 +544,10 @@ def rans_encode(q, valid, lo, hi, freqs, n_valid):
         for i in range(height - 1, -1, -1):
             for j in range(last, parity - 1, -2):
                 if valid[f, i, j]:
+                    m = _model_of(q, f, i, j, class_map)
                     v = q[f, i, j]
-                    s = v - lo[g] if lo[g] <= v <= hi[g] else hi[g] - lo[g] + 1
-                    freq, start = np.uint64(freqs[g, s]), np.uint64(cums[g, s])
+                    s = v - lo[m] if lo[m] <= v <= hi[m] else hi[m] - lo[m] + 1
+                    freq, start = np.uint64(freqs[m, s]), np.uint64(cums[m, s])
                     if state >= np.uint64((RANS_LOW >> PROB_BITS) << 16) * freq:
                         at -= 1
                         words[at] = np.uint16(state & np.uint64(0xFFFF))
@@ -536,44 +570,55 @@ def _rans_start(words):
 
 
 @njit(cache=True)
-def _rans_group(coder, words, escapes, lut, cums, group_freqs, lo, hi, freqs, valid, parity, dest, halves):
-    """Decode one group (the valid points of one feature's column parity, raster order) into
-    dest[i, j], or dest[i, j // 2] when `halves` (invalid points then set to 0, so that one buffer
-    serves every feature). Returns 0, 1 (words ran out), 2 (escapes ran out)."""
+def _rans_group(coder, words, escapes, luts, cums, model_freqs, lo, hi, freqs, valid, parity, dest, earlier,
+                class_map):
+    """Decode one group (the valid points of one feature's column parity, raster order) into the
+    column half dest[i, j // 2] (invalid points set to 0, so that one buffer serves every feature);
+    `earlier` holds the previous feature's half (zeros for the first). lo, hi, freqs: the group's
+    models, one per context. Returns 0, 1 (words ran out), 2 (escapes ran out) or 4 (a point's
+    context has a model with no symbols: not this stream)."""
     height, width = valid.shape
-    escape = hi - lo + 1
-    cum = 0
-    for s in range(escape + 1):
-        cums[s], group_freqs[s] = cum, freqs[s]
-        for m in range(freqs[s]):
-            lut[cum + m] = s
-        cum += freqs[s]
+    n_contexts = lo.size
+    usable = np.zeros(n_contexts, np.bool_)
+    for k in range(n_contexts):
+        cum = 0
+        for s in range(hi[k] - lo[k] + 2):
+            cums[k, s], model_freqs[k, s] = cum, freqs[k, s]
+            for m in range(freqs[k, s]):
+                luts[k, cum + m] = s
+            cum += freqs[k, s]
+        usable[k] = cum == PROB_SCALE
     state, at, n_escapes = np.uint64(coder[0]), coder[1], coder[2]
     mask = np.uint64(PROB_SCALE - 1)
     status = 0
     for i in range(height):
         for j in range(parity, width, 2):
-            if valid[i, j]:
-                slot = state & mask
-                s = np.int64(lut[slot])
-                state = group_freqs[s] * (state >> np.uint64(PROB_BITS)) + slot - cums[s]
-                if state < np.uint64(RANS_LOW):
-                    if at >= words.size:
-                        status = 1
-                        break
-                    state = (state << np.uint64(16)) | np.uint64(words[at])
-                    at += 1
-                column = j >> 1 if halves else j
-                if s == escape:
-                    if n_escapes >= escapes.size:
-                        status = 2
-                        break
-                    dest[i, column] = escapes[n_escapes]
-                    n_escapes += 1
-                else:
-                    dest[i, column] = s + lo
-            elif halves:  # a reused buffer: invalid points read 0
-                dest[i, j >> 1] = 0
+            column = j >> 1
+            if not valid[i, j]:
+                dest[i, column] = 0
+                continue
+            k = _context(dest[i, column - 1] if column >= 1 else 0, dest[i - 1, column] if i >= 1 else 0,
+                         earlier[i, column], class_map)
+            if not usable[k]:
+                status = 4
+                break
+            slot = state & mask
+            s = np.int64(luts[k, slot])
+            state = model_freqs[k, s] * (state >> np.uint64(PROB_BITS)) + slot - cums[k, s]
+            if state < np.uint64(RANS_LOW):
+                if at >= words.size:
+                    status = 1
+                    break
+                state = (state << np.uint64(16)) | np.uint64(words[at])
+                at += 1
+            if s == hi[k] - lo[k] + 1:  # the escape
+                if n_escapes >= escapes.size:
+                    status = 2
+                    break
+                dest[i, column] = escapes[n_escapes]
+                n_escapes += 1
+            else:
+                dest[i, column] = s + lo[k]
         if status:
             break
     coder[0], coder[1], coder[2] = np.int64(state), at, n_escapes
@@ -587,29 +632,54 @@ def _rans_finish(coder, words, escapes):
 
 
 @njit(cache=True)
-def rans_decode(words, valid, lo, hi, freqs, escapes, q):
+def _decoder_buffers(freqs, class_map, height, half):
+    """(luts, cums, model freqs) for one group's contexts, and two (parity, row, column half) q
+    buffers: the feature being decoded and the one before it (the latter zero)."""
+    n_contexts = class_map[class_map.size - 1] + 1
+    luts = np.zeros((n_contexts, PROB_SCALE), np.uint8)  # escape index <= 2 * 127 + 1 fits a byte
+    cums = np.zeros((n_contexts, freqs.shape[1]), np.uint64)
+    model_freqs = np.zeros((n_contexts, freqs.shape[1]), np.uint64)
+    return luts, cums, model_freqs, np.zeros((2, height, half), np.int64), np.zeros((2, height, half), np.int64)
+
+
+@njit(cache=True)
+def _decode_group(coder, words, escapes, buffers, lo, hi, freqs, valid, f, parity, q, earlier, class_map):
+    """`_rans_group` for group (f, parity), its models picked out of every model's lo, hi and freqs."""
+    luts, cums, model_freqs = buffers
+    n_contexts = class_map[class_map.size - 1] + 1
+    first = (2 * f + parity) * n_contexts
+    return _rans_group(coder, words, escapes, luts, cums, model_freqs, lo[first : first + n_contexts],
+                       hi[first : first + n_contexts], freqs[first : first + n_contexts], valid[f], parity,
+                       q[parity], earlier[parity], class_map)
+
+
+@njit(cache=True)
+def rans_decode(words, valid, lo, hi, freqs, escapes, q, class_map):
     """Inverse of `rans_encode`, into q (zeros at invalid points). Returns 0, or an error code:
-    1 the words ran out, 2 the escapes ran out, 3 words or state left over (not this stream).
-    The caller derives freqs from counts that match the mask (`all_frequencies`): every group with
-    valid points then sums to PROB_SCALE."""
-    n_features = q.shape[0]
+    1 the words ran out, 2 the escapes ran out, 3 words or state left over (not this stream), 4 a
+    context without symbols. The caller derives freqs from counts that match the mask
+    (`all_frequencies`)."""
+    n_features, height, width = q.shape
     coder, status = _rans_start(words)
     if status:
         return status
-    lut = np.zeros(PROB_SCALE, np.uint8)  # escape index <= 2 * 127 + 1 fits a byte
-    cums, group_freqs = np.zeros(freqs.shape[1], np.uint64), np.zeros(freqs.shape[1], np.uint64)
-    for g in range(2 * n_features):
-        f, parity = g >> 1, g & 1
-        status = _rans_group(coder, words, escapes, lut, cums, group_freqs, lo[g], hi[g], freqs[g], valid[f],
-                             parity, q[f], False)
-        if status:
-            return status
+    luts, cums, model_freqs, current, earlier = _decoder_buffers(freqs, class_map, height, (width + 1) // 2)
+    for f in range(n_features):
+        for parity in range(2):
+            status = _decode_group(coder, words, escapes, (luts, cums, model_freqs), lo, hi, freqs, valid, f,
+                                   parity, current, earlier, class_map)
+            if status:
+                return status
+        for i in range(height):
+            for j in range(width):
+                q[f, i, j] = current[j & 1, i, j >> 1]
+        current, earlier = earlier, current
     return _rans_finish(coder, words, escapes)
 
 
 @njit(cache=True)
 def all_frequencies(counts, lo, hi):
-    """`quantised_frequencies` of every group: (groups, symbols), zeros past each group's escape."""
+    """`quantised_frequencies` of every model: (models, symbols), zeros past each model's escape."""
     freqs = np.zeros(counts.shape, np.int64)
     for g in range(counts.shape[0]):
         n_symbols = hi[g] - lo[g] + 2
@@ -835,31 +905,29 @@ def valid_values(values, valid):
 
 @njit(cache=True)
 def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_earlier, step,
-                  words, lo, hi, freqs, escapes, out):
-    """Stream version 2's decoder in one pass: each feature's two groups of q are rANS-decoded
+                  words, lo, hi, freqs, escapes, class_map, out):
+    """Stream versions 2 and 3's decoder in one pass: each feature's two groups of q are rANS-decoded
     (`rans_decode`) just before the closed loop (`linear_loop`) runs over that feature, and the
     reconstruction is written as float32 into `out`. Returns `rans_decode`'s status.
 
     x_hat: float32 as the inner codec decoded it, `fills[f]` standing in at invalid or non-finite
     points (what `prediction.finite_fill` gives); the predictions, their order and the float64
     reconstruction are those of `linear_loop`, so `out` equals its result cast to float32. Only
-    one feature's q and x_hat are held at a time: no block-sized temporaries beyond the
-    reconstruction itself."""
+    two features' q (the one coded and the one before, the contexts read it) and one x_hat are
+    held at a time: no block-sized temporaries beyond the reconstruction itself."""
     n_features, height, width = x_hat.shape
     half = (width + 1) // 2
     stride = half + 3
     plane = 2 * height * stride
     flat = np.empty((n_features + 1) * plane)  # [x_hat of f | rec of feature 0 | rec of 1 | ...]
     hat = flat[:plane].reshape((2, height, stride))
-    q = np.zeros((2, height, half), np.int64)
     acc = np.empty(half)
     most = 1 + around.shape[0] * (n_earlier + 1) + row_offsets.shape[0]
     term_starts, term_weights = np.empty(most, np.int64), np.empty(most)
     coder, status = _rans_start(words)
     if status:
         return status
-    lut = np.zeros(PROB_SCALE, np.uint8)
-    cums, group_freqs = np.zeros(freqs.shape[1], np.uint64), np.zeros(freqs.shape[1], np.uint64)
+    luts, cums, model_freqs, q, q_earlier = _decoder_buffers(freqs, class_map, height, half)
     for f in range(n_features):
         for i in range(height):  # x_hat of f as `_padded_halves` lays it out, filled as `finite_fill` does
             for j in range(width):
@@ -867,8 +935,8 @@ def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_e
                 hat[j & 1, i, (j >> 1) + 1] = v if valid[f, i, j] and np.isfinite(v) else fills[f]
             _refresh_pads(hat, i, width)
         for parity in range(2):
-            status = _rans_group(coder, words, escapes, lut, cums, group_freqs, lo[2 * f + parity],
-                                 hi[2 * f + parity], freqs[2 * f + parity], valid[f], parity, q[parity], True)
+            status = _decode_group(coder, words, escapes, (luts, cums, model_freqs), lo, hi, freqs, valid, f,
+                                   parity, q, q_earlier, class_map)
             if status:
                 return status
         rec = flat[(f + 1) * plane : (f + 2) * plane].reshape((2, height, stride))
@@ -890,4 +958,5 @@ def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_e
                     rec[parity, i, jj + 1] = value
                     out[f, i, parity + 2 * jj] = np.float32(value)
                 _refresh_pads(rec, i, width)
+        q, q_earlier = q_earlier, q
     return _rans_finish(coder, words, escapes)

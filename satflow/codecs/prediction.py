@@ -244,7 +244,7 @@ class LinearPredictor:
         return rec, q
 
     def decode_stream(self, x_hat: np.ndarray, model, step: np.ndarray) -> np.ndarray:
-        """Stream version 2's one-pass decoder (`_kernels.linear_decode`): the float32 reconstruction
+        """Stream versions 2 and 3's one-pass decoder (`_kernels.linear_decode`): the float32 reconstruction
         that `run` on `finite_fill(x_hat)` with the q that `model` (an errorbound ResidualModel)
         codes would give, cast to float32. ContainerError when the residual stream does not decode."""
         from satflow.codecs.errorbound import check_residual_status  # errorbound imports this module
@@ -254,7 +254,7 @@ class LinearPredictor:
         check_residual_status(_kernels.linear_decode(
             x_hat, model.valid, fill_values(x_hat, model.valid), self._flat, self._starts, _AROUND_ARRAY,
             _ROW_ARRAY, EARLIER, np.asarray(step, np.float64), model.words, model.lo, model.hi, model.freqs,
-            model.escapes, out))
+            model.escapes, model.class_map, out))
         return out
 
     def start(self, f: int, x_hat: np.ndarray, rec: np.ndarray, valid: np.ndarray):

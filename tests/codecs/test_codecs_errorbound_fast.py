@@ -1,10 +1,12 @@
 """The compiled paths of errorbound (satflow.codecs._kernels): the reference's bits, everywhere.
 
 The numpy loop (`prediction.run(..., reference=True)`) defines the bits of the closed loop; the
-compiled one must give the same q and reconstructions. Stream version 2 codes the residuals with a
-compiled rANS coder: its streams are pinned, decode within the bound, and decode to the same numbers
-in any process (other thread counts, or the kernels interpreted). Version-1 streams (constriction's
-range coder), stored in data/errorbound-v1.sfc, still decode to the very numbers they did.
+compiled one must give the same q and reconstructions. Stream versions 2 and 3 code the residuals
+with a compiled rANS coder (version 3 with contexts): the streams are pinned, decode within the
+bound, and decode to the same numbers in any process (other thread counts, or the kernels
+interpreted). Version-1 streams (constriction's range coder) and version-2 streams, stored in
+data/errorbound-v1.sfc and data/errorbound-v2.sfc, still decode to the very numbers they did, and a
+codec read from a version-2 stream still writes its pinned bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import subprocess
 import sys
 from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,13 +25,12 @@ from codec_strategies import masked_blocks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-from pathlib import Path
+from numcodecs import Zstd
 
 from satflow.codecs import _kernels, prediction
 from satflow.codecs.base import pack_sections, unpack_sections
 from satflow.codecs.container import ContainerError, pack_container, split_containers, unpack_container
-from satflow.codecs.errorbound import decode_residuals, encode_residuals
+from satflow.codecs.errorbound import CONTEXT_SCHEMES, decode_residuals, encode_residuals
 from satflow.codecs.registry import codec_from_container, decode_any, get_codec
 
 PINNED_VERSIONS = {"numcodecs": "0.16.6"}  # zstd of the pins (version 2 needs no other coding library)
@@ -58,22 +60,59 @@ def _valid(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return block, np.isfinite(block).astype(np.uint8)
 
 
-# SHA-256 of the version-2 streams (rANS residuals, compiled fit), as first written by satflow.
+def _patchy_block(seed: int, shape: tuple[int, int, int]) -> np.ndarray:
+    """A smooth field whose noise is 20 times larger in some regions than in others, with a gap:
+    residuals that are large together, what the version-3 contexts exploit."""
+    rng = np.random.default_rng(seed)
+    _, n_lat, n_lon = shape
+    lat, lon = np.meshgrid(np.linspace(0, 3, n_lat), np.linspace(0, 5, n_lon), indexing="ij")
+    loud = (np.sin(2 * lon) * np.cos(3 * lat) > 0.4)[None]
+    block = 250 + 10 * np.sin(lon + lat)[None] + rng.normal(0, 1, shape) * np.where(loud, 2.0, 0.1)
+    block[:, :, n_lon // 3 : n_lon // 3 + 4] = np.nan
+    return block.astype(np.float32)
+
+
+# SHA-256 of the version-3 streams (rANS residuals with contexts, compiled fit), as first written by
+# satflow.
 CASES = {
+    "contexts": (lambda smooth: _valid(_patchy_block(2, (3, 96, 128))), {"eps": 0.1},
+                 "3f25cd251bf03f114f1fe0b57f358155e301f913705119f507ed671be321f887"),
     "smooth-odd-width": (lambda smooth: _valid(smooth(seed=7, shape=(3, 21, 33))), {"eps": 0.1},
-                         "6c46189df7cda29fb86974c61a4e9d794f00d7cefa065a9fdb40ec32bc50c028"),
+                         "4cb08f6934eaaabf80ef3164debf3ca89f9d46bbcb33599d7cb355b8b12ba485"),
     "more-features-than-earlier": (lambda smooth: _valid(_shared_block(3, (20, 40, 64))), {"eps": 0.2},
-                                   "97af2c24f28c30e49d11d4bd46b327cf6a71b6e149b9bb9c6cdfe87f4a058a1e"),
+                                   "a44a10f7990c96ab6d7c41572c468fe48c7b6c9bb71aede1392c940f88e9bb35"),
     "extremes-fine": (lambda smooth: _extreme_block(5, (2, 9, 7)), {"eps": 0.01},
-                      "92b9df01b62650ed9e5b7b7c68cc11cf1ebe6bb75bb5709dfffb8607ef48ef5f"),
+                      "6e852918f8999807b295a47ae59cfb353bb410a2ba3e9bd986bc6abfe908b05a"),
     "extremes-coarse-bitround": (lambda smooth: _extreme_block(5, (2, 9, 7)),
                                  {"inner": "bitround", "inner_params": {"keepbits": 2}, "eps": 3.0},
-                                 "9cf5b0bfd0a36e892bc039db9cfe3bf9de004a3b5ca5988d320a34b1dfc7b45f"),
+                                 "0eb8a0e94d932b41cee1bcc883c8c9ce5b5883eafbc68900a812fcfc9ccb1236"),
     "per-feature-eps": (lambda smooth: _valid(smooth(seed=11, shape=(2, 30, 48), gap_fraction=0.3)),
-                        {"eps": [0.05, 0.5]}, "89ec8ddc44672bc99b613763ec672e166fa4a1c2a0bd99a5acb62b8579219e46"),
+                        {"eps": [0.05, 0.5]}, "d5e8b7ebc210b1981688bb29905577ea01c6e0839ea487e5dad99b710ae476fb"),
+}
+EARLIER_CASES = sorted(set(CASES) - {"contexts"})  # the cases streams of versions 1 and 2 were stored for
+# The context scheme of each case's stream: "contexts" has enough points per model for scheme 1;
+# "more-features-than-earlier" is in the band where the encoder tries both, and scheme 1 is shorter
+# there; the others are too small for it.
+SCHEMES = {"contexts": 1, "more-features-than-earlier": 1}
+
+# data/errorbound-v2.sfc: the EARLIER_CASES streams (sorted) as satflow wrote them in version 2
+# (commit 23a2515), their SHA-256 as pinned then, and what that commit decoded them to.
+V2_PINS = {
+    "extremes-coarse-bitround": "9cf5b0bfd0a36e892bc039db9cfe3bf9de004a3b5ca5988d320a34b1dfc7b45f",
+    "extremes-fine": "92b9df01b62650ed9e5b7b7c68cc11cf1ebe6bb75bb5709dfffb8607ef48ef5f",
+    "more-features-than-earlier": "97af2c24f28c30e49d11d4bd46b327cf6a71b6e149b9bb9c6cdfe87f4a058a1e",
+    "per-feature-eps": "89ec8ddc44672bc99b613763ec672e166fa4a1c2a0bd99a5acb62b8579219e46",
+    "smooth-odd-width": "6c46189df7cda29fb86974c61a4e9d794f00d7cefa065a9fdb40ec32bc50c028",
+}
+V2_DECODED = {
+    "extremes-coarse-bitround": "d1cb49caef7355279e774e30023f938c75313890eab1c746ac0c0c78148b81b3",
+    "extremes-fine": "e693c9d2dccccfdb42ea044939bc178b1e472ab24732111930d59dd163272113",
+    "more-features-than-earlier": "5568b210424871066edf73b8e5bd7c51f375070f742926c15c9a8ec413c5df2c",
+    "per-feature-eps": "6a40dd9c677bc14f9f5085093f457964a24a82574c0250f125a489e7c238f35f",
+    "smooth-odd-width": "41df3d87521ce272064126feba4a8977b1b721cd5e63a56a4c36017801e76080",
 }
 
-# data/errorbound-v1.sfc: the CASES streams (sorted by name) as satflow wrote them in version 1
+# data/errorbound-v1.sfc: the EARLIER_CASES streams (sorted) as satflow wrote them in version 1
 # (constriction range coder; commit fcb5c7a, whose pins matched the numpy loop of 10eefed), and the
 # SHA-256 of what they decode to (values, then mask), recorded with that commit's decoder.
 V1_DECODED = {
@@ -95,8 +134,14 @@ def _within_bound(decoded: np.ndarray, x: np.ndarray, mask: np.ndarray, eps) -> 
     return bool(np.all((np.abs(decoded.astype(np.float64) - x.astype(np.float64)) <= eps)[valid]))
 
 
+def _context_scheme(data: bytes) -> int:
+    """The context scheme a version-3 stream's tables start with."""
+    tables = unpack_sections(unpack_container(data).payload)[-4]
+    return int(_kernels.from_varints(np.frombuffer(Zstd().decode(tables), np.uint8))[1][0])
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_version_2_streams_are_pinned(case, make_block):
+def test_version_3_streams_are_pinned(case, make_block):
     make, params, digest = CASES[case]
     x, mask = make(make_block)
     codec = _codec(params)
@@ -105,30 +150,57 @@ def test_version_2_streams_are_pinned(case, make_block):
     decoded, decoded_mask = codec.decode(data)
     assert _within_bound(decoded, x, mask, params["eps"])
     np.testing.assert_array_equal(decoded_mask, ((mask != 0) & np.isfinite(x)).astype(np.uint8))
-    assert unpack_container(data).params["stream"] == 2
+    assert unpack_container(data).params["stream"] == 3
+    assert _context_scheme(data) == SCHEMES.get(case, 0)
     installed = {name: version(name) for name in PINNED_VERSIONS}
     if installed != PINNED_VERSIONS:
         pytest.skip(f"pinned with {PINNED_VERSIONS}, installed {installed}: re-pin (the bound was checked above)")
     assert hashlib.sha256(data).hexdigest() == digest
 
 
-def _version_1_streams() -> dict[str, bytes]:
-    data = (Path(__file__).parent / "data" / "errorbound-v1.sfc").read_bytes()
-    return dict(zip(sorted(CASES), split_containers(data)))
+def test_contexts_pay_where_residuals_are_large_together(make_block):
+    """On the patchy block the contexts shorten the stream by over 10%; on a small block the encoder
+    keeps one context and the stream is the version-2 one plus the scheme's byte at most."""
+    for case, saving in (("contexts", 0.9), ("smooth-odd-width", 1.0)):
+        make, params, _ = CASES[case]
+        x, mask = make(make_block)
+        old = _codec(params)
+        old.stream_version = 2
+        short, long = len(_codec(params).encode(x, mask)), len(old.encode(x, mask))
+        assert short < saving * long if saving < 1 else short <= long + 1, (case, short, long)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_version_1_streams_still_decode_to_the_same_values(case, make_block):
+def _stored_streams(name: str) -> dict[str, bytes]:
+    data = (Path(__file__).parent / "data" / name).read_bytes()
+    return dict(zip(EARLIER_CASES, split_containers(data)))
+
+
+@pytest.mark.parametrize("case", EARLIER_CASES)
+@pytest.mark.parametrize("stored, digests", [(1, V1_DECODED), (2, V2_DECODED)], ids=["version-1", "version-2"])
+def test_earlier_streams_still_decode_to_the_same_values(case, stored, digests, make_block):
     make, params, _ = CASES[case]
     x, mask = make(make_block)
-    data = _version_1_streams()[case]
-    assert "stream" not in unpack_container(data).params  # written before stream versions existed
+    data = _stored_streams(f"errorbound-v{stored}.sfc")[case]
+    assert unpack_container(data).params.get("stream", 1) == stored  # version 1 wrote no `stream`
     decoder = codec_from_container(data)
-    assert decoder.stream_version == 1
+    assert decoder.stream_version == stored
     decoded, decoded_mask = decoder.decode(data)
     assert _within_bound(decoded, x, mask, params["eps"])
     np.testing.assert_array_equal(decoded_mask, ((mask != 0) & np.isfinite(x)).astype(np.uint8))
-    assert hashlib.sha256(decoded.tobytes() + decoded_mask.tobytes()).hexdigest() == V1_DECODED[case]
+    assert hashlib.sha256(decoded.tobytes() + decoded_mask.tobytes()).hexdigest() == digests[case]
+
+
+@pytest.mark.parametrize("case", EARLIER_CASES)
+def test_a_version_2_codec_still_writes_its_pinned_streams(case, make_block):
+    """Version 2 is version 3's coder with one context and no scheme number: a codec read from a
+    version-2 stream writes the very bytes version 2 wrote."""
+    make, _, _ = CASES[case]
+    again = codec_from_container(_stored_streams("errorbound-v2.sfc")[case]).encode(*make(make_block))
+    assert unpack_container(again).params["stream"] == 2
+    installed = {name: version(name) for name in PINNED_VERSIONS}
+    if installed != PINNED_VERSIONS:
+        pytest.skip(f"pinned with {PINNED_VERSIONS}, installed {installed}")
+    assert hashlib.sha256(again).hexdigest() == V2_PINS[case]
 
 
 def test_a_version_1_codec_still_writes_version_1(make_block):
@@ -136,19 +208,19 @@ def test_a_version_1_codec_still_writes_version_1(make_block):
     version 1 (no `stream` in the header), which decodes within the bound."""
     make, params, _ = CASES["per-feature-eps"]
     x, mask = make(make_block)
-    again = codec_from_container(_version_1_streams()["per-feature-eps"]).encode(x, mask)
+    again = codec_from_container(_stored_streams("errorbound-v1.sfc")["per-feature-eps"]).encode(x, mask)
     assert "stream" not in unpack_container(again).params
     assert _within_bound(decode_any(again)[0], x, mask, params["eps"])
     fast = _codec(params).encode(x, mask)
-    assert unpack_container(fast).params["stream"] == 2 and fast != again
+    assert unpack_container(fast).params["stream"] == 3 and fast != again
 
 
 def test_a_newer_stream_version_is_refused_with_the_reason(block):
     data = _codec({"eps": 0.1}).encode(block)
     container = unpack_container(data)
-    forged = pack_container("errorbound", {**container.params, "stream": 3}, container.mask, container.payload)
-    with pytest.raises(ContainerError, match=r"errorbound stream version 3 is not one this satflow reads "
-                                             r"\(1 or 2\); a newer satflow wrote it: upgrade satflow"):
+    forged = pack_container("errorbound", {**container.params, "stream": 4}, container.mask, container.payload)
+    with pytest.raises(ContainerError, match=r"errorbound stream version 4 is not one this satflow reads "
+                                             r"\(1, 2, 3\); a newer satflow wrote it: upgrade satflow"):
         decode_any(forged)
 
 
@@ -164,10 +236,12 @@ def _residual_blocks(draw):
 
 
 @settings(max_examples=80, deadline=None)
-@given(_residual_blocks())
-def test_property_rans_residuals_round_trip(sample):
+@given(_residual_blocks(), st.sampled_from([(2, None), (3, None), *((3, s) for s in CONTEXT_SCHEMES)]))
+def test_property_rans_residuals_round_trip(sample, coding):
+    """Every version and context scheme, escapes and huge values included (a context reads them)."""
     q, mask = sample
-    decoded = decode_residuals(mask, *encode_residuals(q, mask))
+    version, scheme = coding
+    decoded = decode_residuals(mask, *encode_residuals(q, mask, version, scheme), version)
     np.testing.assert_array_equal(decoded, q)
 
 
@@ -175,7 +249,7 @@ def test_rans_costs_the_entropy_and_all_zero_residuals_almost_nothing():
     rng = np.random.default_rng(0)
     mask = np.ones((2, 100, 200), np.uint8)
     q = rng.choice([-1, 0, 1], size=mask.shape, p=[0.2, 0.6, 0.2]).astype(np.int64)
-    _, words, _ = encode_residuals(q, mask)
+    _, words, _ = encode_residuals(q, mask, scheme=0)
     entropy_bytes = 0.0  # of each group's own histogram: what a static model of it can reach at best
     for group in (q[f][:, p::2].ravel() for f in range(q.shape[0]) for p in (0, 1)):
         counts = np.bincount(group + 1)
@@ -184,6 +258,43 @@ def test_rans_costs_the_entropy_and_all_zero_residuals_almost_nothing():
     assert entropy_bytes < len(words) < 1.002 * entropy_bytes + 8
     tables, words, escaped = encode_residuals(np.zeros_like(q), mask)
     assert len(words) == 4 and len(tables) < 40  # the final state only
+
+
+def test_contexts_code_residuals_that_are_large_together_in_fewer_words():
+    """q whose spread changes by region (here, by row band): the contexts learn it from the
+    neighbours, one model per group cannot; on the same q without the bands they cost nothing."""
+    rng = np.random.default_rng(1)
+    mask = np.ones((2, 120, 160), np.uint8)
+    spread = np.where((np.arange(120) // 20) % 2 == 0, 0.3, 6.0)[None, :, None]
+    banded = np.rint(rng.laplace(0, 1, mask.shape) * spread).astype(np.int64)
+    sizes = {scheme: len(encode_residuals(banded, mask, scheme=scheme)[1]) for scheme in CONTEXT_SCHEMES}
+    assert sizes[1] < 0.85 * sizes[0]
+    assert encode_residuals(banded, mask) == encode_residuals(banded, mask, scheme=1)  # what the encoder picks
+    flat = np.rint(rng.laplace(0, 1, mask.shape) * 2.0).astype(np.int64)
+    words = {scheme: len(encode_residuals(flat, mask, scheme=scheme)[1]) for scheme in CONTEXT_SCHEMES}
+    assert words[1] < 1.01 * words[0]
+
+
+def test_an_unknown_context_scheme_and_an_empty_context_are_refused():
+    rng = np.random.default_rng(2)
+    mask = np.ones((1, 30, 40), np.uint8)
+    q = rng.integers(-3, 4, mask.shape)
+    tables, words, escaped = encode_residuals(q, mask, scheme=1)
+    _, values = _kernels.from_varints(np.frombuffer(Zstd().decode(tables), np.uint8))
+    recoded = lambda values: bytes(Zstd(level=19).encode(_kernels.varints(values)))  # noqa: E731
+    with pytest.raises(ContainerError, match=r"name context scheme \[7\], not one of \[0, 1\]"):
+        decode_residuals(mask, recoded(np.concatenate([[7], values[1:]])), words, escaped)
+    # Context 0 of group 0 (first table: lo, hi, counts) given none of its symbols, context 1 all of
+    # them: the group still counts its points, but a point of context 0 has no model to decode with.
+    lo, hi = values[1], values[2]
+    n0 = hi - lo + 2
+    moved = values[3 : 3 + n0].sum()
+    at1 = 3 + n0
+    emptied = values.copy()
+    emptied[3 : 3 + n0] = 0
+    emptied[at1 + 2 + (0 - emptied[at1])] += moved  # onto symbol 0 of context 1
+    with pytest.raises(ContainerError, match="does not decode for this mask"):
+        decode_residuals(mask, recoded(emptied), words, escaped)
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -205,7 +316,8 @@ def test_tables_that_disagree_with_the_mask_are_refused(block):
     coded = encode_residuals(q, mask)
     fewer = mask.copy()
     fewer[0, 0, np.flatnonzero(fewer[0, 0])[0]] = 0
-    with pytest.raises(ContainerError, match=r"errorbound symbol table 0 counts \d+ symbols, the mask has \d+"):
+    with pytest.raises(ContainerError, match=r"errorbound symbol tables count \d+ symbols in group 0, the mask "
+                                             r"has \d+ valid points there"):
         decode_residuals(fewer, *coded)
 
 
@@ -308,19 +420,27 @@ def test_fresh_process_encodes_and_decodes_the_same_bytes(tmp_path, env):
     x_rec, _ = codec.decode(data)
     np.save(tmp_path / "x.npy", x)
     (tmp_path / "block.sfc").write_bytes(data)
+    # The block is too small for contexts: its residuals again, coded with context scheme 1.
+    q = np.rint(np.nan_to_num(x - np.nanmean(x))).astype(np.int64)
+    residuals = b"".join(encode_residuals(q, mask, scheme=1))
     script = ("import sys, numpy as np\n"
+              "from satflow.codecs.errorbound import encode_residuals\n"
               "from satflow.codecs.registry import decode_any, get_codec\n"
               "x = np.load(sys.argv[1] + '/x.npy')\n"
-              "data = get_codec('errorbound', inner='constant', eps=0.1).encode(x, np.isfinite(x).astype(np.uint8))\n"
+              "mask = np.isfinite(x).astype(np.uint8)\n"
+              "data = get_codec('errorbound', inner='constant', eps=0.1).encode(x, mask)\n"
               "open(sys.argv[1] + '/again.sfc', 'wb').write(data)\n"
+              "q = np.rint(np.nan_to_num(x - np.nanmean(x))).astype(np.int64)\n"
+              "open(sys.argv[1] + '/residuals', 'wb').write(b''.join(encode_residuals(q, mask, scheme=1)))\n"
               "np.save(sys.argv[1] + '/x_rec.npy', decode_any(open(sys.argv[1] + '/block.sfc', 'rb').read())[0])\n")
     subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=300, env={**os.environ, **env})
     assert (tmp_path / "again.sfc").read_bytes() == data
+    assert (tmp_path / "residuals").read_bytes() == residuals
     assert np.load(tmp_path / "x_rec.npy").tobytes() == x_rec.tobytes()
 
 
 def _two_pass_decode(data: bytes) -> np.ndarray:
-    """A version-2 causal stream decoded the long way: residuals decoded on their own, then the
+    """A version-2 or -3 causal stream decoded the long way: residuals decoded on their own, then the
     numpy reference loop, cast to float32, patched, invalid points NaN."""
     from satflow.codecs.classic import apply_patches
 
@@ -329,7 +449,7 @@ def _two_pass_decode(data: bytes) -> np.ndarray:
     inner, _, coefficients, tables, words, escaped, patches = unpack_sections(container.payload)
     mask = container.mask
     x_hat = np.asarray(codec.inner.decode_payloads([inner], [mask])[0], np.float32)
-    q = decode_residuals(mask, tables, words, escaped)
+    q = decode_residuals(mask, tables, words, escaped, codec.stream_version)
     predictor = codec._stored_predictor(coefficients, mask.shape[0])
     rec, _ = prediction.run(prediction.finite_fill(x_hat, mask), mask, predictor, codec._steps(mask.shape[0])[1],
                             q=q, reference=True)
