@@ -3,7 +3,8 @@ ratios measured together mean much).
 
 One AMSU-like block (15 x 180 x 360 float32, `write_amsua_sample(seed=1)` + satflow ingest, as in
 run.py) coded at each bound by SZ3 per feature, errorbound(constant) with the least-squares
-context, and errorbound(constant) with the learned context of the shipped checkpoint. Throughput
+context (and the same writing stream version 2, without residual contexts), and
+errorbound(constant) with the learned context of the shipped checkpoint. Throughput
 is MB/s of float32 input, best of --repeats, the settings of one bound taking turns in each repeat,
 timed by this thread's CPU time (--clock cpu, the default: on a shared machine a wait for a core is
 not charged) or elapsed time (--clock wall); ratios are float32 bytes over container bytes; the
@@ -47,6 +48,8 @@ def settings(n_features: int, learned: bool) -> list[tuple[str, str, dict]]:
     for eps in BOUNDS:
         rows.append(("sz3 (per feature)", "sz3", {"tol": [eps] * n_features}))
         rows.append(("errorbound(constant)", "errorbound", {"inner": "constant", "eps": eps}))
+        # the same coder writing stream version 2 (no residual contexts): what version 3's contexts cost
+        rows.append(("errorbound(constant), stream v2", "errorbound", {"inner": "constant", "eps": eps, "stream": 2}))
         if learned:
             rows.append(("errorbound(constant, learned context)", "errorbound",
                          {"inner": "constant", "eps": eps, "context": "learned", "checkpoint": str(CHECKPOINT)}))
@@ -59,11 +62,19 @@ def clock(kind: str):
     return time.thread_time if kind == "cpu" else time.perf_counter
 
 
+def _codec(name: str, params: dict):
+    """get_codec, and the stream version to write when params give one ("stream")."""
+    codec = get_codec(name, **{k: v for k, v in params.items() if k != "stream"})
+    if "stream" in params:
+        codec.stream_version = params["stream"]
+    return codec
+
+
 def measure_rows(rows: list[tuple[str, str, dict]], x: np.ndarray, mask: np.ndarray, repeats: int,
                  timer) -> list[dict]:
     """Encode and decode each setting `repeats` times, the settings taking turns within each repeat
     (so that a change of load on the machine touches them all alike); best time of each."""
-    codecs = [get_codec(name, **params) for _, name, params in rows]
+    codecs = [_codec(name, params) for _, name, params in rows]
     streams = [codec.encode(x, mask) for codec in codecs]  # also compiles what needs compiling
     decoders = [codec_from_container(data, **({"checkpoint": params["checkpoint"]} if "checkpoint" in params else {}))
                 for data, (_, _, params) in zip(streams, rows)]

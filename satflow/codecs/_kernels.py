@@ -445,29 +445,38 @@ def _context(left, up, earlier, class_map):
     return class_map[min(activity, cap)]
 
 
-@njit(cache=True, inline="always")
-def _model_of(q, f, i, j, class_map):
-    """The model of q[f, i, j]: (feature, column parity, context), contexts from q (0 at invalid points)."""
-    n_contexts = class_map[class_map.size - 1] + 1
-    left = q[f, i, j - 2] if j >= 2 else 0
-    up = q[f, i - 1, j] if i >= 1 else 0
-    earlier = q[f - 1, i, j] if f >= 1 else 0
-    return (2 * f + (j & 1)) * n_contexts + _context(left, up, earlier, class_map)
+@njit(cache=True)
+def point_contexts(q, valid, class_map):
+    """The context of every valid point (`_context` of its q neighbours; q is 0 at invalid points),
+    as uint8; all 0 with a one-entry map (no contexts: nothing to compute)."""
+    n_features, height, width = q.shape
+    contexts = np.zeros(q.shape, np.uint8)
+    if class_map.size == 1:
+        return contexts
+    for f in range(n_features):
+        for i in range(height):
+            for j in range(width):
+                if valid[f, i, j]:
+                    left = q[f, i, j - 2] if j >= 2 else 0
+                    up = q[f, i - 1, j] if i >= 1 else 0
+                    earlier = q[f - 1, i, j] if f >= 1 else 0
+                    contexts[f, i, j] = _context(left, up, earlier, class_map)
+    return contexts
 
 
 @njit(cache=True)
-def group_symbols(q, valid, window, class_map):
-    """Per model (feature, column parity, context; `_model_of`): the modelled range lo..hi (within
-    +-window, always holding 0) and the counts of symbols s = v - lo, with s = hi - lo + 1 the escape
-    (q outside). q must be 0 at invalid points (the decoder's contexts read them so)."""
+def group_symbols(q, valid, window, contexts, n_contexts):
+    """Per model (feature, column parity, context: model (2 f + parity) * n_contexts + context): the
+    modelled range lo..hi (within +-window, always holding 0) and the counts of symbols s = v - lo,
+    with s = hi - lo + 1 the escape (q outside). contexts: `point_contexts`."""
     n_features, height, width = q.shape
-    n_models = 2 * n_features * (class_map[class_map.size - 1] + 1)
+    n_models = 2 * n_features * n_contexts
     lo, hi = np.zeros(n_models, np.int64), np.zeros(n_models, np.int64)
     for f in range(n_features):
         for i in range(height):
             for j in range(width):
                 if valid[f, i, j]:
-                    m = _model_of(q, f, i, j, class_map)
+                    m = (2 * f + (j & 1)) * n_contexts + contexts[f, i, j]
                     lo[m] = min(lo[m], q[f, i, j])
                     hi[m] = max(hi[m], q[f, i, j])
     for m in range(n_models):
@@ -477,7 +486,7 @@ def group_symbols(q, valid, window, class_map):
         for i in range(height):
             for j in range(width):
                 if valid[f, i, j]:
-                    m = _model_of(q, f, i, j, class_map)
+                    m = (2 * f + (j & 1)) * n_contexts + contexts[f, i, j]
                     v = q[f, i, j]
                     counts[m, v - lo[m] if lo[m] <= v <= hi[m] else hi[m] - lo[m] + 1] += 1
     return lo, hi, counts
@@ -514,7 +523,7 @@ def quantised_frequencies(counts, n_symbols):
 
 
 @njit(cache=True)
-def rans_encode(q, valid, lo, hi, freqs, n_valid, class_map):
+def rans_encode(q, valid, lo, hi, freqs, n_valid, contexts, n_contexts):
     """The words (uint16, in decoding order) coding every valid q, and the escaped values in
     decoding order. freqs: (models, symbols) from `quantised_frequencies`, escape last; models as
     `group_symbols` numbers them. Order: group by group (feature, then column parity), raster order
@@ -532,7 +541,7 @@ def rans_encode(q, valid, lo, hi, freqs, n_valid, class_map):
         for i in range(height):
             for j in range(parity, width, 2):
                 if valid[f, i, j]:
-                    m = _model_of(q, f, i, j, class_map)
+                    m = g * n_contexts + contexts[f, i, j]
                     if not lo[m] <= q[f, i, j] <= hi[m]:
                         escapes[n_escapes] = q[f, i, j]
                         n_escapes += 1
@@ -544,7 +553,7 @@ def rans_encode(q, valid, lo, hi, freqs, n_valid, class_map):
         for i in range(height - 1, -1, -1):
             for j in range(last, parity - 1, -2):
                 if valid[f, i, j]:
-                    m = _model_of(q, f, i, j, class_map)
+                    m = g * n_contexts + contexts[f, i, j]
                     v = q[f, i, j]
                     s = v - lo[m] if lo[m] <= v <= hi[m] else hi[m] - lo[m] + 1
                     freq, start = np.uint64(freqs[m, s]), np.uint64(cums[m, s])
@@ -570,15 +579,18 @@ def _rans_start(words):
 
 
 @njit(cache=True)
-def _rans_group(coder, words, escapes, luts, cums, model_freqs, lo, hi, freqs, valid, parity, dest, earlier,
-                class_map):
+def _rans_group(coder, words, escapes, luts, cums, model_freqs, lo, hi, freqs, valid, parity, dest, magnitudes,
+                earlier, class_map):
     """Decode one group (the valid points of one feature's column parity, raster order) into the
-    column half dest[i, j // 2] (invalid points set to 0, so that one buffer serves every feature);
-    `earlier` holds the previous feature's half (zeros for the first). lo, hi, freqs: the group's
-    models, one per context. Returns 0, 1 (words ran out), 2 (escapes ran out) or 4 (a point's
-    context has a model with no symbols: not this stream)."""
+    column half dest[i, j // 2] (invalid points set to 0, so that one buffer serves every feature).
+    With contexts, magnitudes[i + 1, j // 2 + 1] gets each point's capped |q| (`_magnitude`; row 0
+    and column 0 stay 0: no branch for the block's edges) and `earlier` holds the previous
+    feature's, so that a point's context (`_context`) is three byte loads. lo, hi, freqs: the
+    group's models, one per context. Returns 0, 1 (words ran out), 2 (escapes ran out) or 4 (a
+    point's context has a model with no symbols: not this stream)."""
     height, width = valid.shape
     n_contexts = lo.size
+    cap = class_map.size - 1
     usable = np.zeros(n_contexts, np.bool_)
     for k in range(n_contexts):
         cum = 0
@@ -591,14 +603,18 @@ def _rans_group(coder, words, escapes, luts, cums, model_freqs, lo, hi, freqs, v
     state, at, n_escapes = np.uint64(coder[0]), coder[1], coder[2]
     mask = np.uint64(PROB_SCALE - 1)
     status = 0
+    k = 0
     for i in range(height):
         for j in range(parity, width, 2):
             column = j >> 1
             if not valid[i, j]:
                 dest[i, column] = 0
+                if n_contexts > 1:
+                    magnitudes[i + 1, column + 1] = 0
                 continue
-            k = _context(dest[i, column - 1] if column >= 1 else 0, dest[i - 1, column] if i >= 1 else 0,
-                         earlier[i, column], class_map)
+            if n_contexts > 1:
+                k = class_map[min(np.int64(magnitudes[i + 1, column]) + magnitudes[i, column + 1]
+                                  + earlier[i + 1, column + 1], cap)]
             if not usable[k]:
                 status = 4
                 break
@@ -615,10 +631,13 @@ def _rans_group(coder, words, escapes, luts, cums, model_freqs, lo, hi, freqs, v
                 if n_escapes >= escapes.size:
                     status = 2
                     break
-                dest[i, column] = escapes[n_escapes]
+                value = escapes[n_escapes]
                 n_escapes += 1
             else:
-                dest[i, column] = s + lo[k]
+                value = s + lo[k]
+            dest[i, column] = value
+            if n_contexts > 1:
+                magnitudes[i + 1, column + 1] = _magnitude(value, cap)
         if status:
             break
     coder[0], coder[1], coder[2] = np.int64(state), at, n_escapes
@@ -633,24 +652,27 @@ def _rans_finish(coder, words, escapes):
 
 @njit(cache=True)
 def _decoder_buffers(freqs, class_map, height, half):
-    """(luts, cums, model freqs) for one group's contexts, and two (parity, row, column half) q
-    buffers: the feature being decoded and the one before it (the latter zero)."""
+    """(luts, cums, model freqs) for one group's contexts; a (parity, row, column half) q buffer;
+    and (feature parity, column parity, row + 1, column half + 1) capped |q| for the contexts: the
+    feature being decoded and the one before it (zero for the first)."""
     n_contexts = class_map[class_map.size - 1] + 1
     luts = np.zeros((n_contexts, PROB_SCALE), np.uint8)  # escape index <= 2 * 127 + 1 fits a byte
     cums = np.zeros((n_contexts, freqs.shape[1]), np.uint64)
     model_freqs = np.zeros((n_contexts, freqs.shape[1]), np.uint64)
-    return luts, cums, model_freqs, np.zeros((2, height, half), np.int64), np.zeros((2, height, half), np.int64)
+    magnitudes = np.zeros((2, 2, height + 1, half + 1), np.uint8)
+    return (luts, cums, model_freqs), np.zeros((2, height, half), np.int64), magnitudes
 
 
 @njit(cache=True)
-def _decode_group(coder, words, escapes, buffers, lo, hi, freqs, valid, f, parity, q, earlier, class_map):
-    """`_rans_group` for group (f, parity), its models picked out of every model's lo, hi and freqs."""
-    luts, cums, model_freqs = buffers
+def _decode_group(coder, words, escapes, tables, lo, hi, freqs, valid, f, parity, q, magnitudes, class_map):
+    """`_rans_group` for group (f, parity), its models picked out of every model's lo, hi and freqs;
+    magnitudes[f & 1] is the feature's, magnitudes[1 - (f & 1)] the previous one's."""
+    luts, cums, model_freqs = tables
     n_contexts = class_map[class_map.size - 1] + 1
     first = (2 * f + parity) * n_contexts
     return _rans_group(coder, words, escapes, luts, cums, model_freqs, lo[first : first + n_contexts],
                        hi[first : first + n_contexts], freqs[first : first + n_contexts], valid[f], parity,
-                       q[parity], earlier[parity], class_map)
+                       q[parity], magnitudes[f & 1, parity], magnitudes[1 - (f & 1), parity], class_map)
 
 
 @njit(cache=True)
@@ -663,17 +685,16 @@ def rans_decode(words, valid, lo, hi, freqs, escapes, q, class_map):
     coder, status = _rans_start(words)
     if status:
         return status
-    luts, cums, model_freqs, current, earlier = _decoder_buffers(freqs, class_map, height, (width + 1) // 2)
+    tables, halves, magnitudes = _decoder_buffers(freqs, class_map, height, (width + 1) // 2)
     for f in range(n_features):
         for parity in range(2):
-            status = _decode_group(coder, words, escapes, (luts, cums, model_freqs), lo, hi, freqs, valid, f,
-                                   parity, current, earlier, class_map)
+            status = _decode_group(coder, words, escapes, tables, lo, hi, freqs, valid, f, parity, halves,
+                                   magnitudes, class_map)
             if status:
                 return status
-        for i in range(height):
-            for j in range(width):
-                q[f, i, j] = current[j & 1, i, j >> 1]
-        current, earlier = earlier, current
+            for i in range(height):
+                for j in range(parity, width, 2):
+                    q[f, i, j] = halves[parity, i, j >> 1]
     return _rans_finish(coder, words, escapes)
 
 
@@ -912,9 +933,9 @@ def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_e
 
     x_hat: float32 as the inner codec decoded it, `fills[f]` standing in at invalid or non-finite
     points (what `prediction.finite_fill` gives); the predictions, their order and the float64
-    reconstruction are those of `linear_loop`, so `out` equals its result cast to float32. Only
-    two features' q (the one coded and the one before, the contexts read it) and one x_hat are
-    held at a time: no block-sized temporaries beyond the reconstruction itself."""
+    reconstruction are those of `linear_loop`, so `out` equals its result cast to float32. One
+    feature's q and x_hat (and the capped |q| of it and the one before, for the contexts) are held
+    at a time: no block-sized temporaries beyond the reconstruction itself."""
     n_features, height, width = x_hat.shape
     half = (width + 1) // 2
     stride = half + 3
@@ -927,7 +948,7 @@ def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_e
     coder, status = _rans_start(words)
     if status:
         return status
-    luts, cums, model_freqs, q, q_earlier = _decoder_buffers(freqs, class_map, height, half)
+    tables, q, magnitudes = _decoder_buffers(freqs, class_map, height, half)
     for f in range(n_features):
         for i in range(height):  # x_hat of f as `_padded_halves` lays it out, filled as `finite_fill` does
             for j in range(width):
@@ -935,8 +956,8 @@ def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_e
                 hat[j & 1, i, (j >> 1) + 1] = v if valid[f, i, j] and np.isfinite(v) else fills[f]
             _refresh_pads(hat, i, width)
         for parity in range(2):
-            status = _decode_group(coder, words, escapes, (luts, cums, model_freqs), lo, hi, freqs, valid, f,
-                                   parity, q, q_earlier, class_map)
+            status = _decode_group(coder, words, escapes, tables, lo, hi, freqs, valid, f, parity, q, magnitudes,
+                                   class_map)
             if status:
                 return status
         rec = flat[(f + 1) * plane : (f + 2) * plane].reshape((2, height, stride))
@@ -958,5 +979,4 @@ def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_e
                     rec[parity, i, jj + 1] = value
                     out[f, i, parity + 2 * jj] = np.float32(value)
                 _refresh_pads(rec, i, width)
-        q, q_earlier = q_earlier, q
     return _rans_finish(coder, words, escapes)

@@ -139,7 +139,8 @@ def encode_residuals(q_block: np.ndarray, mask: np.ndarray, version: int = STREA
     with the context `scheme` given, or else the one `CONTEXTS_PAY` picks (the shorter stream, the
     first of equals, when both are tried), its number first in the tables."""
     valid = np.ascontiguousarray(mask != 0)
-    q_block = np.where(valid, q_block, 0).astype(np.int64)  # the decoder's contexts read 0 there
+    q_block = np.where(valid, q_block, 0)  # the decoder's contexts read 0 there
+    q_block = q_block if q_block.dtype == np.int64 else q_block.astype(np.int64)
     if version == 2:
         return _encode_with(q_block, valid, ())
     if scheme is None:
@@ -154,9 +155,11 @@ def encode_residuals(q_block: np.ndarray, mask: np.ndarray, version: int = STREA
 def _encode_with(q_block: np.ndarray, valid: np.ndarray, edges: tuple[int, ...],
                  scheme: int | None = None) -> tuple[bytes, bytes, bytes]:
     class_map = context_classes(edges)
-    lo, hi, counts = _kernels.group_symbols(q_block, valid, WINDOW, class_map)
+    contexts, n_contexts = _kernels.point_contexts(q_block, valid, class_map), int(class_map[-1]) + 1
+    lo, hi, counts = _kernels.group_symbols(q_block, valid, WINDOW, contexts, n_contexts)
     freqs = _kernels.all_frequencies(counts, lo, hi)
-    words, escaped = _kernels.rans_encode(q_block, valid, lo, hi, freqs, int(np.count_nonzero(valid)), class_map)
+    words, escaped = _kernels.rans_encode(q_block, valid, lo, hi, freqs, int(np.count_nonzero(valid)), contexts,
+                                          n_contexts)
     # the counts, not the frequencies, travel: smaller numbers, and the decoder derives the same
     # frequencies from them with integer arithmetic
     tables = [np.array([] if scheme is None else [scheme], np.int64)]
