@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from satflow.commands import status as status_command
-from satflow.commands.status import format_status, status_of
+from satflow.cli import status as status_command
+from satflow.status import format_status, status_of
 from satflow.eval.api import run_eval
 from satflow.eval.options import EvalConfig
 from satflow.store import open_group

@@ -63,7 +63,7 @@ MODULES = {
     "stats": ["satflow/stats.py"],
     "store": ["satflow/store.py"],
     "ingest": ["satflow/ingest/*.py"],
-    "index": ["satflow/index/*.py"],
+    "index": ["satflow/index/*.py", "satflow/cli/index.py"],  # its command line moved to satflow/cli/
     "codecs/container": ["satflow/codecs/container.py"],
     "codecs/errorbound": ["satflow/codecs/errorbound.py"],
     "sources/cfvalues": ["satflow/sources/cfvalues.py"],
@@ -88,6 +88,7 @@ MIRRORS = {
                                     "tests/sources/test_sources_broken.py"],
     "satflow/sources/timecodec.py": ["tests/sources/test_sources_timecodec.py",
                                      "tests/sources/test_sources_gridded_encodings.py"],
+    "satflow/cli/index.py": ["tests/index/test_index_cli.py"],
 }
 # Index files mirror by name: satflow/index/splits.py -> tests/index/test_index_splits.py.
 

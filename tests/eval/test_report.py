@@ -233,7 +233,7 @@ def test_a_directory_without_metrics_says_to_run_eval_first(tmp_path, make):
 
 
 def _cli(argv: list[str]) -> argparse.Namespace:
-    from satflow.commands.report import register
+    from satflow.cli.report import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(), argparse.ArgumentParser(add_help=False))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from satflow.cli import main
-from satflow.index.commands import ACTIONS
+from satflow.cli.index import ACTIONS
 from satflow.index.io import read_index, write_index
 
 

@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from satflow.commands.status import format_status, status_of
+from satflow.status import format_status, status_of
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
 

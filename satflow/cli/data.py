@@ -20,7 +20,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     _register_inspect(subparsers, common)
     _register_export(subparsers, common)
     _register_config(subparsers, common)
-    from satflow.commands.demo import register as register_demo
+    from satflow.cli.demo import register as register_demo
 
     register_demo(subparsers, common)
 

@@ -1,8 +1,9 @@
-"""The `satflow` command line: one sub-command per stage.
+"""The `satflow` command line: argument parsing only, one module per command group.
 
-Each stage module exposes `register(subparsers, common)`, which adds its sub-command(s) with
-`common` as a parent parser (it carries --config/--set) and sets `handler(args, config) -> int`.
-This module only assembles them, loads the config and turns known errors into clean messages.
+Each module of this package exposes `register(subparsers, common)`, which adds its sub-command(s)
+with `common` (--config/--set/--verbose, the shared flag overlay) as a parent parser and sets
+`handler(args, config) -> int`; the handler calls into the stage's own package. This module only
+assembles them, loads the config and turns known errors into clean messages.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ import sys
 from satflow import __version__
 from satflow.config import ConfigError, load_config
 
-# Stage modules that contribute sub-commands, in the order `satflow --help` lists them.
+# One module per command group, in the order `satflow --help` lists them. None imports torch or
+# another heavy library at module level (their handlers do), so every command starts quickly.
 COMMAND_MODULES = (
-    "satflow.commands.data",  # sample, ingest, inspect, export, demo, config
-    "satflow.commands.meta",  # from-meta (a convml_tt meta.yaml -> a satflow config)
-    "satflow.index.commands",  # index
-    "satflow.codecs.commands",  # codecs, encode, decode
-    "satflow.train",  # train
-    "satflow.commands.evaluate",  # eval
-    "satflow.commands.report",  # report
-    "satflow.commands.status",  # status
+    "satflow.cli.data",  # sample, ingest, inspect, export, demo, config
+    "satflow.cli.meta",  # from-meta (a convml_tt meta.yaml -> a satflow config)
+    "satflow.cli.index",  # index
+    "satflow.cli.codecs",  # codecs, encode, decode
+    "satflow.cli.train",  # train
+    "satflow.cli.evaluate",  # eval
+    "satflow.cli.report",  # report
+    "satflow.cli.status",  # status
 )
 
 
@@ -44,22 +46,7 @@ def _common_parser() -> argparse.ArgumentParser:
     return common
 
 
-# Stage modules that import torch at module level (about a second): their sub-command is listed from
-# this table and the module is imported only when that command runs, so `satflow --help`,
-# `satflow ingest` and the other data commands start without torch.
-LAZY_COMMANDS = {
-    "satflow.train": ("train", "train the learned codec (VAEformerLite + hyperprior, causal context)"),
-}
-
-
-def _invoked_command(argv: list[str]) -> str | None:
-    """The sub-command named on the command line (the first argument that is not an option)."""
-    return next((arg for arg in argv if not arg.startswith("-")), None)
-
-
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The full parser; heavy modules (LAZY_COMMANDS) are imported only if `argv` invokes them."""
-    invoked = _invoked_command(sys.argv[1:] if argv is None else argv)
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="satflow",
         description="Satellite NetCDF archives to ML-ready Zarr datacubes, patch indexes and codecs.",
@@ -68,22 +55,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common_parser()
     for name in COMMAND_MODULES:
-        if name in LAZY_COMMANDS and LAZY_COMMANDS[name][0] != invoked:
-            command, help_text = LAZY_COMMANDS[name]
-            subparsers.add_parser(command, help=help_text, add_help=False)
-            continue
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:  # a real missing dependency, not a stage that is not built yet
-                raise
-            continue
-        module.register(subparsers, common)
+        importlib.import_module(name).register(subparsers, common)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(argv)
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()

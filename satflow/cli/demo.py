@@ -44,7 +44,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args, config: SatflowConfig) -> int:
-    from satflow.commands.data import write_sample
+    from satflow.cli.data import write_sample
     from satflow.data import AMSUA_CHECKPOINT
     from satflow.eval.api import run_eval
     from satflow.eval.report import write_report
