@@ -14,7 +14,7 @@ import satflow
 from satflow.config import load_config
 from satflow.ingest import IngestError, plan_dataset, plan_ingest, run_ingest
 from satflow.runtime.cluster import open_client
-from satflow.sources.sample import write_amsua_sample
+from satflow.sources.samples import write_amsua_sample
 from satflow.store import STAT_NAMES, STEP_NAMES, fingerprint
 
 CHUNKS = ["ingest.chunks.lat=16", "ingest.chunks.lon=32"]

@@ -19,7 +19,7 @@ from satflow.cli import main as cli_main
 from satflow.config import load_config
 from satflow.ingest import IngestError, plan_ingest, run_ingest
 from satflow.runtime.executors import scheduler_workers
-from satflow.sources.sample import write_amsua_sample
+from satflow.sources.samples import write_amsua_sample
 from satflow.store import STEP_NAMES, open_group
 
 RESOLUTION = 6.0  # 30 x 60 cells: tiny, but the full 40-feature AMSU-A layout

@@ -52,7 +52,7 @@ WORKER_MEMORY = "2GiB"  # per worker process, on both clusters
 
 # --- data ----------------------------------------------------------------------------------------
 def amsua_files(work: Path, steps: int, resolution: float) -> list[str]:
-    from satflow.sources.sample import write_amsua_sample
+    from satflow.sources.samples import write_amsua_sample
 
     files = write_amsua_sample(work / "amsua-raw", start="2021-03-01", steps=steps, resolution=resolution, seed=1)
     return [str(f) for f in files]

@@ -51,7 +51,7 @@ def amsua_dataset(work: Path, steps: int, resolution: float, seed: int = 0) -> d
     """AMSU-like brightness temperatures (15 channels, swath gaps): sample files + satflow ingest."""
     from satflow.config import IngestConfig, SourceConfig
     from satflow.ingest import run_ingest
-    from satflow.sources.sample import write_amsua_sample
+    from satflow.sources.samples import write_amsua_sample
 
     store = work / f"amsua-seed{seed}.zarr"
     files = write_amsua_sample(work / f"raw-seed{seed}", steps=steps, resolution=resolution, seed=seed)
@@ -107,7 +107,7 @@ def unshared_field(mask: np.ndarray, *, seed: int = 7, large_scale_deg: float = 
     differ per channel, so one channel is no copy of another even at large scale.
     """
     from satflow.grid import cell_centres
-    from satflow.sources.synthetic import correlated_noise, to_grid
+    from satflow.sources.samples.synthetic import correlated_noise, to_grid
 
     steps, features, n_lat, n_lon = mask.shape
     resolution = 180.0 / n_lat

@@ -46,7 +46,7 @@ def build_training_store(work: Path, steps: int, resolution: float) -> tuple[Pat
     from satflow.index import build_index
     from satflow.index.options import IndexConfig, SplitConfig
     from satflow.ingest import run_ingest
-    from satflow.sources.sample import write_amsua_sample
+    from satflow.sources.samples import write_amsua_sample
 
     files = write_amsua_sample(work / "train-raw", steps=steps, resolution=resolution, seed=0)
     store, index = work / "train.zarr", work / "train.parquet"

@@ -76,7 +76,7 @@ def amsua_store(work: Path, steps: int, resolution: float) -> dict:
     """Held-out AMSU-like sample (seed 1, not the training seed 0) ingested by satflow."""
     from satflow.config import IngestConfig, SourceConfig
     from satflow.ingest import run_ingest
-    from satflow.sources.sample import write_amsua_sample
+    from satflow.sources.samples import write_amsua_sample
 
     files = write_amsua_sample(work / "amsua-raw", start="2021-03-01", steps=steps, resolution=resolution, seed=1)
     store = work / "amsua.zarr"

@@ -396,7 +396,7 @@ def targets(results: dict) -> dict:
 
 def archive(work: Path, name: str, steps: int, resolution: float, data: Path | None) -> list[Path]:
     """Sample files (zlib level 4, like the real product), cached under --data when given."""
-    from satflow.sources.sample import write_amsua_sample
+    from satflow.sources.samples import write_amsua_sample
 
     folder = (data or work) / f"amsua-{resolution}deg-{steps}"
     existing = sorted(folder.glob("*.nc"))

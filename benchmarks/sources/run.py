@@ -423,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from satflow import __version__
     from satflow.config import DomainConfig
-    from satflow.sources.sample import write_amsua_swath_sample
+    from satflow.sources.samples import write_amsua_swath_sample
 
     numba.set_num_threads(1)
     extent = 600_000.0 if args.quick else 2_000_000.0

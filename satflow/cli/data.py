@@ -51,7 +51,7 @@ def _apply_sample_flags(args, config: SatflowConfig):
 
 def write_sample(sample, out: Path) -> list[Path]:
     """Write the configured sample files into `out`."""
-    from satflow.sources import sample as samples
+    from satflow.sources import samples
 
     out.mkdir(parents=True, exist_ok=True)
     if sample.kind == "amsua-swath":

@@ -51,7 +51,7 @@ def _slurm_overrides(logs, *extra: str) -> list[str]:
 @pytest.fixture(scope="session")
 def amsua_files(tmp_path_factory):
     """Four 6-hourly AMSU-like files on a 10-degree grid (18 x 36, 15 tmbrs channels)."""
-    from satflow.sources.sample import write_amsua_sample
+    from satflow.sources.samples import write_amsua_sample
 
     raw = tmp_path_factory.mktemp("amsua-raw")
     write_amsua_sample(raw, steps=4, resolution=10.0)

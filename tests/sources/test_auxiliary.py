@@ -19,7 +19,7 @@ from satflow.ingest import open_archive, plan_ingest, run_ingest
 from satflow.sources.auxiliary import (ALL_SCENES, SINGLE_SCENE, infer_dt_hours, pair_scenes, resample_lat_lon,
                                        time_hours)
 from satflow.sources.base import read_input, scan_input
-from satflow.sources.sample import write_ocean_sample
+from satflow.sources.samples import write_ocean_sample
 
 
 # --- pairing: exact pairs at chosen times ------------------------------------------------------------

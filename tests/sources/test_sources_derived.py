@@ -64,7 +64,7 @@ def test_ingest_appends_derived_features(tmp_path):
     import xarray as xr
 
     from satflow.ingest import run_ingest
-    from satflow.sources.sample import write_amsua_sample
+    from satflow.sources.samples import write_amsua_sample
 
     files = write_amsua_sample(tmp_path / "in", steps=2, resolution=10.0, seed=1)
     config = load_config(None, ['ingest.source.derived={tb_diff: "tmbrs-1 - tmbrs-2"}']).ingest
@@ -81,7 +81,7 @@ def test_ingest_appends_derived_features(tmp_path):
 
 def test_input_without_the_named_feature_is_skipped_with_the_reason(tmp_path):
     from satflow.ingest import IngestError, run_ingest
-    from satflow.sources.sample import write_amsua_sample
+    from satflow.sources.samples import write_amsua_sample
 
     files = write_amsua_sample(tmp_path / "in", steps=1, resolution=10.0, seed=1)
     config = load_config(None, ['ingest.source.derived={d: "tmbrs-1 - nope"}']).ingest

@@ -6,9 +6,9 @@ import pytest
 
 from satflow.config import SourceConfig
 from satflow.grid import cell_centres
-from satflow.sources import orbits
+from satflow.sources.samples import orbits
 from satflow.sources.gridded import read_file, scan_file
-from satflow.sources.sample import (AMSUA_FILL, DEFAULT_SATELLITES, THETAO_FILL, write_amsua_sample,
+from satflow.sources.samples import (AMSUA_FILL, DEFAULT_SATELLITES, THETAO_FILL, write_amsua_sample,
                                     write_ocean_sample)
 
 AUX = ("said", "siid", "fovn", "lsql", "saza", "soza", "hols", "hmsl", "solazi", "bearaz")

@@ -140,7 +140,7 @@ def test_gridded_file_is_skipped_with_a_reason(tmp_path):
 
 @pytest.fixture(scope="module")
 def swath_sample(tmp_path_factory):
-    from satflow.sources.sample import write_amsua_sample, write_amsua_swath_sample
+    from satflow.sources.samples import write_amsua_sample, write_amsua_swath_sample
 
     root = tmp_path_factory.mktemp("swaths")
     return write_amsua_swath_sample(root / "raw", steps=1, seed=2), write_amsua_sample(root / "grid", steps=1,

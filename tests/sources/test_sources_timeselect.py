@@ -78,7 +78,7 @@ def test_ingest_keeps_only_selected_steps(tmp_path):
     import xarray as xr
 
     from satflow.ingest import IngestError, run_ingest
-    from satflow.sources.sample import write_amsua_sample
+    from satflow.sources.samples import write_amsua_sample
 
     files = write_amsua_sample(tmp_path / "in", steps=4, resolution=10.0, seed=1)
     config = load_config(None, ["ingest.source.time_selection.hours=[6, 18]"]).ingest

@@ -32,7 +32,7 @@ import netCDF4
 import numpy as np
 
 from satflow.grid import cell_centres
-from satflow.sources import orbits, synthetic
+from satflow.sources.samples import orbits, synthetic
 
 AMSUA_FREQUENCIES_GHZ = (23.8, 31.4, 50.3, 52.8, 53.596, 54.4, 54.94, 55.5, 57.29, 57.29, 57.29, 57.29, 57.29,
                          57.29, 89.0)
