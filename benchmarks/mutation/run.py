@@ -61,7 +61,7 @@ REPO = HERE.parents[1]
 MODULES = {
     "metrics": ["satflow/metrics.py"],
     "stats": ["satflow/stats.py"],
-    "store": ["satflow/store.py"],
+    "store": ["satflow/store/*.py"],
     "ingest": ["satflow/ingest/*.py"],
     "index": ["satflow/index/*.py", "satflow/cli/index.py"],  # its command line moved to satflow/cli/
     "codecs/container": ["satflow/codecs/container.py"],
@@ -79,7 +79,7 @@ SAMPLE_WEIGHT = {"index": 2}
 MIRRORS = {
     "satflow/metrics.py": ["tests/codecs/test_metrics.py", "tests/codecs/test_codecs_cli.py"],
     "satflow/stats.py": ["tests/test_stats.py", "tests/test_store.py"],
-    "satflow/store.py": ["tests/test_store.py"],
+    **{f"satflow/store/{name}.py": ["tests/test_store.py"] for name in ("__init__", "layout", "read", "write")},
     **{f"satflow/ingest/{name}.py": ["tests/test_ingest.py"] for name in ("__init__", "plan", "tasks", "api")},
     "satflow/ingest/cube.py": ["tests/test_archive.py", "tests/test_ingest.py"],
     "satflow/codecs/container.py": ["tests/codecs/test_codecs_container.py"],

@@ -1,86 +1,19 @@
-"""The satflow datacube: one Zarr v3 group that `xr.open_zarr` opens.
-
-Layout (the contract in DESIGN.md):
-- `X` float32 (time, feature, lat, lon), NaN where there is no valid observation
-- `M` uint8, same shape and chunks, 1 = valid; `M == isfinite(X)` always
-- coords `time` (CF-encoded integer minutes; dates outside datetime64[ns] such as year-0
-  climatologies, noleap or 360_day keep their calendar, so `xr.open_zarr` decodes them to cftime),
-  `feature` (strings), `lat`, `lon` (degrees, CF attributes)
-- `count`, `mean`, `std`, `min`, `max` (feature): statistics over valid points
-- `step_count`, `step_mean`, `step_m2`, `step_min`, `step_max` (time, feature): the mergeable
-  per-time-step partials those statistics are folded from; they make an interrupted ingest
-  resumable (a finished region keeps its partials) and give inspect its missing-data table
-- `units` (feature): physical units of each feature as read (after any conversion)
-- `source_file` (time): provenance, the file that filled each time step ("" = not yet written)
-- `ingested` (time) uint8: 1 once a time step's region is fully written (the resume marker)
-- with auxiliary products: `aux_source_file` and `aux_time` (time, aux_product), the auxiliary scene
-  mapped onto each step ("" / NaT where none was)
-- on a local domain: `y`, `x` (metres), 2-D `latitude`/`longitude` and the CF grid mapping `crs`
-- attributes: `satflow_version`, `satflow_config` (JSON), `satflow_fingerprint` after finalise
-
-Region writes go straight through zarr (no xarray round trip) because they run once per chunk on
-workers; the template and coordinates go through xarray so that CF encoding stays standard.
-"""
+"""Writing a store: the template, region writes from workers, finalising (statistics, fingerprint)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 import zarr
-from zarr.codecs import BloscCodec, BloscShuffle
 
 from satflow import __version__
 from satflow.sources.timecodec import as_time_array, encode_times, time_encoding
 from satflow.stats import Moments, merge_all
-
-DIMS = ("time", "feature", "lat", "lon")
-STAT_NAMES = ("count", "mean", "std", "min", "max")
-STEP_NAMES = ("step_count", "step_mean", "step_m2", "step_min", "step_max")
-TIME_UNITS = "minutes since 1970-01-01 00:00:00"  # datetime64 stores; cftime stores: see timecodec.time_encoding
-TIME_CALENDAR = "proleptic_gregorian"
-DEFAULT_COMPRESSION_LEVEL = 1
-
-
-class StoreError(ValueError):
-    """The path is not a satflow store, or it is inconsistent with what was asked."""
-
-
-@dataclass(frozen=True)
-class StoreLayout:
-    """Everything needed to create an empty store; plain data, printable in a plan."""
-
-    times: np.ndarray  # datetime64[ns], or cftime dates of one calendar
-    features: tuple[str, ...]
-    lat: np.ndarray
-    lon: np.ndarray
-    chunks: dict[str, int]  # keys: time, feature, lat, lon; -1 means the whole dimension
-    compression_level: int = DEFAULT_COMPRESSION_LEVEL
-    units: tuple[str, ...] = ()  # per feature, "" where the source declares none
-    aux_products: tuple[str, ...] = ()  # names of the auxiliary products whose features X holds (provenance)
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (len(self.times), len(self.features), len(self.lat), len(self.lon))
-
-    @property
-    def chunk_shape(self) -> tuple[int, int, int, int]:
-        return tuple(  # type: ignore[return-value]
-            size if self.chunks.get(dim, -1) in (-1, None) else min(self.chunks[dim], size) or 1
-            for dim, size in zip(DIMS, self.shape)
-        )
-
-
-def compressor(level: int = DEFAULT_COMPRESSION_LEVEL) -> BloscCodec:
-    """Blosc zstd with byte shuffle. Measured on AMSU-like 0.5-degree blocks (benchmarks/ingest):
-    level 1 writes about 3x faster than level 5 with bit-shuffle for a store within 1% of its size,
-    and smaller than zarr's default zstd (no shuffle); bit-shuffle cost time and saved nothing."""
-    return BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.shuffle)
+from satflow.store.layout import DIMS, STAT_NAMES, STEP_NAMES, StoreError, StoreLayout, compressor
+from satflow.store.read import compute_fingerprint, open_group, step_moments
 
 
 def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = None,
@@ -184,33 +117,6 @@ def annotate(ds: xr.Dataset) -> None:
         ds["ingested"].attrs.update(long_name="1 once this time step has been fully written")
 
 
-def open_group(path: str | Path, mode: str = "r", *, consolidated: bool = False) -> zarr.Group:
-    """The store's Zarr group. `consolidated=True` reads all metadata in one request: only for
-    region tasks, which run after `_prepare_store` consolidated the final layout (saves a
-    metadata read per array per task)."""
-    try:
-        # By default never trust consolidated metadata: writers resize arrays (append) before re-consolidating.
-        group = zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=consolidated)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:  # type: ignore[attr-defined]
-        raise StoreError(f"{path}: no satflow store here (no Zarr v3 group); run `satflow ingest` first") from err
-    if "X" not in group or "M" not in group:
-        raise StoreError(f"{path}: a Zarr group, but not a satflow store (arrays X and M are missing)")
-    return group
-
-
-def open_store(path: str | Path, *, consolidated: bool | None = None) -> xr.Dataset:
-    """Open a store lazily with xarray (dask arrays aligned with the Zarr chunks).
-
-    `consolidated=False` reads the arrays' own metadata (writers resize before re-consolidating).
-    """
-    import warnings
-
-    open_group(path)  # clear error first
-    with warnings.catch_warnings():  # cftime times (climatologies, model calendars) are expected, not news
-        warnings.filterwarnings("ignore", message="Unable to decode time axis into full numpy.datetime64")
-        return xr.open_zarr(str(path), zarr_format=3, consolidated=consolidated)
-
-
 def write_region(
     group: zarr.Group,
     t0: int,
@@ -254,13 +160,6 @@ def _write_aux_provenance(group: zarr.Group, t0: int, t1: int, aux_sources) -> N
     group["aux_time"][t0:t1] = encoded
 
 
-def step_moments(group: zarr.Group, steps: np.ndarray | None = None) -> list[Moments]:
-    """The stored per-time-step partials (optionally only for the given step indices)."""
-    arrays = [np.asarray(group[name][:]) for name in STEP_NAMES]
-    index = np.arange(arrays[0].shape[0]) if steps is None else np.asarray(steps)
-    return [Moments(*(a[i] for a in arrays)) for i in index]
-
-
 def finalize(path: str | Path) -> Moments:
     """Fold per-step partials of ingested steps into the per-feature statistics and fingerprint."""
     group = open_group(path, mode="r+")
@@ -284,34 +183,6 @@ def consolidate(path: str | Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
         zarr.consolidate_metadata(str(path), zarr_format=3)
-
-
-def compute_fingerprint(group: zarr.Group) -> str:
-    """A content fingerprint: shape, coordinates, provenance and the exact statistics.
-
-    Any change to the data changes the per-step partial sums, so hashing them (rather than
-    every chunk of X) detects a changed store in milliseconds.
-    """
-    digest = hashlib.sha256()
-    digest.update(json.dumps(list(group["X"].shape)).encode())
-    aux = [name for name in ("aux_source_file", "aux_time") if name in group]
-    for name in ("time", "feature", "lat", "lon", "source_file", *STEP_NAMES, *aux):
-        digest.update(name.encode())
-        values = np.asarray(group[name][:])
-        if name in ("feature", "source_file", "aux_source_file"):
-            digest.update("\x1f".join(map(str, values.tolist())).encode())
-        else:
-            digest.update(np.ascontiguousarray(values).tobytes())
-    return digest.hexdigest()[:16]
-
-
-def fingerprint(path: str | Path) -> str:
-    """The fingerprint recorded when the store was last finalised (raises if never finalised)."""
-    group = open_group(path)
-    value = group.attrs.get("satflow_fingerprint")
-    if not value:
-        raise StoreError(f"{path}: store was never finalised (an ingest is unfinished); re-run `satflow ingest`")
-    return str(value)
 
 
 def write_store_from_arrays(
