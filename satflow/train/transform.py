@@ -1,99 +1,41 @@
-"""Training VAEformerLite on the patch index's train split (`satflow train`: `satflow.cli.train`).
-
-Stages (`train.stage`):
-- `pretrain`: every weight, on masked MSE in normalised space (+ the rate R when
-  `train.pretrain_rate`, as lmbda * D + R); `train.distortion = physical` weights each feature's
-  squared error by its variance (an MSE in physical units, rescaled);
-- `finetune-entropy`: analysis and synthesis frozen, the hyperprior and entropy models trained on
-  lmbda * D + R (R from likelihoods, in bits per valid value; fine for *training*);
-- `context`: the causal context network of errorbound(context="learned") (`satflow.train_context`),
-  the transforms untouched.
-
-Each epoch ends with validation on the val split: masked RMSE in physical units (the model in
-coding mode: latents rounded) and bits per value from real range-coded containers of a few val
-patches. Checkpoints (`satflow.codecs.learned.checkpoint`) go to OUT/last every epoch and to
-OUT/<stage> when a stage completes; `resume=` continues a stage (same stage: optimizer, counters
-and RNG restored) or starts a new one from its weights. Runs single-process or under `torchrun`
-(DDP: gloo on CPU, NCCL on GPU); autocast (bf16/fp16) on GPU only.
-"""
+"""Stages pretrain and finetune-entropy: the transforms, hyperprior and entropy models of VAEformerLite."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import math
-import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
-from satflow.codecs.learned.checkpoint import (
-    CheckpointMeta,
-    load_checkpoint,
-    load_training_state,
-    save_checkpoint,
-)
-from satflow.codecs.learned.context import ContextNet
-from satflow.codecs.learned.model import ModelConfig, VAEformerLite
+from satflow.codecs.learned.checkpoint import CheckpointMeta, save_checkpoint
+from satflow.codecs.learned.model import VAEformerLite
 from satflow.codecs.options import TrainConfig
+from satflow.train.common import (
+    NonFiniteLossError,
+    PatchTensors,
+    Runtime,
+    TrainResult,
+    any_rank,
+    augment_batch,
+    barrier,
+    batch_loader,
+    initial_state,
+    open_split,
+    setup_runtime,
+)
 
 log = logging.getLogger("satflow.train")
 
 
-class NonFiniteLossError(ValueError):
-    """Training produced a NaN/inf loss; the message names the stage, epoch and step."""
-
-
-@dataclass
-class TrainResult:
-    checkpoint: Path  # OUT/<stage>
-    history: list[dict] = field(default_factory=list)
-
-
-# --- data ----------------------------------------------------------------------------------------
-class PatchTensors(Dataset):
-    """(x, mask) float32 tensors of a PatchDataset, optionally cached in memory."""
-
-    def __init__(self, patches, cache: bool) -> None:
-        self.patches, self.cache = patches, {} if cache else None
-
-    def __len__(self) -> int:
-        return len(self.patches)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.cache is not None and i in self.cache:
-            return self.cache[i]
-        item = self.patches[i]
-        pair = (item["x"].float(), item["mask"].float())
-        if self.cache is not None:
-            self.cache[i] = pair
-        return pair
-
-
-def open_split(store: str | Path, index: str | Path, split: str, features: list[str] | None):
-    """The PatchDataset of one split (normalised with the store statistics, invalid = 0)."""
-    from satflow.dataset import PatchDataset
-
-    return PatchDataset(store, index, split=split, features=features, normalize=True, augment=False)
-
-
-def augment_batch(x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """One random rot90 / left-right flip for the whole batch (patches are square)."""
-    turns, flip = (int(v) for v in torch.randint(0, 4, (2,), generator=generator))
-    if x.shape[-1] == x.shape[-2] and turns:
-        x, mask = torch.rot90(x, turns, (-2, -1)), torch.rot90(mask, turns, (-2, -1))
-    if flip % 2:
-        x, mask = x.flip(-1), mask.flip(-1)
-    return x, mask
-
-
 # --- losses --------------------------------------------------------------------------------------
+
+
 def masked_mse(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor,
                weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error over valid points (normalised units), each feature's squared error times
@@ -134,88 +76,7 @@ def stage_loss(output, x, mask, config: TrainConfig,
     return config.lmbda * distortion + rate, distortion, rate
 
 
-# --- distributed ---------------------------------------------------------------------------------
-@dataclass
-class Runtime:
-    rank: int
-    world: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_runtime(device: str) -> Runtime:
-    """Single process, or DDP when launched by torchrun (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={device!r} but torch sees no CUDA device; use --device cpu")
-    if world == 1:
-        return Runtime(0, 1, resolved)
-    if resolved.type == "cuda":
-        resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(resolved)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
-    return Runtime(dist.get_rank(), dist.get_world_size(), resolved)
-
-
-def _any_rank(flag: bool, runtime: Runtime) -> bool:
-    if runtime.world == 1:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=runtime.device)
-    dist.all_reduce(value)
-    return bool(value.item() > 0)
-
-
-def _barrier(runtime: Runtime) -> None:
-    if runtime.world > 1:
-        dist.barrier()
-
-
-# --- model and optimiser -------------------------------------------------------------------------
-@dataclass
-class Start:
-    model: VAEformerLite
-    meta: CheckpointMeta
-    optimizer_state: dict | None = None
-    rng_state: torch.Tensor | None = None
-    context: ContextNet | None = None  # carried through the transform stages, trained by stage context
-
-
-def _initial_state(store, train_set, config: TrainConfig, resume: str | Path | None) -> Start:
-    features = [str(f) for f in train_set.features]
-    if resume is None:
-        torch.manual_seed(config.seed)
-        model_config = ModelConfig(n_features=len(features), **config.model.model_dump())
-        meta = CheckpointMeta(model=model_config, features=features, mean=train_set.mean.tolist(),
-                              std=train_set.std.tolist(), stage=config.stage, store=str(store),
-                              store_fingerprint=_store_fingerprint(store))
-        return Start(VAEformerLite(model_config), meta)
-    checkpoint = load_checkpoint(resume)
-    meta = checkpoint.meta
-    if meta.features != features:
-        raise ValueError(f"{checkpoint.path}: trained on features {meta.features}, the store has {features}")
-    if meta.stage != config.stage:  # a new stage from the previous one's weights
-        log.info("starting stage %s from the %s weights of %s", config.stage, meta.stage, checkpoint.path)
-        meta.stage, meta.epoch = config.stage, 0
-        return Start(checkpoint.model, meta, context=checkpoint.context)
-    state = load_training_state(checkpoint.path)
-    log.info("resuming stage %s of %s after epoch %d", meta.stage, checkpoint.path, meta.epoch)
-    return Start(checkpoint.model, meta, state["optimizer"], state.get("torch_rng"), checkpoint.context)
-
-
-def _store_fingerprint(store) -> str:
-    from satflow.store import StoreError, fingerprint
-
-    try:
-        return fingerprint(store)
-    except StoreError:
-        return ""
+# --- mixed precision -----------------------------------------------------------------------------
 
 
 def trainable_parameters(model: VAEformerLite, stage: str) -> list[torch.nn.Parameter]:
@@ -233,6 +94,8 @@ def _autocast(runtime: Runtime, config: TrainConfig):
 
 
 # --- validation ----------------------------------------------------------------------------------
+
+
 @torch.no_grad()
 def validate(model: VAEformerLite, val_set: Dataset, meta: CheckpointMeta, config: TrainConfig,
              device: torch.device) -> dict[str, Any]:
@@ -269,19 +132,11 @@ def validate(model: VAEformerLite, val_set: Dataset, meta: CheckpointMeta, confi
 
 
 # --- the loop ------------------------------------------------------------------------------------
-def _loader(dataset: Dataset, config: TrainConfig, runtime: Runtime, epoch: int) -> DataLoader:
-    if runtime.world > 1:
-        sampler = DistributedSampler(dataset, runtime.world, runtime.rank, shuffle=True, seed=config.seed)
-        sampler.set_epoch(epoch)
-    else:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
-    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
-                      drop_last=len(dataset) >= config.batch_size * runtime.world)
 
 
 def _train_epoch(net, model, optimizer, scaler, dataset, config, runtime, epoch: int, step: int,
                  weights: torch.Tensor | None = None) -> tuple[dict, int]:
-    loader = _loader(dataset, config, runtime, epoch)
+    loader = batch_loader(dataset, config, runtime, epoch)
     generator = torch.Generator().manual_seed(config.seed * 7919 + epoch * 104729 + runtime.rank)
     limit = min(config.max_steps_per_epoch or len(loader), len(loader))
     totals = np.zeros(3)
@@ -296,7 +151,7 @@ def _train_epoch(net, model, optimizer, scaler, dataset, config, runtime, epoch:
         with _autocast(runtime, config):
             output = net(x, mask)
         loss, distortion, rate = stage_loss(output, x, mask, config, weights)
-        if _any_rank(not bool(torch.isfinite(loss)), runtime):
+        if any_rank(not bool(torch.isfinite(loss)), runtime):
             raise NonFiniteLossError(
                 f"non-finite loss ({loss.item()}) in stage {config.stage}, epoch {epoch + 1}, step {n + 1} "
                 f"(global step {step + 1}); check the store for absurd values or lower train.lr ({config.lr})"
@@ -327,19 +182,14 @@ def _schedule_lr(optimizer: torch.optim.Optimizer, config: TrainConfig, progress
             group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def train(store: str | Path, index: str | Path, out: str | Path, config: TrainConfig | None = None, *,
-          resume: str | Path | None = None) -> TrainResult:
-    """Train (or resume) one stage; returns the stage's final checkpoint OUT/<stage>."""
-    config = config or TrainConfig()
-    if config.stage == "context":
-        from satflow.train_context import train_context
-
-        return train_context(store, index, out, config, resume=resume)
+def train_transform(store: str | Path, index: str | Path, out: str | Path, config: TrainConfig, *,
+                    resume: str | Path | None = None) -> TrainResult:
+    """Train (or resume) stage pretrain or finetune-entropy; returns its final checkpoint OUT/<stage>."""
     runtime = setup_runtime(config.device)
     out = Path(out)
     train_set = open_split(store, index, "train", None)
     val_set = PatchTensors(open_split(store, index, "val", train_set.features), cache=config.cache)
-    start = _initial_state(store, train_set, config, resume)
+    start = initial_state(store, train_set, config, resume)
     model, meta = start.model.to(runtime.device), start.meta
     meta.train = config.model_dump(mode="json")
     optimizer = torch.optim.AdamW(trainable_parameters(model, config.stage), lr=config.lr,
@@ -371,12 +221,12 @@ def train(store: str | Path, index: str | Path, out: str | Path, config: TrainCo
             model.update()
             state = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
             save_checkpoint(out / "last", model, meta, state, context=start.context)
-        _barrier(runtime)
+        barrier(runtime)
     if runtime.main:
         model.update()
         save_checkpoint(out / config.stage, model, meta,
                         {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, context=start.context)
-    _barrier(runtime)
+    barrier(runtime)
     return TrainResult(out / config.stage, meta.history)
 
 

@@ -24,12 +24,12 @@ import torch
 from satflow.codecs.learned.checkpoint import save_checkpoint
 from satflow.codecs.learned.context import ContextNet, sample_points
 from satflow.codecs.options import TrainConfig
-from satflow.train import (
+from satflow.train.common import (
     NonFiniteLossError,
     PatchTensors,
     TrainResult,
-    _initial_state,
-    _loader,
+    batch_loader,
+    initial_state,
     open_split,
     setup_runtime,
 )
@@ -45,7 +45,7 @@ def train_context(store: str | Path, index: str | Path, out: str | Path, config:
     out = Path(out)
     train_set = open_split(store, index, "train", None)
     val_set = PatchTensors(open_split(store, index, "val", train_set.features), cache=config.cache)
-    start = _initial_state(store, train_set, config, resume)
+    start = initial_state(store, train_set, config, resume)
     meta = start.meta
     meta.train = config.model_dump(mode="json")
     resuming = start.optimizer_state is not None and start.context is not None
@@ -81,7 +81,7 @@ def _save(path: Path, model, meta, optimizer, net: ContextNet) -> None:
 
 def _train_epoch(net, optimizer, dataset, config: TrainConfig, runtime, epoch: int, step: int) -> tuple[dict, int]:
     generator = torch.Generator().manual_seed(config.seed * 7919 + epoch)
-    loader = _loader(dataset, config, runtime, epoch)
+    loader = batch_loader(dataset, config, runtime, epoch)
     batches = min(config.max_steps_per_epoch or len(loader), len(loader))
     total_steps = config.epochs * batches * config.context.steps_per_batch
     total, n = 0.0, 0
