@@ -113,7 +113,8 @@ def _static_terms(f: int, x_hat: np.ndarray, rec: np.ndarray) -> list[np.ndarray
     return terms
 
 
-def _columns(width: int, parity: int) -> np.ndarray:
+def parity_columns(width: int, parity: int) -> np.ndarray:
+    """The columns of one parity (the closed loop codes even columns, then odd ones, per row)."""
     return np.arange(parity, width, 2)
 
 
@@ -297,7 +298,7 @@ def run(x_hat: np.ndarray, mask: np.ndarray, predictor, step: np.ndarray, *,
         padded = _padded(rec[f], x_hat[f, 0])  # rec[f] rows live at padded[PAD:]: written in place below
         for i in range(height):
             for parity, row in enumerate(rows):  # even columns, then odd ones (which see the even ones)
-                cols = _columns(width, parity)
+                cols = parity_columns(width, parity)
                 prediction = row(i, padded)
                 prediction = np.where(np.isfinite(prediction), prediction, x_hat[f, i, cols])
                 if encoding:
@@ -309,7 +310,7 @@ def run(x_hat: np.ndarray, mask: np.ndarray, predictor, step: np.ndarray, *,
 
 def _pass(parity: int, c: np.ndarray, static: list[np.ndarray], width: int):
     """(static part of the prediction for every row, row terms as (up, columns, weight))."""
-    cols = _columns(width, parity)
+    cols = parity_columns(width, parity)
     base = np.full((static[0].shape[0], cols.size), c[0])
     for k, term in enumerate(static, start=1):
         base += c[k] * term[:, cols]

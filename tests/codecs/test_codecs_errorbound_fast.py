@@ -344,7 +344,7 @@ def test_property_fit_points_are_the_reference_selection(mask, most):
                                       prediction._BESIDE_ARRAY)
         for parity, interior in enumerate(prediction._interiors(valid, f)):
             np.testing.assert_array_equal(compiled[parity], interior)
-            cols = prediction._columns(mask.shape[2], parity)
+            cols = prediction.parity_columns(mask.shape[2], parity)
             rows, at = np.nonzero(interior[prediction.PAD:, cols])
             keep = slice(None, None, max(1, rows.size // most))
             got = _kernels.fit_points(compiled[parity], prediction.PAD, parity, most)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from satflow.codecs import _kernels
-from satflow.codecs.prediction import ABOVE, AROUND, BESIDE, EARLIER, PAD, _columns
+from satflow.codecs.prediction import ABOVE, AROUND, BESIDE, EARLIER, PAD, parity_columns
 
 ROW = ABOVE + BESIDE  # the row terms: same feature, decoded in this loop; BESIDE only for odd columns
 FRACTION = 16  # fraction bits of activations (inputs, hidden units)
@@ -207,7 +207,7 @@ class ContextPredictor:
         width, rows = valid.shape[2], np.arange(valid.shape[1])
         functions = []
         for parity in (0, 1):
-            cols = _columns(width, parity)
+            cols = parity_columns(width, parity)
             row_offsets = [(k, o) for k, o in enumerate(ROW) if parity or o not in BESIDE]
             seen = np.stack([_shifted(valid[f], *o, rows)[:, cols] for _, o in row_offsets], axis=1)
             functions.append(self._row_function(f, cols, static, row_offsets, seen, width))
