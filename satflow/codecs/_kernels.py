@@ -436,13 +436,12 @@ def _magnitude(value, cap):
 
 @njit(cache=True, inline="always")
 def _context(left, up, earlier, class_map):
-    """The coding context of a point from the q already decoded next to it: its left neighbour of the
-    same column parity, the one above, and the same point of the previous feature (0 where there is
-    none or it is invalid). `class_map[a]` is the context of activity a = the sum of their magnitudes
-    (capped at the map's last index); a one-entry map puts every point in context 0 (stream version 2)."""
-    cap = class_map.size - 1
-    activity = _magnitude(left, cap) + _magnitude(up, cap) + _magnitude(earlier, cap)
-    return class_map[min(activity, cap)]
+    """The coding context of a point from the capped magnitudes (`_magnitude`) of the q decoded next
+    to it: its left neighbour of the same column parity, the one above, and the same point of the
+    previous feature (0 where there is none or it is invalid). `class_map[a]` is the context of
+    activity a = their sum (capped at the map's last index); a one-entry map puts every point in
+    context 0 (stream version 2)."""
+    return class_map[min(np.int64(left) + up + earlier, class_map.size - 1)]
 
 
 @njit(cache=True)
@@ -453,13 +452,14 @@ def point_contexts(q, valid, class_map):
     contexts = np.zeros(q.shape, np.uint8)
     if class_map.size == 1:
         return contexts
+    cap = class_map.size - 1
     for f in range(n_features):
         for i in range(height):
             for j in range(width):
                 if valid[f, i, j]:
-                    left = q[f, i, j - 2] if j >= 2 else 0
-                    up = q[f, i - 1, j] if i >= 1 else 0
-                    earlier = q[f - 1, i, j] if f >= 1 else 0
+                    left = _magnitude(q[f, i, j - 2], cap) if j >= 2 else 0
+                    up = _magnitude(q[f, i - 1, j], cap) if i >= 1 else 0
+                    earlier = _magnitude(q[f - 1, i, j], cap) if f >= 1 else 0
                     contexts[f, i, j] = _context(left, up, earlier, class_map)
     return contexts
 
@@ -613,8 +613,8 @@ def _rans_group(coder, words, escapes, luts, cums, model_freqs, lo, hi, freqs, v
                     magnitudes[i + 1, column + 1] = 0
                 continue
             if n_contexts > 1:
-                k = class_map[min(np.int64(magnitudes[i + 1, column]) + magnitudes[i, column + 1]
-                                  + earlier[i + 1, column + 1], cap)]
+                k = _context(magnitudes[i + 1, column], magnitudes[i, column + 1], earlier[i + 1, column + 1],
+                             class_map)
             if not usable[k]:
                 status = 4
                 break
