@@ -75,8 +75,17 @@ def _zstd(values: np.ndarray) -> bytes:
     return bytes(Zstd(level=9).encode(np.ascontiguousarray(values, dtype="<i8"))) if values.size else b""
 
 
-def _unzstd(data: bytes) -> np.ndarray:
-    return np.frombuffer(Zstd().decode(data), "<i8") if data else np.zeros(0, "<i8")
+def _unzstd(data: bytes, what: str = "values") -> np.ndarray:
+    """Inverse of `_zstd`; ContainerError naming `what` when the bytes are not such a section."""
+    if not data:
+        return np.zeros(0, "<i8")
+    try:
+        raw = Zstd().decode(data)
+    except (RuntimeError, ValueError) as err:  # what numcodecs' Zstd raises on a corrupt frame
+        raise ContainerError(f"errorbound {what} are corrupt: {err}") from err
+    if len(raw) % 8:
+        raise ContainerError(f"errorbound {what} hold {len(raw)} bytes, not whole 64-bit integers")
+    return np.frombuffer(raw, "<i8")
 
 
 def _model(counts: np.ndarray):
@@ -106,8 +115,8 @@ def encode_symbols(groups: list[np.ndarray]) -> tuple[bytes, bytes, bytes]:
 
 def decode_symbols(sizes: list[int], tables: bytes, words: bytes, escaped: bytes) -> list[np.ndarray]:
     """Inverse of `encode_symbols`, given how many symbols each group holds."""
-    table = _unzstd(tables)
-    extra = _unzstd(escaped)
+    table = _unzstd(tables, "symbol tables")
+    extra = _unzstd(escaped, "escaped values")
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(words, "<u4").copy())
     groups, at, used = [], 0, 0
     for size in sizes:
@@ -246,7 +255,7 @@ def residual_model(mask: np.ndarray, tables: bytes, words: bytes, escaped: bytes
     if len(words) % 2:
         raise ContainerError(f"errorbound coded words are {len(words)} bytes, not a whole number of 16-bit words")
     return ResidualModel(valid, lo, hi, _kernels.all_frequencies(counts, lo, hi),
-                         np.frombuffer(words, "<u2").astype(np.uint16), np.ascontiguousarray(_unzstd(escaped)),
+                         np.frombuffer(words, "<u2").astype(np.uint16), np.ascontiguousarray(_unzstd(escaped, "escaped values")),
                          class_map)
 
 
@@ -383,7 +392,7 @@ class ErrorBounded(Codec):
     def _stored_predictor(self, section: bytes, n_features: int):
         """The predictor `_new_predictor` made, from its stream section."""
         if self.context_model:
-            noise = _unzstd(section).astype(np.float64)
+            noise = _unzstd(section, "context noise levels").astype(np.float64)
             if noise.size != n_features:
                 raise ContainerError(f"errorbound stream holds {noise.size} context noise levels for {n_features} features")
             return self.context_model.predictor(noise)

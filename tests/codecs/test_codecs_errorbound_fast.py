@@ -275,6 +275,28 @@ def test_contexts_code_residuals_that_are_large_together_in_fewer_words():
     assert words[1] < 1.01 * words[0]
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.binary(min_size=0, max_size=400), st.integers(0, 2**32 - 1))
+def test_property_forged_words_with_contexts_are_refused_or_decoded_never_crash(noise, seed):
+    """Words and escapes forged past the container's CRC (a writer's bug, a crafted file): the
+    context decoder reads only inside its tables and buffers, and answers ContainerError or q."""
+    rng = np.random.default_rng(seed)
+    mask = (rng.random((2, 12, 17)) < 0.8).astype(np.uint8)
+    q = np.where(mask != 0, rng.integers(-40, 41, mask.shape), 0)
+    q[0, 3, 4] = 10**6  # an escape, whose magnitude feeds the next contexts
+    tables, words, escaped = encode_residuals(q, mask, scheme=1)
+    cut = int(rng.integers(0, len(words) + 1)) & ~1
+    forged_words = (words[:cut] + noise)[: len(words) + 64]
+    forged_words = forged_words[: len(forged_words) & ~1]
+    forged_escapes = bytes(Zstd(level=1).encode(rng.integers(-(2**62), 2**62, int(rng.integers(0, 3)))))
+    for candidate in ((tables, forged_words, escaped), (tables, words, forged_escapes)):
+        try:
+            decoded = decode_residuals(mask, *candidate)
+        except ContainerError:
+            continue
+        assert decoded.shape == mask.shape and not decoded[mask == 0].any()
+
+
 def test_an_unknown_context_scheme_and_an_empty_context_are_refused():
     rng = np.random.default_rng(2)
     mask = np.ones((1, 30, 40), np.uint8)
