@@ -47,7 +47,7 @@ def _refresh_pads(halves, i, width):
 def _row_terms(f, i, parity, first, plane, height, stride, around, row_offsets, weights, c, term_starts, term_weights):
     """Where each prediction term of row i (one column parity) of feature f starts in `flat`, and its
     weight: x_hat of f and the earlier features around the point, then the decoded row neighbours.
-    Shared by the closed loop and the one-pass decoder, so both predict from the same terms."""
+    Used through `_predict_row`."""
     t = 0
     for g in range(first - 1, f):  # first - 1 stands for x_hat of f itself, the first terms
         at = 0 if g < first else (g + 1) * plane
@@ -66,6 +66,21 @@ def _row_terms(f, i, parity, first, plane, height, stride, around, row_offsets, 
         term_starts[t], term_weights[t] = at + base, weights[c + 1 + t]
         t += 1
     return t
+
+
+@njit(cache=True, inline="always")
+def _predict_row(acc, flat, f, i, parity, first, plane, height, width, stride, around, row_offsets, weights, starts,
+                 term_starts, term_weights):
+    """acc[:n] = the closed loop's predictions of row i (one column parity) of feature f: its constant,
+    then each term in coefficient order. Returns n, the row's columns of that parity. The encoder's
+    loop and the one-pass decoder both predict through here, so they predict the same bits."""
+    n = (width - parity + 1) // 2
+    c = starts[2 * f + parity]
+    acc[:n] = weights[c]
+    t = _row_terms(f, i, parity, first, plane, height, stride, around, row_offsets, weights, c, term_starts,
+                   term_weights)
+    _sum_terms(acc, n, flat, term_starts, term_weights, t)
+    return n
 
 
 @njit(cache=True)
@@ -140,12 +155,8 @@ def linear_loop(x_hat, valid, weights, starts, around, row_offsets, n_earlier, s
         first = max(0, f - n_earlier)
         for i in range(height):
             for parity in range(2):
-                n = (width - parity + 1) // 2
-                c = starts[2 * f + parity]
-                acc[:n] = weights[c]
-                t = _row_terms(f, i, parity, first, plane, height, stride, around, row_offsets, weights, c,
-                               term_starts, term_weights)
-                _sum_terms(acc, n, flat, term_starts, term_weights, t)
+                n = _predict_row(acc, flat, f, i, parity, first, plane, height, width, stride, around, row_offsets,
+                                 weights, starts, term_starts, term_weights)
                 _close_row(f, i, parity, n, acc, rec, hat, valid, step[f], x, q, encoding, out)
                 _refresh_pads(rec, i, width)
     return out
@@ -964,12 +975,8 @@ def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_e
         first = max(0, f - n_earlier)
         for i in range(height):
             for parity in range(2):
-                n = (width - parity + 1) // 2
-                c = starts[2 * f + parity]
-                acc[:n] = weights[c]
-                t = _row_terms(f, i, parity, first, plane, height, stride, around, row_offsets, weights, c,
-                               term_starts, term_weights)
-                _sum_terms(acc, n, flat, term_starts, term_weights, t)
+                n = _predict_row(acc, flat, f, i, parity, first, plane, height, width, stride, around, row_offsets,
+                                 weights, starts, term_starts, term_weights)
                 qs = q[parity, i]
                 for jj in range(n):
                     value = acc[jj]
