@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import sys
 import tempfile
@@ -141,6 +142,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", help="cuda (the point of this benchmark); cpu to try it out")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # training progress per epoch
     if args.save_data:
         save_data(args.save_data)
     else:
