@@ -142,6 +142,10 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", help="cuda (the point of this benchmark); cpu to try it out")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
+    if not args.save_data and not args.data:
+        parser.error("give --save-data DIR (here, to prepare the inputs) or --data DIR (a folder it wrote)")
+    if args.data and not (args.data / "train.zarr").exists():
+        parser.error(f"--data {args.data}: no train.zarr there; write the folder with --save-data first")
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # training progress per epoch
     if args.save_data:
         save_data(args.save_data)
