@@ -17,7 +17,8 @@ import zarr
 
 from satflow.cli import main as cli_main
 from satflow.config import load_config
-from satflow.ingest import IngestError, run_ingest, scan_and_plan
+from satflow.ingest import IngestError, plan_ingest, run_ingest, scan_and_plan, scan_ingest
+from satflow.ingest.plan import recorded_config
 from satflow.runtime.executors import scheduler_workers
 from satflow.sources.samples import write_amsua_sample
 from satflow.store import STEP_NAMES, open_group
@@ -256,6 +257,22 @@ def two_step_store(amsua_files, tmp_path_factory) -> Path:
     store = tmp_path_factory.mktemp("two") / "s.zarr"
     run_ingest([str(p) for p in amsua_files[:2]], store, ingest_config(), progress=False)
     return store
+
+
+def test_scan_gathers_the_facts_a_pickled_copy_plans_alike(amsua_files, two_step_store):
+    """The one I/O step: inputs and the existing store as plain data; planning from a copy gives the same plan."""
+    import pickle
+
+    config = ingest_config()
+    facts = scan_ingest([str(amsua_files[2])], two_step_store, config)
+    assert facts.store == str(two_step_store) and facts.paths == [str(amsua_files[2])]
+    assert [i.path for i in facts.inputs] == facts.paths and facts.skipped == [] and facts.aux == {}
+    assert facts.existing.ingested.tolist() == [1, 1] and facts.existing.config_json == recorded_config(config)
+    assert [Path(f).name for f in facts.existing.files_by_time.values()] == [p.name for p in amsua_files[:2]]
+    plan = plan_ingest(facts, config, append=True)
+    assert plan.mode == "append" and [(r.t0, r.t1) for r in plan.regions] == [(2, 3)]
+    assert plan_ingest(pickle.loads(pickle.dumps(facts)), config, append=True).regions == plan.regions
+    assert scan_ingest([str(amsua_files[0])], None, config).existing is None
 
 
 def _refusal(store: Path, key: str) -> str:
