@@ -12,7 +12,7 @@ import zarr
 
 import satflow
 from satflow.config import load_config
-from satflow.ingest import IngestError, plan_dataset, plan_ingest, run_ingest
+from satflow.ingest import IngestError, plan_dataset, run_ingest, scan_and_plan
 from satflow.runtime.cluster import open_client
 from satflow.sources.samples import write_amsua_sample
 from satflow.store import STAT_NAMES, STEP_NAMES, fingerprint
@@ -61,7 +61,7 @@ def test_open_archive_equals_the_ingested_store(files, reference):
 
 
 def test_dataset_of_a_resume_plan_is_refused(files, reference):
-    plan = plan_ingest([str(f) for f in files], reference, ingest_config())
+    plan = scan_and_plan([str(f) for f in files], reference, ingest_config())
     with pytest.raises(IngestError, match="describes a new store; this plan resumes an existing one"):
         plan_dataset(plan, ingest_config().source)
 

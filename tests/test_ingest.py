@@ -17,7 +17,8 @@ import zarr
 
 from satflow.cli import main as cli_main
 from satflow.config import load_config
-from satflow.ingest import IngestError, plan_ingest, run_ingest
+from satflow.ingest import IngestError, plan_ingest, run_ingest, scan_and_plan, scan_ingest
+from satflow.ingest.plan import recorded_config
 from satflow.runtime.executors import scheduler_workers
 from satflow.sources.samples import write_amsua_sample
 from satflow.store import STEP_NAMES, open_group
@@ -92,7 +93,7 @@ def test_dry_run_prints_plan_and_writes_nothing(amsua_files, tmp_path, capsys):
 
 
 def test_plan_is_plain_data(amsua_files, tmp_path):
-    plan = plan_ingest([str(p) for p in amsua_files], tmp_path / "s.zarr", ingest_config("ingest.chunks.time=4"))
+    plan = scan_and_plan([str(p) for p in amsua_files], tmp_path / "s.zarr", ingest_config("ingest.chunks.time=4"))
     assert [(r.t0, r.t1) for r in plan.regions] == [(0, 4), (4, 6)]
     assert plan.layout.chunk_shape == (4, 40, 16, 32)
     assert [s.path for s in plan.regions[1].slots] == [str(p) for p in amsua_files[4:]]
@@ -101,18 +102,18 @@ def test_plan_is_plain_data(amsua_files, tmp_path):
 def test_rerun_skips_finished_regions_and_matches_clean(amsua_files, clean_store, tmp_path):
     store = tmp_path / "partial.zarr"
     config = ingest_config()
-    plan = plan_ingest([str(p) for p in amsua_files], store, config)
+    plan = scan_and_plan([str(p) for p in amsua_files], store, config)
     plan.regions = plan.regions[:2]  # an earlier run that stopped after two regions
     from satflow.ingest import execute_plan
 
     execute_plan(plan, config, progress=False)
     # ... and a third region whose task died after writing X but before flagging it ingested:
     zarr.open_group(str(store), mode="r+")["X"][2] = 0.0
-    resumed = plan_ingest([str(p) for p in amsua_files], store, config)
+    resumed = scan_and_plan([str(p) for p in amsua_files], store, config)
     assert resumed.mode == "resume" and [r.t0 for r in resumed.regions] == [2, 3, 4, 5]
     execute_plan(resumed, config, progress=False)
     assert_same_store(store, clean_store)
-    again = plan_ingest([str(p) for p in amsua_files], store, config)
+    again = scan_and_plan([str(p) for p in amsua_files], store, config)
     assert again.regions == []
 
 
@@ -170,7 +171,7 @@ def test_killed_worker_task_is_retried(tmp_path, long_archive):
     files, clean = long_archive
     store = tmp_path / "retried.zarr"
     config = ingest_config()
-    plan = plan_ingest([str(p) for p in files], store, config)
+    plan = scan_and_plan([str(p) for p in files], store, config)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                       host="127.0.0.1") as cluster, Client(cluster) as client:
         victim = sorted(scheduler_workers(client))[0]
@@ -256,6 +257,22 @@ def two_step_store(amsua_files, tmp_path_factory) -> Path:
     store = tmp_path_factory.mktemp("two") / "s.zarr"
     run_ingest([str(p) for p in amsua_files[:2]], store, ingest_config(), progress=False)
     return store
+
+
+def test_scan_gathers_the_facts_a_pickled_copy_plans_alike(amsua_files, two_step_store):
+    """The one I/O step: inputs and the existing store as plain data; planning from a copy gives the same plan."""
+    import pickle
+
+    config = ingest_config()
+    facts = scan_ingest([str(amsua_files[2])], two_step_store, config)
+    assert facts.store == str(two_step_store) and facts.paths == [str(amsua_files[2])]
+    assert [i.path for i in facts.inputs] == facts.paths and facts.skipped == [] and facts.aux == {}
+    assert facts.existing.ingested.tolist() == [1, 1] and facts.existing.config_json == recorded_config(config)
+    assert [Path(f).name for f in facts.existing.files_by_time.values()] == [p.name for p in amsua_files[:2]]
+    plan = plan_ingest(facts, config, append=True)
+    assert plan.mode == "append" and [(r.t0, r.t1) for r in plan.regions] == [(2, 3)]
+    assert plan_ingest(pickle.loads(pickle.dumps(facts)), config, append=True).regions == plan.regions
+    assert scan_ingest([str(amsua_files[0])], None, config).existing is None
 
 
 def _refusal(store: Path, key: str) -> str:

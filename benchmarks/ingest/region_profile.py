@@ -29,13 +29,13 @@ NANNY = {"MALLOC_TRIM_THRESHOLD_": "65536"}  # what distributed's nanny sets by 
 def run_regions(files: list[str], variables: list[str], profile: bool) -> dict:
     """Plan, write the template, run one region to warm up, then time (or profile) the others."""
     from satflow.config import load_config
-    from satflow.ingest import plan_ingest, prepare_store
+    from satflow.ingest import prepare_store, scan_and_plan
     from satflow.ingest.tasks import aux_infos_for, infos_for, ingest_task, readers_for
 
     overrides = [f"ingest.source.variables={json.dumps(variables)}"] if variables else []
     config = load_config(None, overrides).ingest
     store = Path(tempfile.mkdtemp()) / "region.zarr"
-    plan = plan_ingest(files, store, config)
+    plan = scan_and_plan(files, store, config)
     prepare_store(plan, config)
     readers = readers_for(plan, config.source)
     tasks = [(region, infos_for(plan, region), aux_infos_for(plan, region.aux)) for region in plan.regions]

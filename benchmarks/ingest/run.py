@@ -122,11 +122,11 @@ def run_satflow(files, store, variables, chunk, client) -> None:
 
 def run_satflow_to_zarr_region(files, store, variables, chunk, client) -> None:
     """The same store written from the lazy cube: `open_archive(...).to_zarr(region=...)` (X and M only)."""
-    from satflow.ingest import plan_dataset, plan_ingest
+    from satflow.ingest import plan_dataset, scan_and_plan
     from satflow.store import create_template
 
     config = ingest_config(variables, chunk)
-    plan = plan_ingest([str(p) for p in files], store, config, client=client)
+    plan = scan_and_plan([str(p) for p in files], store, config, client=client)
     create_template(store, plan.layout)
     cube = plan_dataset(plan, config.source)[["X", "M"]].drop_vars(["time", "feature", "lat", "lon"])
     # Computed on the client's cluster (an active distributed Client is dask's default scheduler).

@@ -80,7 +80,8 @@ MIRRORS = {
     "satflow/metrics.py": ["tests/codecs/test_metrics.py", "tests/codecs/test_codecs_cli.py"],
     "satflow/stats.py": ["tests/test_stats.py", "tests/test_store.py"],
     **{f"satflow/store/{name}.py": ["tests/test_store.py"] for name in ("__init__", "layout", "read", "write")},
-    **{f"satflow/ingest/{name}.py": ["tests/test_ingest.py"] for name in ("__init__", "plan", "tasks", "api")},
+    **{f"satflow/ingest/{name}.py": ["tests/test_ingest.py"]
+       for name in ("__init__", "facts", "scan", "plan", "tasks", "api")},
     "satflow/ingest/cube.py": ["tests/test_archive.py", "tests/test_ingest.py"],
     "satflow/codecs/container.py": ["tests/codecs/test_codecs_container.py"],
     "satflow/codecs/errorbound.py": ["tests/codecs/test_codecs_errorbound.py"],

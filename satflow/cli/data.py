@@ -120,7 +120,7 @@ def _scan_client(config: SatflowConfig, inputs: list[str]):
 
 
 def run_ingest_command(args, config: SatflowConfig) -> int:
-    from satflow.ingest import describe_cube, execute_plan, plan_dataset, plan_ingest
+    from satflow.ingest import describe_cube, execute_plan, plan_dataset, scan_and_plan
     from satflow.runtime.cluster import open_client
 
     ingest = ingest_config_from_args(args, config)
@@ -130,13 +130,13 @@ def run_ingest_command(args, config: SatflowConfig) -> int:
         shutil.rmtree(args.out)
     if args.dry_run:
         with _scan_client(config, ingest.inputs) as client:
-            plan = plan_ingest(ingest.inputs, args.out, ingest, append=args.append, client=client)
+            plan = scan_and_plan(ingest.inputs, args.out, ingest, append=args.append, client=client)
         print(plan.describe())
         if plan.mode == "create" and plan.regions:
             print(describe_cube(plan_dataset(plan, ingest.source)))
         return 0
     with open_client(config.cluster) as client:
-        plan = plan_ingest(ingest.inputs, args.out, ingest, append=args.append, client=client)
+        plan = scan_and_plan(ingest.inputs, args.out, ingest, append=args.append, client=client)
         print(plan.describe())
         report = execute_plan(plan, ingest, client, progress=not args.no_progress)
     print(report.describe())

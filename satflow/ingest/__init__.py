@@ -1,4 +1,4 @@
-"""NetCDF archive -> satflow store, as a plan of plain data and a tiny Dask executor.
+"""NetCDF archive -> satflow store, as facts -> a plan of plain data -> tasks -> one executor call.
 
 Inputs are read through the source protocol (`satflow.sources.base`): the plan and the tasks are
 the same for every source kind (gridded files, binned swath windows, ...). Auxiliary products
@@ -6,20 +6,25 @@ the same for every source kind (gridded files, binned swath windows, ...). Auxil
 `satflow.sources.auxiliary.plan_aux_product`, attached to the regions, and read by the same tasks
 after the primary features.
 
-`plan_ingest` scans file metadata (no data), picks the reference grid and features, rejects
-inputs that cannot join the cube, and lays out time slots and chunk-aligned regions. The plan is
-printable (`--dry-run`) and testable without a cluster. `execute_plan` creates the store template
-(or resizes it for `--append`) and submits one task per region; each task reads its files,
-writes X/M and the per-step partial statistics, then flags its steps as ingested, so a re-run
-skips finished regions and a killed worker's task is simply retried.
+`scan_ingest` is the one I/O step before planning: it scans file metadata (no data), groups the
+inputs through their source and reads the existing store's facts, returning `IngestFacts` (plain
+data). `plan_ingest` turns facts into a plan without touching a file: it picks the reference grid
+and features, rejects inputs that cannot join the cube, and lays out time slots and chunk-aligned
+regions; `scan_and_plan` does both. The plan is printable (`--dry-run`) and testable without files
+or a cluster. `execute_plan` creates the store template (or resizes it for `--append`) and submits
+one task per region; each task reads its files, writes X/M and the per-step partial statistics,
+then flags its steps as ingested, so a re-run skips finished regions and a killed worker's task is
+simply retried.
 """
 
-from satflow.ingest.api import IngestReport, execute_plan, prepare_store, run_ingest
+from satflow.ingest.api import IngestReport, execute_plan, prepare_store, run_ingest, scan_and_plan
 from satflow.ingest.cube import describe_cube, open_archive, plan_dataset
-from satflow.ingest.plan import (IngestError, IngestPlan, Region, Skipped, Slot, expand_inputs, grid_coordinates,
-                                 plan_ingest)
+from satflow.ingest.facts import IngestFacts, ProductFacts, Skipped, StoreFacts
+from satflow.ingest.plan import IngestError, IngestPlan, Region, Slot, grid_coordinates, plan_ingest
+from satflow.ingest.scan import expand_inputs, scan_ingest, scan_store
 from satflow.ingest.tasks import fill_block, fill_steps, ingest_region
 
-__all__ = ["IngestError", "IngestPlan", "IngestReport", "Region", "Skipped", "Slot", "describe_cube", "execute_plan",
-           "expand_inputs", "fill_block", "fill_steps", "grid_coordinates", "ingest_region", "open_archive",
-           "plan_dataset", "plan_ingest", "prepare_store", "run_ingest"]
+__all__ = ["IngestError", "IngestFacts", "IngestPlan", "IngestReport", "ProductFacts", "Region", "Skipped", "Slot",
+           "StoreFacts", "describe_cube", "execute_plan", "expand_inputs", "fill_block", "fill_steps",
+           "grid_coordinates", "ingest_region", "open_archive", "plan_dataset", "plan_ingest", "prepare_store",
+           "run_ingest", "scan_and_plan", "scan_ingest", "scan_store"]

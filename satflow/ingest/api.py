@@ -1,5 +1,6 @@
-"""`run_ingest` and `execute_plan`: create (or extend) the store, run one task per region on the
-executor, then fold the statistics."""
+"""The ingest wired: `scan_and_plan` (the one scan, then the pure plan), `execute_plan` (create or
+extend the store, run one task per region on the executor, fold the statistics) and `run_ingest`
+(both)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import numpy as np
 
 from satflow import __version__
 from satflow.config import IngestConfig
-from satflow.ingest.plan import IngestPlan, Skipped, grid_coordinates, plan_ingest, recorded_config
+from satflow.ingest.facts import Skipped
+from satflow.ingest.plan import IngestPlan, grid_coordinates, plan_ingest, recorded_config
+from satflow.ingest.scan import scan_ingest
 from satflow.ingest.tasks import aux_infos_for, infos_for, ingest_task, readers_for
 from satflow.runtime.executors import as_executor
 from satflow.sources.timecodec import as_time_array, encode_times
@@ -32,6 +35,15 @@ class IngestReport:
             lines.append(f"{len(self.skipped)} input(s) skipped:")
             lines += [f"  {s.path}: {s.reason}" for s in self.skipped]
         return "\n".join(lines)
+
+
+def scan_and_plan(inputs: Sequence[str], store: str | Path | None, config: IngestConfig, *,
+                  append: bool = False, client=None) -> IngestPlan:
+    """Scan the inputs and the store (metadata only, on `client` when given), then plan; writes nothing.
+
+    `store=None` plans the cube alone (`open_archive`). See `plan_ingest` for the plan's modes.
+    """
+    return plan_ingest(scan_ingest(inputs, store, config, client=client), config, append=append)
 
 
 def prepare_store(plan: IngestPlan, config: IngestConfig) -> None:
@@ -82,5 +94,5 @@ def run_ingest(inputs: Sequence[str], store: str | Path, config: IngestConfig, *
         import shutil
 
         shutil.rmtree(store)
-    plan = plan_ingest(inputs, store, config, append=append, client=client)
+    plan = scan_and_plan(inputs, store, config, append=append, client=client)
     return execute_plan(plan, config, client, progress=progress)

@@ -1,14 +1,12 @@
-"""Ingest planning: scan inputs (metadata only), pick the grid and features, lay out time slots,
-chunk-aligned regions and auxiliary pairings. Plain data, no writes: printable (`--dry-run`) and
-testable without a cluster."""
+"""Ingest planning: from scanned facts (`satflow.ingest.facts`, gathered by `satflow.ingest.scan`) pick the
+grid and features, lay out time slots, chunk-aligned regions and auxiliary pairings. Pure: no file,
+no store, no client; the plan is plain data, printable (`--dry-run`) and testable without files."""
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import glob
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from satflow.config import IngestConfig, SourceConfig
-from satflow.runtime.executors import as_executor
-from satflow.sources.auxiliary import AuxiliaryError, AuxPlan, AuxSlot, plan_aux_product, scene_key, time_hours
-from satflow.sources.base import FileInfo, SourceError, group_inputs, scan_input
+from satflow.ingest.facts import IngestFacts, ProductFacts, Skipped, StoreFacts
+from satflow.sources.auxiliary import AuxiliaryError, AuxPlan, AuxSlot, plan_aux_product
+from satflow.sources.base import FileInfo
 from satflow.sources.timecodec import as_time_array, time_calendar
 from satflow.sources.timeselect import is_active, select_steps
-from satflow.store import StoreLayout, open_group, open_store
+from satflow.store import StoreLayout
 
 
 class IngestError(ValueError):
@@ -46,12 +44,6 @@ class Region:
     t1: int
     slots: tuple[Slot, ...]
     aux: tuple[AuxSlot, ...] = ()  # auxiliary scenes mapped onto these steps (ingest.aux_products)
-
-
-@dataclass(frozen=True)
-class Skipped:
-    path: str
-    reason: str
 
 
 @dataclass
@@ -90,36 +82,6 @@ class IngestPlan:
 def _abbreviate(names: Sequence[str], keep: int = 6) -> str:
     names = list(names)
     return ", ".join(names if len(names) <= keep else names[:3] + ["..."] + names[-2:])
-
-
-def expand_inputs(inputs: Sequence[str]) -> list[str]:
-    """Paths, directories (their *.nc) and globs -> sorted unique file list; names what matched nothing."""
-    found: list[str] = []
-    for item in inputs:
-        if os.path.isdir(item):
-            matches = sorted(glob.glob(os.path.join(item, "*.nc")))
-        elif glob.has_magic(item):
-            matches = sorted(glob.glob(item, recursive=True))
-        else:
-            matches = [item] if os.path.exists(item) else []
-        if not matches:
-            raise IngestError(f"{item}: no such file or no file matches; check the path or glob")
-        found.extend(matches)
-    return sorted(dict.fromkeys(os.path.abspath(p) for p in found))
-
-
-def _scan_or_skip(path: str, source: SourceConfig) -> FileInfo | Skipped:
-    try:
-        return scan_input(path, source)
-    except SourceError as err:
-        return Skipped(path, err.reason)
-
-
-def _scan_all(paths: list[str], source: SourceConfig, client) -> list[FileInfo | Skipped]:
-    # Metadata reads are HDF5-bound; worker processes sidestep the global HDF5 lock. A handful of
-    # files is faster to scan here than to ship to workers.
-    executor = as_executor(client if len(paths) >= 8 else None)
-    return executor.gather_map(_scan_or_skip, paths, source, name="ingest-scan", retries=1)
 
 
 def _grid_key(grid: FileInfo | StoreLayout) -> tuple:
@@ -194,77 +156,20 @@ def _regions(slots: list[Slot], t_offset: int, time_chunk: int) -> list[Region]:
     return regions
 
 
-def plan_ingest(inputs: Sequence[str], store: str | Path | None, config: IngestConfig, *, append: bool = False,
-                client=None) -> IngestPlan:
-    """Scan inputs (metadata only) and lay out the store and its regions; performs no writes.
+def plan_ingest(facts: IngestFacts, config: IngestConfig, *, append: bool = False) -> IngestPlan:
+    """Lay out the store and its regions from scanned facts; reads and writes nothing.
 
-    A new store gets a `create` plan; the same command against an existing store gets a `resume`
-    plan with only unfinished regions; `append=True` lays out new files after the last time step.
-    `store=None` plans the cube alone (`open_archive`).
+    No store in the facts gives a `create` plan; an existing store gives a `resume` plan with only
+    unfinished regions, or with `append=True` an `append` plan of the new inputs after its last
+    time step. `config` must be the one the facts were scanned with.
     """
-    store = "" if store is None else str(store)
-    scanned = _scan_all(expand_inputs(inputs), config.source, client)
-    skipped = [s for s in scanned if isinstance(s, Skipped)]
-    infos, left_out = group_inputs([s for s in scanned if not isinstance(s, Skipped)], config.source)
-    skipped += [Skipped(path, reason) for path, reason in left_out]
-    aux_inputs = {name: _scan_aux(name, product.inputs, product.source, client)
-                  for name, product in config.aux_products.items()}
-    existing = _existing_store(store) if store else None
+    existing = facts.existing
     if existing is None:
-        return _plan_new(store, config, infos, skipped, None, aux_inputs)
-    _check_same_config(store, existing, config)
+        return _plan_new(facts.store, config, facts.inputs, facts.skipped, None, facts.aux)
+    _check_same_config(facts.store, existing, config)
     if append:
-        return _plan_new(store, config, infos, skipped, existing, aux_inputs)
-    return _plan_resume(store, config, infos, skipped, existing, aux_inputs)
-
-
-_AuxInputs = tuple[list[FileInfo], list[tuple[str, str]]]
-
-
-def _scan_aux(name: str, inputs: list[str], source: SourceConfig, client) -> _AuxInputs:
-    """An auxiliary product's inputs scanned and grouped like the primary's; (path, reason) per file left out."""
-    try:
-        paths = expand_inputs(inputs)
-    except IngestError as err:
-        raise IngestError(f"ingest.aux_products.{name}.inputs: {err}") from None
-    scanned = _scan_all(paths, source, client)
-    infos, left_out = group_inputs([s for s in scanned if not isinstance(s, Skipped)], source)
-    return infos, [(s.path, s.reason) for s in scanned if isinstance(s, Skipped)] + list(left_out)
-
-
-@dataclass(frozen=True)
-class _ExistingStore:
-    layout: StoreLayout
-    files_by_time: dict
-    ingested: np.ndarray
-    config_json: str
-    aux_scenes: dict[str, set[tuple[str, int]]] = field(default_factory=dict)  # already written, per product
-
-
-def _existing_store(store: str) -> _ExistingStore | None:
-    if not os.path.exists(os.path.join(store, "zarr.json")):
-        return None
-    group = open_group(store)
-    ds = open_store(store, consolidated=False)
-    chunks = dict(zip(("time", "feature", "lat", "lon"), group["X"].chunks))
-    aux_products = tuple(str(a) for a in ds["aux_product"].values) if "aux_product" in ds.coords else ()
-    layout = StoreLayout(ds["time"].values, tuple(str(f) for f in ds["feature"].values), ds["lat"].values,
-                         ds["lon"].values, chunks, units=tuple(str(u) for u in ds["units"].values),
-                         aux_products=aux_products)
-    files = {t: str(f) for t, f in zip(layout.times, ds["source_file"].values)}
-    return _ExistingStore(layout, files, ds["ingested"].values, str(group.attrs.get("satflow_config", "")),
-                          _recorded_aux_scenes(ds, aux_products))
-
-
-def _recorded_aux_scenes(ds, products: tuple[str, ...]) -> dict[str, set[tuple[str, int]]]:
-    """Per product, the `scene_key` of every auxiliary scene the store already holds."""
-    recorded: dict[str, set[tuple[str, int]]] = {}
-    for k, name in enumerate(products):
-        files, times = ds["aux_source_file"].values[:, k], ds["aux_time"].values[:, k]
-        written = [i for i, f in enumerate(files) if str(f)]
-        hours = time_hours(as_time_array([times[i] for i in written])) if written else []
-        recorded[name] = {scene_key(files[i], h) for i, h in zip(written, hours)}
-    return recorded
+        return _plan_new(facts.store, config, facts.inputs, facts.skipped, existing, facts.aux)
+    return _plan_resume(facts.store, config, facts.inputs, facts.skipped, existing, facts.aux)
 
 
 def recorded_config(config: IngestConfig) -> str:
@@ -284,7 +189,7 @@ def _layout_settings(config_json: str) -> dict:
     return settings
 
 
-def _check_same_config(store: str, existing: _ExistingStore, config: IngestConfig) -> None:
+def _check_same_config(store: str, existing: StoreFacts, config: IngestConfig) -> None:
     """Resuming or appending with other reading rules would silently mix two cubes in one store."""
     changed = _changed_settings(_layout_settings(existing.config_json), _layout_settings(recorded_config(config)))
     if changed:
@@ -314,7 +219,7 @@ def _short(value: object) -> str:
 
 
 def _plan_new(store: str, config: IngestConfig, infos: list[FileInfo], skipped: list[Skipped],
-              existing: _ExistingStore | None, aux_inputs: dict[str, _AuxInputs] | None = None) -> IngestPlan:
+              existing: StoreFacts | None, aux_inputs: dict[str, ProductFacts] | None = None) -> IngestPlan:
     """A create plan, or an append plan after the existing store's last time step."""
     if not infos:
         raise IngestError("no readable input: " + "; ".join(f"{s.path}: {s.reason}" for s in skipped))
@@ -363,14 +268,17 @@ def _primary_layout(layout: StoreLayout) -> StoreLayout:
     return dataclasses.replace(layout, features=layout.features[:-n], units=layout.units[:-n] if layout.units else ())
 
 
-def _plan_aux(config: IngestConfig, aux_inputs: dict[str, _AuxInputs], times: np.ndarray, first_step: int,
+def _plan_aux(config: IngestConfig, aux_inputs: dict[str, ProductFacts], times: np.ndarray, first_step: int,
               grid, n_primary: int, written: dict[str, set[tuple[str, int]]]) -> list[AuxPlan]:
     plans, offset = [], n_primary
     for name, product in config.aux_products.items():
-        infos, left_out = aux_inputs[name]
+        if name not in aux_inputs:
+            raise IngestError(f"ingest.aux_products.{name}: the scanned facts hold no scan of this product; "
+                              "scan with the config you plan with")
+        facts = aux_inputs[name]
         try:
-            plan = plan_aux_product(name, product, infos, left_out, times, first_step, grid.lat, grid.lon, offset,
-                                    written.get(name, set()))
+            plan = plan_aux_product(name, product, facts.inputs, facts.left_out, times, first_step, grid.lat,
+                                    grid.lon, offset, written.get(name, set()))
         except AuxiliaryError as err:
             raise IngestError(str(err)) from None
         plans.append(plan)
@@ -390,7 +298,7 @@ def _attach_aux(regions: list[Region], aux: list[AuxPlan]) -> list[Region]:
 
 
 def _plan_resume(store: str, config: IngestConfig, infos: list[FileInfo], skipped: list[Skipped],
-                 existing: _ExistingStore, aux_inputs: dict[str, _AuxInputs]) -> IngestPlan:
+                 existing: StoreFacts, aux_inputs: dict[str, ProductFacts]) -> IngestPlan:
     """The same command again: the fresh plan must match the store; only unfinished regions remain."""
     fresh = _plan_new(store, config, infos, skipped, None, aux_inputs) if infos else None
     if fresh is None or not _same_layout(fresh.layout, existing.layout):
@@ -403,7 +311,6 @@ def _plan_resume(store: str, config: IngestConfig, infos: list[FileInfo], skippe
 def _same_layout(a: StoreLayout, b: StoreLayout) -> bool:
     return (a.features == b.features and np.array_equal(a.times, b.times) and np.allclose(a.lat, b.lat)
             and np.allclose(a.lon, b.lon) and a.chunk_shape == b.chunk_shape)
-
 
 
 def grid_coordinates(source: SourceConfig) -> dict | None:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from satflow.config import SourceConfig
-from satflow.ingest.plan import IngestPlan, Region, Skipped, Slot
+from satflow.ingest.facts import Skipped
+from satflow.ingest.plan import IngestPlan, Region, Slot
 from satflow.sources.auxiliary import AuxReader, AuxSlot, fill_aux
 from satflow.sources.base import FileInfo, SourceError, read_input
 from satflow.store import open_group, write_region

@@ -15,7 +15,7 @@ from sources_helpers import lat_lon_variables, time_variable, write_nc
 
 from satflow.cli import main as cli_main
 from satflow.config import ConfigError, load_config
-from satflow.ingest import open_archive, plan_ingest, run_ingest
+from satflow.ingest import open_archive, run_ingest, scan_and_plan
 from satflow.sources.auxiliary import (ALL_SCENES, SINGLE_SCENE, infer_dt_hours, pair_scenes, resample_lat_lon,
                                        time_hours)
 from satflow.sources.base import read_input, scan_input
@@ -149,7 +149,7 @@ def test_all_scenes_strategy_and_unmapped_steps_are_masked(synthetic):
     # dt inferred: 4.5 h (1 -> 5.5); 2.25 h each side: 0 <- 1; 6 <- 5.5; 12 <- 13; 18: 21 is 3 h away.
     config = load_config(None, aux_overrides([synthetic / "aux_*.nc"],
                                              scene_mapping_strategy="all_scenes_within_dt_aux")).ingest
-    plan = plan_ingest([str(synthetic / "p_*.nc")], synthetic / "s.zarr", config)
+    plan = scan_and_plan([str(synthetic / "p_*.nc")], synthetic / "s.zarr", config)
     assert plan.aux[0].dt_hours == 4.5 and plan.aux[0].dt_inferred
     assert "dt_aux 4.5 h (inferred): 3 of 4 step(s) mapped" in plan.describe()
     run_ingest([str(synthetic / "p_*.nc")], synthetic / "s.zarr", config)
@@ -164,7 +164,7 @@ def test_one_aux_time_without_dt_is_a_clear_error(synthetic):
     config = load_config(None, aux_overrides([synthetic / "aux_b.nc"])).ingest
     with pytest.raises(ValueError, match=r"ingest.aux_products.cloud: cannot infer dt_aux from 1 auxiliary "
                                          r"time\(s\); set aux_products.cloud.dt_aux"):
-        plan_ingest([str(synthetic / "p_*.nc")], None, config)
+        scan_and_plan([str(synthetic / "p_*.nc")], None, config)
 
 
 def test_a_broken_aux_file_is_reported_and_its_steps_stay_invalid(synthetic):
@@ -188,7 +188,7 @@ def test_an_aux_file_in_another_calendar_is_skipped_with_the_reason(synthetic):
                                           **time_variable([7.0], calendar="noleap"),
                                           "cth": (("time", "lat", "lon"), aux_field(AUX_LAT, AUX_LON, 7.0)[None], {})})
     config = load_config(None, aux_overrides([synthetic / "aux_a.nc", synthetic / "aux_noleap.nc"], dt_aux=3)).ingest
-    plan = plan_ingest([str(synthetic / "p_*.nc")], None, config)
+    plan = scan_and_plan([str(synthetic / "p_*.nc")], None, config)
     reasons = {os.path.basename(s.path): s.reason for s in plan.skipped}
     assert reasons == {"aux_noleap.nc": "auxiliary product cloud: calendar noleap differs from the primary store's "
                                         "(datetime64); times of two calendars cannot be paired"}
@@ -204,7 +204,7 @@ def test_rerun_resumes_and_rewrites_only_unfinished_steps(synthetic):
     group["X"][2:4] = 0.0  # a task killed midway: its steps hold junk and are not flagged
     group["ingested"][2:4] = 0
     group["aux_source_file"][2:4] = ""
-    plan = plan_ingest([str(synthetic / "p_*.nc")], store, config)
+    plan = scan_and_plan([str(synthetic / "p_*.nc")], store, config)
     assert plan.mode == "resume" and [(r.t0, r.t1) for r in plan.regions] == [(2, 4)]
     assert [s.t for r in plan.regions for s in r.aux] == [2, 3]
     run_ingest([str(synthetic / "p_*.nc")], store, config)
@@ -213,7 +213,7 @@ def test_rerun_resumes_and_rewrites_only_unfinished_steps(synthetic):
     assert after.attrs["satflow_fingerprint"] == before.attrs["satflow_fingerprint"]
     changed = load_config(None, aux_overrides([synthetic / "aux_*.nc"], dt_aux="PT2H")).ingest
     with pytest.raises(ValueError, match=r"aux_products.cloud: .*\"dt_aux\": \"PT3H\".* in the store"):
-        plan_ingest([str(synthetic / "p_*.nc")], store, changed)
+        scan_and_plan([str(synthetic / "p_*.nc")], store, changed)
 
 
 def test_append_never_reuses_a_scene_already_in_the_store(synthetic):

@@ -1,0 +1,108 @@
+"""The one I/O step before planning: expand the inputs, scan their metadata (no data) on the executor,
+group them through the source, scan each auxiliary product alike, and read the existing store's facts.
+
+`scan_ingest` returns `IngestFacts` (plain data); `satflow.ingest.plan.plan_ingest` plans from them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from satflow.config import IngestConfig, SourceConfig
+from satflow.ingest.facts import IngestFacts, ProductFacts, Skipped, StoreFacts
+from satflow.ingest.plan import IngestError
+from satflow.runtime.executors import as_executor
+from satflow.sources.auxiliary import scene_key, time_hours
+from satflow.sources.base import FileInfo, SourceError, group_inputs, scan_input
+from satflow.sources.timecodec import as_time_array
+from satflow.store import StoreLayout, open_group, open_store
+
+# Metadata reads are HDF5-bound; worker processes sidestep the global HDF5 lock. Fewer files than
+# this are faster to scan here than to ship to workers.
+SCAN_ON_WORKERS_FROM = 8
+
+
+def expand_inputs(inputs: Sequence[str]) -> list[str]:
+    """Paths, directories (their *.nc) and globs -> sorted unique file list; names what matched nothing."""
+    found: list[str] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            matches = sorted(glob.glob(os.path.join(item, "*.nc")))
+        elif glob.has_magic(item):
+            matches = sorted(glob.glob(item, recursive=True))
+        else:
+            matches = [item] if os.path.exists(item) else []
+        if not matches:
+            raise IngestError(f"{item}: no such file or no file matches; check the path or glob")
+        found.extend(matches)
+    return sorted(dict.fromkeys(os.path.abspath(p) for p in found))
+
+
+def scan_ingest(inputs: Sequence[str], store: str | Path | None, config: IngestConfig, *,
+                client=None) -> IngestFacts:
+    """Scan inputs (metadata only, on `client` when given) and the store at `store` if one exists.
+
+    `store=None` scans for the cube alone (`open_archive`). Writes nothing.
+    """
+    paths = expand_inputs(inputs)
+    primary, skipped = _scan_inputs(paths, config.source, client)
+    aux = {name: _scan_product(name, product.inputs, product.source, client)
+           for name, product in config.aux_products.items()}
+    store = "" if store is None else str(store)
+    return IngestFacts(store, paths, primary, skipped, aux, scan_store(store) if store else None)
+
+
+def _scan_or_skip(path: str, source: SourceConfig) -> FileInfo | Skipped:
+    try:
+        return scan_input(path, source)
+    except SourceError as err:
+        return Skipped(path, err.reason)
+
+
+def _scan_inputs(paths: list[str], source: SourceConfig, client) -> tuple[list[FileInfo], list[Skipped]]:
+    """Scanned and grouped inputs; the files the scan, then the grouping, left out."""
+    executor = as_executor(client if len(paths) >= SCAN_ON_WORKERS_FROM else None)
+    scanned = executor.gather_map(_scan_or_skip, paths, source, name="ingest-scan", retries=1)
+    skipped = [s for s in scanned if isinstance(s, Skipped)]
+    inputs, left_out = group_inputs([s for s in scanned if not isinstance(s, Skipped)], source)
+    return inputs, skipped + [Skipped(path, reason) for path, reason in left_out]
+
+
+def _scan_product(name: str, inputs: list[str], source: SourceConfig, client) -> ProductFacts:
+    """An auxiliary product's inputs scanned and grouped like the primary's; (path, reason) per file left out."""
+    try:
+        paths = expand_inputs(inputs)
+    except IngestError as err:
+        raise IngestError(f"ingest.aux_products.{name}.inputs: {err}") from None
+    product_inputs, skipped = _scan_inputs(paths, source, client)
+    return ProductFacts(product_inputs, [(s.path, s.reason) for s in skipped])
+
+
+def scan_store(store: str) -> StoreFacts | None:
+    """The existing store's layout, provenance, resume markers and recorded settings; None if there is none."""
+    if not os.path.exists(os.path.join(store, "zarr.json")):
+        return None
+    group = open_group(store)
+    ds = open_store(store, consolidated=False)
+    chunks = dict(zip(("time", "feature", "lat", "lon"), group["X"].chunks))
+    aux_products = tuple(str(a) for a in ds["aux_product"].values) if "aux_product" in ds.coords else ()
+    layout = StoreLayout(ds["time"].values, tuple(str(f) for f in ds["feature"].values), ds["lat"].values,
+                         ds["lon"].values, chunks, units=tuple(str(u) for u in ds["units"].values),
+                         aux_products=aux_products)
+    files = {t: str(f) for t, f in zip(layout.times, ds["source_file"].values)}
+    return StoreFacts(layout, files, ds["ingested"].values, str(group.attrs.get("satflow_config", "")),
+                      _recorded_aux_scenes(ds, aux_products))
+
+
+def _recorded_aux_scenes(ds, products: tuple[str, ...]) -> dict[str, set[tuple[str, int]]]:
+    """Per product, the `scene_key` of every auxiliary scene the store already holds."""
+    recorded: dict[str, set[tuple[str, int]]] = {}
+    for k, name in enumerate(products):
+        files, times = ds["aux_source_file"].values[:, k], ds["aux_time"].values[:, k]
+        written = [i for i, f in enumerate(files) if str(f)]
+        hours = time_hours(as_time_array([times[i] for i in written])) if written else []
+        recorded[name] = {scene_key(files[i], h) for i, h in zip(written, hours)}
+    return recorded
