@@ -19,7 +19,7 @@ parity and context, the context being how large the q already decoded around the
 left neighbour of the same parity, the one above, the same point of the previous feature; edges
 `CONTEXT_SCHEMES`): residuals are large together (swath-gap edges, surface channels, fronts), and
 coding them apart shortens AMSU-like streams by 9% / 13% at 0.5 / 1 K. Versions 2 and 3 use a compiled rANS
-coder (`satflow.codecs._kernels`: integer frequencies of 14 bits, one 32-bit state, 16-bit words;
+coder (`satflow.codecs.kernels`: integer frequencies of 14 bits, one 32-bit state, 16-bit words;
 the counts themselves are in the stream, so the decoder needs no floating point to rebuild the
 model); version 2 (written before version 3) has one model per feature and column parity, and is
 version 3 with a single context. Version 1 (no `stream` in the header) range-coded them with
@@ -42,7 +42,7 @@ import constriction
 import numpy as np
 from numcodecs import Zstd
 
-from satflow.codecs import _kernels, prediction
+from satflow.codecs import kernels, prediction
 from satflow.codecs.base import Codec, pack_sections, unpack_sections
 from satflow.codecs.classic import apply_patches, pack_patches, per_feature
 from satflow.codecs.container import ContainerError
@@ -54,7 +54,7 @@ CONTEXTS = ("causal", "learned", "none")
 STREAM_VERSION = 3  # what this satflow writes; it reads 1 (constriction), 2 (rANS) and 3 (rANS, contexts)
 READABLE_VERSIONS = (1, 2, 3)
 # Version 3's context schemes, by the number its tables start with: a point's context is how many
-# of the edges its activity (the summed magnitudes of the q decoded next to it, `_kernels._context`)
+# of the edges its activity (the summed magnitudes of the q decoded next to it, `kernels._context`)
 # reaches. Edges chosen on AMSU-like data at 0.5 and 1 K: 8 or 16 classes pooled over features
 # saved half as much; more classes per feature cost their tables what they save.
 CONTEXT_SCHEMES = {0: (), 1: (1, 3, 6, 12)}
@@ -67,7 +67,7 @@ _TABLES = Zstd(level=19)  # version 2 and 3 symbol tables: zigzag varints, then 
 
 def _checksum(x_hat: np.ndarray, mask: np.ndarray) -> bytes:
     """CRC-32 of x_hat's valid values as little-endian float32, in raster order."""
-    values = _kernels.valid_values(np.ascontiguousarray(x_hat, np.float32), np.ascontiguousarray(mask != 0))
+    values = kernels.valid_values(np.ascontiguousarray(x_hat, np.float32), np.ascontiguousarray(mask != 0))
     return zlib.crc32(values.astype("<f4", copy=False)).to_bytes(4, "little")
 
 
@@ -137,7 +137,7 @@ def decode_symbols(sizes: list[int], tables: bytes, words: bytes, escaped: bytes
 
 
 def context_classes(edges: tuple[int, ...]) -> np.ndarray:
-    """The activity -> context map of a context scheme (`_kernels._context`); () gives one context."""
+    """The activity -> context map of a context scheme (`kernels._context`); () gives one context."""
     return np.searchsorted(edges, np.arange((edges or (0,))[-1] + 1), side="right").astype(np.int64)
 
 
@@ -164,17 +164,17 @@ def encode_residuals(q_block: np.ndarray, mask: np.ndarray, version: int = STREA
 def _encode_with(q_block: np.ndarray, valid: np.ndarray, edges: tuple[int, ...],
                  scheme: int | None = None) -> tuple[bytes, bytes, bytes]:
     class_map = context_classes(edges)
-    contexts, n_contexts = _kernels.point_contexts(q_block, valid, class_map), int(class_map[-1]) + 1
-    lo, hi, counts = _kernels.group_symbols(q_block, valid, WINDOW, contexts, n_contexts)
-    freqs = _kernels.all_frequencies(counts, lo, hi)
-    words, escaped = _kernels.rans_encode(q_block, valid, lo, hi, freqs, int(np.count_nonzero(valid)), contexts,
+    contexts, n_contexts = kernels.point_contexts(q_block, valid, class_map), int(class_map[-1]) + 1
+    lo, hi, counts = kernels.group_symbols(q_block, valid, WINDOW, contexts, n_contexts)
+    freqs = kernels.all_frequencies(counts, lo, hi)
+    words, escaped = kernels.rans_encode(q_block, valid, lo, hi, freqs, int(np.count_nonzero(valid)), contexts,
                                           n_contexts)
     # the counts, not the frequencies, travel: smaller numbers, and the decoder derives the same
     # frequencies from them with integer arithmetic
     tables = [np.array([] if scheme is None else [scheme], np.int64)]
     tables += [np.concatenate([[lo[m], hi[m]], counts[m, : hi[m] - lo[m] + 2]]) for m in range(lo.size)]
     tables = np.concatenate(tables).astype(np.int64)
-    return bytes(_TABLES.encode(_kernels.varints(tables))), words.astype("<u2").tobytes(), _zstd(escaped)
+    return bytes(_TABLES.encode(kernels.varints(tables))), words.astype("<u2").tobytes(), _zstd(escaped)
 
 
 def decode_residuals(mask: np.ndarray, tables: bytes, words: bytes, escaped: bytes,
@@ -183,7 +183,7 @@ def decode_residuals(mask: np.ndarray, tables: bytes, words: bytes, escaped: byt
     that do not describe a valid model of the mask's groups raise ContainerError before decoding."""
     model = residual_model(mask, tables, words, escaped, version)
     q_block = np.zeros(mask.shape, np.int64)
-    check_residual_status(_kernels.rans_decode(model.words, model.valid, model.lo, model.hi, model.freqs,
+    check_residual_status(kernels.rans_decode(model.words, model.valid, model.lo, model.hi, model.freqs,
                                                model.escapes, q_block, model.class_map))
     return q_block
 
@@ -201,7 +201,7 @@ class ResidualModel(NamedTuple):
 
 
 def check_residual_status(status: int) -> None:
-    """ContainerError for a non-zero status of `_kernels.rans_decode` / `linear_decode`."""
+    """ContainerError for a non-zero status of `kernels.rans_decode` / `linear_decode`."""
     if status:
         reason = {1: "the coded words end before the last valid point", 2: "fewer escaped values than escapes",
                   3: "coded words, state or escaped values are left over",
@@ -213,9 +213,9 @@ def residual_model(mask: np.ndarray, tables: bytes, words: bytes, escaped: bytes
                    version: int = STREAM_VERSION) -> ResidualModel:
     """Parse and check the residual sections of a version-2 or -3 stream against the block's mask."""
     valid = np.ascontiguousarray(mask != 0)
-    sizes = _kernels.group_sizes(valid)
+    sizes = kernels.group_sizes(valid)
     try:
-        ok, table = _kernels.from_varints(np.frombuffer(Zstd().decode(tables), np.uint8) if tables else np.zeros(0, np.uint8))
+        ok, table = kernels.from_varints(np.frombuffer(Zstd().decode(tables), np.uint8) if tables else np.zeros(0, np.uint8))
     except (RuntimeError, ValueError) as err:  # what numcodecs' Zstd raises on a corrupt frame
         raise ContainerError(f"errorbound symbol tables are corrupt: {err}") from err
     if not ok:
@@ -254,7 +254,7 @@ def residual_model(mask: np.ndarray, tables: bytes, words: bytes, escaped: bytes
                              f"has {sizes[g]} valid points there")
     if len(words) % 2:
         raise ContainerError(f"errorbound coded words are {len(words)} bytes, not a whole number of 16-bit words")
-    return ResidualModel(valid, lo, hi, _kernels.all_frequencies(counts, lo, hi),
+    return ResidualModel(valid, lo, hi, kernels.all_frequencies(counts, lo, hi),
                          np.frombuffer(words, "<u2").astype(np.uint16), np.ascontiguousarray(_unzstd(escaped, "escaped values")),
                          class_map)
 
@@ -371,7 +371,7 @@ class ErrorBounded(Codec):
             context = [section]
         with np.errstate(invalid="ignore", over="ignore"):
             x_rec = x_rec64.astype(np.float32)
-        misses = _kernels.exceedances(np.ascontiguousarray(x), x_rec, np.ascontiguousarray(mask != 0), eps)
+        misses = kernels.exceedances(np.ascontiguousarray(x), x_rec, np.ascontiguousarray(mask != 0), eps)
         patches = pack_patches(misses, x)
         if self.stream_version == 1:  # the constriction coder: re-encoding what a version-1 stream holds
             groups = ([q_block[f][mask[f] != 0] for f in range(x.shape[0])] if self._params["context"] == "none"

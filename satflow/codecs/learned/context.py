@@ -27,7 +27,7 @@ import math
 import numpy as np
 import torch
 
-from satflow.codecs import _kernels
+from satflow.codecs import kernels
 from satflow.codecs.prediction import ABOVE, AROUND, BESIDE, EARLIER, PAD, parity_columns
 
 ROW = ABOVE + BESIDE  # the row terms: same feature, decoded in this loop; BESIDE only for odd columns
@@ -198,7 +198,7 @@ class ContextPredictor:
 
     def _quantise(self, values: np.ndarray, valid: np.ndarray, g: int) -> np.ndarray:
         """Fixed-point inputs of feature g: 0 where invalid (compiled: it runs once a row)."""
-        return _kernels.fixed_inputs(np.ascontiguousarray(values, np.float64), np.ascontiguousarray(valid, bool),
+        return kernels.fixed_inputs(np.ascontiguousarray(values, np.float64), np.ascontiguousarray(valid, bool),
                                      self.mean[g], self.std[g], ONE, ACTIVATION_LIMIT)
 
     def start(self, f: int, x_hat: np.ndarray, rec: np.ndarray, valid: np.ndarray):
@@ -225,7 +225,7 @@ class ContextPredictor:
         first, coded = earlier(f).start, np.zeros((1, 1, 1))  # feature 0 reads no earlier one
         for g in earlier(f):
             coded = self._coded_input(g, rec, valid)
-        return _kernels.static_planes(coded, np.ascontiguousarray(valid), first, f, top, stop, _AROUND, _ROW,
+        return kernels.static_planes(coded, np.ascontiguousarray(valid), first, f, top, stop, _AROUND, _ROW,
                                       len(BESIDE), self.noise[f], ONE)
 
     def _row_function(self, f, cols, static, row_offsets, seen, width):
