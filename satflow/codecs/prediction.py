@@ -36,6 +36,7 @@ import math
 import numpy as np
 
 from satflow.codecs import kernels
+from satflow.codecs.residuals import check_residual_status
 
 AROUND = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # (rows up, columns left): point and 4 neighbours
 ABOVE = ((1, 0), (1, 1), (1, -1), (2, 0), (1, 2), (1, -2))  # same feature, rows already decoded
@@ -246,10 +247,8 @@ class LinearPredictor:
 
     def decode_stream(self, x_hat: np.ndarray, model, step: np.ndarray) -> np.ndarray:
         """Stream versions 2 and 3's one-pass decoder (`kernels.linear_decode`): the float32 reconstruction
-        that `run` on `finite_fill(x_hat)` with the q that `model` (an errorbound ResidualModel)
+        that `run` on `finite_fill(x_hat)` with the q that `model` (a `residuals.ResidualModel`)
         codes would give, cast to float32. ContainerError when the residual stream does not decode."""
-        from satflow.codecs.errorbound import check_residual_status  # errorbound imports this module
-
         x_hat = np.ascontiguousarray(x_hat, np.float32)
         out = np.empty(x_hat.shape, np.float32)
         check_residual_status(kernels.linear_decode(

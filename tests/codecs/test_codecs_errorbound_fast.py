@@ -30,7 +30,7 @@ from numcodecs import Zstd
 from satflow.codecs import kernels, prediction
 from satflow.codecs.base import pack_sections, unpack_sections
 from satflow.codecs.container import ContainerError, pack_container, split_containers, unpack_container
-from satflow.codecs.errorbound import CONTEXT_SCHEMES, decode_residuals, encode_residuals
+from satflow.codecs.residuals import CONTEXT_SCHEMES, decode_residuals, encode_residuals
 from satflow.codecs.registry import codec_from_container, decode_any, get_codec
 
 PINNED_VERSIONS = {"numcodecs": "0.16.6"}  # zstd of the pins (version 2 needs no other coding library)
@@ -446,7 +446,7 @@ def test_fresh_process_encodes_and_decodes_the_same_bytes(tmp_path, env):
     q = np.rint(np.nan_to_num(x - np.nanmean(x))).astype(np.int64)
     residuals = b"".join(encode_residuals(q, mask, scheme=1))
     script = ("import sys, numpy as np\n"
-              "from satflow.codecs.errorbound import encode_residuals\n"
+              "from satflow.codecs.residuals import encode_residuals\n"
               "from satflow.codecs.registry import decode_any, get_codec\n"
               "x = np.load(sys.argv[1] + '/x.npy')\n"
               "mask = np.isfinite(x).astype(np.uint8)\n"

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from satflow.codecs import prediction
 from satflow.codecs.base import unpack_sections
 from satflow.codecs.container import ContainerError, unpack_container
-from satflow.codecs.errorbound import decode_residuals
+from satflow.codecs.residuals import decode_residuals
 from satflow.codecs.learned.checkpoint import load_checkpoint
 from satflow.codecs.learned.context import ContextPredictor, FixedPointNet, _point_inputs, noise_inputs
 from satflow.codecs.registry import codec_from_container, decode_any, get_codec
