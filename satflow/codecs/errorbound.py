@@ -17,13 +17,14 @@ The q are entropy-coded with static models fitted to their histograms, which tra
 Stream version 3 (the header's `stream`: every stream written now) has one model per feature, column
 parity and context, the context being how large the q already decoded around the point are (its
 left neighbour of the same parity, the one above, the same point of the previous feature; edges
-`residuals.CONTEXT_SCHEMES`): residuals are large together (swath-gap edges, surface channels, fronts), and
-coding them apart shortens AMSU-like streams by 9% / 13% at 0.5 / 1 K. Versions 2 and 3 use a compiled rANS
-coder (`satflow.codecs.residuals` over `satflow.codecs.kernels`: integer frequencies of 14 bits, one 32-bit state, 16-bit words;
-the counts themselves are in the stream, so the decoder needs no floating point to rebuild the
-model); version 2 (written before version 3) has one model per feature and column parity, and is
-version 3 with a single context. Version 1 (no `stream` in the header) range-coded them with
-constriction's categorical models, one per feature for context="none". Both still decode, and a
+`residuals.CONTEXT_SCHEMES`): residuals are large together (swath-gap edges, surface channels,
+fronts), and coding them apart shortens AMSU-like streams by 9% / 13% at 0.5 / 1 K. Versions 2 and 3
+use a compiled rANS coder (`satflow.codecs.residuals`, over `satflow.codecs.kernels`: integer
+frequencies of 14 bits, one 32-bit state, 16-bit words; the counts themselves are in the stream, so
+the decoder needs no floating point to rebuild the model); version 2 (written before version 3) has
+one model per feature and column parity, and is version 3 with a single context. Version 1 (no
+`stream` in the header) range-coded them with constriction's categorical models, one per feature
+for context="none". Both still decode, and a
 codec read from such a stream writes its version. Symbols outside a +-127 window go through an escape
 symbol and a side stream. Reconstructions are computed in float64 and checked after the cast to float32; any
 valid point still beyond eps is stored verbatim.

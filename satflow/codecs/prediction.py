@@ -46,9 +46,9 @@ PAD = 2  # rows above the block, set to the inner reconstruction's first row
 LIMIT = 2**40  # prediction errors beyond this many steps are not coded: the point becomes a patch
 MAX_FIT_POINTS = 4096  # least squares on an even subsample: the fit costs little, the coding the same
 _NOISE_SEED = 0  # the fitting noise only shapes coefficients; fixed so that equal inputs give equal bytes
-_AROUND_ARRAY = np.array(AROUND, np.int64)  # the offsets as the compiled loop reads them
-_ROW_ARRAY = np.array(ABOVE + BESIDE, np.int64)
-_ABOVE_ARRAY, _BESIDE_ARRAY = np.array(ABOVE, np.int64), np.array(BESIDE, np.int64)
+AROUND_ARRAY = np.array(AROUND, np.int64)  # the offsets as the compiled loop reads them
+ROW_ARRAY = np.array(ABOVE + BESIDE, np.int64)
+ABOVE_ARRAY, BESIDE_ARRAY = np.array(ABOVE, np.int64), np.array(BESIDE, np.int64)
 
 
 def n_terms(feature: int, parity: int) -> int:
@@ -119,7 +119,7 @@ def parity_columns(width: int, parity: int) -> np.ndarray:
     return np.arange(parity, width, 2)
 
 
-def _padded(field: np.ndarray, top: np.ndarray) -> np.ndarray:
+def padded_field(field: np.ndarray, top: np.ndarray) -> np.ndarray:
     """(PAD + H, W): PAD copies of `top` above `field`."""
     return np.concatenate([np.broadcast_to(top, (PAD, field.shape[1])), field])
 
@@ -145,12 +145,12 @@ def fit(x: np.ndarray, mask: np.ndarray, x_hat: np.ndarray, eps: np.ndarray) -> 
     for f in range(x.shape[0]):
         first = max(0, f - EARLIER)
         every = kernels.all_valid(valid, first, f)
-        for parity, interior in enumerate(kernels.interiors(valid, f, every, first, _AROUND_ARRAY, _ABOVE_ARRAY,
-                                                              _BESIDE_ARRAY)):
+        for parity, interior in enumerate(kernels.interiors(valid, f, every, first, AROUND_ARRAY, ABOVE_ARRAY,
+                                                             BESIDE_ARRAY)):
             rows, columns = kernels.fit_points(interior, PAD, parity, MAX_FIT_POINTS)
             design = np.empty((rows.size, n_terms(f, parity) - 1))
-            kernels.gather_design(x_hat, noisy, f, first, rows, columns, _AROUND_ARRAY, _ROW_ARRAY,
-                                   len(_row_offsets(parity)), design)
+            kernels.gather_design(x_hat, noisy, f, first, rows, columns, AROUND_ARRAY, ROW_ARRAY,
+                                  len(_row_offsets(parity)), design)
             coefficients.append(_fitted(design, x[f][rows, columns].astype(np.float64)))
     return np.concatenate(coefficients).astype(np.float32)
 
@@ -167,7 +167,7 @@ def _fitted(design: np.ndarray, target: np.ndarray) -> np.ndarray:
     return solution if ok and np.all(np.isfinite(solution)) and np.abs(solution).max() < 1e6 else fallback
 
 
-def _interiors(valid: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
+def interiors_reference(valid: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
     """Per column parity, the valid points of feature f whose every predicting neighbour is valid
     too (a shifted AND is the AND of the shifted masks: earlier features are ANDed first).
 
@@ -186,7 +186,7 @@ def _interiors(valid: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
     return inside, beside
 
 
-def _least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+def least_squares_reference(design: np.ndarray, target: np.ndarray) -> np.ndarray:
     """[constant, weights...] by least squares, refitted without the points it misses by far.
 
     Squared error lets a few points (next to gaps, at a block's edge) pull every coefficient; the
@@ -241,7 +241,7 @@ class LinearPredictor:
         x = np.asarray(x) if encoding else np.zeros((1, 1, 1), np.float32)
         x = x if x.dtype == np.float32 else x.astype(np.float64)
         rec = kernels.linear_loop(np.ascontiguousarray(x_hat, np.float64), np.ascontiguousarray(mask != 0),
-                                   self._flat, self._starts, _AROUND_ARRAY, _ROW_ARRAY, EARLIER,
+                                   self._flat, self._starts, AROUND_ARRAY, ROW_ARRAY, EARLIER,
                                    np.asarray(step, np.float64), np.ascontiguousarray(x), q, encoding)
         return rec, q
 
@@ -252,8 +252,8 @@ class LinearPredictor:
         x_hat = np.ascontiguousarray(x_hat, np.float32)
         out = np.empty(x_hat.shape, np.float32)
         check_residual_status(kernels.linear_decode(
-            x_hat, model.valid, fill_values(x_hat, model.valid), self._flat, self._starts, _AROUND_ARRAY,
-            _ROW_ARRAY, EARLIER, np.asarray(step, np.float64), model.words, model.lo, model.hi, model.freqs,
+            x_hat, model.valid, fill_values(x_hat, model.valid), self._flat, self._starts, AROUND_ARRAY,
+            ROW_ARRAY, EARLIER, np.asarray(step, np.float64), model.words, model.lo, model.hi, model.freqs,
             model.escapes, model.class_map, out))
         return out
 
@@ -294,7 +294,7 @@ def run(x_hat: np.ndarray, mask: np.ndarray, predictor, step: np.ndarray, *,
     rec = np.array(x_hat, dtype=np.float64)  # rows not yet reached are never read
     for f in range(n_features):
         rows = predictor.start(f, x_hat, rec, valid)
-        padded = _padded(rec[f], x_hat[f, 0])  # rec[f] rows live at padded[PAD:]: written in place below
+        padded = padded_field(rec[f], x_hat[f, 0])  # rec[f] rows live at padded[PAD:]: written in place below
         for i in range(height):
             for parity, row in enumerate(rows):  # even columns, then odd ones (which see the even ones)
                 cols = parity_columns(width, parity)

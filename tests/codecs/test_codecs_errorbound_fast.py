@@ -362,9 +362,9 @@ def test_property_fit_points_are_the_reference_selection(mask, most):
     for f in range(mask.shape[0]):
         first = max(0, f - prediction.EARLIER)
         every = kernels.all_valid(valid, first, f)
-        compiled = kernels.interiors(valid, f, every, first, prediction._AROUND_ARRAY, prediction._ABOVE_ARRAY,
-                                      prediction._BESIDE_ARRAY)
-        for parity, interior in enumerate(prediction._interiors(valid, f)):
+        compiled = kernels.interiors(valid, f, every, first, prediction.AROUND_ARRAY, prediction.ABOVE_ARRAY,
+                                      prediction.BESIDE_ARRAY)
+        for parity, interior in enumerate(prediction.interiors_reference(valid, f)):
             np.testing.assert_array_equal(compiled[parity], interior)
             cols = prediction.parity_columns(mask.shape[2], parity)
             rows, at = np.nonzero(interior[prediction.PAD:, cols])
@@ -384,7 +384,7 @@ def test_compiled_least_squares_solves_the_reference_problem(seed):
     target[rng.choice(3000, 40, replace=False)] += 50.0  # far misses the refit leaves out
     ok, fast = kernels.robust_least_squares(design, target)
     assert ok
-    np.testing.assert_allclose(fast, prediction._least_squares(design, target), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(fast, prediction.least_squares_reference(design, target), rtol=1e-7, atol=1e-9)
 
 
 def _both_loops(x: np.ndarray, mask: np.ndarray, eps: float):

@@ -109,12 +109,12 @@ def sample_points(x: torch.Tensor, mask: torch.Tensor, n_points: int, noise: tup
             continue
         pick = candidates[torch.randint(candidates.numel(), (n_points,), generator=generator)]
         pb, pi, pj = pick // (h * w), pick // w % h, pick % w
-        inputs[f] = _point_inputs(noisy, mask, f, pb, pi, pj, log_eps[pb, f])
+        inputs[f] = point_inputs(noisy, mask, f, pb, pi, pj, log_eps[pb, f])
         targets[f], weights[f] = x[pb, f, pi, pj], 1.0
     return inputs, targets, weights
 
 
-def _point_inputs(noisy, mask, f: int, pb, pi, pj, log_eps) -> torch.Tensor:
+def point_inputs(noisy, mask, f: int, pb, pi, pj, log_eps) -> torch.Tensor:
     n_features, h, w = noisy.shape[1:]
     s, v = static_slots(n_features), value_slots(n_features)
     out = torch.zeros(pb.numel(), input_size(n_features), dtype=noisy.dtype)
