@@ -25,7 +25,7 @@ from satflow.codecs.container import ContainerError
 WINDOW = 127  # symbols -WINDOW..WINDOW are modelled directly; the rest are escaped
 STREAM_VERSION = 3  # what this satflow writes; errorbound reads 1 (constriction), 2 (rANS) and 3 (rANS, contexts)
 # Version 3's context schemes, by the number its tables start with: a point's context is how many
-# of the edges its activity (the summed magnitudes of the q decoded next to it, `kernels._context`)
+# of the edges its activity (the summed magnitudes of the q decoded next to it, `kernels.point_contexts`)
 # reaches. Edges chosen on AMSU-like data at 0.5 and 1 K: 8 or 16 classes pooled over features
 # saved half as much; more classes per feature cost their tables what they save.
 CONTEXT_SCHEMES = {0: (), 1: (1, 3, 6, 12)}
@@ -54,7 +54,7 @@ def unzstd_int64(data: bytes, what: str = "values") -> np.ndarray:
 
 
 def context_classes(edges: tuple[int, ...]) -> np.ndarray:
-    """The activity -> context map of a context scheme (`kernels._context`); () gives one context."""
+    """The activity -> context map of a context scheme (`kernels.point_contexts`); () gives one context."""
     return np.searchsorted(edges, np.arange((edges or (0,))[-1] + 1), side="right").astype(np.int64)
 
 
