@@ -19,7 +19,7 @@ All in one run, on the same machine at the same time, so only ratios are reporte
    and M arrays, and the two evals' metrics.json (every number but
    the encode/decode seconds and MB/s) and compressed containers (bytes).
 
-The local SLURM (`satflow.runtime.testing_slurm.LocalSlurm`: slurmctld, slurmd and munge on
+The local SLURM (`satflow.testing.slurm.LocalSlurm`: slurmctld, slurmd and munge on
 127.0.0.1, needs root and the Debian packages) is started first and stopped at the end, always.
 
     python benchmarks/cluster/run.py            # full run (a few minutes on 2 cores)
@@ -277,7 +277,7 @@ def main() -> None:
         args.steps, args.resolution, args.repeats, args.startups = 4, 3.0, 1, 1
 
     from satflow.runtime.cluster import open_client, slurm_cluster
-    from satflow.runtime.testing_slurm import LocalSlurm, SlurmUnavailable
+    from satflow.testing.slurm import LocalSlurm, SlurmUnavailable
 
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="satflow-cluster-bench-"))

@@ -65,7 +65,7 @@ MODULES = {
     "ingest": ["satflow/ingest/*.py"],
     "index": ["satflow/index/*.py", "satflow/cli/index.py"],  # its command line moved to satflow/cli/
     "codecs/container": ["satflow/codecs/container.py"],
-    "codecs/errorbound": ["satflow/codecs/errorbound.py"],
+    "codecs/errorbound": ["satflow/codecs/errorbound.py", "satflow/codecs/residuals.py"],  # residuals: split out
     "sources/cfvalues": ["satflow/sources/cfvalues.py"],
     "sources/timecodec": ["satflow/sources/timecodec.py"],
 }
@@ -85,6 +85,7 @@ MIRRORS = {
     "satflow/ingest/cube.py": ["tests/test_archive.py", "tests/test_ingest.py"],
     "satflow/codecs/container.py": ["tests/codecs/test_codecs_container.py"],
     "satflow/codecs/errorbound.py": ["tests/codecs/test_codecs_errorbound.py"],
+    "satflow/codecs/residuals.py": ["tests/codecs/test_codecs_errorbound.py"],
     "satflow/sources/cfvalues.py": ["tests/sources/test_sources_gridded_encodings.py",
                                     "tests/sources/test_sources_broken.py"],
     "satflow/sources/timecodec.py": ["tests/sources/test_sources_timecodec.py",

@@ -17,13 +17,14 @@ The q are entropy-coded with static models fitted to their histograms, which tra
 Stream version 3 (the header's `stream`: every stream written now) has one model per feature, column
 parity and context, the context being how large the q already decoded around the point are (its
 left neighbour of the same parity, the one above, the same point of the previous feature; edges
-`CONTEXT_SCHEMES`): residuals are large together (swath-gap edges, surface channels, fronts), and
-coding them apart shortens AMSU-like streams by 9% / 13% at 0.5 / 1 K. Versions 2 and 3 use a compiled rANS
-coder (`satflow.codecs._kernels`: integer frequencies of 14 bits, one 32-bit state, 16-bit words;
-the counts themselves are in the stream, so the decoder needs no floating point to rebuild the
-model); version 2 (written before version 3) has one model per feature and column parity, and is
-version 3 with a single context. Version 1 (no `stream` in the header) range-coded them with
-constriction's categorical models, one per feature for context="none". Both still decode, and a
+`residuals.CONTEXT_SCHEMES`): residuals are large together (swath-gap edges, surface channels,
+fronts), and coding them apart shortens AMSU-like streams by 9% / 13% at 0.5 / 1 K. Versions 2 and 3
+use a compiled rANS coder (`satflow.codecs.residuals`, over `satflow.codecs.kernels`: integer
+frequencies of 14 bits, one 32-bit state, 16-bit words; the counts themselves are in the stream, so
+the decoder needs no floating point to rebuild the model); version 2 (written before version 3) has
+one model per feature and column parity, and is version 3 with a single context. Version 1 (no
+`stream` in the header) range-coded them with constriction's categorical models, one per feature
+for context="none". Both still decode, and a
 codec read from such a stream writes its version. Symbols outside a +-127 window go through an escape
 symbol and a side stream. Reconstructions are computed in float64 and checked after the cast to float32; any
 valid point still beyond eps is stored verbatim.
@@ -36,56 +37,29 @@ returning numbers that may break the bound.
 from __future__ import annotations
 
 import zlib
-from typing import Any, NamedTuple
+from typing import Any
 
 import constriction
 import numpy as np
 from numcodecs import Zstd
 
-from satflow.codecs import _kernels, prediction
+from satflow.codecs import kernels, prediction
 from satflow.codecs.base import Codec, pack_sections, unpack_sections
 from satflow.codecs.classic import apply_patches, pack_patches, per_feature
 from satflow.codecs.container import ContainerError
 from satflow.codecs.registry import codec_class, get_codec, parameter_docs, register_codec
+from satflow.codecs.residuals import (STREAM_VERSION, WINDOW, decode_residuals, encode_residuals, residual_model,
+                                      unzstd_int64, zstd_int64)
 
-WINDOW = 127  # symbols -WINDOW..WINDOW are modelled directly; the rest are escaped
 _LIMIT = prediction.LIMIT  # |q| beyond this is not worth coding: the point becomes a verbatim patch
 CONTEXTS = ("causal", "learned", "none")
-STREAM_VERSION = 3  # what this satflow writes; it reads 1 (constriction), 2 (rANS) and 3 (rANS, contexts)
 READABLE_VERSIONS = (1, 2, 3)
-# Version 3's context schemes, by the number its tables start with: a point's context is how many
-# of the edges its activity (the summed magnitudes of the q decoded next to it, `_kernels._context`)
-# reaches. Edges chosen on AMSU-like data at 0.5 and 1 K: 8 or 16 classes pooled over features
-# saved half as much; more classes per feature cost their tables what they save.
-CONTEXT_SCHEMES = {0: (), 1: (1, 3, 6, 12)}
-# On small blocks five times the tables cost more than the contexts save. Measured on AMSU-like
-# crops at 0.1-1 K: with under 64 valid points per model of scheme 1 it always lost (up to 17%), with
-# over 1024 it always won (2-11%); between, the encoder codes both and keeps the shorter.
-CONTEXTS_PAY = (64, 1024)
-_TABLES = Zstd(level=19)  # version 2 and 3 symbol tables: zigzag varints, then zstd (a few kB at most)
 
 
 def _checksum(x_hat: np.ndarray, mask: np.ndarray) -> bytes:
     """CRC-32 of x_hat's valid values as little-endian float32, in raster order."""
-    values = _kernels.valid_values(np.ascontiguousarray(x_hat, np.float32), np.ascontiguousarray(mask != 0))
+    values = kernels.valid_values(np.ascontiguousarray(x_hat, np.float32), np.ascontiguousarray(mask != 0))
     return zlib.crc32(values.astype("<f4", copy=False)).to_bytes(4, "little")
-
-
-def _zstd(values: np.ndarray) -> bytes:
-    return bytes(Zstd(level=9).encode(np.ascontiguousarray(values, dtype="<i8"))) if values.size else b""
-
-
-def _unzstd(data: bytes, what: str = "values") -> np.ndarray:
-    """Inverse of `_zstd`; ContainerError naming `what` when the bytes are not such a section."""
-    if not data:
-        return np.zeros(0, "<i8")
-    try:
-        raw = Zstd().decode(data)
-    except (RuntimeError, ValueError) as err:  # what numcodecs' Zstd raises on a corrupt frame
-        raise ContainerError(f"errorbound {what} are corrupt: {err}") from err
-    if len(raw) % 8:
-        raise ContainerError(f"errorbound {what} hold {len(raw)} bytes, not whole 64-bit integers")
-    return np.frombuffer(raw, "<i8")
 
 
 def _model(counts: np.ndarray):
@@ -110,13 +84,13 @@ def encode_symbols(groups: list[np.ndarray]) -> tuple[bytes, bytes, bytes]:
         if q.size:
             encoder.encode(symbols, _model(counts.astype(np.float64)))
     words = encoder.get_compressed().astype("<u4").tobytes()
-    return _zstd(np.concatenate(tables)), words, _zstd(np.concatenate(escaped))
+    return zstd_int64(np.concatenate(tables)), words, zstd_int64(np.concatenate(escaped))
 
 
 def decode_symbols(sizes: list[int], tables: bytes, words: bytes, escaped: bytes) -> list[np.ndarray]:
     """Inverse of `encode_symbols`, given how many symbols each group holds."""
-    table = _unzstd(tables, "symbol tables")
-    extra = _unzstd(escaped, "escaped values")
+    table = unzstd_int64(tables, "symbol tables")
+    extra = unzstd_int64(escaped, "escaped values")
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(words, "<u4").copy())
     groups, at, used = [], 0, 0
     for size in sizes:
@@ -134,129 +108,6 @@ def decode_symbols(sizes: list[int], tables: bytes, words: bytes, escaped: bytes
         used += escapes.size
         groups.append(q)
     return groups
-
-
-def context_classes(edges: tuple[int, ...]) -> np.ndarray:
-    """The activity -> context map of a context scheme (`_kernels._context`); () gives one context."""
-    return np.searchsorted(edges, np.arange((edges or (0,))[-1] + 1), side="right").astype(np.int64)
-
-
-def encode_residuals(q_block: np.ndarray, mask: np.ndarray, version: int = STREAM_VERSION,
-                     scheme: int | None = None) -> tuple[bytes, bytes, bytes]:
-    """Stream version 2 or 3: rANS-code the valid q of a (feature, lat, lon) block, one static model
-    per (feature, column parity, context). Returns (tables, words, escaped values); in version 3
-    with the context `scheme` given, or else the one `CONTEXTS_PAY` picks (the shorter stream, the
-    first of equals, when both are tried), its number first in the tables."""
-    valid = np.ascontiguousarray(mask != 0)
-    q_block = np.where(valid, q_block, 0)  # the decoder's contexts read 0 there
-    q_block = q_block if q_block.dtype == np.int64 else q_block.astype(np.int64)
-    if version == 2:
-        return _encode_with(q_block, valid, ())
-    if scheme is None:
-        n_valid, n_models = int(np.count_nonzero(valid)), 2 * mask.shape[0] * (len(CONTEXT_SCHEMES[1]) + 1)
-        if CONTEXTS_PAY[0] * n_models <= n_valid < CONTEXTS_PAY[1] * n_models:
-            coded = [_encode_with(q_block, valid, edges, number) for number, edges in CONTEXT_SCHEMES.items()]
-            return min(coded, key=lambda sections: sum(map(len, sections)))
-        scheme = 0 if n_valid < CONTEXTS_PAY[0] * n_models else 1
-    return _encode_with(q_block, valid, CONTEXT_SCHEMES[scheme], scheme)
-
-
-def _encode_with(q_block: np.ndarray, valid: np.ndarray, edges: tuple[int, ...],
-                 scheme: int | None = None) -> tuple[bytes, bytes, bytes]:
-    class_map = context_classes(edges)
-    contexts, n_contexts = _kernels.point_contexts(q_block, valid, class_map), int(class_map[-1]) + 1
-    lo, hi, counts = _kernels.group_symbols(q_block, valid, WINDOW, contexts, n_contexts)
-    freqs = _kernels.all_frequencies(counts, lo, hi)
-    words, escaped = _kernels.rans_encode(q_block, valid, lo, hi, freqs, int(np.count_nonzero(valid)), contexts,
-                                          n_contexts)
-    # the counts, not the frequencies, travel: smaller numbers, and the decoder derives the same
-    # frequencies from them with integer arithmetic
-    tables = [np.array([] if scheme is None else [scheme], np.int64)]
-    tables += [np.concatenate([[lo[m], hi[m]], counts[m, : hi[m] - lo[m] + 2]]) for m in range(lo.size)]
-    tables = np.concatenate(tables).astype(np.int64)
-    return bytes(_TABLES.encode(_kernels.varints(tables))), words.astype("<u2").tobytes(), _zstd(escaped)
-
-
-def decode_residuals(mask: np.ndarray, tables: bytes, words: bytes, escaped: bytes,
-                     version: int = STREAM_VERSION) -> np.ndarray:
-    """Inverse of `encode_residuals`: q as (feature, lat, lon) int64, 0 at invalid points. Tables
-    that do not describe a valid model of the mask's groups raise ContainerError before decoding."""
-    model = residual_model(mask, tables, words, escaped, version)
-    q_block = np.zeros(mask.shape, np.int64)
-    check_residual_status(_kernels.rans_decode(model.words, model.valid, model.lo, model.hi, model.freqs,
-                                               model.escapes, q_block, model.class_map))
-    return q_block
-
-
-class ResidualModel(NamedTuple):
-    """What a version-2 or -3 decoder needs, checked against the mask (`residual_model`)."""
-
-    valid: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-    freqs: np.ndarray
-    words: np.ndarray
-    escapes: np.ndarray
-    class_map: np.ndarray
-
-
-def check_residual_status(status: int) -> None:
-    """ContainerError for a non-zero status of `_kernels.rans_decode` / `linear_decode`."""
-    if status:
-        reason = {1: "the coded words end before the last valid point", 2: "fewer escaped values than escapes",
-                  3: "coded words, state or escaped values are left over",
-                  4: "a point's context has a symbol table with no symbols"}[status]
-        raise ContainerError(f"errorbound residual stream does not decode for this mask: {reason}")
-
-
-def residual_model(mask: np.ndarray, tables: bytes, words: bytes, escaped: bytes,
-                   version: int = STREAM_VERSION) -> ResidualModel:
-    """Parse and check the residual sections of a version-2 or -3 stream against the block's mask."""
-    valid = np.ascontiguousarray(mask != 0)
-    sizes = _kernels.group_sizes(valid)
-    try:
-        ok, table = _kernels.from_varints(np.frombuffer(Zstd().decode(tables), np.uint8) if tables else np.zeros(0, np.uint8))
-    except (RuntimeError, ValueError) as err:  # what numcodecs' Zstd raises on a corrupt frame
-        raise ContainerError(f"errorbound symbol tables are corrupt: {err}") from err
-    if not ok:
-        raise ContainerError("errorbound symbol tables end inside a number")
-    at = 0
-    edges: tuple[int, ...] = ()
-    if version >= 3:
-        if table.size == 0 or int(table[0]) not in CONTEXT_SCHEMES:
-            raise ContainerError(f"errorbound symbol tables name context scheme {table[:1].tolist()}, not one of "
-                                 f"{sorted(CONTEXT_SCHEMES)}")
-        edges, at = CONTEXT_SCHEMES[int(table[0])], 1
-    class_map = context_classes(edges)
-    n_contexts = int(class_map[-1]) + 1
-    n_models = 2 * mask.shape[0] * n_contexts
-    lo, hi = np.zeros(n_models, np.int64), np.zeros(n_models, np.int64)
-    counts = np.zeros((n_models, 2 * WINDOW + 2), np.int64)
-    for m in range(n_models):
-        if at + 2 > table.size:
-            raise ContainerError("errorbound symbol tables are shorter than the block's features")
-        lo[m], hi[m] = table[at], table[at + 1]
-        if not -WINDOW <= lo[m] <= 0 <= hi[m] <= WINDOW:
-            raise ContainerError(f"errorbound symbol table {m} has range {lo[m]}..{hi[m]}, outside +-{WINDOW}")
-        n_symbols = int(hi[m] - lo[m] + 2)
-        row = table[at + 2 : at + 2 + n_symbols]
-        at += 2 + n_symbols
-        if row.size != n_symbols or np.any(row < 0):
-            raise ContainerError(f"errorbound symbol table {m} ends early or holds a negative count")
-        counts[m, :n_symbols] = row
-    if at != table.size:
-        raise ContainerError(f"errorbound symbol tables hold {table.size - at} values more than the block's features use")
-    per_group = counts.sum(axis=1).reshape(-1, n_contexts).sum(axis=1)
-    mismatched = np.flatnonzero(per_group != sizes)
-    if mismatched.size:
-        g = mismatched[0]
-        raise ContainerError(f"errorbound symbol tables count {int(per_group[g])} symbols in group {g}, the mask "
-                             f"has {sizes[g]} valid points there")
-    if len(words) % 2:
-        raise ContainerError(f"errorbound coded words are {len(words)} bytes, not a whole number of 16-bit words")
-    return ResidualModel(valid, lo, hi, _kernels.all_frequencies(counts, lo, hi),
-                         np.frombuffer(words, "<u2").astype(np.uint16), np.ascontiguousarray(_unzstd(escaped, "escaped values")),
-                         class_map)
 
 
 @register_codec("errorbound")
@@ -371,7 +222,7 @@ class ErrorBounded(Codec):
             context = [section]
         with np.errstate(invalid="ignore", over="ignore"):
             x_rec = x_rec64.astype(np.float32)
-        misses = _kernels.exceedances(np.ascontiguousarray(x), x_rec, np.ascontiguousarray(mask != 0), eps)
+        misses = kernels.exceedances(np.ascontiguousarray(x), x_rec, np.ascontiguousarray(mask != 0), eps)
         patches = pack_patches(misses, x)
         if self.stream_version == 1:  # the constriction coder: re-encoding what a version-1 stream holds
             groups = ([q_block[f][mask[f] != 0] for f in range(x.shape[0])] if self._params["context"] == "none"
@@ -385,14 +236,14 @@ class ErrorBounded(Codec):
         """(predictor, the stream section the decoder rebuilds it from)."""
         if self.context_model:
             noise = self.context_model.noise_inputs(eps, x.shape[0])
-            return self.context_model.predictor(noise), _zstd(noise)
+            return self.context_model.predictor(noise), zstd_int64(noise)
         coefficients = prediction.fit(x, mask, filled, eps)
         return prediction.LinearPredictor(coefficients, x.shape[0]), _zstd_bytes(coefficients.astype("<f4").tobytes())
 
     def _stored_predictor(self, section: bytes, n_features: int):
         """The predictor `_new_predictor` made, from its stream section."""
         if self.context_model:
-            noise = _unzstd(section, "context noise levels").astype(np.float64)
+            noise = unzstd_int64(section, "context noise levels").astype(np.float64)
             if noise.size != n_features:
                 raise ContainerError(f"errorbound stream holds {noise.size} context noise levels for {n_features} features")
             return self.context_model.predictor(noise)
@@ -458,7 +309,7 @@ def _unzstd_bytes(data: bytes) -> bytes:
 
 
 def _context_model(inner: Codec, checkpoint: str | None):
-    from satflow.codecs.learned.context import load_context_model  # torch: only for context="learned"
+    from satflow.codecs.learned.context_model import load_context_model  # torch: only for context="learned"
 
     return load_context_model(inner, checkpoint)
 

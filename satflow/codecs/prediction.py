@@ -16,12 +16,12 @@ Invalid points take their prediction as their value: the decoder knows the mask,
 nothing. Coefficients are fitted per feature and column parity by least squares at encode time, on
 the input plus uniform noise of +-eps (what reconstruction error looks like), over at most about
 2 x MAX_FIT_POINTS points, and travel in the stream as float32. The fit runs compiled too: the
-normal equations summed in a fixed order and solved by Cholesky (`_kernels.robust_least_squares`,
+normal equations summed in a fixed order and solved by Cholesky (`kernels.robust_least_squares`,
 no BLAS), so the same input gives the same coefficients, hence the same stream, on every machine
 and thread count. Predictions are sums of float64 products in a fixed order, elementwise only (no
 BLAS reductions), so a decoder on any machine repeats them bit for bit.
 
-The loop runs compiled (`satflow.codecs._kernels.linear_loop`, numba): the same float64 operations
+The loop runs compiled (`satflow.codecs.kernels.linear_loop`, numba): the same float64 operations
 in the same order as the numpy loop `run(..., reference=True)`, which defines the bits (tests compare
 the two, and with the JIT off).
 
@@ -35,7 +35,8 @@ import math
 
 import numpy as np
 
-from satflow.codecs import _kernels
+from satflow.codecs import kernels
+from satflow.codecs.residuals import check_residual_status
 
 AROUND = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # (rows up, columns left): point and 4 neighbours
 ABOVE = ((1, 0), (1, 1), (1, -1), (2, 0), (1, 2), (1, -2))  # same feature, rows already decoded
@@ -45,9 +46,9 @@ PAD = 2  # rows above the block, set to the inner reconstruction's first row
 LIMIT = 2**40  # prediction errors beyond this many steps are not coded: the point becomes a patch
 MAX_FIT_POINTS = 4096  # least squares on an even subsample: the fit costs little, the coding the same
 _NOISE_SEED = 0  # the fitting noise only shapes coefficients; fixed so that equal inputs give equal bytes
-_AROUND_ARRAY = np.array(AROUND, np.int64)  # the offsets as the compiled loop reads them
-_ROW_ARRAY = np.array(ABOVE + BESIDE, np.int64)
-_ABOVE_ARRAY, _BESIDE_ARRAY = np.array(ABOVE, np.int64), np.array(BESIDE, np.int64)
+AROUND_ARRAY = np.array(AROUND, np.int64)  # the offsets as the compiled loop reads them
+ROW_ARRAY = np.array(ABOVE + BESIDE, np.int64)
+ABOVE_ARRAY, BESIDE_ARRAY = np.array(ABOVE, np.int64), np.array(BESIDE, np.int64)
 
 
 def n_terms(feature: int, parity: int) -> int:
@@ -67,7 +68,7 @@ def finite_fill(x_hat: np.ndarray, mask: np.ndarray) -> np.ndarray:
     valid = np.ascontiguousarray(mask != 0)
     if x_hat.dtype == np.float32:
         x_hat = np.ascontiguousarray(x_hat)
-        return _kernels.filled(x_hat, valid, fill_values(x_hat, valid))
+        return kernels.filled(x_hat, valid, fill_values(x_hat, valid))
     out = np.array(x_hat, dtype=np.float64)
     usable = valid & np.isfinite(out)
     for f in range(out.shape[0]):
@@ -79,13 +80,13 @@ def finite_fill(x_hat: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def fill_values(x_hat: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """What `finite_fill` puts at each feature's invalid points (float32 x_hat, C-contiguous)."""
-    sums, counts = _kernels.float32_exponent_sums_usable(x_hat, valid)
+    sums, counts = kernels.float32_exponent_sums_usable(x_hat, valid)
     return np.array([_mean(x_hat, valid, f, row, int(counts[f])) for f, row in enumerate(sums.tolist())], np.float64)
 
 
 def _mean(x_hat: np.ndarray, valid: np.ndarray, f: int, sums: list[int], count: int) -> float:
     """Feature f's exactly rounded mean from its integer sums per binary exponent (see
-    `_kernels.float32_exponent_sums_usable`); 0 when it has no usable point or overflows."""
+    `kernels.float32_exponent_sums_usable`); 0 when it has no usable point or overflows."""
     if not count:
         return 0.0
     total = sum(s << e for e, s in enumerate(sums) if s)
@@ -118,7 +119,7 @@ def parity_columns(width: int, parity: int) -> np.ndarray:
     return np.arange(parity, width, 2)
 
 
-def _padded(field: np.ndarray, top: np.ndarray) -> np.ndarray:
+def padded_field(field: np.ndarray, top: np.ndarray) -> np.ndarray:
     """(PAD + H, W): PAD copies of `top` above `field`."""
     return np.concatenate([np.broadcast_to(top, (PAD, field.shape[1])), field])
 
@@ -138,39 +139,39 @@ def fit(x: np.ndarray, mask: np.ndarray, x_hat: np.ndarray, eps: np.ndarray) -> 
     rng = np.random.default_rng(_NOISE_SEED)
     valid = np.ascontiguousarray(mask != 0)
     noise = rng.uniform(-1.0, 1.0, x.shape)  # U(-eps, eps) once scaled, as the decoder's errors are
-    noisy = _kernels.noisy_inputs(np.ascontiguousarray(x), valid, noise, np.asarray(eps, np.float64), x_hat)
+    noisy = kernels.noisy_inputs(np.ascontiguousarray(x), valid, noise, np.asarray(eps, np.float64), x_hat)
     coefficients = []
     x_hat = np.ascontiguousarray(x_hat, np.float64)
     for f in range(x.shape[0]):
         first = max(0, f - EARLIER)
-        every = _kernels.all_valid(valid, first, f)
-        for parity, interior in enumerate(_kernels.interiors(valid, f, every, first, _AROUND_ARRAY, _ABOVE_ARRAY,
-                                                              _BESIDE_ARRAY)):
-            rows, columns = _kernels.fit_points(interior, PAD, parity, MAX_FIT_POINTS)
+        every = kernels.all_valid(valid, first, f)
+        for parity, interior in enumerate(kernels.interiors(valid, f, every, first, AROUND_ARRAY, ABOVE_ARRAY,
+                                                             BESIDE_ARRAY)):
+            rows, columns = kernels.fit_points(interior, PAD, parity, MAX_FIT_POINTS)
             design = np.empty((rows.size, n_terms(f, parity) - 1))
-            _kernels.gather_design(x_hat, noisy, f, first, rows, columns, _AROUND_ARRAY, _ROW_ARRAY,
-                                   len(_row_offsets(parity)), design)
+            kernels.gather_design(x_hat, noisy, f, first, rows, columns, AROUND_ARRAY, ROW_ARRAY,
+                                  len(_row_offsets(parity)), design)
             coefficients.append(_fitted(design, x[f][rows, columns].astype(np.float64)))
     return np.concatenate(coefficients).astype(np.float32)
 
 
 def _fitted(design: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """[constant, weights...] of `_kernels.robust_least_squares` (the normal equations summed in a
+    """[constant, weights...] of `kernels.robust_least_squares` (the normal equations summed in a
     fixed order and solved by Cholesky in compiled code: the same coefficients on every machine and
     thread count), or x_hat at the point when there are too few points or the fit fails."""
     fallback = np.zeros(1 + design.shape[1])
     fallback[1] = 1.0  # x_hat at the point itself
     if design.shape[0] < 4 * design.shape[1]:
         return fallback
-    ok, solution = _kernels.robust_least_squares(design, target)  # not ok when a value is not finite
+    ok, solution = kernels.robust_least_squares(design, target)  # not ok when a value is not finite
     return solution if ok and np.all(np.isfinite(solution)) and np.abs(solution).max() < 1e6 else fallback
 
 
-def _interiors(valid: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
+def interiors_reference(valid: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
     """Per column parity, the valid points of feature f whose every predicting neighbour is valid
     too (a shifted AND is the AND of the shifted masks: earlier features are ANDed first).
 
-    The numpy reference of `_kernels.fit_points`, which `fit` runs (tests compare the two)."""
+    The numpy reference of `kernels.fit_points`, which `fit` runs (tests compare the two)."""
     inside = valid[f].copy()
     earlier = valid[max(0, f - EARLIER) : f]
     if earlier.shape[0]:
@@ -185,12 +186,12 @@ def _interiors(valid: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
     return inside, beside
 
 
-def _least_squares(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+def least_squares_reference(design: np.ndarray, target: np.ndarray) -> np.ndarray:
     """[constant, weights...] by least squares, refitted without the points it misses by far.
 
     Squared error lets a few points (next to gaps, at a block's edge) pull every coefficient; the
     coder pays for all the others, so the second fit ignores misses beyond 4 robust deviations.
-    The numpy (LAPACK) reference of `_kernels.robust_least_squares`, which `fit` runs: the same
+    The numpy (LAPACK) reference of `kernels.robust_least_squares`, which `fit` runs: the same
     problem, solved in a fixed order (tests compare the two to rounding).
     """
     fallback = np.zeros(1 + design.shape[1])
@@ -234,27 +235,25 @@ class LinearPredictor:
 
     def closed_loop(self, x_hat: np.ndarray, mask: np.ndarray, step: np.ndarray, *,
                     x: np.ndarray | None = None, q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """`run`'s loop compiled (`satflow.codecs._kernels`): the same operations, the same bits."""
+        """`run`'s loop compiled (`satflow.codecs.kernels`): the same operations, the same bits."""
         encoding = x is not None
         q = np.zeros(mask.shape, np.int64) if encoding else np.ascontiguousarray(q, np.int64)
         x = np.asarray(x) if encoding else np.zeros((1, 1, 1), np.float32)
         x = x if x.dtype == np.float32 else x.astype(np.float64)
-        rec = _kernels.linear_loop(np.ascontiguousarray(x_hat, np.float64), np.ascontiguousarray(mask != 0),
-                                   self._flat, self._starts, _AROUND_ARRAY, _ROW_ARRAY, EARLIER,
+        rec = kernels.linear_loop(np.ascontiguousarray(x_hat, np.float64), np.ascontiguousarray(mask != 0),
+                                   self._flat, self._starts, AROUND_ARRAY, ROW_ARRAY, EARLIER,
                                    np.asarray(step, np.float64), np.ascontiguousarray(x), q, encoding)
         return rec, q
 
     def decode_stream(self, x_hat: np.ndarray, model, step: np.ndarray) -> np.ndarray:
-        """Stream versions 2 and 3's one-pass decoder (`_kernels.linear_decode`): the float32 reconstruction
-        that `run` on `finite_fill(x_hat)` with the q that `model` (an errorbound ResidualModel)
+        """Stream versions 2 and 3's one-pass decoder (`kernels.linear_decode`): the float32 reconstruction
+        that `run` on `finite_fill(x_hat)` with the q that `model` (a `residuals.ResidualModel`)
         codes would give, cast to float32. ContainerError when the residual stream does not decode."""
-        from satflow.codecs.errorbound import check_residual_status  # errorbound imports this module
-
         x_hat = np.ascontiguousarray(x_hat, np.float32)
         out = np.empty(x_hat.shape, np.float32)
-        check_residual_status(_kernels.linear_decode(
-            x_hat, model.valid, fill_values(x_hat, model.valid), self._flat, self._starts, _AROUND_ARRAY,
-            _ROW_ARRAY, EARLIER, np.asarray(step, np.float64), model.words, model.lo, model.hi, model.freqs,
+        check_residual_status(kernels.linear_decode(
+            x_hat, model.valid, fill_values(x_hat, model.valid), self._flat, self._starts, AROUND_ARRAY,
+            ROW_ARRAY, EARLIER, np.asarray(step, np.float64), model.words, model.lo, model.hi, model.freqs,
             model.escapes, model.class_map, out))
         return out
 
@@ -295,7 +294,7 @@ def run(x_hat: np.ndarray, mask: np.ndarray, predictor, step: np.ndarray, *,
     rec = np.array(x_hat, dtype=np.float64)  # rows not yet reached are never read
     for f in range(n_features):
         rows = predictor.start(f, x_hat, rec, valid)
-        padded = _padded(rec[f], x_hat[f, 0])  # rec[f] rows live at padded[PAD:]: written in place below
+        padded = padded_field(rec[f], x_hat[f, 0])  # rec[f] rows live at padded[PAD:]: written in place below
         for i in range(height):
             for parity, row in enumerate(rows):  # even columns, then odd ones (which see the even ones)
                 cols = parity_columns(width, parity)

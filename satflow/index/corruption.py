@@ -15,8 +15,8 @@ import numpy as np
 STRATEGIES = ("tracks", "rectangles")
 
 
-def _walks(height: int, width: int, rng: np.random.Generator, n: int, turn_std: float,
-           stride: tuple[int, int]) -> np.ndarray:
+def random_walks(height: int, width: int, rng: np.random.Generator, n: int, turn_std: float,
+                 stride: tuple[int, int]) -> np.ndarray:
     """Flat cell indices sampled along `n` curved walks (one point every 2-8 cells), walk by walk."""
     steps = height + width  # long enough to cross the patch; most walks leave it sooner
     heading = rng.uniform(0, 2 * np.pi, (n, 1)) + np.cumsum(rng.normal(0.0, turn_std, (n, steps)), axis=1)
@@ -42,7 +42,7 @@ def track_mask(height: int, width: int, hidden_fraction: float, rng: np.random.G
     for _ in range(max_batches):
         if count >= target:
             break
-        points = _walks(height, width, rng, batch, turn_std, stride)
+        points = random_walks(height, width, rng, batch, turn_std, stride)
         _, first = np.unique(points, return_index=True)
         fresh = points[np.sort(first)]
         fresh = fresh[~observed[fresh]][: target - count]

@@ -68,7 +68,7 @@ class _CurvilinearInput:
 class RegridSource(SingleFileGroups):
     def scan(self, path, source: SourceConfig) -> FileInfo:
         path = os.fspath(path)
-        domain = _domain_grid(source.domain.model_dump_json(), source.lon_convention)
+        domain = cached_domain_grid(source.domain.model_dump_json(), source.lon_convention)
         with HDF5_LOCK, open_netcdf(path) as ds:
             variables = _projected_variables(ds, source) or _curvilinear_variables(ds, source)
             if variables:
@@ -82,7 +82,7 @@ class RegridSource(SingleFileGroups):
              out: np.ndarray | None = None) -> np.ndarray:
         plan = info.read_plan
         values = _read_native(info, plan, source, steps)
-        domain = _domain_grid(source.domain.model_dump_json(), source.lon_convention)
+        domain = cached_domain_grid(source.domain.model_dump_json(), source.lon_convention)
         if out is None:
             out = np.empty((values.shape[0], values.shape[1], domain.y.size, domain.x.size), np.float32)
         out[...] = resample(values, plan, domain, source.regrid.method)
@@ -96,7 +96,7 @@ register_source("regrid", RegridSource())
 
 
 @lru_cache(maxsize=8)
-def _domain_grid(config_json: str, lon_convention: str) -> DomainGrid:
+def cached_domain_grid(config_json: str, lon_convention: str) -> DomainGrid:
     """One DomainGrid per domain and process: its cell-centre lat/lon (pyproj, about 60% of regridding a regular
     grid onto 120 000 cells) are computed once for all the files a worker reads, not once per file."""
     return DomainGrid.from_config(DomainConfig.model_validate_json(config_json), lon_convention)

@@ -35,7 +35,7 @@ from satflow.sources.cfvalues import decode_values
 from satflow.sources.netcdf import CORRUPT_HINT, nc_attr, open_netcdf
 from satflow.sources.timecodec import TimeDecodeError, decode_times, time_calendar
 
-_BLOCK_VALUES = 2_000_000  # observation values decoded at once: bounds a read's memory
+BLOCK_VALUES = 2_000_000  # observation values decoded at once: bounds a read's memory
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ def _bin_file(path: str, plan: _WindowPlan, grid, binned: _WindowBins, source: S
     layout = plan.layout
     with HDF5_LOCK, open_netcdf(path) as ds:
         n_lines, n_fov = ds.variables[layout.lat].shape
-    rows_per_block = max(1, _BLOCK_VALUES // max(1, n_fov * max(1, layout.n_channels)))
+    rows_per_block = max(1, BLOCK_VALUES // max(1, n_fov * max(1, layout.n_channels)))
     for start in range(0, n_lines, rows_per_block):
         rows = slice(start, min(n_lines, start + rows_per_block))
         try:

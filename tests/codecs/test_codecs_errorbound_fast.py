@@ -1,4 +1,4 @@
-"""The compiled paths of errorbound (satflow.codecs._kernels): the reference's bits, everywhere.
+"""The compiled paths of errorbound (satflow.codecs.kernels): the reference's bits, everywhere.
 
 The numpy loop (`prediction.run(..., reference=True)`) defines the bits of the closed loop; the
 compiled one must give the same q and reconstructions. Stream versions 2 and 3 code the residuals
@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numcodecs import Zstd
 
-from satflow.codecs import _kernels, prediction
+from satflow.codecs import kernels, prediction
 from satflow.codecs.base import pack_sections, unpack_sections
 from satflow.codecs.container import ContainerError, pack_container, split_containers, unpack_container
-from satflow.codecs.errorbound import CONTEXT_SCHEMES, decode_residuals, encode_residuals
+from satflow.codecs.residuals import CONTEXT_SCHEMES, decode_residuals, encode_residuals
 from satflow.codecs.registry import codec_from_container, decode_any, get_codec
 
 PINNED_VERSIONS = {"numcodecs": "0.16.6"}  # zstd of the pins (version 2 needs no other coding library)
@@ -137,7 +137,7 @@ def _within_bound(decoded: np.ndarray, x: np.ndarray, mask: np.ndarray, eps) -> 
 def _context_scheme(data: bytes) -> int:
     """The context scheme a version-3 stream's tables start with."""
     tables = unpack_sections(unpack_container(data).payload)[-4]
-    return int(_kernels.from_varints(np.frombuffer(Zstd().decode(tables), np.uint8))[1][0])
+    return int(kernels.from_varints(np.frombuffer(Zstd().decode(tables), np.uint8))[1][0])
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -302,8 +302,8 @@ def test_an_unknown_context_scheme_and_an_empty_context_are_refused():
     mask = np.ones((1, 30, 40), np.uint8)
     q = rng.integers(-3, 4, mask.shape)
     tables, words, escaped = encode_residuals(q, mask, scheme=1)
-    _, values = _kernels.from_varints(np.frombuffer(Zstd().decode(tables), np.uint8))
-    recoded = lambda values: bytes(Zstd(level=19).encode(_kernels.varints(values)))  # noqa: E731
+    _, values = kernels.from_varints(np.frombuffer(Zstd().decode(tables), np.uint8))
+    recoded = lambda values: bytes(Zstd(level=19).encode(kernels.varints(values)))  # noqa: E731
     with pytest.raises(ContainerError, match=r"name context scheme \[7\], not one of \[0, 1\]"):
         decode_residuals(mask, recoded(np.concatenate([[7], values[1:]])), words, escaped)
     # Context 0 of group 0 (first table: lo, hi, counts) given none of its symbols, context 1 all of
@@ -361,15 +361,15 @@ def test_property_fit_points_are_the_reference_selection(mask, most):
     valid = mask != 0
     for f in range(mask.shape[0]):
         first = max(0, f - prediction.EARLIER)
-        every = _kernels.all_valid(valid, first, f)
-        compiled = _kernels.interiors(valid, f, every, first, prediction._AROUND_ARRAY, prediction._ABOVE_ARRAY,
-                                      prediction._BESIDE_ARRAY)
-        for parity, interior in enumerate(prediction._interiors(valid, f)):
+        every = kernels.all_valid(valid, first, f)
+        compiled = kernels.interiors(valid, f, every, first, prediction.AROUND_ARRAY, prediction.ABOVE_ARRAY,
+                                      prediction.BESIDE_ARRAY)
+        for parity, interior in enumerate(prediction.interiors_reference(valid, f)):
             np.testing.assert_array_equal(compiled[parity], interior)
             cols = prediction.parity_columns(mask.shape[2], parity)
             rows, at = np.nonzero(interior[prediction.PAD:, cols])
             keep = slice(None, None, max(1, rows.size // most))
-            got = _kernels.fit_points(compiled[parity], prediction.PAD, parity, most)
+            got = kernels.fit_points(compiled[parity], prediction.PAD, parity, most)
             np.testing.assert_array_equal(got[0], (rows + prediction.PAD)[keep])
             np.testing.assert_array_equal(got[1], cols[at][keep])
 
@@ -382,9 +382,9 @@ def test_compiled_least_squares_solves_the_reference_problem(seed):
     design = rng.normal(250, 10, (3000, 23))
     target = design @ rng.normal(0, 0.05, 23) + 3.0 + rng.normal(0, 0.1, 3000)
     target[rng.choice(3000, 40, replace=False)] += 50.0  # far misses the refit leaves out
-    ok, fast = _kernels.robust_least_squares(design, target)
+    ok, fast = kernels.robust_least_squares(design, target)
     assert ok
-    np.testing.assert_allclose(fast, prediction._least_squares(design, target), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(fast, prediction.least_squares_reference(design, target), rtol=1e-7, atol=1e-9)
 
 
 def _both_loops(x: np.ndarray, mask: np.ndarray, eps: float):
@@ -446,7 +446,7 @@ def test_fresh_process_encodes_and_decodes_the_same_bytes(tmp_path, env):
     q = np.rint(np.nan_to_num(x - np.nanmean(x))).astype(np.int64)
     residuals = b"".join(encode_residuals(q, mask, scheme=1))
     script = ("import sys, numpy as np\n"
-              "from satflow.codecs.errorbound import encode_residuals\n"
+              "from satflow.codecs.residuals import encode_residuals\n"
               "from satflow.codecs.registry import decode_any, get_codec\n"
               "x = np.load(sys.argv[1] + '/x.npy')\n"
               "mask = np.isfinite(x).astype(np.uint8)\n"
@@ -483,7 +483,7 @@ def _two_pass_decode(data: bytes) -> np.ndarray:
 @settings(max_examples=40, deadline=None)
 @given(masked_blocks(), st.sampled_from([0.01, 0.5, 3.0]), st.sampled_from(["constant", "bitround"]))
 def test_property_one_pass_decoder_is_the_two_pass_reference(sample, eps, inner):
-    """`_kernels.linear_decode` (rANS and closed loop fused, float32 out) gives the bits of decoding
+    """`kernels.linear_decode` (rANS and closed loop fused, float32 out) gives the bits of decoding
     the residuals first and running the numpy reference loop."""
     x, mask = sample
     data = get_codec("errorbound", inner=inner, inner_params={"keepbits": 2} if inner == "bitround" else {},
@@ -507,4 +507,4 @@ def test_property_compiled_misses_are_the_classic_ones(sample, tol):
     x_rec = (x + np.float32(0.004)).astype(np.float32)
     x_rec.ravel()[::5] = np.nan
     tol = np.full(x.shape[0], tol)
-    np.testing.assert_array_equal(_kernels.exceedances(x, x_rec, mask != 0, tol), exceedances(x, x_rec, mask, tol))
+    np.testing.assert_array_equal(kernels.exceedances(x, x_rec, mask != 0, tol), exceedances(x, x_rec, mask, tol))

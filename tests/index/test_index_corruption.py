@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from satflow.index.corruption import _walks, corruption_mask, rectangle_mask, track_mask
+from satflow.index.corruption import random_walks, corruption_mask, rectangle_mask, track_mask
 
 
 @pytest.mark.parametrize("hidden", [0.0, 0.3, 0.5, 0.9, 1.0])
@@ -25,7 +25,7 @@ def test_tracks_are_thinned_lines_not_noise():
 
 def test_one_walk_is_a_continuous_curve_sampled_every_few_cells():
     for seed in range(20):
-        cells = _walks(64, 64, np.random.default_rng(seed), 1, 0.15, (2, 8))
+        cells = random_walks(64, 64, np.random.default_rng(seed), 1, 0.15, (2, 8))
         points = np.stack([cells // 64, cells % 64], axis=1).astype(float)
         steps = np.hypot(*np.diff(points, axis=0).T)
         assert (steps <= 8 + np.sqrt(2)).all()  # a unit-step walk sampled every 2-8 steps

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from satflow.runtime.testing_slurm import LocalSlurm, SlurmUnavailable, install_packages
+from satflow.testing.slurm import LocalSlurm, SlurmUnavailable, install_packages
 
 
 @pytest.fixture(scope="session")

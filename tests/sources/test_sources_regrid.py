@@ -345,9 +345,9 @@ def test_files_of_one_domain_share_its_grid(tmp_path):
     lat, lon = np.arange(40.0, 60.0, 0.25), np.arange(-20.0, 10.0, 0.25)
     values = analytic(*np.meshgrid(lat, lon, indexing="ij"))
     paths = [lat_lon_file(tmp_path / f"{k}.nc", lat, lon, values + k) for k in range(2)]
-    regrid_module._domain_grid.cache_clear()
+    regrid_module.cached_domain_grid.cache_clear()
     first, second = (regrid(path, regrid_config("bilinear")) for path in paths)
-    assert regrid_module._domain_grid.cache_info().misses == 1
+    assert regrid_module.cached_domain_grid.cache_info().misses == 1
     np.testing.assert_allclose(second, first + 1.0, atol=1e-4)
     coarser = regrid(paths[0], regrid_config("bilinear", {**DOMAIN, "resolution": 50_000.0}))
-    assert regrid_module._domain_grid.cache_info().misses == 2 and coarser.shape == (12, 20)
+    assert regrid_module.cached_domain_grid.cache_info().misses == 2 and coarser.shape == (12, 20)

@@ -89,7 +89,7 @@ def window_input(paths, source):
 
 @pytest.mark.parametrize("block_values", [2_000_000, 7])  # one block per file, and 1 scan line per block
 def test_binning_equals_brute_force(tmp_path, monkeypatch, block_values):
-    monkeypatch.setattr(swath, "_BLOCK_VALUES", block_values)
+    monkeypatch.setattr(swath, "BLOCK_VALUES", block_values)
     swaths = [write_swath(tmp_path / f"s{seed}.nc", seed) for seed in range(3)]
     source = swath_config()
     info = window_input(sorted(tmp_path.glob("*.nc")), source)

@@ -27,7 +27,7 @@ import math
 import numpy as np
 import torch
 
-from satflow.codecs import _kernels
+from satflow.codecs import kernels
 from satflow.codecs.prediction import ABOVE, AROUND, BESIDE, EARLIER, PAD, parity_columns
 
 ROW = ABOVE + BESIDE  # the row terms: same feature, decoded in this loop; BESIDE only for odd columns
@@ -109,12 +109,12 @@ def sample_points(x: torch.Tensor, mask: torch.Tensor, n_points: int, noise: tup
             continue
         pick = candidates[torch.randint(candidates.numel(), (n_points,), generator=generator)]
         pb, pi, pj = pick // (h * w), pick // w % h, pick % w
-        inputs[f] = _point_inputs(noisy, mask, f, pb, pi, pj, log_eps[pb, f])
+        inputs[f] = point_inputs(noisy, mask, f, pb, pi, pj, log_eps[pb, f])
         targets[f], weights[f] = x[pb, f, pi, pj], 1.0
     return inputs, targets, weights
 
 
-def _point_inputs(noisy, mask, f: int, pb, pi, pj, log_eps) -> torch.Tensor:
+def point_inputs(noisy, mask, f: int, pb, pi, pj, log_eps) -> torch.Tensor:
     n_features, h, w = noisy.shape[1:]
     s, v = static_slots(n_features), value_slots(n_features)
     out = torch.zeros(pb.numel(), input_size(n_features), dtype=noisy.dtype)
@@ -198,7 +198,7 @@ class ContextPredictor:
 
     def _quantise(self, values: np.ndarray, valid: np.ndarray, g: int) -> np.ndarray:
         """Fixed-point inputs of feature g: 0 where invalid (compiled: it runs once a row)."""
-        return _kernels.fixed_inputs(np.ascontiguousarray(values, np.float64), np.ascontiguousarray(valid, bool),
+        return kernels.fixed_inputs(np.ascontiguousarray(values, np.float64), np.ascontiguousarray(valid, bool),
                                      self.mean[g], self.std[g], ONE, ACTIVATION_LIMIT)
 
     def start(self, f: int, x_hat: np.ndarray, rec: np.ndarray, valid: np.ndarray):
@@ -225,7 +225,7 @@ class ContextPredictor:
         first, coded = earlier(f).start, np.zeros((1, 1, 1))  # feature 0 reads no earlier one
         for g in earlier(f):
             coded = self._coded_input(g, rec, valid)
-        return _kernels.static_planes(coded, np.ascontiguousarray(valid), first, f, top, stop, _AROUND, _ROW,
+        return kernels.static_planes(coded, np.ascontiguousarray(valid), first, f, top, stop, _AROUND, _ROW,
                                       len(BESIDE), self.noise[f], ONE)
 
     def _row_function(self, f, cols, static, row_offsets, seen, width):
@@ -286,41 +286,3 @@ def _shifted(valid: np.ndarray, up: int, left: int, rows: np.ndarray) -> np.ndar
     """Validity of field[i - up, j - left] at `rows`, as float; rows above the block are invalid."""
     inside = rows - up >= 0
     return np.where(inside[:, None], _around_rows(valid, up, left, rows), False).astype(np.float64)
-
-
-class ContextModel:
-    """The trained context network of a checkpoint, ready for fixed-point inference."""
-
-    def __init__(self, path, net: ContextNet, mean: np.ndarray, std: np.ndarray, fingerprint: str) -> None:
-        self.path, self.fingerprint = path, fingerprint
-        self.mean, self.std = mean.astype(np.float64), std.astype(np.float64)
-        self.net = FixedPointNet(net.state_dict())
-
-    def noise_inputs(self, eps: np.ndarray, n_features: int) -> np.ndarray:
-        """The noise level of each feature's inputs, as stored in the stream (int64)."""
-        if n_features != self.net.n_features:
-            raise ValueError(f"errorbound: the context network of {self.path} was trained on {self.net.n_features} "
-                             f"features, the block has {n_features}")
-        return noise_inputs(eps, self.std).astype(np.int64)
-
-    def predictor(self, noise: np.ndarray) -> ContextPredictor:
-        """A fresh predictor for one block (it caches that block's coded features)."""
-        return ContextPredictor(self.net, self.mean, self.std, noise)
-
-
-def load_context_model(inner, checkpoint: str | None) -> ContextModel:
-    """The context network of `checkpoint`, or of the inner (learned) codec's checkpoint."""
-    from satflow.codecs.learned.checkpoint import load_checkpoint
-
-    if checkpoint is None:
-        if not hasattr(inner, "checkpoint"):
-            raise ValueError(f"errorbound: context='learned' needs checkpoint=<dir> (inner {inner.name!r} has none); "
-                             "train the network with `satflow train --stage context`")
-        loaded = inner.checkpoint
-    else:
-        loaded = load_checkpoint(checkpoint)
-    if loaded.context is None:
-        raise ValueError(f"errorbound: checkpoint {loaded.path} has no context network; train one with "
-                         f"`satflow train --stage context --resume {loaded.path}`")
-    mean, std = loaded.meta.normalization()
-    return ContextModel(loaded.path, loaded.context, mean, std, loaded.meta.context["fingerprint"])

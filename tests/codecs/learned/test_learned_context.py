@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from satflow.codecs import prediction
 from satflow.codecs.base import unpack_sections
 from satflow.codecs.container import ContainerError, unpack_container
-from satflow.codecs.errorbound import decode_residuals
+from satflow.codecs.residuals import decode_residuals
 from satflow.codecs.learned.checkpoint import load_checkpoint
-from satflow.codecs.learned.context import ContextPredictor, FixedPointNet, _point_inputs, noise_inputs
+from satflow.codecs.learned.context import ContextPredictor, FixedPointNet, point_inputs, noise_inputs
 from satflow.codecs.registry import codec_from_container, decode_any, get_codec
 
 MEAN, STD = np.array([230.0, 245.0]), np.array([8.0, 9.0])  # the fixture checkpoint's statistics
@@ -39,13 +39,13 @@ def test_fixed_point_inference_matches_the_float_network(context_checkpoint, mak
     eps = np.array([0.3, 0.6])
     predictor = ContextPredictor(FixedPointNet(net.state_dict()), MEAN, STD, noise_inputs(eps, STD))
     rows = predictor.start(f, rec, rec, valid)
-    padded = prediction._padded(rec[f], rec[f, 0])
+    padded = prediction.padded_field(rec[f], rec[f, 0])
     normalised = torch.tensor(np.where(valid, (rec - MEAN[:, None, None]) / STD[:, None, None], 0.0)[None])
     mask = torch.tensor(valid[None].astype(np.float64))
     for i in (3, 11):
         for parity in (0, 1):
             cols = torch.arange(parity, 30, 2)
-            inputs = _point_inputs(normalised, mask, f, torch.zeros_like(cols), torch.full_like(cols, i), cols,
+            inputs = point_inputs(normalised, mask, f, torch.zeros_like(cols), torch.full_like(cols, i), cols,
                                    torch.full(cols.shape, math.log(eps[f] / STD[f]), dtype=torch.float64))
             with torch.no_grad():
                 expected = net.double()(inputs[None].repeat(2, 1, 1))[f].numpy() * STD[f] + MEAN[f]

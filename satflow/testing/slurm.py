@@ -1,7 +1,7 @@
 """A real single-node SLURM on this machine, for tests, CI and benchmarks (no Docker).
 
-    python -m satflow.runtime.testing_slurm install      # apt-get the Debian packages when missing
-    python -m satflow.runtime.testing_slurm run DIR      # start, print the environment, wait for Ctrl-C
+    python -m satflow.testing.slurm install      # apt-get the Debian packages when missing
+    python -m satflow.testing.slurm run DIR      # start, print the environment, wait for Ctrl-C
 
 `LocalSlurm(root).start()` writes a loopback-only `slurm.conf` (one node with `cpus` CPUs, `gpus`
 GPU GRES backed by character devices it creates with `mknod ... c 1 3`, i.e. /dev/null stand-ins),
@@ -132,7 +132,7 @@ class LocalSlurm:
         host = socket.gethostname()
         gres = f" Gres=gpu:{self.gpus}" if self.gpus else ""
         lines = [
-            "# Written by satflow.runtime.testing_slurm: one node on loopback, for tests.",
+            "# Written by satflow.testing.slurm: one node on loopback, for tests.",
             "ClusterName=satflow-test",
             f"SlurmctldHost={host}(127.0.0.1)",
             f"SlurmctldPort={free_port()}",
@@ -307,7 +307,7 @@ def _path_with_sbin() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in ("install", "run"):
-        print(__doc__.strip().splitlines()[2:4] and "usage: python -m satflow.runtime.testing_slurm install | run DIR",
+        print(__doc__.strip().splitlines()[2:4] and "usage: python -m satflow.testing.slurm install | run DIR",
               file=sys.stderr)
         return 2
     try:

@@ -326,7 +326,7 @@ def _accumulate_all(gram, rhs, rows, targets):
 
 @njit(cache=True)
 def robust_least_squares(design, target):
-    """`prediction._least_squares` in one compiled pass: [constant, weights...] fitted on centred
+    """`prediction.least_squares_reference` in one compiled pass: [constant, weights...] fitted on centred
     columns, then refitted without the points missed by more than 4 robust deviations (their
     terms taken out of the normal equations). ok False when the first fit fails."""
     n_points, n = design.shape
@@ -822,7 +822,7 @@ def _and_shifted(target, plane, up, left):
 
 @njit(cache=True)
 def interiors(valid, f, every, first, around, above, beside):
-    """`prediction._interiors` compiled: (inside, inside with both BESIDE neighbours valid)."""
+    """`prediction.interiors_reference` compiled: (inside, inside with both BESIDE neighbours valid)."""
     inside = valid[f].copy()
     if f > first:
         for o in range(around.shape[0]):
