@@ -24,7 +24,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
 
-from satflow import __version__
+from satflow.version import __version__
 
 DEFAULT_FEATURES = ("tmbrs-1", "tmbrs-8", "tmbrs-15")  # AMSU-A channels 1, 8 and 15
 IMAGES_DIR = "report_images"
