@@ -12,14 +12,28 @@ printable (`--dry-run`) and testable without a cluster. `execute_plan` creates t
 (or resizes it for `--append`) and submits one task per region; each task reads its files,
 writes X/M and the per-step partial statistics, then flags its steps as ingested, so a re-run
 skips finished regions and a killed worker's task is simply retried.
+
+Public entry points are imported lazily: `satflow.config` imports `satflow.ingest.options`, and
+that must not pull in numpy, xarray, dask or netCDF4.
 """
 
-from satflow.ingest.api import IngestReport, execute_plan, prepare_store, run_ingest
-from satflow.ingest.cube import describe_cube, open_archive, plan_dataset
-from satflow.ingest.plan import (IngestError, IngestPlan, Region, Skipped, Slot, expand_inputs, grid_coordinates,
-                                 plan_ingest)
-from satflow.ingest.tasks import fill_block, fill_steps, ingest_region
+from __future__ import annotations
 
-__all__ = ["IngestError", "IngestPlan", "IngestReport", "Region", "Skipped", "Slot", "describe_cube", "execute_plan",
-           "expand_inputs", "fill_block", "fill_steps", "grid_coordinates", "ingest_region", "open_archive",
-           "plan_dataset", "plan_ingest", "prepare_store", "run_ingest"]
+import importlib
+
+_MODULES = {
+    "satflow.ingest.api": ("IngestReport", "execute_plan", "prepare_store", "run_ingest"),
+    "satflow.ingest.cube": ("describe_cube", "open_archive", "plan_dataset"),
+    "satflow.ingest.plan": ("IngestError", "IngestPlan", "Region", "Skipped", "Slot", "expand_inputs",
+                            "grid_coordinates", "plan_ingest"),
+    "satflow.ingest.tasks": ("fill_block", "fill_steps", "ingest_region"),
+}
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'satflow.ingest' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
