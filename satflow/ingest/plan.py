@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from satflow.config import IngestConfig, SourceConfig
+from satflow.ingest.options import IngestConfig
 from satflow.runtime.executors import as_executor
 from satflow.sources.auxiliary import AuxiliaryError, AuxPlan, AuxSlot, plan_aux_product, scene_key, time_hours
 from satflow.sources.base import FileInfo, SourceError, group_inputs, scan_input
+from satflow.sources.options import SourceConfig
 from satflow.sources.timecodec import as_time_array, time_calendar
 from satflow.sources.timeselect import is_active, select_steps
 from satflow.store import StoreLayout, open_group, open_store
