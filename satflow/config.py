@@ -24,6 +24,9 @@ from satflow.runtime.options import ClusterConfig
 from satflow.sources.samples.options import SampleConfig
 from satflow.train.options import TrainConfig
 
+# The section models are imported to assemble SatflowConfig, not re-exported: import them from their package.
+__all__ = ["ConfigError", "SatflowConfig", "dump_config", "format_errors", "load_config", "parse_override"]
+
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the file and key."""
