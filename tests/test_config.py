@@ -88,3 +88,28 @@ def test_config_imports_only_options_modules():
     modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     satflow_modules = {m for m in modules if m.startswith("satflow")}
     assert satflow_modules and all(m == "satflow.options" or m.endswith(".options") for m in satflow_modules)
+
+
+def test_options_modules_import_only_pydantic_and_the_standard_library():
+    """What config.py assembles stays light: each `options` module imports pydantic, the standard library
+    and other options modules (and the light registry of source kinds), nothing of a stage."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    import satflow
+
+    package = Path(satflow.__file__).parent
+    light = {"satflow.options", "satflow.sources.kinds"}
+    for path in [package / "options.py", package / "sources" / "kinds.py", *package.glob("**/options.py")]:
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top in sys.stdlib_module_names or top in ("__future__", "pydantic") or name in light \
+                    or name.endswith(".options"), f"{path.relative_to(package)} imports {name}"
