@@ -22,10 +22,10 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
-from satflow import __version__
 from satflow.sources.timecodec import encode_times, iso_times
 from satflow.store import TIME_CALENDAR, TIME_UNITS, open_store
 from satflow.summary import format_bytes
+from satflow.version import __version__
 
 DEFAULT_NPZ_BUDGET_BYTES = 2 * 1024**3
 

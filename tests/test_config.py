@@ -64,3 +64,52 @@ def test_every_shipped_config_validates():
     assert configs, "configs/ must hold worked examples"
     for path in configs:
         load_config(path)
+
+
+def test_loading_a_config_imports_no_stage():
+    """config.py assembles the light `options` modules only: no array, codec, cluster or model library."""
+    import subprocess
+    import sys
+
+    heavy = ["numpy", "numcodecs", "dask", "distributed", "xarray", "torch", "zarr", "pyproj", "netCDF4", "pandas"]
+    code = ("import sys; from satflow.config import load_config; load_config(); "
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_config_imports_only_options_modules():
+    import ast
+    import inspect
+
+    import satflow.config
+
+    tree = ast.parse(inspect.getsource(satflow.config))
+    modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    satflow_modules = {m for m in modules if m.startswith("satflow")}
+    assert satflow_modules and all(m == "satflow.options" or m.endswith(".options") for m in satflow_modules)
+
+
+def test_options_modules_import_only_pydantic_and_the_standard_library():
+    """What config.py assembles stays light: each `options` module imports pydantic, the standard library
+    and other options modules (and the light registry of source kinds), nothing of a stage."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    import satflow
+
+    package = Path(satflow.__file__).parent
+    light = {"satflow.options", "satflow.sources.kinds"}
+    for path in [package / "options.py", package / "sources" / "kinds.py", *package.glob("**/options.py")]:
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top in sys.stdlib_module_names or top in ("__future__", "pydantic") or name in light \
+                    or name.endswith(".options"), f"{path.relative_to(package)} imports {name}"

@@ -9,9 +9,10 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
-from satflow.config import DomainConfig, load_config
+from satflow.config import load_config
 from satflow.ingest import open_archive, run_ingest
 from satflow.sources.domain import domain_coordinates
+from satflow.sources.options import DomainConfig
 from satflow.store import StoreLayout, create_template
 
 DOMAIN = {"central_latitude": 45.0, "central_longitude": 10.0, "l_zonal": 600_000.0, "l_meridional": 400_000.0,

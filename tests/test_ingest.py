@@ -247,7 +247,7 @@ SOURCE_CHANGES = {
 
 
 def test_every_source_setting_is_covered():
-    from satflow.config import SourceConfig
+    from satflow.sources.options import SourceConfig
 
     assert sorted(SOURCE_CHANGES) == sorted(f"source.{name}" for name in SourceConfig.model_fields)
 

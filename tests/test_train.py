@@ -13,9 +13,10 @@ import torch
 
 from satflow.cli import main
 from satflow.codecs.learned.checkpoint import load_checkpoint, load_training_state
-from satflow.codecs.options import ArchitectureConfig, ContextTrainConfig, TrainConfig
+from satflow.codecs.options import ArchitectureConfig
 from satflow.codecs.registry import get_codec
 from satflow.train import NonFiniteLossError, distortion_weights, masked_mse, train
+from satflow.train.options import ContextTrainConfig, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = ArchitectureConfig(dim=16, depth=2, heads=2, window=4, latent_channels=8, hyper_channels=4,

@@ -59,7 +59,8 @@ def amsua_files(work: Path, steps: int, resolution: float) -> list[str]:
 
 
 def ingest_config():
-    from satflow.config import IngestConfig, SourceConfig
+    from satflow.ingest.options import IngestConfig
+    from satflow.sources.options import SourceConfig
 
     return IngestConfig(source=SourceConfig(variables=["tmbrs"]))
 
@@ -91,7 +92,7 @@ def eval_identity(out: Path) -> dict:
 
 # --- clusters ------------------------------------------------------------------------------------
 def slurm_config(logs: Path):
-    from satflow.config import SlurmClusterConfig
+    from satflow.runtime.options import SlurmClusterConfig
 
     # One job of WORKERS processes (1 thread each): the same workers as the LocalCluster. The prologue
     # gives the job's workers what open_client gives local workers (single-thread BLAS, satflow's malloc
@@ -104,7 +105,7 @@ def slurm_config(logs: Path):
 
 
 def local_config():
-    from satflow.config import ClusterConfig, LocalClusterConfig
+    from satflow.runtime.options import ClusterConfig, LocalClusterConfig
 
     return ClusterConfig(local=LocalClusterConfig(n_workers=WORKERS, threads_per_worker=1, processes=True,
                                                   memory_limit=WORKER_MEMORY))

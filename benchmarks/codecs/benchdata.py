@@ -49,8 +49,9 @@ def store_dataset(path: Path, steps: int) -> dict:
 
 def amsua_dataset(work: Path, steps: int, resolution: float, seed: int = 0) -> dict:
     """AMSU-like brightness temperatures (15 channels, swath gaps): sample files + satflow ingest."""
-    from satflow.config import IngestConfig, SourceConfig
     from satflow.ingest import run_ingest
+    from satflow.ingest.options import IngestConfig
+    from satflow.sources.options import SourceConfig
     from satflow.sources.samples import write_amsua_sample
 
     store = work / f"amsua-seed{seed}.zarr"

@@ -61,8 +61,9 @@ def save_data(out: Path) -> None:
 
 
 def train_on_gpu(data: Path, work: Path, budget_s: float, device: str) -> tuple[Path, dict]:
-    from satflow.codecs.options import ArchitectureConfig, TrainConfig
+    from satflow.codecs.options import ArchitectureConfig
     from satflow.train import train
+    from satflow.train.options import TrainConfig
 
     store, index = data / "train.zarr", data / "train.parquet"
     base = TrainConfig(stage="pretrain", epochs=1, lmbda=300.0, device=device, amp="bf16", val_patches=8,

@@ -42,10 +42,11 @@ import run as codec_bench  # noqa: E402  (the sibling benchmark: datasets, setti
 
 def build_training_store(work: Path, steps: int, resolution: float) -> tuple[Path, Path]:
     """Sample files (seed 0) -> store of tmbrs -> patch index with leak-free splits."""
-    from satflow.config import IngestConfig, SourceConfig
     from satflow.index import build_index
     from satflow.index.options import IndexConfig, SplitConfig
     from satflow.ingest import run_ingest
+    from satflow.ingest.options import IngestConfig
+    from satflow.sources.options import SourceConfig
     from satflow.sources.samples import write_amsua_sample
 
     files = write_amsua_sample(work / "train-raw", steps=steps, resolution=resolution, seed=0)
@@ -64,8 +65,8 @@ def train_model(store: Path, index: Path, out: Path, pretrain_epochs: int, finet
                 context_epochs: int, distortion: str = "physical", lr_schedule: str = "cosine") -> tuple[Path, list]:
     """Stage pretrain (masked MSE + rate), finetune-entropy (transforms frozen), then context (the
     causal context network of errorbound(context="learned"))."""
-    from satflow.codecs.options import TrainConfig
     from satflow.train import train
+    from satflow.train.options import TrainConfig
 
     pretrain = TrainConfig(stage="pretrain", epochs=pretrain_epochs, lmbda=300.0, device="cpu", val_patches=8,
                            distortion=distortion, lr_schedule=lr_schedule)

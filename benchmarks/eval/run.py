@@ -74,8 +74,9 @@ ERRORBOUND = "errorbound:inner=constant,eps=0.5"
 # --- data ----------------------------------------------------------------------------------------
 def amsua_store(work: Path, steps: int, resolution: float) -> dict:
     """Held-out AMSU-like sample (seed 1, not the training seed 0) ingested by satflow."""
-    from satflow.config import IngestConfig, SourceConfig
     from satflow.ingest import run_ingest
+    from satflow.ingest.options import IngestConfig
+    from satflow.sources.options import SourceConfig
     from satflow.sources.samples import write_amsua_sample
 
     files = write_amsua_sample(work / "amsua-raw", start="2021-03-01", steps=steps, resolution=resolution, seed=1)
@@ -90,8 +91,9 @@ def ostia_store(work: Path, steps: int | None = None) -> dict:
     """OSTIA monthly SST from iris-sample-data (as tests/sources/test_sources_real_files.py finds it)."""
     import iris_sample_data
 
-    from satflow.config import IngestConfig, SourceConfig
     from satflow.ingest import run_ingest
+    from satflow.ingest.options import IngestConfig
+    from satflow.sources.options import SourceConfig
 
     path = Path(iris_sample_data.path) / "ostia_monthly.nc"
     store = work / "ostia.zarr"
@@ -207,8 +209,8 @@ def open_cluster(stack: contextlib.ExitStack, workers: int, specs: list[str], ex
     adds variables to the workers' environment (distributed.nanny.pre-spawn-environ)."""
     import dask
 
-    from satflow.config import ClusterConfig, LocalClusterConfig
     from satflow.runtime.cluster import open_client
+    from satflow.runtime.options import ClusterConfig, LocalClusterConfig
 
     config = ClusterConfig(local=LocalClusterConfig(n_workers=workers, threads_per_worker=1, processes=True))
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **(extra_env or {})}

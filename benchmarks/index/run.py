@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
 
-    from satflow import __version__
     from satflow.index.options import IndexConfig
+    from satflow.version import __version__
 
     args.out.mkdir(parents=True, exist_ok=True)
     config = IndexConfig(patch_size=args.patch_size, stride=args.stride, max_nodata_fraction=0.9)

@@ -243,8 +243,8 @@ def curvilinear_nodes(domain_config, spacing: float) -> tuple[np.ndarray, np.nda
 
 def domain_grid(domain):
     """A DomainConfig builds its grid (pyproj maps every cell centre to lat/lon); a DomainGrid has them cached."""
-    from satflow.config import DomainConfig
     from satflow.sources.domain import DomainGrid
+    from satflow.sources.options import DomainConfig
 
     return DomainGrid.from_config(domain) if isinstance(domain, DomainConfig) else domain
 
@@ -316,9 +316,9 @@ def check_regrid(input_kind: str, method: str, agreement: dict) -> None:
 
 
 def bench_regrid(tmp: Path, domain_config, spacing_deg: float, repeats: int) -> list[dict]:
-    from satflow.config import SourceConfig
     from satflow.sources.base import scan_input
     from satflow.sources.domain import DomainGrid
+    from satflow.sources.options import SourceConfig
 
     domain = DomainGrid.from_config(domain_config)
     lat2d, lon2d = domain.lat_lon_2d
@@ -421,9 +421,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import numba
 
-    from satflow import __version__
-    from satflow.config import DomainConfig
+    from satflow.sources.options import DomainConfig
     from satflow.sources.samples import write_amsua_swath_sample
+    from satflow.version import __version__
 
     numba.set_num_threads(1)
     extent = 600_000.0 if args.quick else 2_000_000.0

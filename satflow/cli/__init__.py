@@ -13,8 +13,8 @@ import importlib
 import logging
 import sys
 
-from satflow import __version__
 from satflow.config import ConfigError, load_config
+from satflow.version import __version__
 
 # One module per command group, in the order `satflow --help` lists them. None imports torch or
 # another heavy library at module level (their handlers do), so every command starts quickly.

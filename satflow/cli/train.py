@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from satflow.codecs.options import TrainConfig
+from satflow.train.options import TrainConfig
 
 _FLAGS = ("stage", "epochs", "batch_size", "lr", "lmbda", "device", "max_steps_per_epoch", "val_patches", "seed")
 

@@ -1,8 +1,27 @@
 """Codecs with real bitstreams: one contract (`encode(x, mask) -> bytes`, `decode(bytes) -> (x, mask)`)
-for classic and learned codecs, a self-describing container and a registry by name."""
+for classic and learned codecs, a self-describing container and a registry by name.
 
-from satflow.codecs.base import Codec
-from satflow.codecs.container import ContainerError
-from satflow.codecs.registry import available_codecs, codec_from_container, get_codec, register_codec
+Public entry points are imported lazily: `satflow.config` imports `satflow.codecs.options`, and
+that must not pull in numpy and numcodecs.
+"""
 
-__all__ = ["Codec", "ContainerError", "available_codecs", "codec_from_container", "get_codec", "register_codec"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Codec": "satflow.codecs.base",
+    "ContainerError": "satflow.codecs.container",
+    "available_codecs": "satflow.codecs.registry",
+    "codec_from_container": "satflow.codecs.registry",
+    "get_codec": "satflow.codecs.registry",
+    "register_codec": "satflow.codecs.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'satflow.codecs' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from satflow import __version__
 from satflow.codecs.spec import CodecSpec, build_codec
 from satflow.eval.options import EvalConfig
 from satflow.eval.plan import EvalPlan, plan_eval, task_batches
@@ -34,6 +33,7 @@ from satflow.eval.tasks import (BatchItem, EvalContext, FieldItem, Partials, cod
                                 measure_field, step_moments)
 from satflow.runtime.executors import Executor, as_executor
 from satflow.store import StoreLayout, open_group, open_store
+from satflow.version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from satflow.options import Section
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BlockConfig(_Section):
+class BlockConfig(Section):
     """Block shape in cells; 0 = the store's chunk along that dimension."""
 
     lat: int = Field(0, ge=0, description="block height in cells (0 = the store's lat chunk)")
     lon: int = Field(0, ge=0, description="block width in cells (0 = the store's lon chunk)")
 
 
-class AcceptanceConfig(_Section):
+class AcceptanceConfig(Section):
     """Community thresholds (Baker et al.; ldcpy) reported as pass/fail per feature."""
 
     enabled: bool = Field(False, description="report the acceptance tests per feature")
@@ -28,7 +26,7 @@ class AcceptanceConfig(_Section):
     rel_error_exceed_share: float = Field(0.05, ge=0, le=1, description="at most this share of points beyond it")
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     codecs: list[str | dict] = Field(
         default_factory=lambda: ["sz3:tol=0.5"],
         description="codec specs: NAME or NAME:KEY=VALUE,... (or {name, params} mappings)")

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from satflow import __version__
 from satflow.index.geometry import PatchGrid, in_lon_range, is_global_lon, patch_bounds, patch_ids
 from satflow.index.io import FORMAT, FORMAT_VERSION, IndexWriter
 from satflow.index.options import IndexConfig
@@ -26,6 +25,7 @@ from satflow.index.splits import SPLITS, WindowLayout, space_splits, time_splits
 from satflow.index.validity import time_block_counts
 from satflow.runtime.executors import as_executor
 from satflow.sources.timecodec import iso_times, parse_time_like
+from satflow.version import __version__
 
 BASE_COLUMNS = (
     ("patch_id", pa.string()), ("t", pa.int32()), ("time", pa.timestamp("ns")),

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from satflow.options import Section
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BoundingBox(_Section):
+class BoundingBox(Section):
     """Keep patches whose centre lies in this box; lon_min > lon_max crosses the dateline."""
 
     lat_min: float = Field(-90.0, ge=-90, le=90)
@@ -31,7 +29,7 @@ class BoundingBox(_Section):
         return self
 
 
-class SplitConfig(_Section):
+class SplitConfig(Section):
     """Leak-free splits: whole geographic windows (or contiguous time blocks) go to one split."""
 
     mode: Literal["space", "time"] = Field(
@@ -56,7 +54,7 @@ class SplitConfig(_Section):
         return self
 
 
-class StratifyConfig(_Section):
+class StratifyConfig(Section):
     """Strata from a per-patch statistic of one feature, or from an external label mask."""
 
     feature: str | None = Field(None, description="feature whose per-patch statistic defines strata (e.g. tmbrs-15)")
@@ -70,7 +68,7 @@ class StratifyConfig(_Section):
     time_tolerance: str = Field("3h", description="largest time difference when matching a label field")
 
 
-class TripletConfig(_Section):
+class TripletConfig(Section):
     """Tile2Vec-style triplets: anchor, neighbour `distance` tiles away, distant patch at another time."""
 
     distance: int = Field(1, gt=0, description="neighbour offset in tiles (patch sizes)")
@@ -78,7 +76,7 @@ class TripletConfig(_Section):
     seed: int = 0
 
 
-class TimeWindowConfig(_Section):
+class TimeWindowConfig(Section):
     """Sequences of `length` time steps per location: contiguous, or the best `length` of `span`."""
 
     length: int = Field(4, gt=0, description="time steps per sequence (k)")
@@ -93,7 +91,7 @@ class TimeWindowConfig(_Section):
         return self
 
 
-class IndexConfig(_Section):
+class IndexConfig(Section):
     patch_size: int = Field(64, gt=0, description="patch height and width in grid cells")
     stride: int = Field(64, gt=0, description="step between patch origins; < patch_size overlaps")
     max_nodata_fraction: float = Field(0.5, ge=0.0, le=1.0, description="over all features of a patch")

@@ -15,16 +15,29 @@ or a cluster. `execute_plan` creates the store template (or resizes it for `--ap
 one task per region; each task reads its files, writes X/M and the per-step partial statistics,
 then flags its steps as ingested, so a re-run skips finished regions and a killed worker's task is
 simply retried.
+
+Public entry points are imported lazily: `satflow.config` imports `satflow.ingest.options`, and
+that must not pull in numpy, xarray, dask or netCDF4.
 """
 
-from satflow.ingest.api import IngestReport, execute_plan, prepare_store, run_ingest, scan_and_plan
-from satflow.ingest.cube import describe_cube, open_archive, plan_dataset
-from satflow.ingest.facts import IngestFacts, ProductFacts, Skipped, StoreFacts
-from satflow.ingest.plan import IngestError, IngestPlan, Region, Slot, grid_coordinates, plan_ingest
-from satflow.ingest.scan import expand_inputs, scan_ingest, scan_store
-from satflow.ingest.tasks import fill_block, fill_steps, ingest_region
+from __future__ import annotations
 
-__all__ = ["IngestError", "IngestFacts", "IngestPlan", "IngestReport", "ProductFacts", "Region", "Skipped", "Slot",
-           "StoreFacts", "describe_cube", "execute_plan", "expand_inputs", "fill_block", "fill_steps",
-           "grid_coordinates", "ingest_region", "open_archive", "plan_dataset", "plan_ingest", "prepare_store",
-           "run_ingest", "scan_and_plan", "scan_ingest", "scan_store"]
+import importlib
+
+_MODULES = {
+    "satflow.ingest.api": ("IngestReport", "execute_plan", "prepare_store", "run_ingest", "scan_and_plan"),
+    "satflow.ingest.cube": ("describe_cube", "open_archive", "plan_dataset"),
+    "satflow.ingest.facts": ("IngestFacts", "ProductFacts", "Skipped", "StoreFacts"),
+    "satflow.ingest.plan": ("IngestError", "IngestPlan", "Region", "Slot", "grid_coordinates", "plan_ingest"),
+    "satflow.ingest.scan": ("expand_inputs", "scan_ingest", "scan_store"),
+    "satflow.ingest.tasks": ("fill_block", "fill_steps", "ingest_region"),
+}
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'satflow.ingest' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

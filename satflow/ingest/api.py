@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from satflow import __version__
-from satflow.config import IngestConfig
 from satflow.ingest.facts import Skipped
+from satflow.ingest.options import IngestConfig
 from satflow.ingest.plan import IngestPlan, grid_coordinates, plan_ingest, recorded_config
 from satflow.ingest.scan import scan_ingest
 from satflow.ingest.tasks import aux_infos_for, infos_for, ingest_task, readers_for
 from satflow.runtime.executors import as_executor
 from satflow.sources.timecodec import as_time_array, encode_times
 from satflow.store import consolidate, create_template, finalize, open_group
+from satflow.version import __version__
 
 
 @dataclass

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from satflow import __version__
-from satflow.config import SourceConfig
 from satflow.ingest.api import scan_and_plan
 from satflow.ingest.plan import IngestError, IngestPlan, Slot, grid_coordinates
 from satflow.ingest.tasks import Readers, aux_infos_for, fill_block, readers_for
 from satflow.sources.auxiliary import AuxSlot
 from satflow.sources.base import FileInfo
+from satflow.sources.options import SourceConfig
 from satflow.store import DIMS, add_grid_coordinates, annotate
+from satflow.version import __version__
 
 
 def _file_runs(slots: Sequence[Slot]) -> list[tuple[Slot, ...]]:

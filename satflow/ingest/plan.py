@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from satflow.config import IngestConfig, SourceConfig
 from satflow.ingest.facts import IngestFacts, ProductFacts, Skipped, StoreFacts
+from satflow.ingest.options import IngestConfig
 from satflow.sources.auxiliary import AuxiliaryError, AuxPlan, AuxSlot, plan_aux_product
 from satflow.sources.base import FileInfo
+from satflow.sources.options import SourceConfig
 from satflow.sources.timecodec import as_time_array, time_calendar
 from satflow.sources.timeselect import is_active, select_steps
 from satflow.store import StoreLayout

@@ -11,8 +11,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from satflow.config import IngestConfig, SourceConfig
 from satflow.ingest.facts import IngestFacts, ProductFacts, Skipped, StoreFacts
+from satflow.ingest.options import IngestConfig
 from satflow.ingest.plan import IngestError
 from satflow.runtime.executors import as_executor
 from satflow.sources.auxiliary import scene_key, time_hours

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from satflow.config import SourceConfig
 from satflow.ingest.facts import Skipped
 from satflow.ingest.plan import IngestPlan, Region, Slot
 from satflow.sources.auxiliary import AuxReader, AuxSlot, fill_aux
 from satflow.sources.base import FileInfo, SourceError, read_input
+from satflow.sources.options import SourceConfig
 from satflow.store import open_group, write_region
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from distributed import Client, LocalCluster
 
-from satflow.config import ClusterConfig, SlurmClusterConfig
+from satflow.runtime.options import ClusterConfig, SlurmClusterConfig
 
 log = logging.getLogger(__name__)
 

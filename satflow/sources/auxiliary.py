@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from satflow.config import AuxProductConfig, SourceConfig
 from satflow.grid import covers_all_longitudes
 from satflow.sources.base import FileInfo, SourceError, read_input
+from satflow.sources.options import AuxProductConfig, SourceConfig
 from satflow.sources.timecodec import as_time_array, encode_times, iso_times, time_calendar
 from satflow.sources.timeselect import select_steps
 

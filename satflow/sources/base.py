@@ -9,8 +9,9 @@ A source turns inputs into float32 `(time, feature, lat, lon)` blocks on the tar
   mask carried as NaN (the store derives `M = isfinite(X)`, so mask and values never disagree).
 
 Ingest calls `scan_input`, `group_inputs` and `read_input` below and never asks which source it
-has: a new source is a module with a class and a `register_source` call, plus its name in
-`_BUILTIN` so that worker processes find it without importing every source up front. Derived
+has: a new source is a module with a class and a `register_source` call, plus its entry in
+`satflow.sources.kinds` (the reader's module and the kind's own options), so that configs
+validate its kind and worker processes find it without importing every source up front. Derived
 features (`source.derived`) are applied here, after any source has read its own features.
 """
 
@@ -24,7 +25,8 @@ from typing import Protocol
 
 import numpy as np
 
-from satflow.config import SourceConfig
+from satflow.sources.kinds import SOURCE_KINDS
+from satflow.sources.options import SourceConfig
 
 
 class SourceError(Exception):
@@ -73,8 +75,6 @@ class Source(Protocol):
 
 
 _REGISTRY: dict[str, Source] = {}
-_BUILTIN = {"gridded": "satflow.sources.gridded", "swath": "satflow.sources.swath",
-            "regrid": "satflow.sources.regrid"}
 
 
 def register_source(name: str, source: Source) -> None:
@@ -82,11 +82,11 @@ def register_source(name: str, source: Source) -> None:
 
 
 def get_source(name: str) -> Source:
-    """The registered source `name`; built-in ones are imported on first use (also on workers)."""
-    if name not in _REGISTRY and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
+    """The registered source `name`; a kind's reader module is imported on first use (also on workers)."""
+    if name not in _REGISTRY and name in SOURCE_KINDS:
+        importlib.import_module(SOURCE_KINDS[name].reader)
     if name not in _REGISTRY:
-        raise ValueError(f"unknown source kind {name!r}; registered: {', '.join(sorted(_REGISTRY | _BUILTIN))}")
+        raise ValueError(f"unknown source kind {name!r}; registered: {', '.join(sorted(_REGISTRY | SOURCE_KINDS))}")
     return _REGISTRY[name]
 
 

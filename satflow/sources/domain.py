@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyproj
 
-from satflow.config import DomainConfig
 from satflow.grid import unwrap_longitudes, wrap_longitude
+
+if TYPE_CHECKING:  # DomainConfig's validator builds a DomainGrid: a runtime import would be a cycle
+    from satflow.sources.options import DomainConfig
 
 GRID_MAPPING_NAME = "crs"
 

@@ -28,11 +28,11 @@ import netCDF4
 import numpy as np
 from xarray.backends.locks import HDF5_LOCK
 
-from satflow.config import SourceConfig
 from satflow.sources.base import FileInfo, SingleFileGroups, SourceError, register_source
 from satflow.grid import crop_indices, latitude_order, normalize_longitudes, unwrap_longitudes
 from satflow.sources.cfvalues import UnitsError, canonical_unit, convert_units, decode_values
 from satflow.sources.netcdf import CORRUPT_HINT, nc_attr, open_netcdf, short_error
+from satflow.sources.options import SourceConfig
 from satflow.sources.timecodec import TimeDecodeError, decode_times, time_from_filename
 
 _LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}

@@ -28,13 +28,13 @@ import numpy as np
 import pyproj
 from xarray.backends.locks import HDF5_LOCK
 
-from satflow.config import DomainConfig, SourceConfig
 from satflow.grid import covers_all_longitudes
 from satflow.sources.base import FileInfo, SingleFileGroups, SourceError, register_source
 from satflow.sources.cfvalues import canonical_unit, convert_units, decode_values
 from satflow.sources.domain import DomainGrid
 from satflow.sources.gridded import read_file, scan_file
 from satflow.sources.netcdf import CORRUPT_HINT, nc_attr, open_netcdf
+from satflow.sources.options import DomainConfig, SourceConfig
 from satflow.sources.timecodec import TimeDecodeError, decode_times, time_from_filename
 
 

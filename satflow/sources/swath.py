@@ -27,12 +27,12 @@ import netCDF4
 import numpy as np
 from xarray.backends.locks import HDF5_LOCK
 
-from satflow.config import SourceConfig
 from satflow.sources.base import INPUT_SEPARATOR, FileInfo, SourceError, register_source
 from satflow.sources.binning import (accumulate_mean, accumulate_nearest, cell_index, finish_mean,
                                      target_grid)
 from satflow.sources.cfvalues import decode_values
 from satflow.sources.netcdf import CORRUPT_HINT, nc_attr, open_netcdf
+from satflow.sources.options import SourceConfig
 from satflow.sources.timecodec import TimeDecodeError, decode_times, time_calendar
 
 BLOCK_VALUES = 2_000_000  # observation values decoded at once: bounds a read's memory

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from satflow.config import TimeSelection
 from satflow.grid import dateline_safe_center
+from satflow.sources.options import TimeSelection
 from satflow.sources.timecodec import parse_time_like, time_calendar
 
 

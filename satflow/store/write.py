@@ -9,11 +9,11 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from satflow import __version__
 from satflow.sources.timecodec import as_time_array, encode_times, time_encoding
 from satflow.stats import Moments, merge_all
 from satflow.store.layout import DIMS, STAT_NAMES, STEP_NAMES, StoreError, StoreLayout, compressor
 from satflow.store.read import compute_fingerprint, open_group, step_moments
+from satflow.version import __version__
 
 
 def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = None,

@@ -19,13 +19,26 @@ and RNG restored) or starts a new one from its weights. Runs single-process or u
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from satflow.codecs.options import TrainConfig
-from satflow.train.common import NonFiniteLossError, TrainResult
-from satflow.train.transform import distortion_weights, masked_mse
+from satflow.train.options import TrainConfig
+
+if TYPE_CHECKING:
+    from satflow.train.common import TrainResult
+
+# Imported lazily: `satflow.config` imports `satflow.train.options`, and that must not pull in torch.
+_EXPORTS = {"NonFiniteLossError": "satflow.train.common", "TrainResult": "satflow.train.common",
+            "distortion_weights": "satflow.train.transform", "masked_mse": "satflow.train.transform"}
 
 __all__ = ["NonFiniteLossError", "TrainResult", "distortion_weights", "masked_mse", "train"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'satflow.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
 
 
 def train(store: str | Path, index: str | Path, out: str | Path, config: TrainConfig | None = None, *,

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from satflow.codecs.learned.checkpoint import CheckpointMeta, load_checkpoint, load_training_state
 from satflow.codecs.learned.context import ContextNet
 from satflow.codecs.learned.model import ModelConfig, VAEformerLite
-from satflow.codecs.options import TrainConfig
+from satflow.train.options import TrainConfig
 
 log = logging.getLogger("satflow.train")
 

@@ -23,7 +23,6 @@ import torch
 
 from satflow.codecs.learned.checkpoint import save_checkpoint
 from satflow.codecs.learned.context import ContextNet, sample_points
-from satflow.codecs.options import TrainConfig
 from satflow.train.common import (
     NonFiniteLossError,
     PatchTensors,
@@ -33,6 +32,7 @@ from satflow.train.common import (
     open_split,
     setup_runtime,
 )
+from satflow.train.options import TrainConfig
 
 log = logging.getLogger("satflow.train")
 

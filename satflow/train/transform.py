@@ -15,7 +15,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from satflow.codecs.learned.checkpoint import CheckpointMeta, save_checkpoint
 from satflow.codecs.learned.model import VAEformerLite
-from satflow.codecs.options import TrainConfig
 from satflow.train.common import (
     NonFiniteLossError,
     PatchTensors,
@@ -29,6 +28,7 @@ from satflow.train.common import (
     open_split,
     setup_runtime,
 )
+from satflow.train.options import TrainConfig
 
 log = logging.getLogger("satflow.train")
 

@@ -320,8 +320,8 @@ def test_index_mode_codes_a_fixed_seed_sample_of_patches(eval_store, tmp_path):
 def test_eval_of_a_real_ostia_store(tmp_path):
     """Real OSTIA SST from iris-sample-data: land masked, a field whose structure we did not design."""
     iris_sample_data = pytest.importorskip("iris_sample_data")
-    from satflow.config import IngestConfig
     from satflow.ingest import run_ingest
+    from satflow.ingest.options import IngestConfig
 
     store = tmp_path / "ostia.zarr"
     run_ingest([str(Path(iris_sample_data.path) / "ostia_monthly.nc")], store, IngestConfig(), progress=False)

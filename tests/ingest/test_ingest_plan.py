@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from satflow.config import IngestConfig
+from satflow.ingest.options import IngestConfig
 from satflow.ingest.facts import IngestFacts, ProductFacts, Skipped, StoreFacts
 from satflow.ingest.plan import IngestError, plan_ingest, recorded_config
 from satflow.sources.base import FileInfo
@@ -197,7 +197,7 @@ PURE_PLANNING = textwrap.dedent("""
     import builtins, io, json, os, sys
     import numpy as np
     import xarray, zarr
-    from satflow.config import IngestConfig
+    from satflow.ingest.options import IngestConfig
     from satflow.ingest.facts import IngestFacts, ProductFacts, StoreFacts
     from satflow.ingest.plan import plan_ingest, recorded_config
     from satflow.sources.base import FileInfo

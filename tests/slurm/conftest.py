@@ -63,7 +63,7 @@ TINY_INGEST = {"source": {"variables": ["tmbrs"]}, "chunks": {"time": 1, "featur
 
 @pytest.fixture(scope="session")
 def ingest_config():
-    from satflow.config import IngestConfig
+    from satflow.ingest.options import IngestConfig
 
     return IngestConfig.model_validate(TINY_INGEST)
 

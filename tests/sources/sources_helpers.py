@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from satflow.config import SourceConfig
+from satflow.sources.options import SourceConfig
 
 LAT = np.array([-10.0, 0.0, 10.0])
 LON = np.array([0.0, 90.0, 180.0, 270.0])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from satflow.config import CropBox
 from satflow.sources.binning import accumulate_mean, cell_index, finish_mean, target_grid
+from satflow.sources.options import CropBox
 
 EDGES_LAT = [90.0, -90.0, 89.999, -89.999, 0.0, np.nan, 0.0, 0.0, 0.0, 91.0, 0.0, 45.0]
 EDGES_LON = [0.0, 0.0, 0.0, 0.0, 180.0, 0.0, -180.0, np.inf, -1e-30, 0.0, 540.0, 359.999]

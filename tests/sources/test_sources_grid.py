@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from satflow.config import CropBox
 from satflow.grid import (cell_centres, crop_indices, dateline_safe_center, latitude_order, longitude_span,
                           normalize_longitudes, unwrap_longitudes, wrap_longitude)
+from satflow.sources.options import CropBox
 
 
 def test_wrap_longitude_half_open_intervals():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sources_helpers import LAT, lat_lon_variables, source, time_variable, write_nc
 
-from satflow.config import CropBox
 from satflow.sources.gridded import SourceError, read_file, scan_file
+from satflow.sources.options import CropBox
 
 NAN = np.nan
 

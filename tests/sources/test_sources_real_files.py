@@ -9,8 +9,8 @@ import cftime
 import numpy as np
 import pytest
 
-from satflow.config import CropBox, SourceConfig
 from satflow.sources.gridded import SourceError, read_file, scan_file
+from satflow.sources.options import CropBox, SourceConfig
 
 iris_sample_data = pytest.importorskip("iris_sample_data")
 

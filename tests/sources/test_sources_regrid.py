@@ -12,9 +12,10 @@ import xarray as xr
 from sources_helpers import time_variable, write_nc
 
 from satflow.cli import main as cli_main
-from satflow.config import ConfigError, DomainConfig, SourceConfig, load_config
+from satflow.config import ConfigError, load_config
 from satflow.sources.base import SourceError, read_input, scan_input
 from satflow.sources.domain import DomainGrid
+from satflow.sources.options import DomainConfig, SourceConfig
 
 STEREOGRAPHIC = {"grid_mapping_name": "stereographic", "longitude_of_projection_origin": -35.0,
                  "latitude_of_projection_origin": 90.0, "scale_factor_at_projection_origin": 1.0,

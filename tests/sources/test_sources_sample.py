@@ -4,8 +4,8 @@ import netCDF4
 import numpy as np
 import pytest
 
-from satflow.config import SourceConfig
 from satflow.grid import cell_centres
+from satflow.sources.options import SourceConfig
 from satflow.sources.samples import orbits
 from satflow.sources.gridded import read_file, scan_file
 from satflow.sources.samples import (AMSUA_FILL, DEFAULT_SATELLITES, THETAO_FILL, write_amsua_sample,

@@ -6,7 +6,8 @@ import cftime
 import numpy as np
 import pytest
 
-from satflow.config import ConfigError, TimeSelection, load_config
+from satflow.config import ConfigError, load_config
+from satflow.sources.options import TimeSelection
 from satflow.sources.timeselect import hours_from_solar_noon, select_steps
 
 SIX_HOURLY = np.datetime64("2020-01-01T00", "ns") + np.arange(12) * np.timedelta64(6, "h")  # 3 days

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from satflow import __version__
 from satflow.eval.report.document import Section
+from satflow.version import __version__
 from satflow.eval.report.figures import (codec_colours, feature_rmse_figure, histogram_figure, map_figure,
                                          rate_distortion_figure, spectra_figure)
 from satflow.eval.report.load import Evaluation, time_labels

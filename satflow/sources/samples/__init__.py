@@ -3,17 +3,25 @@
 - `writers`: seeded NetCDF files shaped like real products: gridded AMSU-A, raw AMSU-A swaths and a
   monthly ocean reanalysis (`satflow sample`);
 - `synthetic`: the land, terrain and correlated weather fields they are drawn from;
-- `orbits`: sun-synchronous polar orbiters and AMSU-A's scan geometry, for the swaths.
+- `orbits`: sun-synchronous polar orbiters and AMSU-A's scan geometry, for the swaths;
+- `options`: the `sample:` config section.
+
+The writers are imported lazily: loading a config imports `satflow.sources.samples.options`, and
+that must not pull in numpy and netCDF4.
 """
 
-from satflow.sources.samples.writers import (
-    AMSUA_FILL,
-    DEFAULT_SATELLITES,
-    THETAO_FILL,
-    write_amsua_sample,
-    write_amsua_swath_sample,
-    write_ocean_sample,
-)
+from __future__ import annotations
 
-__all__ = ["AMSUA_FILL", "DEFAULT_SATELLITES", "THETAO_FILL", "write_amsua_sample", "write_amsua_swath_sample",
-           "write_ocean_sample"]
+import importlib
+
+_EXPORTS = {name: "satflow.sources.samples.writers" for name in (
+    "AMSUA_FILL", "DEFAULT_SATELLITES", "THETAO_FILL", "write_amsua_sample", "write_amsua_swath_sample",
+    "write_ocean_sample")}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'satflow.sources.samples' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
