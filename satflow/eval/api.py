@@ -27,11 +27,11 @@ from satflow import __version__
 from satflow.codecs.spec import CodecSpec, build_codec
 from satflow.eval.options import EvalConfig
 from satflow.eval.plan import EvalPlan, plan_eval, task_batches
-from satflow.eval.reduce import codec_entry, metrics_table
+from satflow.eval.reduce import codec_entry, metrics_frame
 from satflow.eval.stores import (check_compressed_store, create_compressed_store, create_reconstruction,
                                  finish_reconstruction, read_compressed_store, write_json)
 from satflow.eval.tasks import (BatchItem, EvalContext, FieldItem, Partials, code_batch, combine_partials,
-                                measure_field, step_moments)
+                                measure_field, moments_by_step)
 from satflow.runtime.executors import Executor, as_executor
 from satflow.store import StoreLayout, open_group, open_store
 
@@ -62,8 +62,12 @@ class EvalResult:
 
 
 def run_eval(store: str | Path, out: str | Path, config: EvalConfig | None = None, *, client=None,
-             overwrite: bool = False, progress: bool = True, run_config: dict | None = None) -> EvalResult:
-    """Evaluate every codec spec of `config` over `store`; write DIR's outputs; resumable."""
+             overwrite: bool = False, progress: bool = True, full_config: dict | None = None) -> EvalResult:
+    """Evaluate every codec spec of `config` over `store`; write DIR's outputs; resumable.
+
+    `full_config`: the whole satflow configuration (every section, JSON) the run was started with,
+    recorded as the manifest's `config`.
+    """
     config = config or EvalConfig()
     started, clock = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     executor = as_executor(client)
@@ -78,7 +82,7 @@ def run_eval(store: str | Path, out: str | Path, config: EvalConfig | None = Non
     entries = _write_metrics(plan, config, outputs, partials)
     seconds["outputs"] = time.perf_counter() - tic
     seconds["total"] = time.perf_counter() - clock
-    manifest = _manifest(plan, config, executor, partials, started, seconds, run_config)
+    manifest = _manifest(plan, config, executor, partials, started, seconds, full_config)
     write_json(outputs.root / "manifest.json", manifest)
     return EvalResult(outputs.root, plan, entries, manifest)
 
@@ -130,11 +134,11 @@ def _run_tasks(plan: EvalPlan, config: EvalConfig, outputs: _Outputs, executor: 
 def _write_metrics(plan: EvalPlan, config: EvalConfig, outputs: _Outputs, partials: Partials) -> list[dict]:
     """Finish the reconstruction stores; write metrics.json and metrics.parquet; return the entries."""
     for codec in range(len(plan.codecs)):
-        finish_reconstruction(outputs.reconstruction(codec), step_moments(partials, codec, plan.time_range[0]),
+        finish_reconstruction(outputs.reconstruction(codec), moments_by_step(partials, codec, plan.time_range[0]),
                               outputs.source_files)
     entries = [codec_entry(plan, config, partials, codec, folder) for codec, folder in enumerate(outputs.folders)]
     write_json(outputs.root / "metrics.json", entries)
-    table = metrics_table(plan, entries, partials, outputs.layout.times)
+    table = metrics_frame(plan, entries, partials, outputs.layout.times)
     table.to_parquet(outputs.root / "metrics.parquet", index=False)
     return entries
 
@@ -235,7 +239,7 @@ def _versions() -> dict:
 
 
 def _manifest(plan: EvalPlan, config: EvalConfig, executor: Executor, partials: Partials,
-              started: dt.datetime, seconds: dict, run_config: dict | None) -> dict:
+              started: dt.datetime, seconds: dict, full_config: dict | None) -> dict:
     specs = [str(c) for c in plan.codecs]
     tasks = [{**record, "codec": specs[record["codec"]]} for record in partials.records]
     return {
@@ -243,7 +247,7 @@ def _manifest(plan: EvalPlan, config: EvalConfig, executor: Executor, partials: 
         "started": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": seconds, "cluster": executor.describe(), "versions": _versions(),
-        "eval_config": config.model_dump(mode="json"), "config": run_config,
+        "eval_config": config.model_dump(mode="json"), "config": full_config,
         "workers": sorted({t["worker"] for t in tasks}), "tasks": tasks,
     }
 
@@ -271,6 +275,6 @@ def decode_compressed(compressed: str | Path, out: str | Path, *, checkpoint: st
     context = EvalContext(None, t0, decode_context=(("checkpoint", str(checkpoint)),) if checkpoint else ())
     partials = as_executor(client).map_reduce(code_batch, items, context, combine=combine_partials,
                                               name="decode", retries=2, progress=progress)
-    finish_reconstruction(out, step_moments(partials, 0, t0), list(attrs["source_files"]))
+    finish_reconstruction(out, moments_by_step(partials, 0, t0), list(attrs["source_files"]))
     return out
 

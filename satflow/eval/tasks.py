@@ -177,7 +177,7 @@ def _partials(item: BatchItem, context: EvalContext, containers: list[bytes], de
     return partials
 
 
-def step_moments(partials: Partials, codec: int, t0: int) -> dict[int, Moments]:
+def moments_by_step(partials: Partials, codec: int, t0: int) -> dict[int, Moments]:
     """The reconstruction's moments per time step (counted from t0), folded in block order."""
     by_step: dict[int, list[Moments]] = {}
     for (c, t, _, _), moments in sorted(partials.moments.items(), key=lambda kv: kv[0]):
