@@ -1,4 +1,5 @@
-"""`run_eval`: plan, one executor call for the coding tasks, one for the whole-field metrics, outputs.
+"""`run_eval`: scan the store's facts, plan, one executor call for the coding tasks, one for the
+whole-field metrics, outputs.
 
     DIR/metrics.json        one entry per codec (see satflow.eval.reduce)
     DIR/metrics.parquet     codec x feature and codec x feature x time step rows
@@ -15,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -24,16 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from satflow import __version__
-from satflow.codecs.spec import CodecSpec, build_codec
+from satflow.codecs.spec import CodecSpec
 from satflow.eval.options import EvalConfig
-from satflow.eval.plan import EvalPlan, plan_eval, task_batches
+from satflow.eval.plan import EvalFacts, EvalPlan, plan_eval, task_batches
 from satflow.eval.reduce import codec_entry, metrics_frame
+from satflow.eval.scan import scan_eval
 from satflow.eval.stores import (check_compressed_store, create_compressed_store, create_reconstruction,
                                  finish_reconstruction, read_compressed_store, write_json)
 from satflow.eval.tasks import (BatchItem, EvalContext, FieldItem, Partials, code_batch, combine_partials,
                                 measure_field, moments_by_step)
 from satflow.runtime.executors import Executor, as_executor
-from satflow.store import StoreLayout, open_group, open_store
+from satflow.store import StoreLayout
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +72,12 @@ def run_eval(store: str | Path, out: str | Path, config: EvalConfig | None = Non
     config = config or EvalConfig()
     started, clock = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     executor = as_executor(client)
-    plan = plan_eval(store, config)
-    for spec in plan.codecs:  # a bad spec fails here, naming itself, before any task runs
-        build_codec(spec)
-    outputs = _prepare_outputs(plan, Path(out), overwrite)
+    facts = scan_eval(store, config)  # the one read of the store's metadata
+    plan = plan_eval(facts, config)  # a bad spec fails here, naming itself, before any task runs
+    outputs = _prepare_outputs(plan, facts, Path(out), overwrite)
     seconds = {"plan": time.perf_counter() - clock}
     with _performance_report(config.performance_report, executor):
-        partials = _run_tasks(plan, config, outputs, executor, progress, seconds)
+        partials = _run_tasks(plan, facts, config, outputs, executor, progress, seconds)
     tic = time.perf_counter()
     entries = _write_metrics(plan, config, outputs, partials)
     seconds["outputs"] = time.perf_counter() - tic
@@ -98,23 +98,23 @@ class _Outputs:
         return self.root / self.folders[codec] / "reconstruction.zarr"
 
 
-def _prepare_outputs(plan: EvalPlan, root: Path, overwrite: bool) -> _Outputs:
+def _prepare_outputs(plan: EvalPlan, facts: EvalFacts, root: Path, overwrite: bool) -> _Outputs:
     """The output folder with the plan and, per codec, both stores (new, or checked for resuming)."""
     if overwrite and root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "plan.json", plan.to_dict())
-    layout, cf_time, source_files = _reconstruction_layout(plan)
+    layout, cf_time, source_files = _reconstruction_layout(plan, facts)
     folders = [spec.folder for spec in plan.codecs]
     for spec, folder in zip(plan.codecs, folders):
         _prepare_codec_dir(root / folder, plan, spec, layout, cf_time, source_files)
     return _Outputs(root, folders, layout, source_files)
 
 
-def _run_tasks(plan: EvalPlan, config: EvalConfig, outputs: _Outputs, executor: Executor, progress: bool,
-               seconds: dict) -> Partials:
+def _run_tasks(plan: EvalPlan, facts: EvalFacts, config: EvalConfig, outputs: _Outputs, executor: Executor,
+               progress: bool, seconds: dict) -> Partials:
     """The coding tasks, then the whole-field tasks (they read the finished reconstructions)."""
-    context = _context(plan, config.acceptance.rel_threshold)
+    context = _context(plan, facts, config.acceptance.rel_threshold)
     tic = time.perf_counter()
     items, resources = _coding_items(plan, config, outputs, executor)
     partials = executor.map_reduce(code_batch, items, context, combine=combine_partials, name="eval-code",
@@ -143,20 +143,17 @@ def _write_metrics(plan: EvalPlan, config: EvalConfig, outputs: _Outputs, partia
     return entries
 
 
-def _reconstruction_layout(plan: EvalPlan) -> tuple[StoreLayout, tuple[np.ndarray, dict], list[str]]:
+def _reconstruction_layout(plan: EvalPlan, facts: EvalFacts) -> tuple[StoreLayout, tuple[np.ndarray, dict], list[str]]:
     """The reconstruction's layout, the evaluated steps' CF-encoded times (numbers and their units and
     calendar, as the store holds them: climatologies stay in their calendar) and source files."""
-    ds = open_store(plan.store)
     t0, t1 = plan.time_range
     layout = StoreLayout(
-        times=ds["time"].values[t0:t1], features=plan.features, lat=ds["lat"].values, lon=ds["lon"].values,
+        times=facts.times[t0:t1], features=plan.features, lat=facts.lat, lon=facts.lon,
         chunks={"time": 1, "feature": -1, "lat": plan.reconstruction_chunks[0], "lon": plan.reconstruction_chunks[1]},
-        compression_level=RECONSTRUCTION_COMPRESSION_LEVEL,
-        units=tuple(str(u) for u in ds["units"].values) if "units" in ds else (),
+        compression_level=RECONSTRUCTION_COMPRESSION_LEVEL, units=facts.units,
     )
-    raw_time = open_group(plan.store)["time"]
-    cf_time = (np.asarray(raw_time[t0:t1]), {k: raw_time.attrs[k] for k in ("units", "calendar") if k in raw_time.attrs})
-    return layout, cf_time, [str(f) for f in ds["source_file"].values[t0:t1]]
+    cf_time = (np.asarray(facts.time_numbers[t0:t1]), dict(facts.time_attrs))
+    return layout, cf_time, list(facts.source_files[t0:t1])
 
 
 def _prepare_codec_dir(folder: Path, plan: EvalPlan, spec: CodecSpec, layout: StoreLayout,
@@ -174,17 +171,16 @@ def _prepare_codec_dir(folder: Path, plan: EvalPlan, spec: CodecSpec, layout: St
                                                    "source_fingerprint": plan.fingerprint})
 
 
-def _context(plan: EvalPlan, rel_threshold: float) -> EvalContext:
+def _context(plan: EvalPlan, facts: EvalFacts, rel_threshold: float) -> EvalContext:
     """Per-feature histogram units (the store's std) and the source files' bytes per cell per step."""
-    group = open_group(plan.store)
-    std = np.asarray(group["std"][:], dtype=np.float64)
+    std = np.asarray(facts.std, dtype=np.float64)
     hist_scale = np.where(np.isfinite(std) & (std > 0), std, 1.0)
-    files = [str(f) for f in np.asarray(group["source_file"][:]).tolist()]
+    files = list(facts.source_files)
     steps_per_file = {f: files.count(f) for f in set(files)}
     cells_per_step = int(np.prod(plan.shape[1:]))
     per_cell = []
     for f in files[plan.time_range[0]:plan.time_range[1]]:
-        size = os.path.getsize(f) if f and os.path.isfile(f) else 0
+        size = facts.source_sizes.get(f, 0)
         per_cell.append(size / (steps_per_file[f] * cells_per_step) if size else 0.0)
     return EvalContext(plan.store, plan.time_range[0], tuple(hist_scale.tolist()), tuple(per_cell),
                        rel_threshold=rel_threshold)
