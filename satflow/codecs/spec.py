@@ -119,6 +119,10 @@ class CodecSpec:
             raise CodecSpecError(f"codec spec {str(self)!r}: {err}") from None
         return self
 
+    def checkpoint_paths(self) -> list[str]:
+        """Every checkpoint the codec (and a codec it wraps) is built with."""
+        return _checkpoints(self.build_params())
+
     def build(self) -> Codec:
         """This process's instance of the codec (built on first use, then reused)."""
         return build_codec(self)
@@ -142,6 +146,11 @@ def _with_resources(name: str, params: dict, checkpoint: str | None, device: str
     if cls.uses_device:
         _fill(params, device=device)
     return params
+
+
+def _checkpoints(params: dict) -> list[str]:
+    found = [str(params["checkpoint"])] if params.get("checkpoint") else []
+    return found + [path for value in params.values() if isinstance(value, dict) for path in _checkpoints(value)]
 
 
 def _fill(params: dict, **resources: str | None) -> dict:

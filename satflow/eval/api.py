@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from satflow import __version__
-from satflow.codecs.spec import CodecSpec
+from satflow.codecs.spec import CodecSpec, CodecSpecError
 from satflow.eval.options import EvalConfig
 from satflow.eval.plan import EvalFacts, EvalPlan, plan_eval, task_batches
 from satflow.eval.reduce import codec_entry, metrics_frame
@@ -74,6 +74,7 @@ def run_eval(store: str | Path, out: str | Path, config: EvalConfig | None = Non
     executor = as_executor(client)
     facts = scan_eval(store, config)  # the one read of the store's metadata
     plan = plan_eval(facts, config)  # a bad spec fails here, naming itself, before any task runs
+    _check_checkpoints(plan)
     outputs = _prepare_outputs(plan, facts, Path(out), overwrite)
     seconds = {"plan": time.perf_counter() - clock}
     with _performance_report(config.performance_report, executor):
@@ -85,6 +86,15 @@ def run_eval(store: str | Path, out: str | Path, config: EvalConfig | None = Non
     manifest = _manifest(plan, config, executor, partials, started, seconds, full_config)
     write_json(outputs.root / "manifest.json", manifest)
     return EvalResult(outputs.root, plan, entries, manifest)
+
+
+def _check_checkpoints(plan: EvalPlan) -> None:
+    """A checkpoint that is not there fails now, naming its spec, not once in every task."""
+    for spec in plan.codecs:
+        missing = [path for path in spec.checkpoint_paths() if not Path(path).exists()]
+        if missing:
+            raise CodecSpecError(f"codec spec {str(spec)!r}: checkpoint {missing[0]} does not exist; "
+                                 "give a `satflow train` output (--checkpoint DIR or checkpoint=DIR in the spec)")
 
 
 @dataclass(frozen=True)

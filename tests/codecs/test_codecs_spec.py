@@ -108,3 +108,10 @@ def test_checking_a_learned_spec_loads_no_checkpoint(tmp_path):
         build_codec(spec)
     assert CodecSpec.parse("errorbound:inner=vaeformer,eps=0.5").is_learned
     assert not CodecSpec.parse("errorbound:inner=sz3,eps=0.5,context=learned").is_learned
+
+
+def test_a_spec_names_the_checkpoints_its_codec_is_built_with():
+    assert CodecSpec.parse("errorbound:inner=vaeformer,eps=0.5").with_checkpoint("ck").checkpoint_paths() == ["ck"]
+    assert CodecSpec.parse("errorbound:inner=constant,eps=0.5,context=learned").with_checkpoint("c2").checkpoint_paths() == [
+        "c2"]
+    assert CodecSpec.parse("sz3:tol=1").with_checkpoint("ck").checkpoint_paths() == []

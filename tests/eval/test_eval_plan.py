@@ -199,3 +199,15 @@ def test_the_scan_reads_the_facts_once_and_the_plan_over_them_is_the_same(eval_s
     np.testing.assert_allclose(facts.std, [np.nanstd(values[:, f].astype(np.float64)) for f in range(2)], rtol=1e-6)
     assert len(facts.time_numbers) == 3 and "units" in facts.time_attrs
     assert plan_eval(facts, config).to_dict() == plan_eval(path, config).to_dict()
+
+
+def test_a_missing_checkpoint_is_refused_before_any_output_naming_the_spec(eval_store, tmp_path):
+    from satflow.codecs.spec import CodecSpecError
+    from satflow.eval.api import run_eval
+
+    path, _ = eval_store
+    config = EvalConfig(codecs=["errorbound:inner=vaeformer,eps=0.5"], checkpoint=str(tmp_path / "absent"))
+    with pytest.raises(CodecSpecError, match=r"^codec spec 'errorbound:eps=0.5,inner=vaeformer': checkpoint "
+                                             r".*absent does not exist"):
+        run_eval(path, tmp_path / "out", config, progress=False)
+    assert not (tmp_path / "out").exists()
