@@ -1,7 +1,9 @@
 """The evaluation plan: plain data, printable with `--dry-run`, testable without a cluster.
 
 `plan_eval(facts, config)` does no I/O: it lays the plan over `EvalFacts`, what `scan_eval`
-(satflow.eval.scan) read of the store and index, so tests build facts by hand. A plan crosses the store's blocks with codec specs. A block is one time step's `(feature, lat,
+(satflow.eval.scan) read of the store and index, so tests build facts by hand.
+
+A plan crosses the store's blocks with codec specs. A block is one time step's `(feature, lat,
 lon)` region, the unit one container codes: in cube mode the store's time range cut into a grid of
 `block` cells (default: the store's chunk, so every read is chunk-aligned); in index mode a
 fixed-seed sample of a patch index's patches. Tasks group blocks so that no two tasks ever write

@@ -112,6 +112,6 @@ def test_checking_a_learned_spec_loads_no_checkpoint(tmp_path):
 
 def test_a_spec_names_the_checkpoints_its_codec_is_built_with():
     assert CodecSpec.parse("errorbound:inner=vaeformer,eps=0.5").with_checkpoint("ck").checkpoint_paths() == ["ck"]
-    assert CodecSpec.parse("errorbound:inner=constant,eps=0.5,context=learned").with_checkpoint("c2").checkpoint_paths() == [
-        "c2"]
+    learned_context = CodecSpec.parse("errorbound:inner=constant,eps=0.5,context=learned").with_checkpoint("c2")
+    assert learned_context.checkpoint_paths() == ["c2"]
     assert CodecSpec.parse("sz3:tol=1").with_checkpoint("ck").checkpoint_paths() == []

@@ -156,7 +156,8 @@ def test_a_plan_checks_every_spec_against_its_codec_schema_before_anything_runs(
 
     with pytest.raises(CodecSpecError, match=r"^codec spec 'sz3:tol=0': codec 'sz3': parameter 'tol' = 0 is invalid"):
         plan_eval(_facts(), EvalConfig(codecs=["lossless", "sz3:tol=0"]))
-    with pytest.raises(CodecSpecError, match=r"^codec spec 'vaeformer': codec 'vaeformer' needs parameter 'checkpoint'"):
+    with pytest.raises(CodecSpecError, match=r"^codec spec 'vaeformer': codec 'vaeformer' needs parameter "
+                                             r"'checkpoint'"):
         plan_eval(_facts(), EvalConfig(codecs=["vaeformer"]))
 
 

@@ -16,7 +16,8 @@ from satflow.index.plan import IndexFacts, TimeBlock, plan_index
 def _facts(**overrides) -> IndexFacts:
     """A global 7 x 3 x 30 x 48 store (7.5 degree cells), chunks 3 x 2 x 7 x 10, six-hourly steps."""
     facts = dict(store="/nonexistent/store.zarr", fingerprint="f00d", shape=(7, 3, 30, 48), chunks=(3, 2, 7, 10),
-                 features=("a", "b", "c"), times=np.datetime64("2021-01-01", "ns") + np.arange(7) * np.timedelta64(6, "h"),
+                 features=("a", "b", "c"),
+                 times=np.datetime64("2021-01-01", "ns") + np.arange(7) * np.timedelta64(6, "h"),
                  lat=np.linspace(-88.125, 88.125, 30), lon=-176.25 + 7.5 * np.arange(48))
     return IndexFacts(**{**facts, **overrides})
 
