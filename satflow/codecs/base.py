@@ -109,7 +109,7 @@ class Codec(ABC):
     # What a codec needs besides its settings, read from the class by specs and eval tasks:
     needs_checkpoint: ClassVar[bool] = False  # built with `checkpoint=`; a run's --checkpoint fills it in
     checkpoint_when: ClassVar[dict[str, Any]] = {}  # ... only when its parameters hold these values
-    uses_device: ClassVar[bool] = False  # built with `device=`: runs a network (a GPU worker helps)
+    uses_device: ClassVar[bool] = False  # built with `device=`, kept as `.device`: runs a network (GPUs help)
     declares_bound: ClassVar[bool] = False  # `error_bound` returns the absolute error it promises
     # The parameter naming a wrapped codec (its parameters under `<wraps>_params`); an instance
     # holds the wrapped Codec as the attribute of that name.

@@ -14,9 +14,8 @@ from typing import Annotated, Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
-
 from annotated_types import Ge
+from torch.nn import functional as F
 
 from satflow.codecs.base import Codec, PositiveNumber
 from satflow.codecs.container import Container, ContainerError
