@@ -72,9 +72,7 @@ def run_eval(store: str | Path, out: str | Path, config: EvalConfig | None = Non
     config = config or EvalConfig()
     started, clock = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     executor = as_executor(client)
-    facts = scan_eval(store, config)  # the one read of the store's metadata
-    plan = plan_eval(facts, config)  # a bad spec fails here, naming itself, before any task runs
-    _check_checkpoints(plan)
+    facts, plan = prepare_eval(store, config)
     outputs = _prepare_outputs(plan, facts, Path(out), overwrite)
     seconds = {"plan": time.perf_counter() - clock}
     with _performance_report(config.performance_report, executor):
@@ -86,6 +84,19 @@ def run_eval(store: str | Path, out: str | Path, config: EvalConfig | None = Non
     manifest = _manifest(plan, config, executor, partials, started, seconds, full_config)
     write_json(outputs.root / "manifest.json", manifest)
     return EvalResult(outputs.root, plan, entries, manifest)
+
+
+def prepare_eval(store: str | Path, config: EvalConfig) -> tuple[EvalFacts, EvalPlan]:
+    """The store's facts (its one metadata read) and the plan over them, every argument checked.
+
+    What a caller runs before it starts a cluster (or for `--dry-run`): a missing store, a bad
+    time range, index or codec spec, or a missing checkpoint raises ValueError naming it; nothing
+    is written and no codec is built.
+    """
+    facts = scan_eval(store, config)
+    plan = plan_eval(facts, config)
+    _check_checkpoints(plan)
+    return facts, plan
 
 
 def _check_checkpoints(plan: EvalPlan) -> None:

@@ -212,3 +212,16 @@ def test_a_missing_checkpoint_is_refused_before_any_output_naming_the_spec(eval_
                                              r".*absent does not exist"):
         run_eval(path, tmp_path / "out", config, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_prepare_eval_checks_everything_a_run_needs_and_writes_nothing(eval_store, tmp_path):
+    from satflow.eval.api import prepare_eval
+    from satflow.store import StoreError
+
+    path, _ = eval_store
+    facts, plan = prepare_eval(path, EvalConfig(codecs=["sz3:tol=1"], time="2"))
+    assert facts.shape == (3, 2, 24, 40) and plan.time_range == (2, 3) and len(plan.blocks) == 9
+    with pytest.raises(StoreError, match=r"nowhere.zarr: no satflow store here"):
+        prepare_eval(tmp_path / "nowhere.zarr", EvalConfig())
+    with pytest.raises(ValueError, match=r"eval time '7' is outside the store's 0..3 time steps"):
+        prepare_eval(path, EvalConfig(time="7"))
