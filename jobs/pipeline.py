@@ -164,7 +164,7 @@ def run_stage(stage: str, paths: dict, config, inputs: list[str], client):
         from satflow.eval.api import run_eval
 
         result = run_eval(paths["store"], paths["eval"], config.eval, client=client, progress=False,
-                          run_config=config.model_dump(mode="json"))
+                          full_config=config.model_dump(mode="json"))
         resumed = sum(e.get("blocks_resumed", 0) for e in result.entries)
         encoded = sum(e.get("blocks_encoded", 0) for e in result.entries)
         return f"eval: {encoded} block(s) encoded, {resumed} resumed\n{result.describe()}"

@@ -118,9 +118,9 @@ def _eval_inputs(store: Path, spec: str, config) -> tuple:
     import zarr
 
     from satflow.codecs.spec import CodecSpec, build_codec
-    from satflow.eval.plan import plan_eval
+    from satflow.eval.api import prepare_eval
 
-    plan = plan_eval(store, config)
+    plan = prepare_eval(store, config)[1]
     codec = build_codec(CodecSpec.parse(spec))
     std = np.asarray(zarr.open_group(str(store), mode="r")["std"][:], dtype=np.float64)
     hist_scale = np.where(np.isfinite(std) & (std > 0), std, 1.0)

@@ -76,7 +76,7 @@ def run_demo(args, config: SatflowConfig) -> int:
         print(summarize_index(index))
         print(f"[5/6] evaluating {len(eval_config.codecs)} codec settings on the cluster -> {evaluation}/")
         result = run_eval(store, evaluation, eval_config, client=client, overwrite=True, progress=True,
-                          run_config=config.model_dump(mode="json"))
+                          full_config=config.model_dump(mode="json"))
     written = write_report(evaluation)
     print(f"[6/6] report: {written['html']} (and {written['markdown'].name})")
     print(result.describe())

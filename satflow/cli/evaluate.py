@@ -88,7 +88,7 @@ def run_eval_command(args, config: SatflowConfig) -> int:
         return 0
     with _cluster(args, config) as client:
         result = run_eval(args.store, args.out, eval_config, client=client, overwrite=args.overwrite,
-                          progress=not args.no_progress, run_config=config.model_dump(mode="json"))
+                          progress=not args.no_progress, full_config=config.model_dump(mode="json"))
     print(result.describe())
     print(f"outputs in {args.out}/: metrics.json, metrics.parquet, manifest.json, "
           f"{', '.join(e['dir'] + '/' for e in result.entries)}; `satflow report {args.out}` draws them")

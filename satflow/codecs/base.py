@@ -18,16 +18,21 @@ header and to receive resources that are not in the stream (e.g. `checkpoint=`) 
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
+from annotated_types import Ge, Gt, Le, Lt
 
 from satflow.codecs.container import Container, ContainerError, pack_container, unpack_container
 
 Block = np.ndarray
 Decoded = tuple[np.ndarray, np.ndarray]
+# Value types for `Codec.param_types` (checked by `satflow.codecs.registry.check_params`).
+PositiveNumber = Annotated[float, Gt(0), Lt(math.inf)]  # a bound or step: finite and > 0
+ZstdLevel = Annotated[int, Ge(1), Le(22)]
 
 
 def prepare_block(x: Any, mask: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +103,27 @@ class Codec(ABC):
 
     name: ClassVar[str] = ""  # set by @register_codec
     param_docs: ClassVar[dict[str, str]] = {}  # parameter -> one-line help for `satflow codecs`
+    # Parameter -> type where the codec restricts values beyond `__init__`'s annotation (e.g. a
+    # positive bound); specs are checked against these before any codec is built.
+    param_types: ClassVar[dict[str, Any]] = {}
+    # What a codec needs besides its settings, read from the class by specs and eval tasks:
+    needs_checkpoint: ClassVar[bool] = False  # built with `checkpoint=`; a run's --checkpoint fills it in
+    checkpoint_when: ClassVar[dict[str, Any]] = {}  # ... only when its parameters hold these values
+    uses_device: ClassVar[bool] = False  # built with `device=`, kept as `.device`: runs a network (GPUs help)
+    declares_bound: ClassVar[bool] = False  # `error_bound` returns the absolute error it promises
+    # The parameter naming a wrapped codec (its parameters under `<wraps>_params`); an instance
+    # holds the wrapped Codec as the attribute of that name.
+    wraps: ClassVar[str | None] = None
+
+    @classmethod
+    def wrapped_params(cls, params: dict) -> dict:
+        """The parameters the codec named by `params[cls.wraps]` is built with."""
+        return dict(params.get(f"{cls.wraps}_params") or {})
+
+    @classmethod
+    def takes_checkpoint(cls, params: dict) -> bool:
+        """Whether a codec built with `params` takes a run-level `checkpoint=`."""
+        return cls.needs_checkpoint and all(params.get(key) == value for key, value in cls.checkpoint_when.items())
 
     def __init__(self, **params: Any) -> None:
         # Stored as they will read back from a container header, so that params compare equal.
@@ -140,6 +166,13 @@ class Codec(ABC):
         Evaluations count the valid points beyond it as violations.
         """
         return None
+
+    def device_label(self) -> str:
+        """Where this codec (or the codec it wraps) computes: its torch device, or "cpu"."""
+        if self.uses_device:
+            return str(self.device)
+        inner = getattr(self, self.wraps, None) if self.wraps else None
+        return inner.device_label() if isinstance(inner, Codec) else "cpu"
 
     def describe(self) -> str:
         """One line: name and parameters, e.g. `sz3(fill='mean', tol=0.5)`."""

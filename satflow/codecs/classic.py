@@ -12,16 +12,19 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from annotated_types import Ge, Gt, Le
 from numcodecs import BitRound, Shuffle, Zstd
+from pydantic import Strict
 
-from satflow.codecs.base import Codec, fill_invalid, pack_sections, unpack_sections
+from satflow.codecs.base import Codec, PositiveNumber, ZstdLevel, fill_invalid, pack_sections, unpack_sections
 from satflow.codecs.bitinfo import keepbits_for_block
 from satflow.codecs.container import ContainerError
 from satflow.codecs.registry import register_codec
 
+KEEPBITS = Annotated[int, Strict(), Ge(0), Le(23)]  # float32 mantissa bits (an int, not 6.0)
 FILL_DOC = "how invalid points are filled before coding: 'mean' (per feature) or 'smooth' (pyramid of valid means)"
 
 
@@ -113,6 +116,7 @@ class LosslessCodec(Codec):
     """Lossless: byte-shuffled zstd of the float32 bits; valid points round-trip exactly."""
 
     param_docs = {"level": "zstd level, 1..22 (higher: smaller and slower)"}
+    param_types = {"level": ZstdLevel}
 
     def __init__(self, *, level: int = 5) -> None:
         super().__init__(level=_check_level(level, "lossless"))
@@ -164,6 +168,8 @@ class BitRoundCodec(Codec):
         "information": "with keepbits=null: fraction of real information to keep (Kloewer et al. 2021)",
         "level": "zstd level, 1..22",
     }
+    param_types = {"keepbits": KEEPBITS | list[KEEPBITS] | None, "information": Annotated[float, Gt(0), Le(1)],
+                   "level": ZstdLevel}
 
     def __init__(self, *, keepbits: int | list[int] | None = None, information: float = 0.99, level: int = 5) -> None:
         if keepbits is not None:
@@ -211,6 +217,8 @@ class ToleranceCodec(Codec):
         "tol": "absolute error bound in data units: one number for the block or one per feature",
         "fill": FILL_DOC,
     }
+    param_types = {"tol": PositiveNumber | list[PositiveNumber], "fill": Literal["mean", "smooth"]}
+    declares_bound = True
 
     def __init__(self, *, tol: float | list[float], fill: str = "smooth") -> None:
         if isinstance(tol, (list, tuple)):

@@ -37,14 +37,14 @@ returning numbers that may break the bound.
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import constriction
 import numpy as np
 from numcodecs import Zstd
 
 from satflow.codecs import kernels, prediction
-from satflow.codecs.base import Codec, pack_sections, unpack_sections
+from satflow.codecs.base import Codec, PositiveNumber, pack_sections, unpack_sections
 from satflow.codecs.classic import apply_patches, pack_patches, per_feature
 from satflow.codecs.container import ContainerError
 from satflow.codecs.registry import codec_class, get_codec, parameter_docs, register_codec
@@ -124,6 +124,15 @@ class ErrorBounded(Codec):
         "checkpoint": "context='learned': checkpoint with a context network (`satflow train --stage context`); "
                       "default: the inner codec's checkpoint",
     }
+    param_types = {"eps": PositiveNumber | list[PositiveNumber], "context": Literal[CONTEXTS]}
+    declares_bound = True
+    wraps = "inner"
+    needs_checkpoint = True  # its context network's, with context='learned' (else none of its own)
+    checkpoint_when = {"context": "learned"}
+
+    @classmethod
+    def wrapped_params(cls, params: dict) -> dict:
+        return _default_inner_params(params["inner"], params.get("inner_params"), params.get("eps"))
 
     def __init__(self, *, inner: str | Codec, eps: float | list[float], inner_params: dict | None = None,
                  context: str = "causal", checkpoint: str | None = None) -> None:

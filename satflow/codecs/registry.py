@@ -1,4 +1,5 @@
-"""Codecs by name: `@register_codec("name")`, `get_codec(name, **params)`, `codec_from_container(data)`.
+"""Codecs by name: `@register_codec("name")`, `get_codec(name, **params)`, `codec_from_container(data)`,
+and `check_params(name, params)`: a spec checked against the class's parameter schema, nothing built.
 
 Built-in codecs register themselves when their module is imported; the registry imports those
 modules on first use (so `satflow.codecs.learned` can import this module without a cycle), plus any
@@ -7,10 +8,14 @@ third-party module declared under the `satflow.codecs` entry-point group.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
+import typing
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from satflow.codecs.base import Codec
 from satflow.codecs.container import ContainerError, unpack_container
@@ -79,6 +84,12 @@ def get_codec(name: str, **params: Any) -> Codec:
     Learned codecs take their resources the same way: `get_codec("<learned>", checkpoint="ckpt.pt")`.
     """
     cls = codec_class(name)
+    _check_names(name, cls, params)
+    return cls(**params)
+
+
+def _check_names(name: str, cls: type[Codec], params: dict) -> None:
+    """ValueError for a parameter the class does not take or a required one not given."""
     accepted = parameter_docs(cls)
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
     unknown = sorted(set(params) - set(accepted))
@@ -93,7 +104,53 @@ def get_codec(name: str, **params: Any) -> Codec:
             f"codec {name!r} needs parameter {', '.join(map(repr, missing))} "
             f"({'; '.join(accepted[key]['doc'] for key in missing)})"
         )
-    return cls(**params)
+
+
+def check_params(name: str, params: dict) -> None:
+    """Refuse what `get_codec(name, **params)` would, from the class alone: nothing is built.
+
+    An unknown name, an unknown or missing parameter, or a value outside the parameter's type (its
+    `__init__` annotation, or the class's `param_types`) raises ValueError naming it; the codec a
+    class wraps (`Codec.wraps`) is checked the same way.
+    """
+    cls = codec_class(name)
+    _check_names(name, cls, params)
+    schema = parameter_schema(cls)
+    for key, value in params.items():
+        if key not in schema:
+            continue
+        annotation, adapter = schema[key]
+        try:
+            adapter.validate_python(value)
+        except ValidationError as err:
+            # Of a union's branches, the one that got furthest into the value explains best.
+            reason = max(err.errors(), key=lambda e: len(e["loc"]))["msg"]
+            raise ValueError(f"codec {name!r}: parameter {key!r} = {value!r} is invalid: "
+                             f"{reason[:1].lower() + reason[1:]} (it takes {annotation})") from None
+    inner = params.get(cls.wraps) if cls.wraps else None
+    if isinstance(inner, str):
+        check_params(inner, cls.wrapped_params(params))
+
+
+@functools.lru_cache(maxsize=None)
+def parameter_schema(cls: type[Codec]) -> dict[str, tuple[str, TypeAdapter]]:
+    """Keyword parameter -> (its annotation as written, a validator of its values).
+
+    The type is the class's `param_types` entry, else the `__init__` annotation; a parameter
+    whose annotation cannot be resolved accepts anything.
+    """
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except (NameError, TypeError):
+        hints = {}
+    schema = {}
+    for param in inspect.signature(cls.__init__).parameters.values():
+        if param.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        kind = cls.param_types.get(param.name, hints.get(param.name, Any))
+        written = param.annotation if isinstance(param.annotation, str) else getattr(kind, "__name__", str(kind))
+        schema[param.name] = (written, TypeAdapter(kind, config=ConfigDict(arbitrary_types_allowed=True)))
+    return schema
 
 
 def codec_from_container(data: bytes, **context: Any) -> Codec:

@@ -5,6 +5,8 @@ A spec reads `name` or `name:key=value,key=value`, values parsed as YAML, so
 `errorbound:inner=vaeformer,inner_params={qstep: 4},eps=0.5` all work (commas inside brackets or
 braces belong to the value). Tasks receive specs, never codec objects: `build_codec` keeps the
 codecs a worker process has built, so a learned model is loaded once per worker, not per task.
+What a codec needs (a checkpoint, a device) is asked of its registered class, never of its name;
+`CodecSpec.check` validates a spec against the class's parameter schema without building it.
 """
 
 from __future__ import annotations
@@ -19,10 +21,6 @@ from typing import Any
 import yaml
 
 from satflow.codecs.base import Codec
-
-# Codecs whose weights live in a checkpoint; `--checkpoint` fills in their `checkpoint` parameter.
-LEARNED_CODECS = ("vaeformer",)
-
 
 class CodecSpecError(ValueError):
     """A codec spec that cannot be parsed or built; the message names the spec."""
@@ -89,8 +87,12 @@ class CodecSpec:
 
     @property
     def is_learned(self) -> bool:
-        """Whether the codec runs a network (a GPU helps it)."""
-        return self.name in LEARNED_CODECS or self.params.get("inner") in LEARNED_CODECS
+        """Whether the codec (or the codec it wraps) runs a network (a GPU helps it); asked of the classes."""
+        from satflow.codecs.registry import codec_class
+
+        cls = codec_class(self.name)
+        inner = self.params.get(cls.wraps) if cls.wraps else None
+        return cls.uses_device or (isinstance(inner, str) and codec_class(inner).uses_device)
 
     def with_checkpoint(self, checkpoint: str | None) -> CodecSpec:
         """This spec with a run-level checkpoint for the codecs that need one and name none."""
@@ -102,20 +104,53 @@ class CodecSpec:
 
     def build_params(self) -> dict:
         """The keyword parameters the codec is built with: the stated ones plus the resources it uses."""
-        params = self.params
-        if self.name in LEARNED_CODECS:
-            _fill(params, checkpoint=self.checkpoint, device=self.device)
-        elif self.name == "errorbound":
-            if params.get("inner") in LEARNED_CODECS:
-                params["inner_params"] = _fill(dict(params.get("inner_params") or {}), checkpoint=self.checkpoint,
-                                               device=self.device)
-            elif params.get("context") == "learned":
-                _fill(params, checkpoint=self.checkpoint)
-        return params
+        return _with_resources(self.name, self.params, self.checkpoint, self.device)
+
+    def check(self) -> CodecSpec:
+        """This spec, checked against its codec's parameter schema without building the codec.
+
+        Raises CodecSpecError naming the spec (unknown codec, unknown, missing or ill-typed parameter).
+        """
+        from satflow.codecs.registry import check_params
+
+        try:
+            check_params(self.name, self.build_params())
+        except (ValueError, TypeError) as err:
+            raise CodecSpecError(f"codec spec {str(self)!r}: {err}") from None
+        return self
+
+    def checkpoint_paths(self) -> list[str]:
+        """Every checkpoint the codec (and a codec it wraps) is built with."""
+        return _checkpoints(self.build_params())
 
     def build(self) -> Codec:
         """This process's instance of the codec (built on first use, then reused)."""
         return build_codec(self)
+
+
+def _with_resources(name: str, params: dict, checkpoint: str | None, device: str | None) -> dict:
+    """`params` plus the run-level resources the codec's class declares it takes (and states none of).
+
+    A wrapper whose inner codec takes resources passes them on to the inner codec's parameters.
+    """
+    from satflow.codecs.registry import codec_class
+
+    cls = codec_class(name)
+    inner = params.get(cls.wraps) if cls.wraps else None
+    inner_cls = codec_class(inner) if isinstance(inner, str) else None
+    if inner_cls is not None and (inner_cls.needs_checkpoint or inner_cls.uses_device):
+        key = f"{cls.wraps}_params"
+        params[key] = _with_resources(inner, dict(params.get(key) or {}), checkpoint, device)
+    elif cls.takes_checkpoint(params):
+        _fill(params, checkpoint=checkpoint)
+    if cls.uses_device:
+        _fill(params, device=device)
+    return params
+
+
+def _checkpoints(params: dict) -> list[str]:
+    found = [str(params["checkpoint"])] if params.get("checkpoint") else []
+    return found + [path for value in params.values() if isinstance(value, dict) for path in _checkpoints(value)]
 
 
 def _fill(params: dict, **resources: str | None) -> dict:

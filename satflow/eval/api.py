@@ -1,4 +1,5 @@
-"""`run_eval`: plan, one executor call for the coding tasks, one for the whole-field metrics, outputs.
+"""`run_eval`: scan the store's facts, plan, one executor call for the coding tasks, one for the
+whole-field metrics, outputs.
 
     DIR/metrics.json        one entry per codec (see satflow.eval.reduce)
     DIR/metrics.parquet     codec x feature and codec x feature x time step rows
@@ -15,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -23,16 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from satflow.codecs.spec import CodecSpec, build_codec
+from satflow.codecs.spec import CodecSpec, CodecSpecError
 from satflow.eval.options import EvalConfig
-from satflow.eval.plan import EvalPlan, plan_eval, task_batches
-from satflow.eval.reduce import codec_entry, metrics_table
+from satflow.eval.plan import EvalFacts, EvalPlan, plan_eval, task_batches
+from satflow.eval.reduce import codec_entry, metrics_frame
+from satflow.eval.scan import scan_eval
 from satflow.eval.stores import (check_compressed_store, create_compressed_store, create_reconstruction,
                                  finish_reconstruction, read_compressed_store, write_json)
 from satflow.eval.tasks import (BatchItem, EvalContext, FieldItem, Partials, code_batch, combine_partials,
-                                measure_field, step_moments)
+                                measure_field, moments_by_step)
 from satflow.runtime.executors import Executor, as_executor
-from satflow.store import StoreLayout, open_group, open_store
+from satflow.store import StoreLayout
 from satflow.version import __version__
 
 log = logging.getLogger(__name__)
@@ -62,25 +63,49 @@ class EvalResult:
 
 
 def run_eval(store: str | Path, out: str | Path, config: EvalConfig | None = None, *, client=None,
-             overwrite: bool = False, progress: bool = True, run_config: dict | None = None) -> EvalResult:
-    """Evaluate every codec spec of `config` over `store`; write DIR's outputs; resumable."""
+             overwrite: bool = False, progress: bool = True, full_config: dict | None = None) -> EvalResult:
+    """Evaluate every codec spec of `config` over `store`; write DIR's outputs; resumable.
+
+    `full_config`: the whole satflow configuration (every section, JSON) the run was started with,
+    recorded as the manifest's `config`.
+    """
     config = config or EvalConfig()
     started, clock = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     executor = as_executor(client)
-    plan = plan_eval(store, config)
-    for spec in plan.codecs:  # a bad spec fails here, naming itself, before any task runs
-        build_codec(spec)
-    outputs = _prepare_outputs(plan, Path(out), overwrite)
+    facts, plan = prepare_eval(store, config)
+    outputs = _prepare_outputs(plan, facts, Path(out), overwrite)
     seconds = {"plan": time.perf_counter() - clock}
     with _performance_report(config.performance_report, executor):
-        partials = _run_tasks(plan, config, outputs, executor, progress, seconds)
+        partials = _run_tasks(plan, facts, config, outputs, executor, progress, seconds)
     tic = time.perf_counter()
     entries = _write_metrics(plan, config, outputs, partials)
     seconds["outputs"] = time.perf_counter() - tic
     seconds["total"] = time.perf_counter() - clock
-    manifest = _manifest(plan, config, executor, partials, started, seconds, run_config)
+    manifest = _manifest(plan, config, executor, partials, started, seconds, full_config)
     write_json(outputs.root / "manifest.json", manifest)
     return EvalResult(outputs.root, plan, entries, manifest)
+
+
+def prepare_eval(store: str | Path, config: EvalConfig) -> tuple[EvalFacts, EvalPlan]:
+    """The store's facts (its one metadata read) and the plan over them, every argument checked.
+
+    What a caller runs before it starts a cluster (or for `--dry-run`): a missing store, a bad
+    time range, index or codec spec, or a missing checkpoint raises ValueError naming it; nothing
+    is written and no codec is built.
+    """
+    facts = scan_eval(store, config)
+    plan = plan_eval(facts, config)
+    _check_checkpoints(plan)
+    return facts, plan
+
+
+def _check_checkpoints(plan: EvalPlan) -> None:
+    """A checkpoint that is not there fails now, naming its spec, not once in every task."""
+    for spec in plan.codecs:
+        missing = [path for path in spec.checkpoint_paths() if not Path(path).exists()]
+        if missing:
+            raise CodecSpecError(f"codec spec {str(spec)!r}: checkpoint {missing[0]} does not exist; "
+                                 "give a `satflow train` output (--checkpoint DIR or checkpoint=DIR in the spec)")
 
 
 @dataclass(frozen=True)
@@ -94,23 +119,23 @@ class _Outputs:
         return self.root / self.folders[codec] / "reconstruction.zarr"
 
 
-def _prepare_outputs(plan: EvalPlan, root: Path, overwrite: bool) -> _Outputs:
+def _prepare_outputs(plan: EvalPlan, facts: EvalFacts, root: Path, overwrite: bool) -> _Outputs:
     """The output folder with the plan and, per codec, both stores (new, or checked for resuming)."""
     if overwrite and root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "plan.json", plan.to_dict())
-    layout, cf_time, source_files = _reconstruction_layout(plan)
+    layout, cf_time, source_files = _reconstruction_layout(plan, facts)
     folders = [spec.folder for spec in plan.codecs]
     for spec, folder in zip(plan.codecs, folders):
         _prepare_codec_dir(root / folder, plan, spec, layout, cf_time, source_files)
     return _Outputs(root, folders, layout, source_files)
 
 
-def _run_tasks(plan: EvalPlan, config: EvalConfig, outputs: _Outputs, executor: Executor, progress: bool,
-               seconds: dict) -> Partials:
+def _run_tasks(plan: EvalPlan, facts: EvalFacts, config: EvalConfig, outputs: _Outputs, executor: Executor,
+               progress: bool, seconds: dict) -> Partials:
     """The coding tasks, then the whole-field tasks (they read the finished reconstructions)."""
-    context = _context(plan, config.acceptance.rel_threshold)
+    context = _context(plan, facts, config.acceptance.rel_threshold)
     tic = time.perf_counter()
     items, resources = _coding_items(plan, config, outputs, executor)
     partials = executor.map_reduce(code_batch, items, context, combine=combine_partials, name="eval-code",
@@ -130,29 +155,26 @@ def _run_tasks(plan: EvalPlan, config: EvalConfig, outputs: _Outputs, executor: 
 def _write_metrics(plan: EvalPlan, config: EvalConfig, outputs: _Outputs, partials: Partials) -> list[dict]:
     """Finish the reconstruction stores; write metrics.json and metrics.parquet; return the entries."""
     for codec in range(len(plan.codecs)):
-        finish_reconstruction(outputs.reconstruction(codec), step_moments(partials, codec, plan.time_range[0]),
+        finish_reconstruction(outputs.reconstruction(codec), moments_by_step(partials, codec, plan.time_range[0]),
                               outputs.source_files)
     entries = [codec_entry(plan, config, partials, codec, folder) for codec, folder in enumerate(outputs.folders)]
     write_json(outputs.root / "metrics.json", entries)
-    table = metrics_table(plan, entries, partials, outputs.layout.times)
+    table = metrics_frame(plan, entries, partials, outputs.layout.times)
     table.to_parquet(outputs.root / "metrics.parquet", index=False)
     return entries
 
 
-def _reconstruction_layout(plan: EvalPlan) -> tuple[StoreLayout, tuple[np.ndarray, dict], list[str]]:
+def _reconstruction_layout(plan: EvalPlan, facts: EvalFacts) -> tuple[StoreLayout, tuple[np.ndarray, dict], list[str]]:
     """The reconstruction's layout, the evaluated steps' CF-encoded times (numbers and their units and
     calendar, as the store holds them: climatologies stay in their calendar) and source files."""
-    ds = open_store(plan.store)
     t0, t1 = plan.time_range
     layout = StoreLayout(
-        times=ds["time"].values[t0:t1], features=plan.features, lat=ds["lat"].values, lon=ds["lon"].values,
+        times=facts.times[t0:t1], features=plan.features, lat=facts.lat, lon=facts.lon,
         chunks={"time": 1, "feature": -1, "lat": plan.reconstruction_chunks[0], "lon": plan.reconstruction_chunks[1]},
-        compression_level=RECONSTRUCTION_COMPRESSION_LEVEL,
-        units=tuple(str(u) for u in ds["units"].values) if "units" in ds else (),
+        compression_level=RECONSTRUCTION_COMPRESSION_LEVEL, units=facts.units,
     )
-    raw_time = open_group(plan.store)["time"]
-    cf_time = (np.asarray(raw_time[t0:t1]), {k: raw_time.attrs[k] for k in ("units", "calendar") if k in raw_time.attrs})
-    return layout, cf_time, [str(f) for f in ds["source_file"].values[t0:t1]]
+    cf_time = (np.asarray(facts.time_numbers[t0:t1]), dict(facts.time_attrs))
+    return layout, cf_time, list(facts.source_files[t0:t1])
 
 
 def _prepare_codec_dir(folder: Path, plan: EvalPlan, spec: CodecSpec, layout: StoreLayout,
@@ -170,17 +192,16 @@ def _prepare_codec_dir(folder: Path, plan: EvalPlan, spec: CodecSpec, layout: St
                                                    "source_fingerprint": plan.fingerprint})
 
 
-def _context(plan: EvalPlan, rel_threshold: float) -> EvalContext:
+def _context(plan: EvalPlan, facts: EvalFacts, rel_threshold: float) -> EvalContext:
     """Per-feature histogram units (the store's std) and the source files' bytes per cell per step."""
-    group = open_group(plan.store)
-    std = np.asarray(group["std"][:], dtype=np.float64)
+    std = np.asarray(facts.std, dtype=np.float64)
     hist_scale = np.where(np.isfinite(std) & (std > 0), std, 1.0)
-    files = [str(f) for f in np.asarray(group["source_file"][:]).tolist()]
+    files = list(facts.source_files)
     steps_per_file = {f: files.count(f) for f in set(files)}
     cells_per_step = int(np.prod(plan.shape[1:]))
     per_cell = []
     for f in files[plan.time_range[0]:plan.time_range[1]]:
-        size = os.path.getsize(f) if f and os.path.isfile(f) else 0
+        size = facts.source_sizes.get(f, 0)
         per_cell.append(size / (steps_per_file[f] * cells_per_step) if size else 0.0)
     return EvalContext(plan.store, plan.time_range[0], tuple(hist_scale.tolist()), tuple(per_cell),
                        rel_threshold=rel_threshold)
@@ -235,7 +256,7 @@ def _versions() -> dict:
 
 
 def _manifest(plan: EvalPlan, config: EvalConfig, executor: Executor, partials: Partials,
-              started: dt.datetime, seconds: dict, run_config: dict | None) -> dict:
+              started: dt.datetime, seconds: dict, full_config: dict | None) -> dict:
     specs = [str(c) for c in plan.codecs]
     tasks = [{**record, "codec": specs[record["codec"]]} for record in partials.records]
     return {
@@ -243,7 +264,7 @@ def _manifest(plan: EvalPlan, config: EvalConfig, executor: Executor, partials: 
         "started": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": seconds, "cluster": executor.describe(), "versions": _versions(),
-        "eval_config": config.model_dump(mode="json"), "config": run_config,
+        "eval_config": config.model_dump(mode="json"), "config": full_config,
         "workers": sorted({t["worker"] for t in tasks}), "tasks": tasks,
     }
 
@@ -271,6 +292,6 @@ def decode_compressed(compressed: str | Path, out: str | Path, *, checkpoint: st
     context = EvalContext(None, t0, decode_context=(("checkpoint", str(checkpoint)),) if checkpoint else ())
     partials = as_executor(client).map_reduce(code_batch, items, context, combine=combine_partials,
                                               name="decode", retries=2, progress=progress)
-    finish_reconstruction(out, step_moments(partials, 0, t0), list(attrs["source_files"]))
+    finish_reconstruction(out, moments_by_step(partials, 0, t0), list(attrs["source_files"]))
     return out
 

@@ -1,5 +1,8 @@
 """The evaluation plan: plain data, printable with `--dry-run`, testable without a cluster.
 
+`plan_eval(facts, config)` does no I/O: it lays the plan over `EvalFacts`, what `scan_eval`
+(satflow.eval.scan) read of the store and index, so tests build facts by hand.
+
 A plan crosses the store's blocks with codec specs. A block is one time step's `(feature, lat,
 lon)` region, the unit one container codes: in cube mode the store's time range cut into a grid of
 `block` cells (default: the store's chunk, so every read is chunk-aligned); in index mode a
@@ -14,11 +17,38 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from satflow.codecs.spec import CodecSpec
 from satflow.eval.options import EvalConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+INDEX_COLUMNS = ["t", "y0", "x0", "height", "width", "split"]  # what a plan needs of an index row
+
+
+@dataclass(frozen=True, eq=False)
+class EvalFacts:
+    """What an evaluation knows of its store (and patch index) before planning; `scan_eval` reads it."""
+
+    store: str  # resolved path
+    fingerprint: str
+    shape: tuple[int, int, int, int]  # X's (time, feature, lat, lon)
+    chunks: tuple[int, int]  # X's lat, lon chunk
+    features: tuple[str, ...]
+    times: np.ndarray  # every step's time, decoded (datetime64, or cftime dates)
+    time_numbers: np.ndarray  # every step's time as stored (CF-encoded numbers)
+    time_attrs: dict  # their `units` and `calendar`
+    lat: np.ndarray
+    lon: np.ndarray
+    units: tuple[str, ...] = ()  # per feature; () when the store records none
+    std: tuple[float, ...] = ()  # per feature, over valid points (NaN where none)
+    source_files: tuple[str, ...] = ()  # per step: the file that filled it ("" if unknown)
+    source_sizes: dict[str, int] = field(default_factory=dict)  # bytes of the evaluated steps' files that exist
+    index_rows: pd.DataFrame | None = None  # with eval.index: INDEX_COLUMNS of every indexed patch
 
 
 @dataclass(frozen=True)
@@ -137,21 +167,14 @@ def task_batches(blocks: list[Block], n_codecs: int, batch_size: int, group_by_t
     return [CodingTask(codec, tuple(batch)) for codec in range(n_codecs) for batch in batches]
 
 
-def _store_facts(store: str | Path) -> tuple[str, tuple, tuple[str, ...], tuple[int, int]]:
-    from satflow.store import fingerprint, open_group
-
-    group = open_group(store)
-    features = tuple(str(f) for f in np.asarray(group["feature"][:]).tolist())
-    chunks = group["X"].chunks
-    return fingerprint(store), tuple(int(n) for n in group["X"].shape), features, (int(chunks[2]), int(chunks[3]))
-
-
-def _index_blocks(config: EvalConfig, store: str, time_range: tuple[int, int]) -> list[Block]:
+def _index_blocks(config: EvalConfig, facts: EvalFacts, time_range: tuple[int, int]) -> list[Block]:
     """A fixed-seed sample of the index's patches (of one split) inside the time range."""
-    from satflow.index.io import read_index
     from satflow.index.sampling import sample_random
 
-    frame = read_index(config.index, store=store)
+    frame = facts.index_rows
+    if frame is None:
+        raise ValueError(f"eval.index is {config.index!r} but the store's facts hold no index rows: "
+                         "scan them with scan_eval(store, config) for this config")
     if config.split is not None:
         if config.split not in set(frame["split"]):
             raise ValueError(f"{config.index}: no patch in split {config.split!r}; "
@@ -163,21 +186,26 @@ def _index_blocks(config: EvalConfig, store: str, time_range: tuple[int, int]) -
     sample = sample_random(frame, config.sample, seed=config.seed, per_split=False)
     blocks = [Block(int(r.t), int(r.y0), int(r.y0) + int(r.height), int(r.x0), int(r.x0) + int(r.width))
               for r in sample.itertuples()]
-    wrapping = [b for b in blocks if b.x1 > _store_facts(store)[1][3]]
+    wrapping = [b for b in blocks if b.x1 > facts.shape[3]]
     if wrapping:
         raise ValueError(f"{config.index}: {len(wrapping)} sampled patch(es) wrap around the longitude seam "
                          f"(e.g. x0={wrapping[0].x0}); evaluate the whole cube instead")
     return sorted(set(blocks), key=lambda b: (b.t, b.y0, b.x0, b.y1, b.x1))
 
 
-def plan_eval(store: str | Path, config: EvalConfig) -> EvalPlan:
-    """Lay out blocks, codec specs and tasks for `store`; reads metadata (and the index) only."""
-    store = str(Path(store).resolve())
-    store_fingerprint, shape, features, chunk_yx = _store_facts(store)
+def plan_eval(facts: EvalFacts, config: EvalConfig) -> EvalPlan:
+    """Lay out blocks, codec specs and tasks over the store's facts; no I/O.
+
+    Every codec spec is checked against its codec's parameter schema (no codec is built): a bad
+    one raises CodecSpecError naming it. `satflow.eval.api.prepare_eval` scans and plans a store.
+    """
+    shape, chunk_yx = facts.shape, facts.chunks
     time_range = parse_time_range(config.time, shape[0])
     codecs = list(dict.fromkeys(CodecSpec.parse(c).with_checkpoint(config.checkpoint) for c in config.codecs))
+    for spec in codecs:
+        spec.check()
     if config.index:
-        blocks = _index_blocks(config, store, time_range)
+        blocks = _index_blocks(config, facts, time_range)
         block_shape = blocks[0].shape
         fields = blocks
         reconstruction_chunks = chunk_yx
@@ -187,6 +215,6 @@ def plan_eval(store: str | Path, config: EvalConfig) -> EvalPlan:
         fields = [Block(t, 0, shape[2], 0, shape[3]) for t in range(*time_range)]
         reconstruction_chunks = (min(block_shape[0], shape[2]), min(block_shape[1], shape[3]))
     tasks = task_batches(blocks, len(codecs), config.batch_size, group_by_time=bool(config.index))
-    return EvalPlan(store, store_fingerprint, shape, features, time_range, "index" if config.index else "cube",
-                    block_shape, reconstruction_chunks, blocks, fields if config.field_metrics else [], codecs,
-                    tasks, config.batch_size)
+    return EvalPlan(facts.store, facts.fingerprint, shape, facts.features, time_range,
+                    "index" if config.index else "cube", block_shape, reconstruction_chunks, blocks,
+                    fields if config.field_metrics else [], codecs, tasks, config.batch_size)

@@ -86,7 +86,7 @@ def _rows(codec: str, features: tuple[str, ...], t: int, time, per_feature: dict
     return rows
 
 
-def metrics_table(plan: EvalPlan, entries: list[dict], partials: Partials, times: np.ndarray) -> pd.DataFrame:
+def metrics_frame(plan: EvalPlan, entries: list[dict], partials: Partials, times: np.ndarray) -> pd.DataFrame:
     """One row per codec x feature (t = -1, time NaT) and per codec x feature x time step.
 
     `time` is a timestamp, or ISO text for cftime dates (a climatology's year 0 has no timestamp).

@@ -82,11 +82,6 @@ def _group(path: str, mode: str) -> zarr.Group:
     return zarr.open_group(path, mode=mode, zarr_format=3, use_consolidated=False)
 
 
-def _device_of(codec) -> str:
-    device = getattr(codec, "device", None) or getattr(getattr(codec, "inner", None), "device", None)
-    return str(device) if device is not None else "cpu"
-
-
 def _read_blocks(store: str, blocks: tuple[Block, ...]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     group = _group(store, "r")
     xs, ms = [], []
@@ -124,7 +119,7 @@ def code_batch(item: BatchItem, context: EvalContext) -> Partials:
     partials = _partials(item, context, containers, decoded, xs, ms, codec)
     partials.records.append({
         "task": "code", "codec": item.codec, "blocks": len(item.blocks), "encoded": len(todo),
-        "resumed": len(item.blocks) - len(todo), "worker": current_worker(), "device": _device_of(codec),
+        "resumed": len(item.blocks) - len(todo), "worker": current_worker(), "device": codec.device_label(),
         "codec_built": build_codec.cache_info().misses > built_before,  # False: reused this worker's codec
         "encode_seconds": encode_seconds, "decode_seconds": decode_seconds,
         "encoded_bytes": int(sum(xs[i].nbytes for i in todo)) if xs is not None else 0,
@@ -161,7 +156,7 @@ def _partials(item: BatchItem, context: EvalContext, containers: list[bytes], de
               codec) -> Partials:
     partials = Partials()
     n_features = decoded[0][0].shape[0]
-    bound = codec.error_bound(n_features)
+    bound = codec.error_bound(n_features) if codec.declares_bound else None  # violations count against it
     for i, (block, data, (values, mask)) in enumerate(zip(item.blocks, containers, decoded)):
         key = (item.codec, block.t)
         partials.moments[(*key, block.y0, block.x0)] = Moments.from_block(values)
@@ -177,7 +172,7 @@ def _partials(item: BatchItem, context: EvalContext, containers: list[bytes], de
     return partials
 
 
-def step_moments(partials: Partials, codec: int, t0: int) -> dict[int, Moments]:
+def moments_by_step(partials: Partials, codec: int, t0: int) -> dict[int, Moments]:
     """The reconstruction's moments per time step (counted from t0), folded in block order."""
     by_step: dict[int, list[Moments]] = {}
     for (c, t, _, _), moments in sorted(partials.moments.items(), key=lambda kv: kv[0]):

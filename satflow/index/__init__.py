@@ -11,6 +11,8 @@ import importlib
 _EXPORTS = {
     "build_index": "satflow.index.build",
     "IndexBuildResult": "satflow.index.build",
+    "scan_index": "satflow.index.build",
+    "plan_index": "satflow.index.plan",
     "read_index": "satflow.index.io",
     "write_index": "satflow.index.io",
     "read_metadata": "satflow.index.io",

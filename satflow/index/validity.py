@@ -1,22 +1,19 @@
-"""Exact per-patch, per-feature valid-cell counts from the mask `M`, one Dask task per chunk.
+"""Exact per-patch, per-feature valid-cell counts from the mask `M`, chunk by chunk.
 
 Each chunk is cut at every patch-footprint edge that crosses it (`PatchGrid.block_membership`);
 `np.add.reduceat` sums the segments in one pass over the chunk, and two tiny 0/1 matrix products
 turn segment sums into each patch's share of the chunk. A patch straddling chunks (or wrapping
 past the last longitude) receives shares from every chunk it touches; one task per time block
-adds the shares up. Memory is one chunk per task plus the patch grid per time block, and `X` is
-never read.
+adds the shares up. Memory is one chunk plus the patch grid per time block, and `X` is never read.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from dask.base import tokenize
-from dask.delayed import Delayed
-from dask.highlevelgraph import HighLevelGraph
 
 from satflow.index.geometry import PatchGrid
 
@@ -61,42 +58,36 @@ def add_shares(shares: list[BlockShare], n_time: int, n_feature: int, grid: Patc
     return total.astype(np.int32)
 
 
-def _block_touches(grid: PatchGrid, selected: np.ndarray, y: tuple[int, int], x: tuple[int, int]) -> bool:
-    rows, _, _ = _membership(grid, "y", *y)
-    cols, _, _ = _membership(grid, "x", *x)
-    return bool(rows.size and cols.size and selected[np.ix_(rows, cols)].any())
+def chunk_ranges(size: int, chunk: int, start: int = 0, stop: int | None = None) -> list[tuple[int, int]]:
+    """[start, stop) of every chunk of an axis of `size` cells in chunks of `chunk`, cut to [start, stop)."""
+    stop = size if stop is None else stop
+    edges = sorted({start, stop, *range(chunk * (start // chunk + 1), stop, chunk)})
+    return list(zip(edges[:-1], edges[1:]))
 
 
-def _offsets(chunks: tuple[int, ...]) -> list[tuple[int, int]]:
-    ends = np.cumsum(chunks)
-    return [(int(end - size), int(end)) for size, end in zip(chunks, ends)]
+def touching_chunks(grid: PatchGrid, selected: np.ndarray, y_ranges: list[tuple[int, int]],
+                    x_ranges: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
+    """(y0, y1, x0, x1) of every spatial chunk that touches a `selected` patch (the others are never read)."""
+    touching = []
+    for y in y_ranges:
+        rows, _, _ = _membership(grid, "y", *y)
+        for x in x_ranges:
+            cols, _, _ = _membership(grid, "x", *x)
+            if rows.size and cols.size and selected[np.ix_(rows, cols)].any():
+                touching.append((*y, *x))
+    return touching
 
 
-def time_block_counts(mask, grid: PatchGrid, selected: np.ndarray | None = None) -> list[tuple[int, int, object]]:
-    """Delayed valid counts per time chunk of a dask mask array (time, feature, lat, lon).
+def time_block_counts(read: Callable[[tuple[slice, ...]], np.ndarray], times: tuple[int, int],
+                      feature_ranges: list[tuple[int, int]], spatial: list[tuple[int, int, int, int]],
+                      n_features: int, grid: PatchGrid) -> np.ndarray:
+    """Valid counts (time, feature, patch row, patch col), int32, of the time steps [t0, t1).
 
-    Returns (t_start, t_stop, Delayed int32 array (time, feature, patch row, patch col)) per time
-    chunk, t relative to `mask`. Chunks that touch no `selected` patch are never read.
+    `read(region)` returns the mask of one chunk-aligned region (time, feature, lat, lon); one
+    region per feature chunk and spatial chunk is read, so memory stays one chunk plus the grid.
     """
-    selected = np.ones(grid.shape, dtype=bool) if selected is None else selected
-    t_ranges, f_ranges = _offsets(mask.chunks[0]), _offsets(mask.chunks[1])
-    y_ranges, x_ranges = _offsets(mask.chunks[2]), _offsets(mask.chunks[3])
-    spatial = [(iy, ix) for iy, y in enumerate(y_ranges) for ix, x in enumerate(x_ranges)
-               if _block_touches(grid, selected, y, x)]
-    # A plain task graph on top of the mask's keys: building one dask.delayed call per chunk costs
-    # about a millisecond each (graph merging), as much as reading the chunk.
-    token = tokenize(mask, grid, selected)
-    share_name, total_name = f"patch-shares-{token}", f"patch-counts-{token}"
-    graph, result = {}, []
-    for it, (t0, t1) in enumerate(t_ranges):
-        shares = []
-        for jf, features in enumerate(f_ranges):
-            for iy, ix in spatial:
-                key = (share_name, it, jf, iy, ix)
-                graph[key] = (block_share, (mask.name, it, jf, iy, ix), y_ranges[iy][0], x_ranges[ix][0],
-                              slice(*features), grid)
-                shares.append(key)
-        graph[(total_name, it)] = (add_shares, shares, t1 - t0, mask.shape[1], grid)
-        result.append((t0, t1, (total_name, it)))
-    layers = HighLevelGraph.from_collections(total_name, graph, dependencies=[mask])
-    return [(t0, t1, Delayed(key, layers, layer=total_name)) for t0, t1, key in result]
+    t0, t1 = times
+    shares = [block_share(np.asarray(read((slice(t0, t1), slice(f0, f1), slice(y0, y1), slice(x0, x1)))),
+                          y0, x0, slice(f0, f1), grid)
+              for f0, f1 in feature_ranges for y0, y1, x0, x1 in spatial]
+    return add_shares(shares, t1 - t0, n_features, grid)

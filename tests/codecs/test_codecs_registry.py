@@ -10,7 +10,8 @@ import pytest
 
 from satflow.codecs.base import Codec
 from satflow.codecs.container import ContainerError, pack_container
-from satflow.codecs.registry import available_codecs, codec_from_container, get_codec, register_codec
+from satflow.codecs.registry import (available_codecs, check_params, codec_class, codec_from_container, get_codec,
+                                     register_codec)
 
 
 @register_codec("test-scaled")
@@ -95,3 +96,29 @@ def test_unknown_codec_in_a_container():
     data = pack_container("made-up", {}, np.ones((1, 1, 1), np.uint8), b"")
     with pytest.raises(ContainerError, match="written by codec 'made-up', which is not available"):
         codec_from_container(data)
+
+
+def test_what_a_codec_needs_is_read_from_its_class_without_building_it():
+    vaeformer, errorbound = codec_class("vaeformer"), codec_class("errorbound")
+    assert (vaeformer.needs_checkpoint, vaeformer.uses_device, vaeformer.declares_bound) == (True, True, False)
+    assert [codec_class(n).declares_bound for n in ("sz3", "zfp", "errorbound", "lossless", "bitround")] == [
+        True, True, True, False, False]
+    assert not any(codec_class(n).needs_checkpoint or codec_class(n).uses_device for n in ("sz3", "lossless"))
+    assert errorbound.wraps == "inner" and errorbound.takes_checkpoint({"context": "learned"})
+    assert not errorbound.takes_checkpoint({"context": "causal"}) and not errorbound.takes_checkpoint({})
+
+
+def test_check_params_refuses_like_get_codec_but_builds_nothing(tmp_path):
+    check_params("test-scaled", {"checkpoint": str(tmp_path / "absent.json")})  # building would open the file
+    with pytest.raises(ValueError, match=r"codec 'sz3' has no parameter 'tolerance'; its parameters: tol, fill"):
+        check_params("sz3", {"tolerance": 1})
+    with pytest.raises(ValueError, match=r"codec 'zfp' needs parameter 'tol'"):
+        check_params("zfp", {})
+    with pytest.raises(ValueError, match=r"^codec 'sz3': parameter 'tol' = \[0.5, -1\] is invalid: input should be "
+                                         r"greater than 0 \(it takes float \| list\[float\]\)$"):
+        check_params("sz3", {"tol": [0.5, -1]})
+    with pytest.raises(ValueError, match=r"codec 'bitround': parameter 'keepbits' = 6.5 is invalid"):
+        check_params("bitround", {"keepbits": 6.5})
+    check_params("errorbound", {"inner": "sz3", "eps": 0.5})  # the inner sz3's tol defaults to eps
+    with pytest.raises(ValueError, match=r"codec 'sz3': parameter 'fill' = 'zero' is invalid"):
+        check_params("errorbound", {"inner": "sz3", "eps": 0.5, "inner_params": {"fill": "zero"}})

@@ -86,3 +86,32 @@ def test_folder_names_are_safe_and_unique():
     long_a = CodecSpec.parse("sz3:tol=[" + ",".join(["0.5"] * 40) + "]")
     long_b = CodecSpec.parse("sz3:tol=[" + ",".join(["0.5"] * 41) + "]")
     assert len(long_a.folder) <= 80 and long_a.folder != long_b.folder
+
+
+@pytest.mark.parametrize("text, message", [
+    ("nosuch", r"^codec spec 'nosuch': unknown codec 'nosuch'; registered codecs: bitround, constant, errorbound"),
+    ("sz3:tol=-1", r"^codec spec 'sz3:tol=-1': codec 'sz3': parameter 'tol' = -1 is invalid: input should be greater"),
+    ("errorbound:inner=nosuch,eps=1", r"^codec spec 'errorbound:eps=1,inner=nosuch': unknown codec 'nosuch'"),
+    ("errorbound:inner=constant,eps=1,context=deep", r"parameter 'context' = 'deep' is invalid: input should be "
+                                                     r"'causal', 'learned' or 'none'"),
+    ("vaeformer:qstep=2", r"^codec spec 'vaeformer:qstep=2': codec 'vaeformer' needs parameter 'checkpoint'"),
+])
+def test_checking_a_spec_names_it(text, message):
+    with pytest.raises(CodecSpecError, match=message):
+        CodecSpec.parse(text).check()
+
+
+def test_checking_a_learned_spec_loads_no_checkpoint(tmp_path):
+    spec = CodecSpec.parse("vaeformer:qstep=2").with_checkpoint(str(tmp_path / "absent"))
+    assert spec.check() is spec  # only the schema is asked; building reads the checkpoint and fails
+    with pytest.raises(CodecSpecError, match=r"codec spec 'vaeformer:qstep=2': "):
+        build_codec(spec)
+    assert CodecSpec.parse("errorbound:inner=vaeformer,eps=0.5").is_learned
+    assert not CodecSpec.parse("errorbound:inner=sz3,eps=0.5,context=learned").is_learned
+
+
+def test_a_spec_names_the_checkpoints_its_codec_is_built_with():
+    assert CodecSpec.parse("errorbound:inner=vaeformer,eps=0.5").with_checkpoint("ck").checkpoint_paths() == ["ck"]
+    learned_context = CodecSpec.parse("errorbound:inner=constant,eps=0.5,context=learned").with_checkpoint("c2")
+    assert learned_context.checkpoint_paths() == ["c2"]
+    assert CodecSpec.parse("sz3:tol=1").with_checkpoint("ck").checkpoint_paths() == []

@@ -3,8 +3,6 @@ metadata, both Parquet readers, and the stale-store check."""
 
 from __future__ import annotations
 
-import dask
-import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +11,7 @@ from satflow.index.build import build_index
 from satflow.index.geometry import PatchGrid, lon_midpoint, patch_bounds
 from satflow.index.io import StaleIndexError, read_index, read_metadata
 from satflow.index.options import IndexConfig
-from satflow.index.validity import time_block_counts
+from satflow.index.validity import chunk_ranges, time_block_counts, touching_chunks
 from satflow.store import fingerprint
 
 FEATURES = ["tmbrs-1", "tmbrs-2", "tmbrs-15"]
@@ -53,8 +51,11 @@ def brute_rows(values: np.ndarray, grid: PatchGrid) -> pd.DataFrame:
 def test_chunk_shares_add_up_to_brute_force(shape, chunks, patch, stride, wrap):
     mask = (np.random.default_rng(sum(shape)).random(shape) < 0.6).astype(np.uint8)
     grid = PatchGrid.square(shape[2], shape[3], patch, stride, wrap)
-    blocks = time_block_counts(da.from_array(mask, chunks=chunks), grid)
-    counts = np.concatenate(dask.compute(*[total for _, _, total in blocks]), axis=0)
+    spatial = touching_chunks(grid, np.ones(grid.shape, bool), chunk_ranges(shape[2], chunks[2]),
+                              chunk_ranges(shape[3], chunks[3]))
+    counts = np.concatenate([
+        time_block_counts(lambda region: mask[region], times, chunk_ranges(shape[1], chunks[1]), spatial, shape[1], grid)
+        for times in chunk_ranges(shape[0], chunks[0])], axis=0)
     np.testing.assert_array_equal(counts, brute_counts(mask, grid))
 
 

@@ -10,13 +10,14 @@ decoded with the checkpoint that wrote it.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from annotated_types import Ge
 from torch.nn import functional as F
 
-from satflow.codecs.base import Codec
+from satflow.codecs.base import Codec, PositiveNumber
 from satflow.codecs.container import Container, ContainerError
 from satflow.codecs.learned.checkpoint import load_checkpoint
 from satflow.codecs.learned.coding import LatentCoder
@@ -55,6 +56,9 @@ class VAEformerCodec(Codec):
         "qstep": "latent quantisation step (1 = as trained; larger = fewer bits, more error)",
         "batch_size": "blocks per forward pass",
     }
+    param_types = {"qstep": PositiveNumber, "batch_size": Annotated[int, Ge(1)]}
+    needs_checkpoint = True
+    uses_device = True
 
     def __init__(self, *, checkpoint: str, device: str = "cpu", qstep: float = 1.0, batch_size: int = 16) -> None:
         qstep, batch_size = float(qstep), int(batch_size)
