@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from satflow.eval.options import EvalConfig
-from satflow.eval.api import prepare_eval
 from satflow.eval.plan import Block, parse_time_range, plan_eval
+from satflow.eval.scan import scan_eval
 
 
 def _plan_store(path, config):
-    return prepare_eval(path, config)[1]
+    """The plan of a store on disk: its facts scanned, then the pure planner."""
+    return plan_eval(scan_eval(path, config), config)
 
 
 def test_default_blocks_are_the_store_chunks_and_cover_every_cell_once(eval_store):
