@@ -1,7 +1,7 @@
 """Sample data satflow generates (for the demo, the tests and the benchmarks), apart from the readers.
 
 - `writers`: seeded NetCDF files shaped like real products: gridded AMSU-A, raw AMSU-A swaths and a
-  monthly ocean reanalysis (`satflow sample`);
+  monthly ocean reanalysis (`write_sample` writes what a `sample:` config section asks, `satflow sample`);
 - `synthetic`: the land, terrain and correlated weather fields they are drawn from;
 - `orbits`: sun-synchronous polar orbiters and AMSU-A's scan geometry, for the swaths.
 """
@@ -13,7 +13,8 @@ from satflow.sources.samples.writers import (
     write_amsua_sample,
     write_amsua_swath_sample,
     write_ocean_sample,
+    write_sample,
 )
 
 __all__ = ["AMSUA_FILL", "DEFAULT_SATELLITES", "THETAO_FILL", "write_amsua_sample", "write_amsua_swath_sample",
-           "write_ocean_sample"]
+           "write_ocean_sample", "write_sample"]
