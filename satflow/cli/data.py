@@ -1,4 +1,4 @@
-"""Sub-commands for the data side: sample, ingest, inspect, export, config.
+"""Sub-commands for the data side: sample, ingest, inspect, export, config (`satflow.cli.demo` adds demo).
 
 Each handler maps flags onto the validated config (flags win over the file) and calls the
 stage's Python API; no stage logic lives here.
@@ -21,9 +21,6 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     _register_inspect(subparsers, common)
     _register_export(subparsers, common)
     _register_config(subparsers, common)
-    from satflow.cli.demo import register as register_demo
-
-    register_demo(subparsers, common)
 
 
 # --- sample ------------------------------------------------------------------------------------

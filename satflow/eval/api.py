@@ -274,3 +274,22 @@ def decode_compressed(compressed: str | Path, out: str | Path, *, checkpoint: st
     finish_reconstruction(out, step_moments(partials, 0, t0), list(attrs["source_files"]))
     return out
 
+
+
+def eval_job(store: str | Path, out: str | Path, config: EvalConfig, cluster, *, choice: str = "auto",
+             overwrite: bool = False, progress: bool = True, run_config: dict | None = None) -> EvalResult:
+    """`satflow eval`: check the store and every codec spec, then open a cluster by the policy, then `run_eval`.
+
+    `cluster` is the `cluster:` section and `choice` its `--cluster` flag (auto: by the plan's
+    coding and whole-field tasks; see `satflow.runtime.cluster`). A missing store, a bad time range
+    or an unknown codec is reported before any cluster starts.
+    """
+    from satflow.runtime.cluster import client_for
+
+    plan = plan_eval(store, config)  # store facts, time range, index sample: errors name the store or key
+    for spec in plan.codecs:  # an unknown codec or parameter names its spec
+        build_codec(spec)
+    n_tasks = len(plan.tasks) + len(plan.fields) * len(plan.codecs)
+    with client_for(choice, cluster, n_tasks, announce=True) as client:
+        return run_eval(store, out, config, client=client, overwrite=overwrite, progress=progress,
+                        run_config=run_config)
