@@ -1,0 +1,60 @@
+"""One rule for when a command opens a cluster (satflow.runtime.cluster), and the flag that chooses it."""
+
+from __future__ import annotations
+
+import pytest
+
+from satflow.cli import build_parser
+from satflow.config import ClusterConfig
+from satflow.runtime.cluster import CLUSTER_FROM_LIGHT_TASKS, CLUSTER_FROM_TASKS, client_for, cluster_wanted
+
+LOCAL = ClusterConfig()
+SLURM = ClusterConfig(kind="slurm")
+ADDRESS = ClusterConfig(kind="address", address="tcp://127.0.0.1:8786")
+
+
+def test_thresholds_are_the_documented_ones():
+    assert (CLUSTER_FROM_TASKS, CLUSTER_FROM_LIGHT_TASKS) == (8, 64)
+
+
+@pytest.mark.parametrize("cluster, n_tasks, from_tasks, wanted", [
+    (LOCAL, 7, CLUSTER_FROM_TASKS, False),
+    (LOCAL, 8, CLUSTER_FROM_TASKS, True),
+    (LOCAL, 63, CLUSTER_FROM_LIGHT_TASKS, False),
+    (LOCAL, 64, CLUSTER_FROM_LIGHT_TASKS, True),
+    (SLURM, 1, CLUSTER_FROM_TASKS, True),  # a cluster was asked for: use it, however small the work
+    (ADDRESS, 0, CLUSTER_FROM_LIGHT_TASKS, True),
+])
+def test_auto_opens_for_large_work_or_a_configured_cluster(cluster, n_tasks, from_tasks, wanted):
+    assert cluster_wanted("auto", cluster, n_tasks, from_tasks=from_tasks) is wanted
+
+
+@pytest.mark.parametrize("cluster", [LOCAL, SLURM, ADDRESS])
+def test_always_and_never_decide_alone(cluster):
+    assert cluster_wanted("always", cluster, 0) is True
+    assert cluster_wanted("never", cluster, 10_000) is False
+
+
+def test_an_unknown_choice_names_the_flag():
+    with pytest.raises(ValueError, match="--cluster 'sometimes': choose one of auto, always, never"):
+        cluster_wanted("sometimes", LOCAL, 1)
+
+
+def test_small_work_gets_no_client():
+    with client_for("auto", LOCAL, 1) as client:
+        assert client is None
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["eval", "s.zarr", "--out", "o"], "auto"),
+    (["eval", "s.zarr", "--out", "o", "--no-cluster"], "never"),
+    (["eval", "s.zarr", "--out", "o", "--cluster", "always"], "always"),
+    (["ingest", "a.nc", "--out", "s.zarr"], "auto"),
+    (["ingest", "a.nc", "--out", "s.zarr", "--cluster", "never"], "never"),
+    (["index", "s.zarr", "--out", "i.parquet", "--cluster"], "always"),  # the old bare flag
+    (["index", "build", "s.zarr", "--out", "i.parquet"], "auto"),
+    (["index", "stratify", "i.parquet", "--out", "j.parquet", "--cluster"], "always"),
+    (["index", "stratify", "i.parquet", "--out", "j.parquet", "--cluster", "never"], "never"),
+])
+def test_every_command_with_distributable_work_takes_the_flag(argv, expected):
+    assert build_parser().parse_args(argv).cluster == expected
