@@ -58,3 +58,28 @@ def test_small_work_gets_no_client():
 ])
 def test_every_command_with_distributable_work_takes_the_flag(argv, expected):
     assert build_parser().parse_args(argv).cluster == expected
+
+
+def test_a_small_ingest_runs_in_this_process(tmp_path):
+    """Two files under cluster.kind local: auto writes the store without importing distributed at all."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import xarray as xr
+
+    for step in range(2):
+        xr.Dataset({"tb": (("time", "lat", "lon"), np.full((1, 4, 8), 250.0 + step, np.float32), {"units": "K"})},
+                   coords={"time": [np.datetime64("2020-01-01T00") + np.timedelta64(6 * step, "h")],
+                           "lat": ("lat", np.linspace(-7.5, 7.5, 4), {"units": "degrees_north"}),
+                           "lon": ("lon", np.linspace(0.0, 35.0, 8), {"units": "degrees_east"})},
+                   ).to_netcdf(tmp_path / f"tb_{step}.nc")
+    store = tmp_path / "tb.zarr"
+    script = ("import sys\nfrom satflow.cli import main\ncode = main(sys.argv[1:])\n"
+              "print('distributed imported:', 'distributed' in sys.modules)\nsys.exit(code)\n")
+    result = subprocess.run([sys.executable, "-c", script, "ingest", str(tmp_path), "--out", str(store),
+                             "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"region(s) into {store} (2 time steps)" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "distributed imported: False"
+    assert xr.open_zarr(store)["X"].shape == (2, 1, 4, 8)
