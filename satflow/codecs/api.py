@@ -48,8 +48,8 @@ class EncodeReport:
                  f"ratio vs float32 {report['compression_ratio']:.2f}"]
         if self.verified:
             per_feature = report["per_feature"]
-            lines += [f"  {name}: rmse {rmse:.4g}, max abs error {max_error:.4g}"
-                      for name, rmse, max_error in zip(self.features, per_feature["rmse"], per_feature["max_abs_error"])]
+            lines += [f"  {name}: rmse {rmse:.4g}, max abs error {max_error:.4g}" for name, rmse, max_error
+                      in zip(self.features, per_feature["rmse"], per_feature["max_abs_error"])]
         return "\n".join(lines)
 
 
