@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from satflow.cli.cluster_flag import add_cluster_flag
 from satflow.config import SatflowConfig
 
 
@@ -103,23 +104,25 @@ def _register_decode(subparsers, common) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output: .npz or .nc (for .sfc), .zarr (for compressed.zarr)")
     parser.add_argument("--checkpoint", help="model checkpoint, for containers written by a learned codec")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out store")
+    add_cluster_flag(parser)  # decoding a compressed.zarr runs tasks; an .sfc file decodes in this process
     parser.set_defaults(handler=run_decode)
 
 
 def run_decode(args, config: SatflowConfig) -> int:
     if args.file.is_dir():
-        return _decode_compressed_store(args)
+        return _decode_compressed_store(args, config)
     from satflow.codecs.api import decode_containers
 
     print(decode_containers(args.file, args.out, checkpoint=args.checkpoint).describe())
     return 0
 
 
-def _decode_compressed_store(args) -> int:
-    from satflow.eval.api import decode_compressed
+def _decode_compressed_store(args, config: SatflowConfig) -> int:
+    from satflow.eval.api import decode_compressed_job
 
     if args.out.suffix != ".zarr":
         raise ValueError(f"--out {args.out}: a compressed store decodes into a store; name it REC.zarr")
-    out = decode_compressed(args.file, args.out, checkpoint=args.checkpoint, overwrite=args.overwrite)
+    out = decode_compressed_job(args.file, args.out, config.cluster, choice=args.cluster,
+                                checkpoint=args.checkpoint, overwrite=args.overwrite)
     print(f"decoded {args.file} -> {out}")
     return 0

@@ -293,3 +293,20 @@ def eval_job(store: str | Path, out: str | Path, config: EvalConfig, cluster, *,
     with client_for(choice, cluster, n_tasks, announce=True) as client:
         return run_eval(store, out, config, client=client, overwrite=overwrite, progress=progress,
                         run_config=run_config)
+
+
+def decode_compressed_job(compressed: str | Path, out: str | Path, cluster, *, choice: str = "auto",
+                          checkpoint: str | None = None, overwrite: bool = False, progress: bool = False) -> Path:
+    """`satflow decode DIR/compressed.zarr`: check both paths, open a cluster by the policy, `decode_compressed`.
+
+    auto counts the decode tasks (see `satflow.runtime.cluster`).
+    """
+    from satflow.runtime.cluster import client_for
+
+    attrs, blocks, _ = read_compressed_store(compressed)  # a wrong path is named before any cluster starts
+    if Path(out).exists() and not overwrite:
+        raise FileExistsError(f"{out}: exists; choose another --out or pass --overwrite")
+    n_tasks = len(task_batches(blocks, 1, int(attrs["batch_size"]), group_by_time=attrs["mode"] == "index"))
+    with client_for(choice, cluster, n_tasks, announce=True) as client:
+        return decode_compressed(compressed, out, checkpoint=checkpoint, client=client, overwrite=overwrite,
+                                 progress=progress)

@@ -77,3 +77,9 @@ def test_index_stratify_of_a_missing_index(tmp_path):
     result = run_satflow("index", "stratify", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "s.parquet"),
                          "--feature", "b", "--cluster", "always")
     assert_refused_without_cluster(result, "none.parquet: no such index")
+
+
+def test_decode_of_a_folder_that_is_no_compressed_store(tmp_path):
+    result = run_satflow("decode", str(tmp_path), "--out", str(tmp_path / "rec.zarr"), "--cluster", "always")
+    assert_refused_without_cluster(result, f"satflow decode: error: {tmp_path}: no compressed store here "
+                                           "(written by `satflow eval`)")

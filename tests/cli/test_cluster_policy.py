@@ -55,6 +55,8 @@ def test_small_work_gets_no_client():
     (["index", "build", "s.zarr", "--out", "i.parquet"], "auto"),
     (["index", "stratify", "i.parquet", "--out", "j.parquet", "--cluster"], "always"),
     (["index", "stratify", "i.parquet", "--out", "j.parquet", "--cluster", "never"], "never"),
+    (["decode", "c.zarr", "--out", "r.zarr"], "auto"),
+    (["decode", "c.zarr", "--out", "r.zarr", "--cluster", "always"], "always"),
 ])
 def test_every_command_with_distributable_work_takes_the_flag(argv, expected):
     assert build_parser().parse_args(argv).cluster == expected
@@ -83,3 +85,23 @@ def test_a_small_ingest_runs_in_this_process(tmp_path):
     assert f"region(s) into {store} (2 time steps)" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "distributed imported: False"
     assert xr.open_zarr(store)["X"].shape == (2, 1, 4, 8)
+
+
+def test_decode_of_a_small_compressed_store_runs_in_this_process(tiny_store, tmp_path, capsys):
+    """6 decode tasks under cluster.kind local: auto decodes here, bit for bit as the eval wrote it."""
+    import numpy as np
+    import xarray as xr
+
+    from satflow.cli import main
+
+    path, _ = tiny_store
+    out = tmp_path / "eval"
+    assert main(["eval", str(path), "--codec", "sz3:tol=0.5", "--out", str(out), "--no-cluster", "--no-progress"]) == 0
+    (folder,) = [p for p in out.iterdir() if (p / "compressed.zarr").is_dir()]
+    capsys.readouterr()
+    assert main(["decode", str(folder / "compressed.zarr"), "--out", str(tmp_path / "rec.zarr")]) == 0
+    printed = capsys.readouterr()
+    assert printed.out == f"decoded {folder / 'compressed.zarr'} -> {tmp_path / 'rec.zarr'}\n"
+    assert "dashboard" not in printed.err.lower()
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "rec.zarr")["X"].values,
+                                  xr.open_zarr(folder / "reconstruction.zarr")["X"].values)
