@@ -3,11 +3,12 @@
 Stages take a `distributed.Client` and never care where its workers live: a `LocalCluster` on this
 machine (the default), SLURM jobs through dask-jobqueue, or an existing scheduler address.
 
-When a command opens a cluster (`satflow ingest`, `index build`, `index stratify`, `eval`): every
-such command takes `--cluster auto|always|never` (default auto). `always` opens the configured
-cluster, `never` runs the work in this process. `auto` opens it when `cluster.kind` is `slurm` or
-`address` (a cluster was asked for), or when the work has at least `CLUSTER_FROM_TASKS` (8) tasks
-that read and code data (ingest: input files; eval: coding and whole-field tasks), or at least
+When a command opens a cluster (`satflow ingest`, `index build`, `index stratify`, `eval`, `decode
+DIR/compressed.zarr`): every such command takes `--cluster auto|always|never` (default auto).
+`always` opens the configured cluster, `never` runs the work in this process. `auto` opens it when
+`cluster.kind` is `slurm` or `address` (a cluster was asked for), or when the work has at least
+`CLUSTER_FROM_TASKS` (8) tasks that read and code data (ingest: input files; eval: coding and
+whole-field tasks; decode: decode tasks), or at least
 `CLUSTER_FROM_LIGHT_TASKS` (64) metadata-sized tasks (an ingest `--dry-run` scans only; an index
 build reads uint8 mask chunks); below that, starting and closing a LocalCluster (about 2 s
 measured) costs more than the work. `--no-cluster` (eval) and a bare `--cluster` (index) remain as
