@@ -8,9 +8,9 @@ DIR/compressed.zarr`): every such command takes `--cluster auto|always|never` (d
 `always` opens the configured cluster, `never` runs the work in this process. `auto` opens it when
 `cluster.kind` is `slurm` or `address` (a cluster was asked for), or when the work has at least
 `CLUSTER_FROM_TASKS` (8) tasks that read and code data (ingest: input files; eval: coding and
-whole-field tasks; decode: decode tasks), or at least
-`CLUSTER_FROM_LIGHT_TASKS` (64) metadata-sized tasks (an ingest `--dry-run` scans only; an index
-build reads uint8 mask chunks); below that, starting and closing a LocalCluster (about 2 s
+whole-field tasks; decode: decode tasks), or at least `CLUSTER_FROM_LIGHT_TASKS` (64)
+metadata-sized tasks (an ingest `--dry-run` only scans files; an index build and stratify read
+uint8 mask chunks or time steps); below that, starting and closing a LocalCluster (about 2 s
 measured) costs more than the work. `--no-cluster` (eval) and a bare `--cluster` (index) remain as
 aliases of `never` and `always`. The decision is taken after arguments, paths, codec specs and
 store facts were checked, so a mistake is reported before any cluster starts. `satflow demo` and
