@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 """Driver: the whole pipeline (ingest, index, eval, report) on the cluster of a config.
 
+The stages are `satflow.pipeline.run_pipeline`, the function `satflow demo` runs too; this driver
+adds the cluster (and its SLURM jobs), the run manifest and the stage logs through its stage hook.
+
 Run it on a login node or as a small batch job (jobs/pipeline.sbatch). It opens the cluster from
 `cluster` in the config (for SLURM, dask-jobqueue submits the worker jobs), prints the dashboard
 link, runs the chosen stages and writes, under --out:
@@ -148,30 +151,25 @@ class RunManifest:
         os.replace(tmp, self.path)
 
 
-def run_stage(stage: str, paths: dict, config, inputs: list[str], client):
-    """One stage on `client`; returns a short text for the log and the manifest."""
-    if stage == "ingest":
-        from satflow.ingest import run_ingest
+def manifest_hook(out: Path, run: str, manifest: RunManifest, client, workers: WorkerMap):
+    """The `satflow.pipeline` stage hook of the driver: stage log, task stream, manifest entry, timing."""
+    from distributed import get_task_stream
 
-        if not inputs:
-            raise ValueError("ingest needs inputs: give files or globs, or set ingest.inputs in the config")
-        return run_ingest(inputs, paths["store"], config.ingest, client=client, progress=False).describe()
-    if stage == "index":
-        from satflow.index import build_index
+    @contextlib.contextmanager
+    def hook(record):
+        with stage_log(out, record.name), get_task_stream(client) as stream:
+            log.info("stage %s: starting (run %s)", record.name, run)
+            manifest.stage(record.name, status="running", started=_now(), run=run)
+            tic = time.perf_counter()
+            yield
+            seconds = time.perf_counter() - tic
+            log.info("stage %s: done in %.1f s\n%s", record.name, seconds, record.summary)
+        ran_on = {task.get("worker") for task in stream.data if task.get("worker")}
+        manifest.stage(record.name, status="done", finished=_now(), seconds=round(seconds, 3),
+                       summary=record.summary, tasks=len(stream.data), workers=workers.describe(ran_on))
+        print(f"[{record.name}] done in {seconds:.1f} s", flush=True)
 
-        return build_index(paths["store"], paths["index"], config.index, client=client).describe()
-    if stage == "eval":
-        from satflow.eval.api import run_eval
-
-        result = run_eval(paths["store"], paths["eval"], config.eval, client=client, progress=False,
-                          full_config=config.model_dump(mode="json"))
-        resumed = sum(e.get("blocks_resumed", 0) for e in result.entries)
-        encoded = sum(e.get("blocks_encoded", 0) for e in result.entries)
-        return f"eval: {encoded} block(s) encoded, {resumed} resumed\n{result.describe()}"
-    from satflow.eval.report import write_report
-
-    written = write_report(paths["eval"])
-    return f"report: {written['html']}"
+    return hook
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,15 +187,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as err:
         print(f"pipeline.py: {err}", file=sys.stderr)
         return 2
-    from distributed import get_task_stream, performance_report
+    from distributed import performance_report
 
+    from satflow.pipeline import PipelinePaths, run_pipeline
     from satflow.runtime.cluster import open_client
     from satflow.runtime.executors import as_executor
     from satflow.runtime.slurm import LEDGER_NAME, JobLedger, cancel_leftovers, handle_sigterm
 
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"store": out / "store.zarr", "index": out / "index.parquet", "eval": out / "eval"}
+    paths = PipelinePaths(raw=out / "raw", store=out / "store.zarr", index=out / "index.parquet", eval=out / "eval")
     inputs = list(args.inputs) or list(config.ingest.inputs)
     run = f"satflow-{uuid.uuid4().hex[:8]}"
     manifest = RunManifest(out / MANIFEST, run, config, stages)
@@ -216,18 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             workers = WorkerMap(client)
             try:
                 with performance_report(filename=str(out / "dask-performance-report.html")):
-                    for stage in stages:
-                        with stage_log(out, stage), get_task_stream(client) as stream:
-                            log.info("stage %s: starting (run %s)", stage, run)
-                            manifest.stage(stage, status="running", started=_now(), run=run)
-                            tic = time.perf_counter()
-                            summary = run_stage(stage, paths, config, inputs, client)
-                            seconds = time.perf_counter() - tic
-                            log.info("stage %s: done in %.1f s\n%s", stage, seconds, summary)
-                        ran_on = {task.get("worker") for task in stream.data if task.get("worker")}
-                        manifest.stage(stage, status="done", finished=_now(), seconds=round(seconds, 3),
-                                       summary=summary, tasks=len(stream.data), workers=workers.describe(ran_on))
-                        print(f"[{stage}] done in {seconds:.1f} s", flush=True)
+                    run_pipeline(config, paths, stages, inputs=inputs, cluster=lambda: contextlib.nullcontext(client),
+                                 hook=manifest_hook(out, run, manifest, client, workers))
                 cluster_info = as_executor(client).describe()
             finally:
                 workers.stop()

@@ -175,3 +175,40 @@ def test_driver_ingests_on_the_cluster_it_opens(tmp_path, capsys):
     assert group["ingested"][:].tolist() == [1, 1]
     assert group["step_count"][:].tolist() == [[29], [29]]
     np.testing.assert_array_equal(group["max"][:], [251.0])
+
+
+def load_pipeline_driver():
+    spec = importlib.util.spec_from_file_location("pipeline_driver", ROOT / "jobs" / "pipeline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.timeout(180)
+def test_pipeline_driver_runs_the_shared_pipeline_with_its_manifest_and_stage_logs(tmp_path, capsys, caplog):
+    """jobs/pipeline.py on a LocalCluster: satflow.pipeline's stages, each in the manifest and its own log."""
+    import json
+    import logging
+
+    caplog.set_level(logging.INFO)  # what the driver's logging.basicConfig sets outside pytest
+
+    files = write_gridded_files(tmp_path)
+    out = tmp_path / "run"
+    rc = load_pipeline_driver().main([
+        "--config", str(SLURM_CONFIG), "--set", "cluster.kind=local", "--set", "cluster.local.n_workers=1",
+        "--set", "cluster.local.memory_limit=1GiB", "--set", "ingest.source.variables=[tb]",
+        "--set", "index.patch_size=2", "--set", "index.stride=2",
+        "--stages", "index,ingest", *map(str, files), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "[ingest] done in " in printed and "[index] done in " in printed
+    manifest = json.loads((out / "run-manifest.json").read_text())
+    assert manifest["status"] == "done" and list(manifest["stages"]) == ["ingest", "index"]
+    ingest = manifest["stages"]["ingest"]
+    assert ingest["status"] == "done"
+    assert ingest["summary"] == f"ingested 2 region(s) into {out / 'store.zarr'} (2 time steps)"
+    assert ingest["tasks"] > 0 and len(ingest["workers"]) == 1
+    assert "stage ingest: done in" in (out / "logs" / "ingest.log").read_text()
+    assert "stage index: starting" in (out / "logs" / "index.log").read_text()
+    assert open_group(out / "store.zarr")["ingested"][:].tolist() == [1, 1]
+    assert (out / "index.parquet").is_file() and (out / "dask-performance-report.html").is_file()

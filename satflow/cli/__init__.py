@@ -2,8 +2,11 @@
 
 Each module of this package exposes `register(subparsers, common)`, which adds its sub-command(s)
 with `common` (--config/--set/--verbose, the shared flag overlay) as a parent parser and sets
-`handler(args, config) -> int`; the handler calls into the stage's own package. This module only
-assembles them, loads the config and turns known errors into clean messages.
+`handler(args, config) -> int`; the handler turns flags into options and calls one function of the
+stage's api (no module here imports numpy, xarray, zarr, pandas or dask). Commands with
+distributable work share `--cluster auto|always|never` (`satflow.cli.cluster_flag`; the policy is
+`satflow.runtime.cluster`). This module only assembles them, loads the config and turns known
+errors into clean messages.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from satflow.version import __version__
 # One module per command group, in the order `satflow --help` lists them. None imports torch or
 # another heavy library at module level (their handlers do), so every command starts quickly.
 COMMAND_MODULES = (
-    "satflow.cli.data",  # sample, ingest, inspect, export, demo, config
+    "satflow.cli.data",  # sample, ingest, inspect, export, config
+    "satflow.cli.demo",  # demo (the pipeline on sample data)
     "satflow.cli.meta",  # from-meta (a convml_tt meta.yaml -> a satflow config)
     "satflow.cli.index",  # index
     "satflow.cli.codecs",  # codecs, encode, decode
@@ -70,14 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:
-        # The cluster's own chatter (worker start/stop) is noise to users. distributed sets its
-        # logger levels when first imported, so import it before quieting it.
-        import distributed  # noqa: F401
+        # The cluster's own chatter (worker start/stop) is noise to users; bokeh warns that the
+        # dashboard accepts any Origin header (it listens on loopback only). distributed itself is
+        # imported only by a command that opens a cluster.
+        from satflow.runtime.cluster import quiet_cluster_logs
 
-        for noisy in ("distributed", "tornado"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        # bokeh warns that the dashboard accepts any Origin header; it listens on loopback only.
-        logging.getLogger("bokeh").setLevel(logging.ERROR)
+        quiet_cluster_logs()
     try:
         config = load_config(args.config, args.overrides)
         return int(args.handler(args, config) or 0)

@@ -1,21 +1,17 @@
-"""Sub-commands `satflow codecs`, `satflow encode` and `satflow decode`.
-
-An `.sfc` file is one or more containers back to back, one per time step; each container's
-`attrs` record where its block came from (store, fingerprint, time, features, lat/lon ranges), so
-`decode` can restore coordinates when the store is still there.
+"""Sub-commands `satflow codecs`, `satflow encode` and `satflow decode`: flags onto
+`satflow.codecs.api` (`encode_store`, `decode_containers`) and `satflow.eval.api.decode_compressed`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
+from satflow.cli.cluster_flag import add_cluster_flag
 from satflow.config import SatflowConfig
 
 
@@ -35,25 +31,6 @@ def parse_params(items: list[str]) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         params[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
     return params
-
-
-def parse_range(text: str | None, size: int, what: str) -> slice:
-    """`"3"` -> 3:4, `"2:5"` -> 2:5, None -> everything; checked against the dimension size."""
-    if text is None:
-        return slice(0, size)
-    try:
-        parts = [int(p) if p else None for p in text.split(":")]
-    except ValueError:
-        raise ValueError(f"--{what} {text!r}: expected an index I or a range A:B") from None
-    if len(parts) == 1:
-        start, stop = parts[0], parts[0] + 1
-    elif len(parts) == 2:
-        start, stop = parts[0] or 0, size if parts[1] is None else parts[1]
-    else:
-        raise ValueError(f"--{what} {text!r}: expected an index I or a range A:B")
-    if not 0 <= start < stop <= size:
-        raise ValueError(f"--{what} {text!r} is outside 0..{size} (the store's {what} dimension)")
-    return slice(start, stop)
 
 
 # --- satflow codecs --------------------------------------------------------------------------------
@@ -102,60 +79,15 @@ def _register_encode(subparsers, common) -> None:
     parser.set_defaults(handler=run_encode)
 
 
-def _select(ds, args) -> tuple[dict[str, slice], list[str]]:
-    selection = {
-        "time": parse_range(args.time, ds.sizes["time"], "time"),
-        "lat": parse_range(args.lat, ds.sizes["lat"], "lat"),
-        "lon": parse_range(args.lon, ds.sizes["lon"], "lon"),
-    }
-    names = [str(f) for f in ds["feature"].values]
-    features = args.feature or names
-    unknown = [f for f in features if f not in names]
-    if unknown:
-        raise ValueError(f"{args.store}: no feature {', '.join(unknown)}; the store has {', '.join(names)}")
-    return selection, features
-
-
 def run_encode(args, config: SatflowConfig) -> int:
-    from satflow.codecs.registry import get_codec
-    from satflow.metrics import ErrorSums, merge_all
-    from satflow.store import fingerprint, open_store
+    from satflow.codecs.api import StoreSelection, encode_store
 
     name = args.codec or config.codec.name
     params = dict(config.codec.params) if name == config.codec.name else {}  # config params belong to its codec
     params.update(parse_params(args.param))
-    codec = get_codec(name, **params)
-    ds = open_store(args.store)
-    selection, features = _select(ds, args)
-    sub = ds[["X", "M"]].isel(selection).sel(feature=features)
-    x, m = sub["X"].values, sub["M"].values
-    base_attrs = {
-        "store": str(Path(args.store).resolve()), "store_fingerprint": fingerprint(args.store), "features": features,
-        "lat_index": [selection["lat"].start, selection["lat"].stop],
-        "lon_index": [selection["lon"].start, selection["lon"].stop],
-    }
-    times = [str(t) for t in np.asarray(sub["time"].values).astype("datetime64[s]")]
-    start = time.perf_counter()
-    containers = [
-        codec.encode(x[i], m[i], attrs={**base_attrs, "time": times[i], "time_index": selection["time"].start + i})
-        for i in range(x.shape[0])
-    ]
-    seconds = time.perf_counter() - start
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(b"".join(containers))
-    n_bytes = sum(map(len, containers))
-    print(f"{codec.describe()}: {len(containers)} block(s) {x.shape[1:]} -> {args.out} "
-          f"({n_bytes} bytes, encoded at {x.nbytes / 1e6 / max(seconds, 1e-9):.3g} MB/s)")
-    parts = []
-    for i, data in enumerate(containers):
-        x_hat = x[i] if args.no_verify else codec.decode(data)[0]
-        parts.append(ErrorSums.from_block(x[i], x_hat, m[i], n_bytes=len(data)))
-    report = merge_all(parts).finalize(features)
-    print(f"bits/value {report['bits_per_value']:.3f} (valid cells: {report['bits_per_valid_value']:.3f}), "
-          f"ratio vs float32 {report['compression_ratio']:.2f}")
-    if not args.no_verify:
-        for name, rmse, max_error in zip(features, report["per_feature"]["rmse"], report["per_feature"]["max_abs_error"]):
-            print(f"  {name}: rmse {rmse:.4g}, max abs error {max_error:.4g}")
+    selection = StoreSelection(args.time, args.lat, args.lon, tuple(args.feature) if args.feature else None)
+    report = encode_store(args.store, args.out, name, params, selection, verify=not args.no_verify)
+    print(report.describe())
     return 0
 
 
@@ -172,81 +104,25 @@ def _register_decode(subparsers, common) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output: .npz or .nc (for .sfc), .zarr (for compressed.zarr)")
     parser.add_argument("--checkpoint", help="model checkpoint, for containers written by a learned codec")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out store")
+    add_cluster_flag(parser)  # decoding a compressed.zarr runs tasks; an .sfc file decodes in this process
     parser.set_defaults(handler=run_decode)
 
 
 def run_decode(args, config: SatflowConfig) -> int:
-    from satflow.codecs.container import split_containers, unpack_container
-    from satflow.codecs.registry import codec_from_container
-
     if args.file.is_dir():
-        return _decode_compressed_store(args)
-    if args.out.suffix not in (".npz", ".nc"):
-        raise ValueError(f"--out {args.out}: the extension must be .npz or .nc")
-    if not args.file.exists():
-        raise FileNotFoundError(f"{args.file}: no such container file")
-    containers = split_containers(args.file.read_bytes())
-    context = {"checkpoint": args.checkpoint} if args.checkpoint else {}
-    decoded = [codec_from_container(data, **context).decode(data) for data in containers]
-    shapes = {x.shape for x, _ in decoded}
-    if len(shapes) != 1:
-        raise ValueError(f"{args.file}: blocks have different shapes {sorted(shapes)}; cannot stack them")
-    x = np.stack([d[0] for d in decoded])
-    m = np.stack([d[1] for d in decoded])
-    attrs = [unpack_container(data).attrs for data in containers]
-    dataset = _as_dataset(x, m, attrs)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if args.out.suffix == ".npz":
-        np.savez_compressed(args.out, X=x, M=m, **{k: dataset[k].values for k in ("time", "feature", "lat", "lon")})
-    else:
-        dataset.to_netcdf(args.out)
-    print(f"decoded {len(containers)} block(s) {x.shape[1:]} from {args.file} -> {args.out}")
+        return _decode_compressed_store(args, config)
+    from satflow.codecs.api import decode_containers
+
+    print(decode_containers(args.file, args.out, checkpoint=args.checkpoint).describe())
     return 0
 
 
-def _decode_compressed_store(args) -> int:
-    from satflow.eval.api import decode_compressed
+def _decode_compressed_store(args, config: SatflowConfig) -> int:
+    from satflow.eval.api import decode_compressed_job
 
     if args.out.suffix != ".zarr":
         raise ValueError(f"--out {args.out}: a compressed store decodes into a store; name it REC.zarr")
-    out = decode_compressed(args.file, args.out, checkpoint=args.checkpoint, overwrite=args.overwrite)
+    out = decode_compressed_job(args.file, args.out, config.cluster, choice=args.cluster,
+                                checkpoint=args.checkpoint, overwrite=args.overwrite)
     print(f"decoded {args.file} -> {out}")
     return 0
-
-
-def _as_dataset(x: np.ndarray, m: np.ndarray, attrs: list[dict]):
-    """X/M with coordinates from the recorded attrs and, when reachable and unchanged, the source store."""
-    import xarray as xr
-
-    first = attrs[0] if attrs else {}
-    n_time, n_feature, n_lat, n_lon = x.shape
-    coords: dict[str, Any] = {
-        "time": np.array([a.get("time", "NaT") for a in attrs], dtype="datetime64[ns]") if first.get("time")
-        else np.arange(n_time),
-        "feature": first.get("features", [str(i) for i in range(n_feature)]),
-        "lat": np.arange(n_lat),
-        "lon": np.arange(n_lon),
-    }
-    coords.update(_store_latlon(first))
-    return xr.Dataset(
-        {"X": (("time", "feature", "lat", "lon"), x), "M": (("time", "feature", "lat", "lon"), m)},
-        coords=coords,
-        attrs={"source_store": first.get("store", ""), "source_fingerprint": first.get("store_fingerprint", "")},
-    )
-
-
-def _store_latlon(attrs: dict) -> dict[str, np.ndarray]:
-    from satflow.store import StoreError, fingerprint, open_store
-
-    path = attrs.get("store")
-    if not path or not Path(path).exists():
-        return {}
-    try:
-        if fingerprint(path) != attrs.get("store_fingerprint"):
-            return {}
-        ds = open_store(path)
-    except StoreError:
-        return {}
-    lat0, lat1 = attrs["lat_index"]
-    lon0, lon1 = attrs["lon_index"]
-    return {"lat": ds["lat"].values[lat0:lat1], "lon": ds["lon"].values[lon0:lon1]}

@@ -1,4 +1,4 @@
-"""Sub-commands for the data side: sample, ingest, inspect, export, config.
+"""Sub-commands for the data side: sample, ingest, inspect, export, config (`satflow.cli.demo` adds demo).
 
 Each handler maps flags onto the validated config (flags win over the file) and calls the
 stage's Python API; no stage logic lives here.
@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from satflow.cli.cluster_flag import add_cluster_flag
 from satflow.config import SatflowConfig, dump_config
 
 
@@ -20,9 +21,6 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     _register_inspect(subparsers, common)
     _register_export(subparsers, common)
     _register_config(subparsers, common)
-    from satflow.cli.demo import register as register_demo
-
-    register_demo(subparsers, common)
 
 
 # --- sample ------------------------------------------------------------------------------------
@@ -49,21 +47,9 @@ def _apply_sample_flags(args, config: SatflowConfig):
     return config.sample.model_validate({**config.sample.model_dump(), **updates})
 
 
-def write_sample(sample, out: Path) -> list[Path]:
-    """Write the configured sample files into `out`."""
-    from satflow.sources import samples
-
-    out.mkdir(parents=True, exist_ok=True)
-    if sample.kind == "amsua-swath":
-        return samples.write_amsua_swath_sample(out, start=sample.start, steps=sample.steps, seed=sample.seed)
-    if sample.kind == "amsua":
-        return samples.write_amsua_sample(out, start=sample.start, steps=sample.steps,
-                                          resolution=sample.resolution, seed=sample.seed)
-    return samples.write_ocean_sample(out, start=sample.start[:7], steps=sample.steps,
-                                      resolution=sample.resolution, seed=sample.seed)
-
-
 def run_sample(args, config: SatflowConfig) -> int:
+    from satflow.sources.samples import write_sample
+
     sample = _apply_sample_flags(args, config)
     files = write_sample(sample, args.out)
     print(f"wrote {len(files)} {sample.kind} file(s) to {args.out} ({files[0].name} .. {files[-1].name})")
@@ -87,6 +73,7 @@ def _register_ingest(subparsers, common) -> None:
     parser.add_argument("--strict", action="store_true", help="exit 1 if any input was skipped")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--report", type=Path, help="also write the skipped-file report as JSON here")
+    add_cluster_flag(parser)
     parser.set_defaults(handler=run_ingest_command)
 
 
@@ -103,46 +90,22 @@ def ingest_config_from_args(args, config: SatflowConfig):
     return ingest
 
 
-# A cluster starts in about a second; scanning costs 25-50 ms a file on one core: from this many
-# files on, a dry run scans on the configured cluster's workers (in parallel, outside the HDF5 lock).
-PARALLEL_SCAN_FROM = 64
-
-
-def _scan_client(config: SatflowConfig, inputs: list[str]):
-    import contextlib
-
-    from satflow.ingest import expand_inputs
-    from satflow.runtime.cluster import open_client
-
-    if len(expand_inputs(inputs)) < PARALLEL_SCAN_FROM:
-        return contextlib.nullcontext(None)
-    return open_client(config.cluster, quiet=True)
-
-
 def run_ingest_command(args, config: SatflowConfig) -> int:
-    from satflow.ingest import describe_cube, execute_plan, plan_dataset, scan_and_plan
-    from satflow.runtime.cluster import open_client
+    from satflow.ingest.api import ingest_job
 
     ingest = ingest_config_from_args(args, config)
-    if args.overwrite and not args.dry_run and Path(args.out).exists():
-        import shutil
-
-        shutil.rmtree(args.out)
+    job = ingest_job(ingest.inputs, args.out, ingest, config.cluster, choice=args.cluster, append=args.append,
+                     overwrite=args.overwrite, dry_run=args.dry_run, progress=not args.no_progress,
+                     on_plan=lambda plan: print(plan.describe()))
     if args.dry_run:
-        with _scan_client(config, ingest.inputs) as client:
-            plan = scan_and_plan(ingest.inputs, args.out, ingest, append=args.append, client=client)
-        print(plan.describe())
-        if plan.mode == "create" and plan.regions:
-            print(describe_cube(plan_dataset(plan, ingest.source)))
+        print(job.plan.describe())
+        if job.cube:
+            print(job.cube)
         return 0
-    with open_client(config.cluster) as client:
-        plan = scan_and_plan(ingest.inputs, args.out, ingest, append=args.append, client=client)
-        print(plan.describe())
-        report = execute_plan(plan, ingest, client, progress=not args.no_progress)
-    print(report.describe())
+    print(job.report.describe())
     if args.report:
-        args.report.write_text(json.dumps([vars(s) for s in report.skipped], indent=2))
-    return 1 if ingest.strict and report.skipped else 0
+        args.report.write_text(json.dumps([vars(s) for s in job.report.skipped], indent=2))
+    return 1 if ingest.strict and job.report.skipped else 0
 
 
 # --- inspect / export ------------------------------------------------------------------------

@@ -1,12 +1,12 @@
-"""Sub-command `satflow eval`: flags onto the `eval:` config section, then `satflow.eval.api.run_eval`."""
+"""Sub-command `satflow eval`: flags onto the `eval:` config section, then `satflow.eval.api.eval_job`
+(or `plan_eval` for `--dry-run`)."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import sys
 from pathlib import Path
 
+from satflow.cli.cluster_flag import add_cluster_flag
 from satflow.config import SatflowConfig
 
 
@@ -35,7 +35,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--performance-report", help="write a Dask performance report (HTML) here")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit; writes nothing")
     parser.add_argument("--overwrite", action="store_true", help="delete DIR first instead of resuming")
-    parser.add_argument("--no-cluster", action="store_true", help="run in this process (small jobs, debugging)")
+    add_cluster_flag(parser, no_cluster_alias=True)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run_eval_command)
 
@@ -66,29 +66,18 @@ def eval_config_from_args(args, config: SatflowConfig):
     return type(config.eval).model_validate(data)
 
 
-@contextlib.contextmanager
-def _cluster(args, config: SatflowConfig):
-    if args.no_cluster:
-        yield None
-        return
-    from satflow.runtime.cluster import open_client
-
-    with open_client(config.cluster) as client:
-        print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
-        yield client
-
-
 def run_eval_command(args, config: SatflowConfig) -> int:
-    from satflow.eval.api import run_eval
-    from satflow.eval.plan import plan_eval
-
     eval_config = eval_config_from_args(args, config)
     if args.dry_run:
-        print(plan_eval(args.store, eval_config).describe())
+        from satflow.eval.api import prepare_eval
+
+        print(prepare_eval(args.store, eval_config)[1].describe())
         return 0
-    with _cluster(args, config) as client:
-        result = run_eval(args.store, args.out, eval_config, client=client, overwrite=args.overwrite,
-                          progress=not args.no_progress, full_config=config.model_dump(mode="json"))
+    from satflow.eval.api import eval_job
+
+    result = eval_job(args.store, args.out, eval_config, config.cluster, choice=args.cluster,
+                      overwrite=args.overwrite, progress=not args.no_progress,
+                      full_config=config.model_dump(mode="json"))
     print(result.describe())
     print(f"outputs in {args.out}/: metrics.json, metrics.parquet, manifest.json, "
           f"{', '.join(e['dir'] + '/' for e in result.entries)}; `satflow report {args.out}` draws them")

@@ -2,15 +2,16 @@
 time windows, and export patches.
 
 `satflow index STORE --out INDEX.parquet` is short for `satflow index build STORE --out ...`.
-Handlers map flags onto `config.index` (flags win over the file) and call the Python API.
+Handlers map flags onto `config.index` (flags win over the file) and call one function of
+`satflow.index.api` (or `satflow.index.summary`).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 
+from satflow.cli.cluster_flag import add_cluster_flag
 from satflow.config import SatflowConfig
 
 ACTIONS = ("build", "summary", "check-leaks", "stratify", "sample", "triplets", "windows", "export")
@@ -72,8 +73,7 @@ def _build(actions, common) -> None:
     parser.add_argument("--time-block", type=int, help="steps per block (--split-mode time)")
     parser.add_argument("--check-leaks", action="store_true",
                         help="run the leak check after building (exit 1 on leaks)")
-    parser.add_argument("--cluster", action="store_true",
-                        help="run on the configured Dask cluster (default: dask's threaded scheduler)")
+    add_cluster_flag(parser)
     parser.set_defaults(handler=run_build)
 
 
@@ -97,23 +97,11 @@ def index_config_from_args(args, config: SatflowConfig):
     return type(config.index).model_validate(data)
 
 
-@contextlib.contextmanager
-def _client(args, config: SatflowConfig):
-    if not getattr(args, "cluster", False):
-        yield None
-        return
-    from satflow.runtime.cluster import open_client
-
-    with open_client(config.cluster) as client:
-        yield client
-
-
 def run_build(args, config: SatflowConfig) -> int:
-    from satflow.index.build import build_index
+    from satflow.index.api import build_index_job
 
     index_config = index_config_from_args(args, config)
-    with _client(args, config) as client:
-        result = build_index(args.store, args.out, index_config, client=client)
+    result = build_index_job(args.store, args.out, index_config, config.cluster, choice=args.cluster)
     print(result.describe())
     if args.check_leaks:
         from satflow.index.summary import check_index_leaks
@@ -178,32 +166,17 @@ def _stratify(actions, common) -> None:
     parser.add_argument("--label-var", help="label variable (or the feature of a satflow store)")
     parser.add_argument("--label-edges", nargs="+", type=float, help="bin edges of the labelled fraction")
     parser.add_argument("--store", help="store path, if it moved since the index was built")
-    parser.add_argument("--cluster", action="store_true", help="run on the configured Dask cluster")
+    add_cluster_flag(parser)
     parser.set_defaults(handler=run_stratify)
 
 
 def run_stratify(args, config: SatflowConfig) -> int:
-    from satflow.index.io import read_index, write_index
-    from satflow.index.strata import stratify_by_feature, stratify_by_labels
+    from satflow.index.api import stratify_index
 
-    options = config.index.stratify
-    frame = read_index(args.index, store=args.store)
-    store = frame.attrs["satflow"]["store"]["path"]
-    labels = args.labels or options.labels
-    feature = args.feature or options.feature
-    bins = args.bins or options.bins
-    if labels:
-        result = stratify_by_labels(frame, labels, args.label_var or options.label_variable,
-                                    args.label_edges or options.label_edges, bins, options.time_tolerance, store=store)
-    elif feature:
-        with _client(args, config) as client:
-            result = stratify_by_feature(frame, feature, args.statistic or options.statistic, bins,
-                                         store=store, client=client)
-    else:
-        raise ValueError("stratify needs --feature (a per-patch statistic) or --labels (a label mask)")
-    write_index(result, args.out, result.attrs["satflow"])
-    counts = result["stratum"].value_counts().sort_index()
-    print(f"wrote {args.out}: rows per stratum " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+    result = stratify_index(args.index, args.out, config.index.stratify, config.cluster, choice=args.cluster,
+                            store=args.store, feature=args.feature, statistic=args.statistic, bins=args.bins,
+                            labels=args.labels, label_variable=args.label_var, label_edges=args.label_edges)
+    print(result.describe())
     return 0
 
 
@@ -220,17 +193,11 @@ def _sample(actions, common) -> None:
 
 
 def run_sample(args, config: SatflowConfig) -> int:
-    from satflow.index.io import read_index, write_index
-    from satflow.index.sampling import sample_balanced, sample_random
+    from satflow.index.api import sample_index
 
-    frame = read_index(args.index, verify=False)
-    if args.balanced:
-        result = sample_balanced(frame, args.n, args.seed, args.by, per_split=not args.all_splits)
-    else:
-        result = sample_random(frame, args.n, args.seed, per_split=not args.all_splits)
-    write_index(result, args.out, result.attrs["satflow"])
-    per_split = ", ".join(f"{name} {count}" for name, count in result["split"].value_counts().items())
-    print(f"wrote {args.out}: {len(result)} rows ({per_split})")
+    result = sample_index(args.index, args.out, args.n, seed=args.seed, balanced=args.balanced, by=args.by,
+                          per_split=not args.all_splits)
+    print(result.describe())
     return 0
 
 
@@ -245,16 +212,13 @@ def _triplets(actions, common) -> None:
 
 
 def run_triplets(args, config: SatflowConfig) -> int:
-    from satflow.index.io import read_index, write_index
-    from satflow.index.triplets import add_triplets
+    from satflow.index.api import triplets_index
 
     options = config.index.triplets
-    frame = read_index(args.index, verify=False)
-    result = add_triplets(frame, distance=args.distance or options.distance,
-                          n_per_split=args.n_per_split or options.n_per_split,
-                          seed=options.seed if args.seed is None else args.seed)
-    write_index(result, args.out, result.attrs["satflow"])
-    print(f"wrote {args.out}: {len(result)} triplets")
+    result = triplets_index(args.index, args.out, distance=args.distance or options.distance,
+                            n_per_split=args.n_per_split or options.n_per_split,
+                            seed=options.seed if args.seed is None else args.seed)
+    print(result.describe())
     return 0
 
 
@@ -270,16 +234,12 @@ def _windows(actions, common) -> None:
 
 
 def run_windows(args, config: SatflowConfig) -> int:
-    from satflow.index.io import read_index, write_index
-    from satflow.index.windows import time_windows
+    from satflow.index.api import windows_index
 
     options = config.index.windows.model_copy(update={k: v for k, v in {
         "length": args.length, "span": args.span, "step": args.step, "min_valid_frac": args.min_valid}.items()
         if v is not None})
-    frame = read_index(args.index, verify=False)
-    result = time_windows(frame, options.length, options.span, options.step, options.min_valid_frac)
-    write_index(result, args.out, result.attrs["satflow"])
-    print(f"wrote {args.out}: {result['sequence_id'].nunique()} sequences of {options.length} steps")
+    print(windows_index(args.index, args.out, options).describe())
     return 0
 
 
@@ -300,13 +260,8 @@ def _export(actions, common) -> None:
 
 
 def run_export(args, config: SatflowConfig) -> int:
-    from satflow.index.export import export_patches
-    from satflow.index.io import read_index
+    from satflow.index.api import export_index
 
-    frame = read_index(args.index, store=args.store)
-    if args.split:
-        frame = frame[frame["split"] == args.split]
-    manifest = export_patches(frame.attrs["satflow"]["store"]["path"], frame, args.out, args.format,
-                              features=args.features, limit=args.limit)
-    print(f"wrote {min(len(frame), args.limit or len(frame))} {args.format} file(s) and {manifest}")
+    print(export_index(args.index, args.out, args.format, split=args.split, limit=args.limit,
+                       features=args.features, store=args.store))
     return 0

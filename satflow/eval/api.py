@@ -295,3 +295,37 @@ def decode_compressed(compressed: str | Path, out: str | Path, *, checkpoint: st
     finish_reconstruction(out, moments_by_step(partials, 0, t0), list(attrs["source_files"]))
     return out
 
+
+
+def eval_job(store: str | Path, out: str | Path, config: EvalConfig, cluster, *, choice: str = "auto",
+             overwrite: bool = False, progress: bool = True, full_config: dict | None = None) -> EvalResult:
+    """`satflow eval`: check the store and every codec spec, then open a cluster by the policy, then `run_eval`.
+
+    `cluster` is the `cluster:` section and `choice` its `--cluster` flag (auto: by the plan's
+    coding and whole-field tasks; see `satflow.runtime.cluster`). A missing store, a bad time range
+    or an unknown codec is reported before any cluster starts.
+    """
+    from satflow.runtime.cluster import client_for
+
+    _, plan = prepare_eval(store, config)  # store, time range, index, specs, checkpoints: errors name them
+    n_tasks = len(plan.tasks) + len(plan.fields) * len(plan.codecs)
+    with client_for(choice, cluster, n_tasks, announce=True) as client:
+        return run_eval(store, out, config, client=client, overwrite=overwrite, progress=progress,
+                        full_config=full_config)
+
+
+def decode_compressed_job(compressed: str | Path, out: str | Path, cluster, *, choice: str = "auto",
+                          checkpoint: str | None = None, overwrite: bool = False, progress: bool = False) -> Path:
+    """`satflow decode DIR/compressed.zarr`: check both paths, open a cluster by the policy, `decode_compressed`.
+
+    auto counts the decode tasks (see `satflow.runtime.cluster`).
+    """
+    from satflow.runtime.cluster import client_for
+
+    attrs, blocks, _ = read_compressed_store(compressed)  # a wrong path is named before any cluster starts
+    if Path(out).exists() and not overwrite:
+        raise FileExistsError(f"{out}: exists; choose another --out or pass --overwrite")
+    n_tasks = len(task_batches(blocks, 1, int(attrs["batch_size"]), group_by_time=attrs["mode"] == "index"))
+    with client_for(choice, cluster, n_tasks, announce=True) as client:
+        return decode_compressed(compressed, out, checkpoint=checkpoint, client=client, overwrite=overwrite,
+                                 progress=progress)

@@ -23,6 +23,7 @@ import numpy as np
 
 from satflow.codecs.spec import CodecSpec
 from satflow.eval.options import EvalConfig
+from satflow.selection import parse_index_range
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -131,23 +132,7 @@ class EvalPlan:
 
 def parse_time_range(text: str | None, size: int) -> tuple[int, int]:
     """`"3"` -> (3, 4), `"2:5"` -> (2, 5), `":5"`, `"2:"`, None -> everything; checked against the store."""
-    if text is None or str(text).strip() in ("", ":"):
-        return 0, size
-    parts = str(text).split(":")
-    try:
-        if len(parts) == 1:
-            start = int(parts[0])
-            stop = start + 1
-        elif len(parts) == 2:
-            start = int(parts[0]) if parts[0].strip() else 0
-            stop = int(parts[1]) if parts[1].strip() else size
-        else:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"eval time {text!r}: expected an index I or a range A:B of time steps") from None
-    if not 0 <= start < stop <= size:
-        raise ValueError(f"eval time {text!r} is outside the store's 0..{size} time steps")
-    return start, stop
+    return parse_index_range(text, size, name="eval time", unit="time steps")
 
 
 def _grid_blocks(time_range: tuple[int, int], shape_yx: tuple[int, int], block: tuple[int, int]) -> list[Block]:

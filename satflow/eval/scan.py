@@ -39,7 +39,9 @@ def scan_eval(store: str | Path, config: EvalConfig) -> EvalFacts:
         times=ds["time"].values, time_numbers=np.asarray(raw_time[:]),
         time_attrs={k: raw_time.attrs[k] for k in ("units", "calendar") if k in raw_time.attrs},
         lat=ds["lat"].values, lon=ds["lon"].values,
-        units=tuple(str(u) for u in ds["units"].values) if "units" in ds else (),
+        # read through zarr: `.values` of a dask-backed variable would ask dask for a scheduler (and
+        # import distributed) before the command has decided whether to start a cluster
+        units=tuple(str(u) for u in np.asarray(group["units"][:]).tolist()) if "units" in group else (),
         std=tuple(float(s) for s in np.asarray(group["std"][:], dtype=np.float64)),
         source_files=source_files, source_sizes=_file_sizes(source_files[t0:t1]),
         index_rows=_index_rows(config.index, path) if config.index else None,

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from satflow.ingest.api import scan_and_plan
-from satflow.ingest.plan import IngestError, IngestPlan, Slot, grid_coordinates
+from satflow.ingest.plan import IngestError, IngestPlan, Slot, grid_coordinates, plan_ingest
+from satflow.ingest.scan import scan_ingest
 from satflow.ingest.tasks import Readers, aux_infos_for, fill_block, readers_for
 from satflow.sources.auxiliary import AuxSlot
 from satflow.sources.base import FileInfo
@@ -118,5 +118,5 @@ def open_archive(inputs: str | Sequence[str], config=None, *, client=None):
     elif isinstance(config, SatflowConfig):
         config = config.ingest
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    plan = scan_and_plan([str(i) for i in inputs], None, config, client=client)
+    plan = plan_ingest(scan_ingest([str(i) for i in inputs], None, config, client=client), config)
     return plan_dataset(plan, config.source)

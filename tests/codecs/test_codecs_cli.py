@@ -92,3 +92,15 @@ def test_printed_errors_and_bits_equal_numpy_on_the_decoded_file(tiny_store, tmp
     bits = 8.0 * sfc.stat().st_size
     assert (f"bits/value {bits / values.size:.3f} (valid cells: {bits / valid.sum():.3f}), "
             f"ratio vs float32 {32 * values.size / bits:.2f}") in out
+
+
+def test_encode_ranges_are_checked_by_the_shared_parser(tiny_store, tmp_path, capsys):
+    """`--time/--lat/--lon` go through satflow.selection.parse_index_range, as `eval --time` does."""
+    path, _ = tiny_store
+    sfc = tmp_path / "x.sfc"
+    assert main(["encode", str(path), "--codec", "lossless", "--lat", "0:99", "--out", str(sfc)]) == 1
+    assert "satflow encode: error: --lat '0:99' is outside the store's 0..20 lat cells" in capsys.readouterr().err
+    assert main(["encode", str(path), "--codec", "lossless", "--time", "1:x", "--out", str(sfc)]) == 1
+    assert "--time '1:x': expected an index I or a range A:B of time steps" in capsys.readouterr().err
+    assert main(["encode", str(path), "--codec", "lossless", "--time", "2:", "--lon", ":10", "--out", str(sfc)]) == 0
+    assert "lossless(level=5): 2 block(s) (3, 20, 10)" in capsys.readouterr().out

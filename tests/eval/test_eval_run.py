@@ -17,9 +17,8 @@ import pytest
 import xarray as xr
 
 from satflow.codecs.registry import decode_any
-from satflow.eval.api import run_eval
+from satflow.eval.api import prepare_eval, run_eval
 from satflow.eval.options import EvalConfig
-from satflow.eval.plan import plan_eval
 from satflow.runtime.executors import scheduler_workers
 
 SZ3 = "sz3:tol=0.5"
@@ -306,7 +305,7 @@ def test_index_mode_codes_a_fixed_seed_sample_of_patches(eval_store, tmp_path):
     build_index(path, index, IndexConfig(patch_size=8, stride=4, max_nodata_fraction=1.0))
     config = _config(SZ3, index=str(index), split=None, sample=5, seed=7)
     first = run_eval(path, tmp_path / "a", config, progress=False)
-    again = plan_eval(path, config)
+    again = prepare_eval(path, config)[1]
     assert first.plan.blocks == again.blocks and len(first.plan.blocks) == 5
     assert all(b.shape == (8, 8) for b in first.plan.blocks)
     _, n_bytes = _decode_every_container(tmp_path / "a" / first.entries[0]["dir"], first.plan, values.shape)

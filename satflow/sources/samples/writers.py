@@ -485,3 +485,16 @@ def _write_swath_file(path: Path, fields: dict, seed: int, complevel: int) -> No
             var = ds.createVariable(name, "f4", ("scanline",) if per_line else ("scanline", "fov"), **options)
             var.setncatts({"long_name": long_name, "units": units})
             var[:] = fields["per_line" if per_line else "per_obs"][name]
+
+
+def write_sample(sample, out: Path) -> list[Path]:
+    """Write the files of a `sample:` config section (kind, start, steps, resolution, seed) into `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if sample.kind == "amsua-swath":
+        return write_amsua_swath_sample(out, start=sample.start, steps=sample.steps, seed=sample.seed)
+    if sample.kind == "amsua":
+        return write_amsua_sample(out, start=sample.start, steps=sample.steps, resolution=sample.resolution,
+                                  seed=sample.seed)
+    return write_ocean_sample(out, start=sample.start[:7], steps=sample.steps, resolution=sample.resolution,
+                              seed=sample.seed)
