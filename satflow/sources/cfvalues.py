@@ -54,9 +54,9 @@ def invalid_mask(raw: np.ndarray, attrs: Mapping, *, sentinel: float | None = No
         invalid |= raw == marker
     low, high = _valid_bounds(attrs)
     if low is not None:
-        invalid |= raw < _as_stored(low, raw.dtype)
+        invalid |= raw < _as_bound(low, raw.dtype)
     if high is not None:
-        invalid |= raw > _as_stored(high, raw.dtype)
+        invalid |= raw > _as_bound(high, raw.dtype)
     return invalid
 
 
@@ -112,6 +112,13 @@ def _numbers(value) -> list[float]:
     if array.dtype.kind not in "iufb":
         return []
     return [float(v) for v in array.ravel()]
+
+
+def _as_bound(value: float, dtype: np.dtype):
+    """A valid_min/valid_max in the stored type; one the type cannot hold (valid_max = 1e20 on int16)
+    compares as a float, so it restricts nothing (or everything) instead of failing."""
+    stored = _as_stored(value, dtype)
+    return value if stored is None else stored
 
 
 def _number(value, default: float) -> float:
