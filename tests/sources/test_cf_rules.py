@@ -274,3 +274,10 @@ def test_time_from_file_name_with_minutes(tmp_path):
     pattern = r"(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})T(?P<hour>\d{2})(?P<minute>\d{2})"
     np.testing.assert_array_equal(times_of(path, time_from_filename=pattern),
                                   np.array(["2020-03-15T12:45"], "datetime64[ns]"))
+
+
+def test_an_unknown_calendar_is_named_even_for_calendar_months(tmp_path):
+    # cftime would fail on the origin without naming the calendar.
+    path = cf_file(tmp_path, [1.0], time=[1.0], time_units="months since 2000-01-01", calendar="martian")
+    with pytest.raises(SourceError, match="unsupported calendar 'martian'"):
+        scan_file(path, source())
