@@ -107,6 +107,7 @@ def test_infinite_stored_floats_are_invalid(tmp_path):
     np.testing.assert_array_equal(decoded(path), [NAN, NAN, NAN, 0])
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_values_that_overflow_when_unpacked_are_invalid(tmp_path):
     path = cf_file(tmp_path, [1e300, -1e300, 0, 2], np.float64, {"scale_factor": 1e10})
     np.testing.assert_array_equal(decoded(path), [NAN, NAN, 0, 2e10])
