@@ -2,7 +2,8 @@
 
 The raw (packed) array is read with netCDF4's automatic masking and scaling switched off, so
 that all the rules live in one place and `source.sentinel` can be compared with stored values:
-- `_Unsigned = "true"` reinterprets signed integers as unsigned (netCDF-3 style unsigned bytes);
+- `_Unsigned = "true"` reinterprets signed integers as unsigned (netCDF-3 style unsigned bytes),
+  and its fill and valid attributes, written in the signed type, likewise (-1b is 255);
 - invalid: `_FillValue` (or the netCDF default fill of the type when none is declared, as
   netCDF4-python does), every `missing_value`, values outside `valid_min`/`valid_max`/`valid_range`
   (compared with the stored values, as netCDF4-python does), NaN/inf, and `sentinel` when the
@@ -52,18 +53,18 @@ def invalid_mask(raw: np.ndarray, attrs: Mapping, *, sentinel: float | None = No
         invalid |= ~np.isfinite(raw)
     for marker in _markers(raw.dtype, attrs, sentinel):
         invalid |= raw == marker
-    low, high = _valid_bounds(attrs)
+    low, high = _valid_bounds(attrs, raw.dtype)
     if low is not None:
-        invalid |= raw < _as_stored(low, raw.dtype)
+        invalid |= raw < _as_bound(low, raw.dtype)
     if high is not None:
-        invalid |= raw > _as_stored(high, raw.dtype)
+        invalid |= raw > _as_bound(high, raw.dtype)
     return invalid
 
 
 def _markers(dtype: np.dtype, attrs: Mapping, sentinel: float | None) -> list:
     """Stored values that mean 'no data', cast to the stored type so that comparisons are exact."""
-    fill = _numbers(attrs.get("_FillValue"))
-    missing = _numbers(attrs.get("missing_value"))
+    fill = _unsigned_attribute(_numbers(attrs.get("_FillValue")), dtype, attrs)
+    missing = _unsigned_attribute(_numbers(attrs.get("missing_value")), dtype, attrs)
     markers = fill + missing
     if not fill:
         default = _default_fill(dtype)
@@ -80,12 +81,21 @@ def _default_fill(dtype: np.dtype):
     return default_fillvals.get(f"{dtype.kind}{dtype.itemsize}")
 
 
-def _valid_bounds(attrs: Mapping) -> tuple[float | None, float | None]:
-    valid_range = _numbers(attrs.get("valid_range"))
+def _valid_bounds(attrs: Mapping, dtype: np.dtype) -> tuple[float | None, float | None]:
+    valid_range = _unsigned_attribute(_numbers(attrs.get("valid_range")), dtype, attrs)
     low, high = (valid_range[0], valid_range[1]) if len(valid_range) == 2 else (None, None)
-    low = _first(_numbers(attrs.get("valid_min")), low)
-    high = _first(_numbers(attrs.get("valid_max")), high)
+    low = _first(_unsigned_attribute(_numbers(attrs.get("valid_min")), dtype, attrs), low)
+    high = _first(_unsigned_attribute(_numbers(attrs.get("valid_max")), dtype, attrs), high)
     return low, high
+
+
+def _unsigned_attribute(values: list[float], dtype: np.dtype, attrs: Mapping) -> list[float]:
+    """Attribute values of an `_Unsigned` variable are written in its signed stored type (NUG,
+    netCDF4-python): on the unsigned view, _FillValue -1s is 65535 and valid_range 0s, -6s is 0..65530."""
+    if dtype.kind != "u" or str(attrs.get("_Unsigned", "")).lower() != "true":
+        return values
+    wrap = 2 ** (8 * dtype.itemsize)
+    return [v + wrap if -wrap // 2 <= v < 0 else v for v in values]
 
 
 def _as_unsigned(raw: np.ndarray, attrs: Mapping) -> np.ndarray:
@@ -112,6 +122,13 @@ def _numbers(value) -> list[float]:
     if array.dtype.kind not in "iufb":
         return []
     return [float(v) for v in array.ravel()]
+
+
+def _as_bound(value: float, dtype: np.dtype):
+    """A valid_min/valid_max in the stored type; one the type cannot hold (valid_max = 1e20 on int16)
+    compares as a float, so it restricts nothing (or everything) instead of failing."""
+    stored = _as_stored(value, dtype)
+    return value if stored is None else stored
 
 
 def _number(value, default: float) -> float:

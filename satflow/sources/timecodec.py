@@ -29,7 +29,8 @@ class TimeDecodeError(ValueError):
 # Calendars whose dates numpy can hold (inside its datetime64[ns] range); others stay cftime.
 REAL_WORLD = {"standard", "gregorian", "proleptic_gregorian", "none", ""}
 _KNOWN = REAL_WORLD | {"julian", "noleap", "365_day", "360_day", "366_day", "all_leap"}
-_UNITS = re.compile(r"^\s*(?P<unit>[a-zA-Z_]+)\s+since\s+(?P<origin>.+?)\s*$")
+# 'since' in any case ('Days Since 1970-01-01'), as cftime accepts it.
+_UNITS = re.compile(r"^\s*(?P<unit>[a-zA-Z_]+)\s+since\s+(?P<origin>.+?)\s*$", re.IGNORECASE)
 _CALENDAR_MONTHS = {"month": 1, "months": 1, "mon": 1, "year": 12, "years": 12, "yr": 12, "common_year": 12}
 _NS_YEARS = (1678, 2261)
 
