@@ -7,7 +7,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__", "open_archive"]
+__all__ = ["__version__", "open_archive", "zarr_codec"]
 
 
 def __getattr__(name: str):
@@ -16,4 +16,8 @@ def __getattr__(name: str):
         from satflow.ingest import open_archive
 
         return open_archive
+    if name == "zarr_codec":
+        from satflow.codecs.zarr import zarr_codec
+
+        return zarr_codec
     raise AttributeError(f"module 'satflow' has no attribute {name!r}")
