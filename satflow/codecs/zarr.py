@@ -92,8 +92,9 @@ class SatflowZarrCodec(ArrayBytesCodec):
         return {"name": self.name, "configuration": self.params}
 
     def validate(self, *, shape: tuple[int, ...], dtype: Any, chunk_grid: ChunkGrid) -> None:
-        if np.dtype(dtype.to_native_dtype()) != np.float32:
-            raise ValueError(f"zarr codec {self.name} codes float32 arrays, not {dtype}; cast with .astype('float32')")
+        native = np.dtype(dtype.to_native_dtype())
+        if native != np.float32:
+            raise ValueError(f"zarr codec {self.name} codes float32 arrays, not {native}; cast with .astype('float32')")
         if len(shape) not in (3, 4):
             raise ValueError(
                 f"zarr codec {self.name} codes (time, feature, lat, lon) or (feature, lat, lon) arrays; "
