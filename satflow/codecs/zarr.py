@@ -133,8 +133,10 @@ class SatflowZarrCodec(ArrayBytesCodec):
                     f"zarr codec {self.name}: a container holds a block of shape {values.shape}, "
                     f"the chunk's time step is {tuple(step_shape)}"
                 )
-        values = np.stack([values for values, _ in decoded])
-        return values if len(shape) == 4 else values[0]
+        steps = [values for values, _ in decoded]
+        if len(shape) == 3:
+            return steps[0]
+        return steps[0][np.newaxis] if n_steps == 1 else np.stack(steps)  # one step: a view, no copy
 
 
 def as_time_steps(chunk: np.ndarray) -> list[np.ndarray]:
