@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -139,6 +140,13 @@ def test_the_configuration_round_trips_through_zarr_json(tmp_path, spec, configu
     assert stored == [{"name": f"satflow.{spec.partition(':')[0]}", "configuration": configuration}]
     assert SatflowZarrCodec.from_dict(stored[0]) == serializer
     assert zarr.open_array(tmp_path / "x.zarr").serializer == serializer
+
+
+def test_a_serializer_pickles_as_its_configuration_for_dask_workers():
+    serializer = zarr_codec("errorbound:inner=sz3,eps=[0.5,1.0]")
+    data = pickle.dumps(serializer)
+    assert pickle.loads(data) == serializer and hash(pickle.loads(data)) == hash(serializer)
+    assert len(data) < 400  # the name and JSON, not the built codec
 
 
 def test_a_learned_store_refuses_other_weights_and_finds_the_shipped_ones(tmp_path, amsu_cube):
