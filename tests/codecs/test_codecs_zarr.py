@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CLASSIC_SPECS = ["lossless", "constant", "bitround:keepbits=9", "sz3:tol=0.5", "zfp:tol=0.5",
                  "errorbound:inner=constant,eps=0.5"]
 VAEFORMER_SPEC = f"vaeformer:checkpoint={AMSUA_CHECKPOINT}"
+LEARNED_SPECS = [VAEFORMER_SPEC, f"errorbound:inner=constant,eps=0.5,context=learned,checkpoint={AMSUA_CHECKPOINT}",
+                 f"errorbound:inner=vaeformer,inner_params={{checkpoint: {AMSUA_CHECKPOINT}}},eps=0.5"]
 DIMS = ("time", "feature", "lat", "lon")
 
 
@@ -82,11 +84,12 @@ def test_zarr_round_trip_is_the_codecs_own_decode_and_chunks_are_its_containers(
     assert np.array_equal(np.isnan(values), ~np.isfinite(cube))
 
 
-def test_a_vaeformer_store_decodes_like_the_codec_with_the_shipped_checkpoint(tmp_path, amsu_cube):
-    write_array(tmp_path / "v.zarr", VAEFORMER_SPEC, amsu_cube, (1, 15, 16, 24))
+@pytest.mark.parametrize("spec", LEARNED_SPECS)
+def test_a_learned_store_decodes_like_the_codec_with_the_shipped_checkpoint(tmp_path, amsu_cube, spec):
+    write_array(tmp_path / "v.zarr", spec, amsu_cube, (1, 15, 16, 24))
     values = zarr.open_array(tmp_path / "v.zarr")[:]
     for t in range(2):
-        containers, decoded = expected_chunk(VAEFORMER_SPEC, amsu_cube[t : t + 1])
+        containers, decoded = expected_chunk(spec, amsu_cube[t : t + 1])
         assert (tmp_path / "v.zarr" / "c" / f"{t}/0/0/0").read_bytes() == containers
         np.testing.assert_array_equal(values[t : t + 1], decoded)
     assert np.array_equal(np.isnan(values), ~np.isfinite(amsu_cube))
@@ -130,6 +133,8 @@ def test_every_registered_codec_has_a_zarr_entry_point():
     ("sz3:tol=0.5", {"fill": "smooth", "tol": 0.5}),
     ("zfp:tol=[0.5,1]", {"fill": "smooth", "tol": [0.5, 1.0]}),
     ("errorbound:inner=constant,eps=0.5", {"context": "causal", "eps": 0.5, "inner": "constant", "inner_params": {}}),
+    (LEARNED_SPECS[1], {"checkpoint": str(AMSUA_CHECKPOINT), "checkpoint_fingerprint": "9ccb53e8adb0e36c",
+                        "context": "learned", "eps": 0.5, "inner": "constant", "inner_params": {}}),
     (VAEFORMER_SPEC, {"batch_size": 16, "checkpoint": str(AMSUA_CHECKPOINT), "checkpoint_fingerprint": "9ccb53e8adb0e36c",
                       "device": "cpu", "qstep": 1.0}),
 ])
