@@ -7,7 +7,6 @@ import pickle
 import subprocess
 import sys
 import textwrap
-import tomllib
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -121,6 +120,7 @@ def test_xarray_writes_through_the_serializer_and_reads_lazily(tmp_path, cube, s
 
 # --- configuration -------------------------------------------------------------------------------
 def test_every_registered_codec_has_a_zarr_entry_point():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["zarr.codecs"]
     assert sorted(available_codecs()) == list(BUILTIN_CODECS)
     assert declared == {f"satflow.{name}": "satflow.codecs.zarr:SatflowZarrCodec" for name in BUILTIN_CODECS}
