@@ -2,7 +2,7 @@
 
 from satflow.version import __version__
 
-__all__ = ["__version__", "open_archive"]
+__all__ = ["__version__", "open_archive", "zarr_codec"]
 
 
 def __getattr__(name: str):
@@ -11,4 +11,8 @@ def __getattr__(name: str):
         from satflow.ingest import open_archive
 
         return open_archive
+    if name == "zarr_codec":
+        from satflow.codecs.zarr import zarr_codec
+
+        return zarr_codec
     raise AttributeError(f"module 'satflow' has no attribute {name!r}")
