@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from satflow.codecs.options import CodecConfig, TrainConfig
 from satflow.eval.options import EvalConfig
 from satflow.index.options import IndexConfig
+from satflow.sources.profiles_options import ProfilesConfig
 
 
 class ConfigError(ValueError):
@@ -331,9 +332,10 @@ class RegridConfig(_Section):
 
 
 class SourceConfig(_Section):
-    kind: Literal["gridded", "swath", "regrid"] = Field(
+    kind: Literal["gridded", "swath", "regrid", "profiles"] = Field(
         "gridded", description="gridded: CF NetCDF on a regular lat/lon grid, one input per file; swath: raw swaths "
-        "binned per time window; regrid: gridded or projected (CF grid_mapping) files resampled onto source.domain")
+        "binned per time window; regrid: gridded or projected (CF grid_mapping) files resampled onto source.domain; "
+        "profiles: EN4/Argo profile files rasterised per month onto a depth axis (source.profiles)")
     variables: list[str] = Field(default_factory=list, description="variables to ingest; empty = all gridded")
     sentinel: float | None = Field(None, description="fill value for files that declare none")
     convert_units: dict[str, str] = Field(
@@ -352,6 +354,7 @@ class SourceConfig(_Section):
     domain: DomainConfig | None = Field(None, description="target grid of kind regrid: {central_latitude, "
                                         "central_longitude, l_zonal, l_meridional, resolution} (metres)")
     regrid: RegridConfig = Field(default_factory=RegridConfig)
+    profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
 
     @model_validator(mode="after")
     def _domain_for_regrid(self) -> SourceConfig:
@@ -485,7 +488,7 @@ class IngestConfig(_Section):
 
 # --- sample data -------------------------------------------------------------------------------
 class SampleConfig(_Section):
-    kind: Literal["amsua", "amsua-swath", "ocean"] = "amsua"
+    kind: Literal["amsua", "amsua-swath", "ocean", "profiles"] = "amsua"
     start: str = "2020-01-01"
     steps: int = Field(8, gt=0, description="files to write (6-hourly for amsua, monthly for ocean); "
                        "6-hourly windows for amsua-swath")

@@ -74,7 +74,7 @@ class Source(Protocol):
 
 _REGISTRY: dict[str, Source] = {}
 _BUILTIN = {"gridded": "satflow.sources.gridded", "swath": "satflow.sources.swath",
-            "regrid": "satflow.sources.regrid"}
+            "regrid": "satflow.sources.regrid", "profiles": "satflow.sources.profiles"}
 
 
 def register_source(name: str, source: Source) -> None:
