@@ -33,8 +33,10 @@ def _register_sample(subparsers, common) -> None:
         "brightness temperatures with swath gaps (1bamua_YYYYMMDD_tHH.nc), raw AMSU-A swaths per satellite and "
         "orbit (ingest them with --set ingest.source.kind=swath), or monthly ocean thetao with depth.",
     )
-    parser.add_argument("kind", choices=["amsua", "amsua-swath", "ocean"],
-                        help="which product to imitate (amsua-swath: raw level-1b swaths, one file per orbit)")
+    parser.add_argument("kind", choices=["amsua", "amsua-swath", "ocean", "profiles"],
+                        help="which product to imitate (amsua-swath: raw level-1b swaths, one file per orbit; "
+                        "profiles: EN4-like monthly float profiles of the ocean sample's ocean, ingest them with "
+                        "--set ingest.source.kind=profiles)")
     parser.add_argument("--out", required=True, type=Path, help="directory for the files")
     parser.add_argument("--start", help="first time (default: sample.start)")
     parser.add_argument("--steps", type=int, help="number of files (default: sample.steps)")
@@ -59,6 +61,8 @@ def write_sample(sample, out: Path) -> list[Path]:
     if sample.kind == "amsua":
         return samples.write_amsua_sample(out, start=sample.start, steps=sample.steps,
                                           resolution=sample.resolution, seed=sample.seed)
+    if sample.kind == "profiles":  # points, not a grid: resolution does not apply
+        return samples.write_profiles_sample(out, start=sample.start[:7], steps=sample.steps, seed=sample.seed)
     return samples.write_ocean_sample(out, start=sample.start[:7], steps=sample.steps,
                                       resolution=sample.resolution, seed=sample.seed)
 
