@@ -84,7 +84,10 @@ class ProfilesSource(SingleFileGroups):
         grid = target_grid(source.profiles.resolution, source.lon_convention, source.crop)
         try:
             with HDF5_LOCK, open_netcdf(info.path) as ds:
-                gridded = [self._rasterised(ds, info.path, name, plan, grid, source) for name in plan.variables]
+                header = _read_header(ds, source.profiles)
+                cells = cell_index(header.lat, header.lon, grid)
+                depth = _level_depths(ds, header.lat, ds.variables[plan.variables[0]].shape, source)
+                gridded = [_rasterised(ds, name, header, cells, depth, plan, source) for name in plan.variables]
         except (OSError, RuntimeError, IndexError) as err:
             raise SourceError(info.path, f"cannot read the profiles ({short_error(err)})", CORRUPT_HINT) from None
         if out is None:
@@ -95,19 +98,20 @@ class ProfilesSource(SingleFileGroups):
                               "check source.crop, source.profiles.depths and max_distance_m")
         return out
 
-    @staticmethod
-    def _rasterised(ds, path: str, name: str, plan: _ProfilesPlan, grid, source: SourceConfig):
-        options = source.profiles
-        header = _read_header(ds, options)
-        accepted = header.accepted & _profile_flags(ds, name, options)
-        values = _decoded(ds, name, source)
-        values[~(accepted[:, None] & _flags_ok(ds, f"{name}_QC", options.accepted_qc, values.shape))] = np.nan
-        resampled = resample_profiles(_level_depths(ds, header.lat, values.shape, source), values, plan.depths,
-                                      options.resample, options.max_distance_m)
-        return rasterise(cell_index(header.lat, header.lon, grid), resampled)
 
 
 register_source("profiles", ProfilesSource())
+
+
+def _rasterised(ds, name: str, header: _Header, cells: np.ndarray, depth: np.ndarray, plan: _ProfilesPlan,
+                source: SourceConfig):
+    """One variable: QC applied, resampled onto the target depths, averaged per occupied cell."""
+    options = source.profiles
+    accepted = header.accepted & _profile_flags(ds, name, options)
+    values = _decoded(ds, name, source)
+    values[~(accepted[:, None] & _flags_ok(ds, f"{name}_QC", options.accepted_qc, values.shape))] = np.nan
+    resampled = resample_profiles(depth, values, plan.depths, options.resample, options.max_distance_m)
+    return rasterise(cells, resampled)
 
 
 # --- layout and header ------------------------------------------------------------------------
@@ -212,8 +216,8 @@ def _level_depths(ds, lat: np.ndarray, shape: tuple[int, int], source: SourceCon
     if "PRES" in ds.variables:
         pressure = _decoded(ds, "PRES", source).astype(np.float64)
         pressure[~_flags_ok(ds, "PRES_QC", accepted, shape)] = np.nan
-        from_pressure = pressure_to_depth(pressure, np.broadcast_to(lat[:, None], shape))
-        depth = np.where(np.isfinite(depth), depth, from_pressure)
+        missing = ~np.isfinite(depth) & np.isfinite(pressure)  # convert only the levels that need it
+        depth[missing] = pressure_to_depth(pressure[missing], np.broadcast_to(lat[:, None], shape)[missing])
     return depth
 
 

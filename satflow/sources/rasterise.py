@@ -58,10 +58,20 @@ def _resample(depth, values, targets, method, max_distance, out):
                 z[n] = depth[p, k]
                 v[n] = values[p, k]
                 n += 1
-        order = np.argsort(z[:n], kind="mergesort")  # levels are usually sorted: stable and cheap
-        zs, vs = z[:n][order], v[:n][order]
+        zs, vs = z[:n], v[:n]
+        if not _ascending(zs):  # levels usually come sorted: no sort, no copy then
+            order = np.argsort(zs, kind="mergesort")
+            zs, vs = zs[order], vs[order]
         for t in range(targets.size):
             out[p, t] = _at_depth(zs, vs, targets[t], method, max_distance) if n else np.nan
+
+
+@numba.njit(cache=True, nogil=True)
+def _ascending(z):
+    for k in range(1, z.size):
+        if z[k] < z[k - 1]:
+            return False
+    return True
 
 
 @numba.njit(cache=True, nogil=True)
