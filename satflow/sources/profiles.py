@@ -11,7 +11,8 @@ Quality control, every flag optional (a file without it is taken as is):
   `_ADJUSTED`, EN4's `PROFILE_POTM_QC`) is in `accepted_profile_qc`;
 - a level counts if its value is valid and `<VAR>_QC` is in `accepted_qc`; a level's depth counts
   if `DEPH_CORRECTED_QC` (or `PRES_QC` for a pressure) accepts it.
-Each variable's profiles are resampled onto the target depths (`source.profiles.depths`, or the
+Grid: `source.profiles.resolution` degrees, or with `resolution: null` the grid of `depth_from`
+(see `profile_grid`). Each variable's profiles are resampled onto the target depths (`source.profiles.depths`, or the
 depth coordinate of `depth_from`), then averaged per cell and level over the profiles of the file,
 weighted by counts (see `rasterise`). Features: `<name>-d<k>` (k = 1.. over the depths, like the
 gridded source's vertical levels) and `<name>-<count_name>`, the profiles with at least one valid
@@ -34,9 +35,9 @@ from xarray.backends.locks import HDF5_LOCK
 
 from satflow.config import SourceConfig
 from satflow.sources.base import FileInfo, SingleFileGroups, SourceError, register_source
-from satflow.sources.binning import cell_index, target_grid
 from satflow.sources.cfvalues import decode_values, invalid_mask
 from satflow.sources.netcdf import CORRUPT_HINT, nc_attr, open_netcdf, short_error
+from satflow.sources.profile_grid import profile_grid
 from satflow.sources.rasterise import pressure_to_depth, rasterise, resample_profiles
 
 _JULD_EPOCH = np.datetime64("1950-01-01T00:00:00", "ns")
@@ -67,7 +68,7 @@ class ProfilesSource(SingleFileGroups):
                               f"{', '.join(options.variables)} flags in {options.accepted_qc})",
                               "check source.profiles.accepted_qc, or remove the file")
         depths = target_depths(options.depth_from, tuple(options.depths))
-        grid = target_grid(options.resolution, source.lon_convention, source.crop)
+        grid = profile_grid(source)
         names = tuple(options.names.get(v, v) for v in options.variables)
         features = tuple(f for name in names for f in _feature_names(name, depths.size, options.count_name))
         feature_units = tuple(u for unit in units for u in (unit,) * depths.size + ("1",))
@@ -81,11 +82,11 @@ class ProfilesSource(SingleFileGroups):
             raise ValueError("FileInfo has no profiles plan; get it from ProfilesSource.scan")
         if steps is not None and list(steps) != [0]:
             raise ValueError(f"a profile file is one time step (0), not {list(steps)}")
-        grid = target_grid(source.profiles.resolution, source.lon_convention, source.crop)
+        grid = profile_grid(source)
         try:
             with HDF5_LOCK, open_netcdf(info.path) as ds:
                 header = _read_header(ds, source.profiles)
-                cells = cell_index(header.lat, header.lon, grid)
+                cells = grid.cells(header.lat, header.lon)
                 depth = _level_depths(ds, header.lat, ds.variables[plan.variables[0]].shape, source)
                 gridded = [_rasterised(ds, name, header, cells, depth, plan, source) for name in plan.variables]
         except (OSError, RuntimeError, IndexError) as err:

@@ -37,7 +37,8 @@ class ProfilesConfig(BaseModel):
     accepted_profile_qc: list[str] = Field(default_factory=lambda: ["1", "A"], min_length=1,
                                            description="accepted flags of PROFILE_<VAR>_QC (EN4 '1', Argo grade 'A' = "
                                            "all levels good)")
-    resolution: float = Field(2.0, gt=0, le=90, description="grid spacing in degrees; must tile 180 and 360")
+    resolution: float | None = Field(2.0, gt=0, le=90, description="grid spacing in degrees (must tile 180 and "
+                                     "360); null: the lat/lon grid of depth_from, cell for cell")
     count_name: str = Field("count", description="per-cell profile count feature <name>-<count_name>")
 
     @field_validator("accepted_qc", "accepted_profile_qc")
@@ -62,6 +63,10 @@ class ProfilesConfig(BaseModel):
     def _one_axis_and_whole_cells(self) -> ProfilesConfig:
         if self.depth_from is not None and "depths" in self.model_fields_set:
             raise ValueError("give either depths or depth_from, not both")
+        if self.resolution is None:
+            if self.depth_from is None:
+                raise ValueError("resolution null takes the grid of depth_from: set depth_from, or a resolution")
+            return self
         for span in (180.0, 360.0):
             if abs(span / self.resolution - round(span / self.resolution)) > 1e-9:
                 raise ValueError(f"resolution {self.resolution} does not tile {span:g} degrees into whole cells")

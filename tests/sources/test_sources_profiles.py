@@ -250,3 +250,38 @@ def test_without_quality_control_the_sample_is_visibly_wrong(tmp_path):
                                  f"ingest.source.profiles.accepted_profile_qc={flags}")
         errors.append(np.nanmax(np.abs(read_input(scan_input(str(path), source), source)[:, :5] - truth)))
     assert errors[0] < 2.0 < 3.0 < errors[1]
+
+
+# --- the grid of a gridded reference -----------------------------------------------------------
+def test_the_grid_of_the_reference_gives_the_same_cells_as_the_same_resolution(tmp_path):
+    ocean = write_ocean_sample(tmp_path / "o", steps=1, resolution=10.0)[0]
+    path = write_profiles_sample(tmp_path / "p", steps=1, floats=40)[0]
+    by_reference = profiles_source(f"ingest.source.profiles.depth_from={ocean}", "ingest.source.profiles.resolution=null",
+                                   "ingest.source.lon_convention=0..360")
+    by_resolution = profiles_source("ingest.source.profiles.resolution=10", "ingest.source.lon_convention=0..360")
+    first, second = scan_input(str(path), by_reference), scan_input(str(path), by_resolution)
+    assert first.lat.tolist() == second.lat.tolist() and first.lon.tolist() == second.lon.tolist()
+    np.testing.assert_array_equal(read_input(first, by_reference), read_input(second, by_resolution))
+    with pytest.raises(ConfigError, match="resolution null takes the grid of depth_from"):
+        profiles_source("ingest.source.profiles.resolution=null")
+
+
+def test_profiles_fall_on_the_nearest_node_of_a_node_grid_reference(tmp_path):
+    from sources_helpers import lat_lon_variables
+
+    lat, lon = np.arange(-80.0, 90.1, 5.0), np.arange(0.0, 360.0, 5.0)  # nodes on whole degrees, like GLORYS
+    reference = write_nc(tmp_path / "ref_20200101.nc", {
+        **lat_lon_variables(lat, lon), "depth": (("depth",), np.array([0.0, 50.0]), {"positive": "down"}),
+        "thetao": (("depth", "lat", "lon"), np.zeros((2, lat.size, lon.size), np.float32), {})})
+    p_lat = np.array([90.0, 89.0, 87.4, -82.4, -82.6, 10.0, 10.0, 2.4, 2.6])
+    p_lon = np.array([0.0, 2.0, -2.4, 10.0, 10.0, 177.6, -177.6, 357.6, -2.4])
+    path = write_profiles(tmp_path / "p.nc", p_lat, p_lon, [[0.0, 50.0]] * 9, [[k, k] for k in range(1, 10)])
+    source = profiles_source(f"ingest.source.profiles.depth_from={reference}", "ingest.source.profiles.resolution=null")
+    info = scan_input(str(path), source)
+    got = read_input(info, source)[0, 0]
+    cell = lambda y, x: got[info.lat.tolist().index(y), info.lon.tolist().index(x)]  # noqa: E731
+    assert cell(90.0, 0.0) == 1.5  # 90 and 89 N share the top row
+    assert cell(85.0, 0.0) == 3.0 and cell(-80.0, 10.0) == 4.0  # -82.6 is off the grid (below -82.5)
+    assert cell(10.0, -180.0) == 6.5  # both sides of the dateline
+    assert cell(0.0, 0.0) == 8.0 and cell(5.0, 0.0) == 9.0  # 2.4 N rounds down, 2.6 N up; 357.6 E is 0
+    assert np.nansum(got) == 1.5 + 3 + 4 + 6.5 + 8 + 9 and np.isfinite(got).sum() == 6
