@@ -56,12 +56,15 @@ class ProfilesSource(SingleFileGroups):
     def scan(self, path, source: SourceConfig) -> FileInfo:
         path = os.fspath(path)
         options = source.profiles
-        with HDF5_LOCK, open_netcdf(path) as ds:
-            _check_layout(ds, path, options.variables)
-            header = _read_header(ds, options)
-            accepted = [header.accepted & _profile_flags(ds, name, options) & _any_good_level(ds, name, options)
-                        for name in options.variables]
-            units = tuple(str(nc_attr(ds.variables[name], "units", "")) for name in options.variables)
+        try:
+            with HDF5_LOCK, open_netcdf(path) as ds:
+                _check_layout(ds, path, options.variables)
+                header = _read_header(ds, options)
+                accepted = [header.accepted & _profile_flags(ds, name, options) & _any_good_level(ds, name, options)
+                            for name in options.variables]
+                units = tuple(str(nc_attr(ds.variables[name], "units", "")) for name in options.variables)
+        except (OSError, RuntimeError, IndexError) as err:
+            raise SourceError(path, f"cannot read the profile headers ({short_error(err)})", CORRUPT_HINT) from None
         used = np.logical_or.reduce(accepted)
         if not used.any():
             raise SourceError(path, f"no profile passes quality control (of {used.size}: JULD, position and "
@@ -98,7 +101,6 @@ class ProfilesSource(SingleFileGroups):
             raise SourceError(info.path, "no accepted profile level falls on the grid and the depth axis",
                               "check source.crop, source.profiles.depths and max_distance_m")
         return out
-
 
 
 register_source("profiles", ProfilesSource())
