@@ -58,7 +58,8 @@ def decoded_profiles(path, options):
     with netCDF4.Dataset(path) as ds:
         ds.set_auto_maskandscale(False)
         ds.set_auto_chartostring(False)
-        read = lambda name: decode_values(ds[name][:], {k: ds[name].getncattr(k) for k in ds[name].ncattrs()})  # noqa: E731
+        attrs = lambda name: {k: ds[name].getncattr(k) for k in ds[name].ncattrs()}  # noqa: E731
+        read = lambda name: decode_values(ds[name][:], attrs(name))  # noqa: E731
         good = lambda name: np.isin(ds[name][:], [b"1"])  # noqa: E731
         lat, lon, juld = read("LATITUDE"), read("LONGITUDE"), read("JULD")
         ok = np.isfinite(juld) & good("POSITION_QC") & good("JULD_QC") & good("PROFILE_POTM_QC")
@@ -165,7 +166,8 @@ def run_axis(label, depths, paths, n_profiles, repeats=3):
             times[key].append(cpu_seconds(call)[1:])
     med = {key: statistics.median(c for c, _ in values) for key, values in times.items()}
     wall = {key: statistics.median(w for _, w in values) for key, values in times.items()}
-    return {"depth_levels": len(depths), "profiles": n_profiles, "accepted_profiles": int(np.isfinite(resampled).any(1).sum()),
+    return {"depth_levels": len(depths), "profiles": n_profiles,
+            "profiles_with_a_value": int(np.isfinite(resampled).any(1).sum()),
             "cpu_s": med, "wall_s": wall,
             "profiles_per_cpu_s": {key: n_profiles / med[key] for key in med},
             "speedup_read": med["pandas_read"] / med["satflow_read"],

@@ -256,7 +256,8 @@ def test_without_quality_control_the_sample_is_visibly_wrong(tmp_path):
 def test_the_grid_of_the_reference_gives_the_same_cells_as_the_same_resolution(tmp_path):
     ocean = write_ocean_sample(tmp_path / "o", steps=1, resolution=10.0)[0]
     path = write_profiles_sample(tmp_path / "p", steps=1, floats=40)[0]
-    by_reference = profiles_source(f"ingest.source.profiles.depth_from={ocean}", "ingest.source.profiles.resolution=null",
+    by_reference = profiles_source(f"ingest.source.profiles.depth_from={ocean}",
+                                   "ingest.source.profiles.resolution=null",
                                    "ingest.source.lon_convention=0..360")
     by_resolution = profiles_source("ingest.source.profiles.resolution=10", "ingest.source.lon_convention=0..360")
     first, second = scan_input(str(path), by_reference), scan_input(str(path), by_resolution)
@@ -285,3 +286,16 @@ def test_profiles_fall_on_the_nearest_node_of_a_node_grid_reference(tmp_path):
     assert cell(10.0, -180.0) == 6.5  # both sides of the dateline
     assert cell(0.0, 0.0) == 8.0 and cell(5.0, 0.0) == 9.0  # 2.4 N rounds down, 2.6 N up; 357.6 E is 0
     assert np.nansum(got) == 1.5 + 3 + 4 + 6.5 + 8 + 9 and np.isfinite(got).sum() == 6
+
+
+def test_the_profiles_sample_is_reproducible_and_varied(tmp_path):
+    first = write_profiles_sample(tmp_path / "a", steps=1, floats=30, seed=3)[0]
+    again = write_profiles_sample(tmp_path / "b", steps=1, floats=30, seed=3)[0]
+    other = write_profiles_sample(tmp_path / "c", steps=1, floats=30, seed=4)[0]
+    read = lambda path: netCDF4.Dataset(path)["POTM_CORRECTED"][:].filled(np.nan)  # noqa: E731
+    np.testing.assert_array_equal(read(first), read(again))
+    assert read(first).shape != read(other).shape or not np.array_equal(read(first), read(other), equal_nan=True)
+    with netCDF4.Dataset(first) as ds:
+        levels = np.isfinite(ds["DEPH_CORRECTED"][:].filled(np.nan)).sum(axis=1)
+        assert levels.min() < 0.6 * levels.max()  # some profiles are much shallower than others
+        assert (np.isfinite(ds["PRES"][:].filled(np.nan)).any(axis=1)).sum() >= 1  # pressure-only profiles
