@@ -41,9 +41,11 @@ class ProfilesConfig(BaseModel):
                                      "360); null: the lat/lon grid of depth_from, cell for cell")
     count_name: str = Field("count", description="per-cell profile count feature <name>-<count_name>")
 
-    @field_validator("accepted_qc", "accepted_profile_qc")
+    @field_validator("accepted_qc", "accepted_profile_qc", mode="before")
     @classmethod
-    def _single_characters(cls, values: list[str]) -> list[str]:
+    def _single_characters(cls, values):
+        if not isinstance(values, (list, tuple)):
+            raise ValueError(f"give a list of flags such as ['1', '2'] (got {values!r})")
         values = [str(v) for v in values]  # YAML reads an unquoted 1 as a number
         bad = [v for v in values if len(v) != 1]
         if bad:

@@ -299,3 +299,9 @@ def test_the_profiles_sample_is_reproducible_and_varied(tmp_path):
         levels = np.isfinite(ds["DEPH_CORRECTED"][:].filled(np.nan)).sum(axis=1)
         assert levels.min() < 0.6 * levels.max()  # some profiles are much shallower than others
         assert (np.isfinite(ds["PRES"][:].filled(np.nan)).any(axis=1)).sum() >= 1  # pressure-only profiles
+
+
+def test_qc_flags_from_the_command_line_are_characters():
+    assert profiles_source("ingest.source.profiles.accepted_qc=[1, 2]").profiles.accepted_qc == ["1", "2"]
+    with pytest.raises(ConfigError, match=r"accepted_qc: Value error, QC flags are single characters"):
+        profiles_source("ingest.source.profiles.accepted_qc=[12]")
