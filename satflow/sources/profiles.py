@@ -10,7 +10,8 @@ Quality control, every flag optional (a file without it is taken as is):
   `accepted_qc`, and, per variable, `PROFILE_<VAR>_QC` (or that of the name without `_CORRECTED`/
   `_ADJUSTED`, EN4's `PROFILE_POTM_QC`) is in `accepted_profile_qc`;
 - a level counts if its value is valid and `<VAR>_QC` is in `accepted_qc`; a level's depth counts
-  if `DEPH_CORRECTED_QC` (or `PRES_QC` for a pressure) accepts it.
+  if `DEPH_CORRECTED_QC` (or `PRES_QC` for a pressure) accepts it, and EN4's `PROFILE_DEPH_QC` the
+  profile's (EN4 flags are '1' accept, '4' reject, '0' no data).
 Grid: `source.profiles.resolution` degrees, or with `resolution: null` the grid of `depth_from`
 (see `profile_grid`). Each variable's profiles are resampled onto the target depths (`source.profiles.depths`, or the
 depth coordinate of `depth_from`), then averaged per cell and level over the profiles of the file,
@@ -216,6 +217,7 @@ def _level_depths(ds, lat: np.ndarray, shape: tuple[int, int], source: SourceCon
     if "DEPH_CORRECTED" in ds.variables:
         depth = _decoded(ds, "DEPH_CORRECTED", source).astype(np.float64)
         depth[~_flags_ok(ds, "DEPH_CORRECTED_QC", accepted, shape)] = np.nan
+        depth[~_flags_ok(ds, "PROFILE_DEPH_QC", source.profiles.accepted_profile_qc, shape[:1])] = np.nan
     if "PRES" in ds.variables:
         pressure = _decoded(ds, "PRES", source).astype(np.float64)
         pressure[~_flags_ok(ds, "PRES_QC", accepted, shape)] = np.nan

@@ -175,6 +175,9 @@ def test_quality_flags_decide_which_profiles_and_levels_count(tmp_path):
     # 10 m: profile 0's spike is out, its linear value between 0 and 20 m (2.0) averages with 12.
     np.testing.assert_array_equal(got, np.array([6.0, 7.0, 8.0, 2.0], np.float32))
     assert info.times[0] == np.datetime64("2020-01-01")
+    with netCDF4.Dataset(path, "a") as ds:  # EN4's profile-wise depth flag rejects profile 1's depths
+        ds.createVariable("PROFILE_DEPH_QC", "S1", ("N_PROF",))[:] = np.array([b"1", b"4", b"1", b"1", b"1"])
+    np.testing.assert_array_equal(read_input(info, source)[0, :, 1, 2], np.array([1.0, 2.0, 3.0, 1.0], np.float32))
     everything = profiles_source("ingest.source.profiles.resolution=90", "ingest.source.profiles.depths=[0,10,20]",
                                  "ingest.source.profiles.accepted_qc=['1','4']",
                                  "ingest.source.profiles.accepted_profile_qc=['1','4']")
