@@ -81,7 +81,7 @@ def satflow_processing(decoded, source, grid):
     from satflow.sources.binning import cell_index
     from satflow.sources.rasterise import rasterise, resample_profiles
 
-    targets = np.asarray(source.profiles.depths)
+    targets = np.asarray(source.profiles.listed_depths)
     steps = []
     for lat, lon, depth, values in decoded:
         means = rasterise(cell_index(lat, lon, grid), resample_profiles(depth, values, targets))
@@ -96,7 +96,7 @@ def pandas_processing(decoded, source, grid):
     """np.interp per profile (the loop of a hand-written script), then the pandas group-by."""
     from satflow.sources.binning import cell_index
 
-    targets = np.asarray(source.profiles.depths)
+    targets = np.asarray(source.profiles.listed_depths)
     steps = []
     for lat, lon, depth, values in decoded:
         resampled = np.full((lat.size, targets.size), np.nan, np.float32)
@@ -133,7 +133,7 @@ def aggregation_inputs(paths, source, grid):
 
     lat, lon, depth, values = (np.concatenate(a) for a in zip(*[decoded_profiles(p, source.profiles)[:4]
                                                                for p in paths]))
-    return cell_index(lat, lon, grid), resample_profiles(depth, values, np.asarray(source.profiles.depths))
+    return cell_index(lat, lon, grid), resample_profiles(depth, values, np.asarray(source.profiles.listed_depths))
 
 
 def compare(name, satflow_steps, pandas_steps):

@@ -13,9 +13,9 @@ Quality control, every flag optional (a file without it is taken as is):
   if `DEPH_CORRECTED_QC` (or `PRES_QC` for a pressure) accepts it, and EN4's `PROFILE_DEPH_QC` the
   profile's (EN4 flags are '1' accept, '4' reject, '0' no data).
 Grid: `source.profiles.resolution` degrees, or with `resolution: null` the grid of `depth_from`
-(see `profile_grid`). Each variable's profiles are resampled onto the target depths (`source.profiles.depths`, or the
-depth coordinate of `depth_from`), then averaged per cell and level over the profiles of the file,
-weighted by counts (see `rasterise`). Features: `<name>-d<k>` (k = 1.. over the depths, like the
+(see `profile_grid`). Each variable's profiles are resampled onto the target depths (the depth
+coordinate of `depth_from`, or `source.profiles.depths`), then averaged per cell and level over the
+profiles of the file, weighted by counts (see `rasterise`). Features: `<name>-d<k>` (k = 1.. over the depths, like the
 gridded source's vertical levels) and `<name>-<count_name>`, the profiles with at least one valid
 level per cell (NaN where none: the store's mask is `isfinite`).
 
@@ -71,7 +71,7 @@ class ProfilesSource(SingleFileGroups):
             raise SourceError(path, f"no profile passes quality control (of {used.size}: JULD, position and "
                               f"{', '.join(options.variables)} flags in {options.accepted_qc})",
                               "check source.profiles.accepted_qc, or remove the file")
-        depths = target_depths(options.depth_from, tuple(options.depths))
+        depths = target_depths(options.depth_from, options.listed_depths)
         grid = profile_grid(source)
         names = tuple(options.names.get(v, v) for v in options.variables)
         features = tuple(f for name in names for f in _feature_names(name, depths.size, options.count_name))

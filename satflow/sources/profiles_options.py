@@ -24,8 +24,9 @@ class ProfilesConfig(BaseModel):
     names: dict[str, str] = Field(default_factory=lambda: {"POTM_CORRECTED": "thetao", "PSAL_CORRECTED": "so"},
                                   description="variable -> feature name (features <name>-d<k>, <name>-count); "
                                   "a variable not listed keeps its own name")
-    depths: list[float] = Field(default_factory=lambda: list(SAMPLE_OCEAN_DEPTHS),
-                                description="target depth axis in metres, ascending (default: the ocean sample's)")
+    depths: list[float] | None = Field(None, description="target depth axis in metres, ascending; null: the "
+                                       "depth coordinate of depth_from, or without it the ocean sample's levels "
+                                       f"{list(SAMPLE_OCEAN_DEPTHS)}")
     depth_from: str | None = Field(None, description="gridded NetCDF file whose depth coordinate is the target axis "
                                    "(e.g. a reanalysis file); replaces `depths`")
     resample: Literal["nearest", "linear"] = Field(
@@ -41,6 +42,11 @@ class ProfilesConfig(BaseModel):
                                      "360); null: the lat/lon grid of depth_from, cell for cell")
     count_name: str = Field("count", description="per-cell profile count feature <name>-<count_name>")
 
+    @property
+    def listed_depths(self) -> tuple[float, ...]:
+        """The depths given in the config (or the default axis); depth_from, when set, replaces them."""
+        return tuple(SAMPLE_OCEAN_DEPTHS if self.depths is None else self.depths)
+
     @field_validator("accepted_qc", "accepted_profile_qc", mode="before")
     @classmethod
     def _single_characters(cls, values):
@@ -54,7 +60,9 @@ class ProfilesConfig(BaseModel):
 
     @field_validator("depths")
     @classmethod
-    def _ascending(cls, values: list[float]) -> list[float]:
+    def _ascending(cls, values: list[float] | None) -> list[float] | None:
+        if values is None:
+            return values
         if not values:
             raise ValueError("give at least one target depth (metres), or depth_from")
         if any(v < 0 for v in values) or any(b <= a for a, b in zip(values, values[1:])):
@@ -63,7 +71,7 @@ class ProfilesConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_axis_and_whole_cells(self) -> ProfilesConfig:
-        if self.depth_from is not None and "depths" in self.model_fields_set:
+        if self.depth_from is not None and self.depths is not None:
             raise ValueError("give either depths or depth_from, not both")
         if self.resolution is None:
             if self.depth_from is None:

@@ -308,3 +308,13 @@ def test_qc_flags_from_the_command_line_are_characters():
     assert profiles_source("ingest.source.profiles.accepted_qc=[1, 2]").profiles.accepted_qc == ["1", "2"]
     with pytest.raises(ConfigError, match=r"accepted_qc: Value error, QC flags are single characters"):
         profiles_source("ingest.source.profiles.accepted_qc=[12]")
+
+
+def test_a_dumped_profiles_config_loads_again(tmp_path):
+    from satflow.config import dump_config
+
+    config = load_config(None, ["ingest.source.kind=profiles", "ingest.source.profiles.depth_from=ref.nc",
+                                "ingest.source.profiles.resolution=null"])
+    (tmp_path / "c.yaml").write_text(dump_config(config))
+    assert load_config(tmp_path / "c.yaml").ingest.source.profiles == config.ingest.source.profiles
+    assert profiles_source().profiles.listed_depths == (0.5, 10.0, 50.0, 100.0, 200.0)
