@@ -318,3 +318,15 @@ def test_a_dumped_profiles_config_loads_again(tmp_path):
     (tmp_path / "c.yaml").write_text(dump_config(config))
     assert load_config(tmp_path / "c.yaml").ingest.source.profiles == config.ingest.source.profiles
     assert profiles_source().profiles.listed_depths == (0.5, 10.0, 50.0, 100.0, 200.0)
+
+
+def test_a_crop_across_the_dateline_keeps_the_profiles_on_both_sides(tmp_path):
+    path = write_profiles(tmp_path / "p.nc", [0.5, 0.5, 0.5], [179.5, -179.5, 0.0], [[0.0, 10.0]] * 3,
+                          [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    source = profiles_source("ingest.source.profiles.resolution=1", "ingest.source.profiles.depths=[0]",
+                             "ingest.source.crop={lat_min: -2, lat_max: 2, lon_min: 178, lon_max: -178}")
+    info = scan_input(str(path), source)
+    assert info.lon.tolist() == [178.5, 179.5, 180.5, 181.5] and info.lat.tolist() == [-1.5, -0.5, 0.5, 1.5]
+    got = read_input(info, source)[0]
+    np.testing.assert_array_equal(got[0, 2], [np.nan, 1.0, 2.0, np.nan])  # 0 E is cropped away
+    assert np.nansum(got[1]) == 2.0  # one profile in each of two cells
