@@ -31,8 +31,10 @@ def _register_sample(subparsers, common) -> None:
         "brightness temperatures with swath gaps (1bamua_YYYYMMDD_tHH.nc), raw AMSU-A swaths per satellite and "
         "orbit (ingest them with --set ingest.source.kind=swath), or monthly ocean thetao with depth.",
     )
-    parser.add_argument("kind", choices=["amsua", "amsua-swath", "ocean"],
-                        help="which product to imitate (amsua-swath: raw level-1b swaths, one file per orbit)")
+    parser.add_argument("kind", choices=["amsua", "amsua-swath", "ocean", "profiles"],
+                        help="which product to imitate (amsua-swath: raw level-1b swaths, one file per orbit; "
+                        "profiles: EN4-like monthly float profiles of the ocean sample's ocean, ingest them with "
+                        "--set ingest.source.kind=profiles)")
     parser.add_argument("--out", required=True, type=Path, help="directory for the files")
     parser.add_argument("--start", help="first time (default: sample.start)")
     parser.add_argument("--steps", type=int, help="number of files (default: sample.steps)")

@@ -71,3 +71,5 @@ register_kind(SourceKind(
     "regrid", "satflow.sources.regrid", "gridded or projected (CF grid_mapping) files resampled onto source.domain",
     own_sections=(OwnSection("domain", "the target grid", "{central_latitude, central_longitude, l_zonal, "
                              "l_meridional, resolution} (extents and resolution in metres)"),)))
+register_kind(SourceKind("profiles", "satflow.sources.profiles", "EN4/Argo profile files rasterised per month onto a "
+                         "depth axis (source.profiles)"))

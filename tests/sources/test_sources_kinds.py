@@ -11,15 +11,15 @@ from satflow.sources.kinds import OwnSection, SourceKind, check_kind_options, kn
 
 
 def test_builtin_kinds_are_registered():
-    assert sorted(kinds.SOURCE_KINDS) == ["gridded", "regrid", "swath"]
+    assert sorted(kinds.SOURCE_KINDS) == ["gridded", "profiles", "regrid", "swath"]
     assert kinds.SOURCE_KINDS["regrid"].reader == "satflow.sources.regrid"
 
 
 def test_unknown_kind_names_the_registered_ones():
     with pytest.raises(ConfigError, match=r"ingest\.source\.kind: Value error, unknown source kind 'nope'; "
-                                          r"registered: gridded, regrid, swath \(got 'nope'\)"):
+                                          r"registered: gridded, profiles, regrid, swath \(got 'nope'\)"):
         load_config(None, ["ingest.source.kind=nope"])
-    with pytest.raises(ValueError, match="unknown source kind 'nope'; registered: gridded, regrid, swath"):
+    with pytest.raises(ValueError, match="unknown source kind 'nope'; registered: gridded, profiles, regrid, swath"):
         known_kind("nope")
 
 

@@ -10,7 +10,7 @@ from satflow.options import Section
 
 
 class SampleConfig(Section):
-    kind: Literal["amsua", "amsua-swath", "ocean"] = "amsua"
+    kind: Literal["amsua", "amsua-swath", "ocean", "profiles"] = "amsua"
     start: str = "2020-01-01"
     steps: int = Field(8, gt=0, description="files to write (6-hourly for amsua, monthly for ocean); "
                        "6-hourly windows for amsua-swath")

@@ -260,16 +260,12 @@ def write_ocean_sample(out_dir, *, start="2020-01", steps: int = 6, resolution: 
     out_dir.mkdir(parents=True, exist_ok=True)
     lat, lon = cell_centres(-90.0, 90.0, resolution), cell_centres(0.0, 360.0, resolution)
     depths = np.asarray(depths, np.float32)
-    floor = _sea_floor_depth(lat, lon)
-    rng = np.random.default_rng([seed, 3])
-    eddies = synthetic.correlated_noise(rng, 2, 3.0)
+    floor = sea_floor_depth(lat, lon)
     paths = []
     first_month = np.datetime64(str(start)[:7], "M")
-    for step in range(steps):
+    for step, eddies in enumerate(ocean_eddy_states(seed, steps)):
         month = first_month + step
-        if step:
-            eddies = synthetic.evolve(eddies, rng, 3.0, memory=0.5, shift_deg=-1)
-        theta = _ocean_temperature(lat, depths, month, synthetic.to_grid(eddies, lat, lon))
+        theta = ocean_temperature(lat, depths, month, synthetic.to_grid(eddies, lat, lon))
         theta[depths[:, None, None] > floor[None]] = np.nan
         path = out_dir / f"thetao_{_stamp(month, '%Y%m')}.nc"
         _write_ocean_file(path, lat, lon, depths, month.astype("datetime64[ns]"), theta, seed, complevel)
@@ -277,7 +273,17 @@ def write_ocean_sample(out_dir, *, start="2020-01", steps: int = 6, resolution: 
     return paths
 
 
-def _sea_floor_depth(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+def ocean_eddy_states(seed: int, steps: int):
+    """The (2, 180, 360) eddy fields of each month in turn: the ocean sample and its profiles share them."""
+    rng = np.random.default_rng([seed, 3])
+    eddies = synthetic.correlated_noise(rng, 2, 3.0)
+    for step in range(steps):
+        if step:
+            eddies = synthetic.evolve(eddies, rng, 3.0, memory=0.5, shift_deg=-1)
+        yield eddies
+
+
+def sea_floor_depth(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """Ocean depth (m; 0 on land): shelves near coasts, abyssal plains far from them."""
     ocean = (~synthetic.land_mask(synthetic.WEATHER_LAT, synthetic.WEATHER_LON)).astype(np.float64)
     openness = synthetic.to_grid(synthetic.smooth(ocean, 2.5)[None], lat, lon)[0]
@@ -285,7 +291,7 @@ def _sea_floor_depth(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     return np.where(synthetic.land_mask(lat, lon), 0.0, depth).astype(np.float32)
 
 
-def _ocean_temperature(lat: np.ndarray, depths: np.ndarray, month: np.datetime64, eddies: np.ndarray) -> np.ndarray:
+def ocean_temperature(lat: np.ndarray, depths: np.ndarray, month: np.datetime64, eddies: np.ndarray) -> np.ndarray:
     """(depth, lat, lon) degC: seasonal SST over a mixed layer and an exponential thermocline."""
     month_of_year = int(str(month)[5:7])
     season = np.cos(2.0 * np.pi * (month_of_year - 8) / 12.0)  # +1 in the northern late summer
@@ -485,16 +491,3 @@ def _write_swath_file(path: Path, fields: dict, seed: int, complevel: int) -> No
             var = ds.createVariable(name, "f4", ("scanline",) if per_line else ("scanline", "fov"), **options)
             var.setncatts({"long_name": long_name, "units": units})
             var[:] = fields["per_line" if per_line else "per_obs"][name]
-
-
-def write_sample(sample, out: Path) -> list[Path]:
-    """Write the files of a `sample:` config section (kind, start, steps, resolution, seed) into `out`."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if sample.kind == "amsua-swath":
-        return write_amsua_swath_sample(out, start=sample.start, steps=sample.steps, seed=sample.seed)
-    if sample.kind == "amsua":
-        return write_amsua_sample(out, start=sample.start, steps=sample.steps, resolution=sample.resolution,
-                                  seed=sample.seed)
-    return write_ocean_sample(out, start=sample.start[:7], steps=sample.steps, resolution=sample.resolution,
-                              seed=sample.seed)
