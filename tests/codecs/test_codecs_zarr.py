@@ -18,7 +18,6 @@ import zarr
 
 import satflow
 from satflow.codecs import ContainerError, get_codec
-from satflow.codecs.registry import available_codecs
 from satflow.codecs.spec import CodecSpec
 from satflow.codecs.zarr import BUILTIN_CODECS, SatflowZarrCodec, zarr_codec, zarr_encoding
 from satflow.data import AMSUA_CHECKPOINT
