@@ -81,16 +81,19 @@ MIRRORS = {
     "satflow/stats.py": ["tests/test_stats.py", "tests/test_store.py"],
     **{f"satflow/store/{name}.py": ["tests/test_store.py"] for name in ("__init__", "layout", "read", "write")},
     **{f"satflow/ingest/{name}.py": ["tests/test_ingest.py"]
-       for name in ("__init__", "facts", "scan", "plan", "tasks", "api")},
+       for name in ("__init__", "facts", "scan", "tasks", "api")},
+    "satflow/ingest/plan.py": ["tests/ingest/test_ingest_plan.py", "tests/test_ingest.py"],
+    "satflow/ingest/options.py": ["tests/test_config.py", "tests/sources/test_auxiliary.py", "tests/test_ingest.py"],
     "satflow/ingest/cube.py": ["tests/test_archive.py", "tests/test_ingest.py"],
     "satflow/codecs/container.py": ["tests/codecs/test_codecs_container.py"],
     "satflow/codecs/errorbound.py": ["tests/codecs/test_codecs_errorbound.py"],
     "satflow/codecs/residuals.py": ["tests/codecs/test_codecs_errorbound.py"],
-    "satflow/sources/cfvalues.py": ["tests/sources/test_sources_gridded_encodings.py",
+    "satflow/sources/cfvalues.py": ["tests/sources/test_cf_rules.py", "tests/sources/test_sources_gridded_encodings.py",
                                     "tests/sources/test_sources_broken.py"],
-    "satflow/sources/timecodec.py": ["tests/sources/test_sources_timecodec.py",
+    "satflow/sources/timecodec.py": ["tests/sources/test_cf_rules.py", "tests/sources/test_sources_timecodec.py",
                                      "tests/sources/test_sources_gridded_encodings.py"],
     "satflow/cli/index.py": ["tests/index/test_index_cli.py"],
+    "satflow/index/api.py": ["tests/index/test_index_cli.py"],
 }
 # Index files mirror by name: satflow/index/splits.py -> tests/index/test_index_splits.py.
 
