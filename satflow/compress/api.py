@@ -85,8 +85,7 @@ def run_compress(store: str | Path, out: str | Path, config: CompressConfig, *, 
     partial = as_executor(client).map_reduce(compress_region, tasks, plan.store, plan.out, combine=combine_partials,
                                              name="compress-region", retries=config.retries, progress=progress)
     summary = summarize(plan, partial, seconds=time.perf_counter() - tic)
-    summary["fingerprint"] = finish_compressed_store(plan, summary)
-    return CompressResult(plan, summary)
+    return CompressResult(plan, finish_compressed_store(plan, summary))
 
 
 def summarize(plan: CompressPlan, partial: CompressPartial, *, seconds: float) -> dict:

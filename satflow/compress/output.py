@@ -55,13 +55,15 @@ def _like(group: zarr.Group, array: zarr.Array, chunks: tuple[int, ...], **codec
                               dimension_names=array.metadata.dimension_names, attributes=dict(array.attrs), **codecs)
 
 
-def finish_compressed_store(plan: CompressPlan, summary: dict) -> str:
-    """Fold the (copied, original) per-step statistics, fingerprint the store, record the summary; the fingerprint."""
+def finish_compressed_store(plan: CompressPlan, summary: dict) -> dict:
+    """Fold the (copied, original) per-step statistics, fingerprint the store, record the summary with the
+    fingerprint; that summary."""
     finalize(plan.out)
     group = zarr.open_group(plan.out, mode="r+", zarr_format=3, use_consolidated=False)
+    summary = {**summary, "fingerprint": str(group.attrs["satflow_fingerprint"])}
     group.attrs[COMPRESSED_ATTR] = {**group.attrs[COMPRESSED_ATTR], "summary": summary}
     consolidate(plan.out)
-    return str(group.attrs["satflow_fingerprint"])
+    return summary
 
 
 def remove_output(plan_out: str | Path) -> None:
