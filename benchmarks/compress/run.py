@@ -39,7 +39,8 @@ def make_store(path: Path, steps: int, features: int, n_lat: int, n_lon: int, ch
     values = np.empty((steps, features, n_lat, n_lon), np.float32)
     for t in range(steps):
         for f in range(features):
-            values[t, f] = 250 + 20 * np.cos(3 * lat + 0.2 * f) * np.sin(2 * lon + 0.3 * t) + rng.normal(0, 1, lat.shape[:1] + lon.shape[1:])
+            smooth = 250 + 20 * np.cos(3 * lat + 0.2 * f) * np.sin(2 * lon + 0.3 * t)
+            values[t, f] = smooth + rng.normal(0, 1, (n_lat, n_lon))
         values[t][:, (band + 37 * t) % 240 < 90] = np.nan
     step = 360.0 / n_lon
     write_store_from_arrays(
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stride", type=int, default=64)
     parser.add_argument("--patches", type=int, default=256, help="patches served per round")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-load", type=float, default=2.5, help="a round started above this 1-minute load is not quiet")
+    parser.add_argument("--max-load", type=float, default=2.5,
+                        help="a round started above this 1-minute load is not quiet")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
 
@@ -115,19 +117,21 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="satflow-compress-bench-") as tmp:
-        lossless, compressed, index = Path(tmp) / "lossless.zarr", Path(tmp) / "compressed.zarr", Path(tmp) / "i.parquet"
+        root = Path(tmp)
+        lossless, compressed, index = root / "lossless.zarr", root / "compressed.zarr", root / "i.parquet"
         make_store(lossless, args.steps, args.features, args.lat, args.lon, args.chunk)
         load_before = os.getloadavg()
         tic = time.perf_counter()
         summary = run_compress(lossless, compressed, CompressConfig(codec=args.codec), progress=False).summary
         compress_s = time.perf_counter() - tic
-        build_index(lossless, index, IndexConfig(patch_size=args.patch_size, stride=args.stride, max_nodata_fraction=0.9))
+        build_index(lossless, index,
+                    IndexConfig(patch_size=args.patch_size, stride=args.stride, max_nodata_fraction=0.9))
         results = {
             "setup": {**{k: v for k, v in vars(args).items() if k != "out"}, "satflow": __version__,
                       "python": sys.version.split()[0], "cpus": os.cpu_count(), "machine": platform.machine()},
             "compress": {"seconds_in_process": compress_s, "load_before": load_before,
                          "bits_per_value": summary["bits_per_value"], "compression_ratio": summary["compression_ratio"],
-                         "worst_max_abs_error": max(v for v in summary["per_feature"]["max_abs_error"] if v is not None),
+                         "worst_max_abs_error": max(e for e in summary["per_feature"]["max_abs_error"] if e),
                          "lossless_x_bytes": sum(f.stat().st_size for f in (lossless / "X").rglob("*") if f.is_file()),
                          "compressed_x_bytes": summary["x_bytes"]},
             "loader": measure({"lossless": lossless, "compressed": compressed}, index, args.patches, args.repeats,

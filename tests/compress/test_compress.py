@@ -251,7 +251,8 @@ def test_a_killed_worker_task_is_retried(long_store, long_clean, tmp_path):
 
 # --- bad inputs: clear errors, nothing written ---------------------------------------------------------
 @pytest.mark.parametrize("arguments, message", [
-    (["{missing}", "--codec", SPEC], r"{missing}: no satflow store here \(no Zarr v3 group\); run `satflow ingest` first"),
+    (["{missing}", "--codec", SPEC],
+     r"{missing}: no satflow store here \(no Zarr v3 group\); run `satflow ingest` first"),
     (["{store}", "--codec", "sz3:speed=3"], r"codec spec 'sz3:speed=3': codec 'sz3' has no parameter 'speed'"),
     (["{store}", "--codec", "nope:tol=1"], r"codec spec 'nope:tol=1': unknown codec 'nope'"),
     (["{store}"], r"no codec: give --codec SPEC \(e.g. sz3:tol=0.5\) or set compress.codec"),
