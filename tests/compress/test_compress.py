@@ -364,3 +364,12 @@ def test_patch_dataset_serves_decoded_patches_with_an_index_of_the_original(stor
     run_compress(compressed, other, CompressConfig(codec="sz3:tol=1.0"), progress=False)
     with pytest.raises(StaleIndexError, match="changed since this index was built"):
         PatchDataset(other, index)
+
+
+def test_json_prints_the_recorded_summary(store, compressed, capsys):
+    assert cli_main(["compress", str(store), "--codec", SPEC, "--out", str(compressed), "--json", "--cluster", "never",
+                     "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == record(compressed)["summary"]
+    assert printed["regions_coded"] == 0 and printed["codec"] == SPEC
+    assert sorted(printed["per_feature"]) == ["bias", "bits_per_value", "count", "mae", "max_abs_error", "rmse"]
