@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from satflow.codecs.spec import CodecSpec, CodecSpecError
 from satflow.compress.options import CompressConfig
 from satflow.compress.output import create_compressed_store, finish_compressed_store, remove_output

@@ -66,5 +66,6 @@ def finish_compressed_store(plan: CompressPlan, summary: dict) -> dict:
     return summary
 
 
-def remove_output(plan_out: str | Path) -> None:
-    shutil.rmtree(plan_out)
+def remove_output(out: str | Path) -> None:
+    """--overwrite: the old output goes only once every check passed and the new template is next."""
+    shutil.rmtree(out)
