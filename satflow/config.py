@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from satflow.codecs.options import CodecConfig
+from satflow.compress.options import CompressConfig
 from satflow.eval.options import EvalConfig
 from satflow.index.options import IndexConfig
 from satflow.ingest.options import IngestConfig
@@ -40,6 +41,7 @@ class SatflowConfig(Section):
     codec: CodecConfig = Field(default_factory=CodecConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    compress: CompressConfig = Field(default_factory=CompressConfig)
 
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "satflow.cli.codecs",  # codecs, encode, decode
     "satflow.cli.train",  # train
     "satflow.cli.evaluate",  # eval
+    "satflow.cli.compress",  # compress
     "satflow.cli.report",  # report
     "satflow.cli.status",  # status
 )

@@ -73,6 +73,8 @@ def _register_ingest(subparsers, common) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan and the lazy cube it writes (satflow.open_archive) and exit; writes nothing")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any input was skipped")
+    parser.add_argument("--codec", metavar="SPEC", help="write X through this codec (e.g. sz3:tol=0.5), as "
+                        "`satflow compress` would; statistics stay exact (default: ingest.codec, lossless)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--report", type=Path, help="also write the skipped-file report as JSON here")
     add_cluster_flag(parser)
@@ -87,6 +89,8 @@ def ingest_config_from_args(args, config: SatflowConfig):
         ingest.source.variables = list(args.variables)
     if args.strict:
         ingest.strict = True
+    if args.codec is not None:
+        ingest.codec = args.codec
     if not ingest.inputs:
         raise ValueError("no inputs: give NetCDF paths/globs or set ingest.inputs in the config")
     return ingest

@@ -3,7 +3,8 @@
 The metadata (JSON under the Parquet key `satflow`) names the store, its fingerprint at build
 time, the grid and every parameter, plus a history of derived steps (stratify, sample, ...).
 Loading an index for use against a store re-checks the fingerprint: a store that changed since
-the index was built is an error, never silently wrong selectors.
+the index was built is an error, never silently wrong selectors. A store written by `satflow compress`
+also accepts an index of the store it was compressed from (same grid, mask and statistics).
 """
 
 from __future__ import annotations
@@ -84,19 +85,20 @@ def read_metadata(path: str | Path) -> dict:
 
 
 def verify_store(metadata: dict, index_path: str | Path, store: str | Path | None = None) -> Path:
-    """The store an index belongs to, after checking its fingerprint; raises StaleIndexError."""
-    from satflow.store import StoreError, fingerprint
+    """The store an index belongs to, after checking its fingerprint (or a compressed copy's source fingerprint,
+    `satflow.store.read.accepted_fingerprints`); raises StaleIndexError."""
+    from satflow.store.read import StoreError, accepted_fingerprints
 
     recorded = metadata["store"]
     store_path = Path(store) if store is not None else Path(recorded["path"])
     try:
-        current = fingerprint(store_path)
+        current, *sources = accepted_fingerprints(store_path)
     except StoreError as err:
         raise StaleIndexError(
             f"{index_path}: cannot open the store it indexes ({err}); pass the store's new location "
             "(--store / store=) if it moved"
         ) from None
-    if current != recorded["fingerprint"]:
+    if recorded["fingerprint"] not in (current, *sources):
         raise StaleIndexError(
             f"{index_path}: the store {store_path} changed since this index was built (fingerprint "
             f"{recorded['fingerprint']} at build time, {current} now); rebuild the index with "

@@ -49,11 +49,21 @@ def scan_and_plan(inputs: Sequence[str], store: str | Path | None, config: Inges
 def prepare_store(plan: IngestPlan, config: IngestConfig) -> None:
     attrs = {"satflow_config": recorded_config(config), "satflow_version": __version__}
     if plan.mode == "create":
-        create_template(plan.store, plan.layout, attrs, grid_coordinates(config.source))
+        create_template(plan.store, plan.layout, attrs, grid_coordinates(config.source),
+                        serializer=x_serializer(config.codec))
     elif plan.mode == "append" and plan.regions:
         _extend_time(plan)
     open_group(plan.store, mode="r+").attrs.pop("satflow_fingerprint", None)  # stale until finalised
     consolidate(plan.store)  # region tasks open the final layout with one metadata read
+
+
+def x_serializer(codec):
+    """`ingest.codec` as X's Zarr serializer (None: lossless); imported here, only when a codec is set."""
+    if codec is None:
+        return None
+    from satflow.codecs.zarr import zarr_codec
+
+    return zarr_codec(codec)
 
 
 def _extend_time(plan: IngestPlan) -> None:
@@ -124,6 +134,10 @@ def ingest_job(inputs: Sequence[str], store: str | Path, config: IngestConfig, c
 
     if not inputs:
         raise IngestError("no inputs: give NetCDF paths/globs or set ingest.inputs in the config")
+    if config.codec is not None:
+        from satflow.codecs.spec import CodecSpec
+
+        CodecSpec.parse(config.codec).check()  # a bad --codec is named before any cluster starts
     n_files = len(expand_inputs(inputs))
     if dry_run:
         with client_for(choice, cluster, n_files, from_tasks=CLUSTER_FROM_LIGHT_TASKS, quiet=True) as client:

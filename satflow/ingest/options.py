@@ -35,6 +35,9 @@ class IngestConfig(Section):
         "{name: {inputs, source, scene_mapping_strategy, dt_aux}}; their features are stored as <name>/<feature>")
     chunks: ChunkConfig = Field(default_factory=ChunkConfig)
     compression_level: int = Field(1, ge=0, le=9, description="Blosc zstd level; 1 measured fastest at the same size (benchmarks/ingest)")
+    codec: str | dict | None = Field(None, description="codec spec for X (e.g. sz3:tol=0.5): X is written through that "
+                                     "satflow codec, as `satflow compress` writes it; statistics stay those of the "
+                                     "original values. null = lossless (Blosc at compression_level)")
     strict: bool = Field(False, description="exit non-zero when any input was skipped")
 
     @model_validator(mode="before")

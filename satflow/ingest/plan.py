@@ -184,7 +184,7 @@ def recorded_config(config: IngestConfig) -> str:
 
 def _layout_settings(config_json: str) -> dict:
     ingest = json.loads(config_json) if config_json else {}
-    settings = {key: ingest.get(key) for key in ("source", "chunks", "compression_level")}
+    settings = {key: ingest.get(key) for key in ("source", "chunks", "compression_level", "codec")}
     if ingest.get("aux_products"):  # stores written before auxiliary products compare as before
         settings["aux_products"] = ingest["aux_products"]
     return settings

@@ -56,6 +56,9 @@ def compute_fingerprint(group: zarr.Group) -> str:
     """
     digest = hashlib.sha256()
     digest.update(json.dumps(list(group["X"].shape)).encode())
+    lossy = [codec for codec in group["X"].metadata.to_dict()["codecs"] if codec["name"].startswith("satflow.")]
+    if lossy:  # X through a satflow codec holds other values than the same statistics' lossless store
+        digest.update(json.dumps(lossy, sort_keys=True).encode())
     aux = [name for name in ("aux_source_file", "aux_time") if name in group]
     for name in ("time", "feature", "lat", "lon", "source_file", *STEP_NAMES, *aux):
         digest.update(name.encode())
@@ -65,6 +68,14 @@ def compute_fingerprint(group: zarr.Group) -> str:
         else:
             digest.update(np.ascontiguousarray(values).tobytes())
     return digest.hexdigest()[:16]
+
+
+def accepted_fingerprints(path: str | Path) -> tuple[str, ...]:
+    """The fingerprints an index of this store may carry: its own, and for a store written by `satflow compress`
+    the input store's (`satflow_source_fingerprint`: same grid, mask and statistics, so an index of the
+    original selects the same patches in every compressed copy of it)."""
+    source = open_group(path).attrs.get("satflow_source_fingerprint")
+    return (fingerprint(path), *([str(source)] if source else []))
 
 
 def fingerprint(path: str | Path) -> str:

@@ -17,11 +17,13 @@ from satflow.version import __version__
 
 
 def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = None,
-                    grid_coordinates: dict | None = None) -> None:
+                    grid_coordinates: dict | None = None, *, serializer=None) -> None:
     """Write metadata, coordinates and empty (fill-valued) data variables; no chunk is written.
 
     `grid_coordinates` are extra coordinates of a projected grid, {name: (dims, values, attrs)}
     (`satflow.sources.domain.domain_coordinates` of a local domain): see `add_grid_coordinates`.
+    `serializer`: X through this Zarr serializer (`satflow.codecs.zarr.zarr_codec(spec)`) with no
+    compressor on top, instead of Blosc (`ingest.codec`).
     """
     import dask.array as da
 
@@ -54,7 +56,8 @@ def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = 
     add_grid_coordinates(ds, grid_coordinates)
     add_aux_provenance(ds, layout, chunk_shape[0])
     encoding = {
-        "X": {"chunks": chunk_shape, "compressors": [compressor(layout.compression_level)]},
+        "X": {"chunks": chunk_shape, "compressors": [compressor(layout.compression_level)]} if serializer is None
+        else {"chunks": chunk_shape, "serializer": serializer, "compressors": None},
         # No _FillValue on the mask: xarray would otherwise decode M == 0 to NaN.
         "M": {"chunks": chunk_shape, "compressors": [compressor(layout.compression_level)], "_FillValue": None},
         # Every time-dimensioned array is chunked like X along time: concurrent region tasks
