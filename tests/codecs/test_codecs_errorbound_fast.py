@@ -112,6 +112,17 @@ V2_DECODED = {
     "smooth-odd-width": "41df3d87521ce272064126feba4a8977b1b721cd5e63a56a4c36017801e76080",
 }
 
+# data/errorbound-v3.sfc: every CASES stream (sorted) as satflow wrote them in version 3 (commit
+8f99c0b, the CASES pins), and what that commit decoded them to.
+V3_DECODED = {
+    "contexts": "41d99f6960866659f99189115926a31c5e160e21823780d4c4aebb1409f64df2",
+    "extremes-coarse-bitround": "d1cb49caef7355279e774e30023f938c75313890eab1c746ac0c0c78148b81b3",
+    "extremes-fine": "e693c9d2dccccfdb42ea044939bc178b1e472ab24732111930d59dd163272113",
+    "more-features-than-earlier": "5568b210424871066edf73b8e5bd7c51f375070f742926c15c9a8ec413c5df2c",
+    "per-feature-eps": "6a40dd9c677bc14f9f5085093f457964a24a82574c0250f125a489e7c238f35f",
+    "smooth-odd-width": "41df3d87521ce272064126feba4a8977b1b721cd5e63a56a4c36017801e76080",
+}
+
 # data/errorbound-v1.sfc: the EARLIER_CASES streams (sorted) as satflow wrote them in version 1
 # (constriction range coder; commit fcb5c7a, whose pins matched the numpy loop of 10eefed), and the
 # SHA-256 of what they decode to (values, then mask), recorded with that commit's decoder.
@@ -172,7 +183,20 @@ def test_contexts_pay_where_residuals_are_large_together(make_block):
 
 def _stored_streams(name: str) -> dict[str, bytes]:
     data = (Path(__file__).parent / "data" / name).read_bytes()
-    return dict(zip(EARLIER_CASES, split_containers(data)))
+    return dict(zip(sorted(CASES) if name == "errorbound-v3.sfc" else EARLIER_CASES, split_containers(data)))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_version_3_streams_still_decode_to_the_same_values(case, make_block):
+    make, params, _ = CASES[case]
+    x, mask = make(make_block)
+    data = _stored_streams("errorbound-v3.sfc")[case]
+    decoder = codec_from_container(data)
+    assert decoder.stream_version == 3
+    decoded, decoded_mask = decoder.decode(data)
+    assert _within_bound(decoded, x, mask, params["eps"])
+    np.testing.assert_array_equal(decoded_mask, ((mask != 0) & np.isfinite(x)).astype(np.uint8))
+    assert hashlib.sha256(decoded.tobytes() + decoded_mask.tobytes()).hexdigest() == V3_DECODED[case]
 
 
 @pytest.mark.parametrize("case", EARLIER_CASES)
