@@ -23,7 +23,7 @@ from satflow.codecs import kernels
 from satflow.codecs.container import ContainerError
 
 WINDOW = 127  # symbols -WINDOW..WINDOW are modelled directly; the rest are escaped
-STREAM_VERSION = 3  # what this satflow writes; errorbound reads 1 (constriction), 2 (rANS) and 3 (rANS, contexts)
+STREAM_VERSION = 3  # the residual coding of errorbound versions 3 and 4 (errorbound.STREAM_VERSION is what it writes)
 # Version 3's context schemes, by the number its tables start with: a point's context is how many
 # of the edges its activity (the summed magnitudes of the q decoded next to it, `kernels.point_contexts`)
 # reaches. Edges chosen on AMSU-like data at 0.5 and 1 K: 8 or 16 classes pooled over features
