@@ -262,7 +262,8 @@ class ErrorBounded(Codec):
                       else prediction.groups(q_block, mask))
             tables, words, escaped = encode_symbols(groups)
         else:
-            tables, words, escaped = encode_residuals(q_block, mask, self.stream_version)
+            # q_block is 0 at invalid points (both `prediction.run` and `_pointwise_q` leave it so)
+            tables, words, escaped = encode_residuals(q_block, mask, self.stream_version, zero_where_invalid=True)
         return pack_sections([inner_payload, _checksum(x_hat, mask), *context, tables, words, escaped, patches])
 
     def _new_predictor(self, x: np.ndarray, mask: np.ndarray, filled: np.ndarray, eps: np.ndarray):
