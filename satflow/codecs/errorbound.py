@@ -219,7 +219,10 @@ class ErrorBounded(Codec):
         shorter (`satflow.codecs.interpolation`); the predictive one on a tie."""
         if not self.sz3_trial or self._params["context"] != "causal" or x.shape[0] > interpolation.TRIAL_FEATURES:
             return predictive
-        alternative = interpolation.encode_sz3(x, mask, self._steps(x.shape[0])[0])
+        try:
+            alternative = interpolation.encode_sz3(x, mask, self._steps(x.shape[0])[0])
+        except Exception:  # noqa: BLE001 - SZ3 refusing a block (pysz raises several types) must not fail
+            return predictive  # an encode that versions 1-3 could do: the predictive stream is always valid
         return alternative if len(alternative) < len(predictive) else predictive
 
     def decode_payloads(self, payloads: list[bytes], masks: list[np.ndarray]) -> list[np.ndarray]:
