@@ -13,8 +13,14 @@ not explain (q = round(r / (2 eps)), so |r - 2 eps q| <= eps):
 - context="none": r = x - x_hat at every valid point (streams written before the context existed
   read back this way).
 
+Stream version 4 (the header's `stream`: every stream written now) is version 3's stream, or, on
+blocks of at most `interpolation.TRIAL_FEATURES` features where it is shorter, SZ3 per feature at the
+same bound with patches (`satflow.codecs.interpolation`; the payload's first byte says which), so
+errorbound is never larger than SZ3 per feature there; its header leaves out the defaults
+(inner "constant", no inner_params, context "causal").
+
 The q are entropy-coded with static models fitted to their histograms, which travel in the stream.
-Stream version 3 (the header's `stream`: every stream written now) has one model per feature, column
+Stream version 3 (written before version 4) has one model per feature, column
 parity and context, the context being how large the q already decoded around the point are (its
 left neighbour of the same parity, the one above, the same point of the previous feature; edges
 `residuals.CONTEXT_SCHEMES`): residuals are large together (swath-gap edges, surface channels,
