@@ -13,8 +13,14 @@ not explain (q = round(r / (2 eps)), so |r - 2 eps q| <= eps):
 - context="none": r = x - x_hat at every valid point (streams written before the context existed
   read back this way).
 
+Stream version 4 (the header's `stream`: every stream written now) is version 3's stream, or, on
+blocks of at most `interpolation.TRIAL_FEATURES` features where it is shorter, SZ3 per feature at the
+same bound with patches (`satflow.codecs.interpolation`; the payload's first byte says which), so
+errorbound is never larger than SZ3 per feature there; its header leaves out the defaults
+(inner "constant", no inner_params, context "causal").
+
 The q are entropy-coded with static models fitted to their histograms, which travel in the stream.
-Stream version 3 (the header's `stream`: every stream written now) has one model per feature, column
+Stream version 3 (written before version 4) has one model per feature, column
 parity and context, the context being how large the q already decoded around the point are (its
 left neighbour of the same parity, the one above, the same point of the previous feature; edges
 `residuals.CONTEXT_SCHEMES`): residuals are large together (swath-gap edges, surface channels,
@@ -43,17 +49,20 @@ import constriction
 import numpy as np
 from numcodecs import Zstd
 
-from satflow.codecs import kernels, prediction
+from satflow.codecs import interpolation, kernels, prediction
 from satflow.codecs.base import Codec, PositiveNumber, pack_sections, unpack_sections
 from satflow.codecs.classic import apply_patches, pack_patches, per_feature
 from satflow.codecs.container import ContainerError
 from satflow.codecs.registry import codec_class, get_codec, parameter_docs, register_codec
-from satflow.codecs.residuals import (STREAM_VERSION, WINDOW, decode_residuals, encode_residuals, residual_model,
-                                      unzstd_int64, zstd_int64)
+from satflow.codecs.residuals import (WINDOW, decode_residuals, encode_residuals, residual_model, unzstd_int64,
+                                      zstd_int64)
 
 _LIMIT = prediction.LIMIT  # |q| beyond this is not worth coding: the point becomes a verbatim patch
 CONTEXTS = ("causal", "learned", "none")
-READABLE_VERSIONS = (1, 2, 3)
+READABLE_VERSIONS = (1, 2, 3, 4)
+STREAM_VERSION = 4  # what this satflow writes (version 4: version 3's residual stream, or SZ3, per block)
+# A version-4 header leaves out what is the default: inner "constant", no inner_params, context "causal".
+_V4_DEFAULTS = {"inner": "constant", "inner_params": {}, "context": "causal"}
 
 
 def _checksum(x_hat: np.ndarray, mask: np.ndarray) -> bytes:
@@ -155,11 +164,20 @@ class ErrorBounded(Codec):
         super().__init__(inner=inner.name, inner_params=inner.params,
                          eps=float(eps) if np.ndim(eps) == 0 else values.tolist(), context=context, **params)
         self.stream_version = STREAM_VERSION  # a codec read from a container takes the container's
+        self.sz3_trial = True  # version 4: also code blocks of few features with SZ3, keep the shorter (tests turn it off)
 
     def error_bound(self, n_features: int) -> np.ndarray:
         return per_feature(self._params["eps"], n_features, "errorbound eps")
 
     def container_params(self) -> dict:
+        if self.stream_version >= 4:  # a compact header: on small blocks it is a large share of the bytes
+            params = {"inner": self.inner.name, "inner_params": self.inner.container_params(),
+                      "context": self._params["context"]}
+            params = {key: value for key, value in params.items() if value != _V4_DEFAULTS[key]}
+            params.update(eps=self._params["eps"], stream=self.stream_version)
+            if self.context_model:
+                params["predictor"] = self.context_model.fingerprint
+            return params
         params = {"inner": self.inner.name, "inner_params": self.inner.container_params(), "eps": self._params["eps"]}
         if self._params["context"] != "none":  # context="none" headers stay exactly as before contexts existed
             params["context"] = self._params["context"]
@@ -176,6 +194,8 @@ class ErrorBounded(Codec):
             raise ContainerError(f"errorbound stream version {stream!r} is not one this satflow reads "
                                  f"({', '.join(map(str, READABLE_VERSIONS))}); a newer satflow wrote it: "
                                  "upgrade satflow")
+        if stream >= 4:
+            params = {**_V4_DEFAULTS, **params}
         inner = codec_class(params["inner"]).from_container_params(params["inner_params"], **context)
         mode = params.get("context", "none")  # older streams: none
         checkpoint = context.get("checkpoint") if mode == "learned" else None
@@ -204,12 +224,34 @@ class ErrorBounded(Codec):
     def encode_payloads(self, xs: list[np.ndarray], masks: list[np.ndarray]) -> list[bytes]:
         inner_payloads = self.inner.encode_payloads(xs, masks)
         x_hats = self.inner.decode_payloads(inner_payloads, masks)
-        return [self._encode_residual(*args) for args in zip(xs, masks, inner_payloads, x_hats)]
+        payloads = [self._encode_residual(*args) for args in zip(xs, masks, inner_payloads, x_hats)]
+        if self.stream_version < 4:
+            return payloads
+        return [self._shorter(payload, x, mask) for payload, x, mask in zip(payloads, xs, masks)]
+
+    def _shorter(self, predictive: bytes, x: np.ndarray, mask: np.ndarray) -> bytes:
+        """Version 4: the predictive payload, or SZ3's where the block has few features and SZ3's is
+        shorter (`satflow.codecs.interpolation`); the predictive one on a tie."""
+        if not self.sz3_trial or self._params["context"] != "causal" or x.shape[0] > interpolation.TRIAL_FEATURES:
+            return predictive
+        try:
+            alternative = interpolation.encode_sz3(x, mask, self._steps(x.shape[0])[0])
+        except Exception:  # noqa: BLE001 - SZ3 refusing a block (pysz raises several types) must not fail
+            return predictive  # an encode that versions 1-3 could do: the predictive stream is always valid
+        return alternative if len(alternative) < len(predictive) else predictive
 
     def decode_payloads(self, payloads: list[bytes], masks: list[np.ndarray]) -> list[np.ndarray]:
-        parts = [unpack_sections(p, expected=6 if self._params["context"] == "none" else 7) for p in payloads]
-        x_hats = self.inner.decode_payloads([p[0] for p in parts], masks)
-        return [self._decode_residual(p, m, x_hat) for p, m, x_hat in zip(parts, masks, x_hats)]
+        out: list[np.ndarray | None] = [None] * len(payloads)
+        if self.stream_version >= 4:
+            for k, (payload, mask) in enumerate(zip(payloads, masks)):
+                if interpolation.is_sz3(payload):
+                    out[k] = interpolation.decode_sz3(payload, mask, self._steps(mask.shape[0])[0])
+        todo = [k for k in range(len(payloads)) if out[k] is None]
+        parts = [unpack_sections(payloads[k], expected=6 if self._params["context"] == "none" else 7) for k in todo]
+        x_hats = self.inner.decode_payloads([p[0] for p in parts], [masks[k] for k in todo])
+        for k, p, x_hat in zip(todo, parts, x_hats):
+            out[k] = self._decode_residual(p, masks[k], x_hat)
+        return out
 
     def encode_payload(self, x: np.ndarray, mask: np.ndarray) -> bytes:
         return self.encode_payloads([x], [mask])[0]
@@ -238,7 +280,8 @@ class ErrorBounded(Codec):
                       else prediction.groups(q_block, mask))
             tables, words, escaped = encode_symbols(groups)
         else:
-            tables, words, escaped = encode_residuals(q_block, mask, self.stream_version)
+            # q_block is 0 at invalid points (both `prediction.run` and `_pointwise_q` leave it so)
+            tables, words, escaped = encode_residuals(q_block, mask, self.stream_version, zero_where_invalid=True)
         return pack_sections([inner_payload, _checksum(x_hat, mask), *context, tables, words, escaped, patches])
 
     def _new_predictor(self, x: np.ndarray, mask: np.ndarray, filled: np.ndarray, eps: np.ndarray):

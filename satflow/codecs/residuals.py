@@ -23,7 +23,7 @@ from satflow.codecs import kernels
 from satflow.codecs.container import ContainerError
 
 WINDOW = 127  # symbols -WINDOW..WINDOW are modelled directly; the rest are escaped
-STREAM_VERSION = 3  # what this satflow writes; errorbound reads 1 (constriction), 2 (rANS) and 3 (rANS, contexts)
+STREAM_VERSION = 3  # the residual coding of errorbound versions 3 and 4 (errorbound.STREAM_VERSION is what it writes)
 # Version 3's context schemes, by the number its tables start with: a point's context is how many
 # of the edges its activity (the summed magnitudes of the q decoded next to it, `kernels.point_contexts`)
 # reaches. Edges chosen on AMSU-like data at 0.5 and 1 K: 8 or 16 classes pooled over features
@@ -59,13 +59,15 @@ def context_classes(edges: tuple[int, ...]) -> np.ndarray:
 
 
 def encode_residuals(q_block: np.ndarray, mask: np.ndarray, version: int = STREAM_VERSION,
-                     scheme: int | None = None) -> tuple[bytes, bytes, bytes]:
+                     scheme: int | None = None, *, zero_where_invalid: bool = False) -> tuple[bytes, bytes, bytes]:
     """Stream version 2 or 3: rANS-code the valid q of a (feature, lat, lon) block, one static model
     per (feature, column parity, context). Returns (tables, words, escaped values); in version 3
     with the context `scheme` given, or else the one `CONTEXTS_PAY` picks (the shorter stream, the
-    first of equals, when both are tried), its number first in the tables."""
+    first of equals, when both are tried), its number first in the tables. `zero_where_invalid`: the
+    caller's q is already 0 at invalid points (the closed loop's is), which saves a block-sized copy."""
     valid = np.ascontiguousarray(mask != 0)
-    q_block = np.where(valid, q_block, 0)  # the decoder's contexts read 0 there
+    if not zero_where_invalid:
+        q_block = np.where(valid, q_block, 0)  # the decoder's contexts read 0 there
     q_block = q_block if q_block.dtype == np.int64 else q_block.astype(np.int64)
     if version == 2:
         return _encode_with(q_block, valid, ())

@@ -75,6 +75,7 @@ def test_inner_decoding_differently_is_refused(block, make_block):
     # Splice the inner payload of another block in: the inner codec now decodes other values than
     # the residual was computed against, which must be an error, never numbers off by more than eps.
     codec = get_codec("errorbound", inner="sz3", inner_params={"tol": 1.0}, eps=0.1)
+    codec.sz3_trial = False  # the predictive stream, which holds the inner payload
     data, other = codec.encode(block), codec.encode(make_block(seed=7))
     container, foreign = unpack_container(data), unpack_container(other)
     parts = unpack_sections(container.payload)
@@ -144,11 +145,16 @@ def test_causal_context_codes_shared_structure_cheaply(eps):
 
 def test_context_none_writes_the_headers_of_earlier_streams(block):
     """Streams written before the context existed carry no `context` and must read back as 'none'."""
-    old_style = get_codec("errorbound", inner="sz3", eps=0.1, context="none").encode(block)
+    old = get_codec("errorbound", inner="sz3", eps=0.1, context="none")
+    old.stream_version = 1  # what wrote them
+    old_style = old.encode(block)
     assert "context" not in unpack_container(old_style).params
     assert codec_from_container(old_style).params["context"] == "none"
     causal = get_codec("errorbound", inner="sz3", eps=0.1).encode(block)
-    assert unpack_container(causal).params["context"] == "causal"
+    assert "context" not in unpack_container(causal).params  # version 4: causal is the default
+    assert codec_from_container(causal).params["context"] == "causal"
+    none = get_codec("errorbound", inner="sz3", eps=0.1, context="none").encode(block)
+    assert codec_from_container(none).params["context"] == "none"
 
 
 def test_unknown_context_is_rejected():
@@ -157,7 +163,9 @@ def test_unknown_context_is_rejected():
 
 
 def test_corrupt_prediction_coefficients_are_refused(block):
-    data = get_codec("errorbound", inner="constant", eps=0.1).encode(block)
+    codec = get_codec("errorbound", inner="constant", eps=0.1)
+    codec.sz3_trial = False  # the predictive stream, which holds the coefficients
+    data = codec.encode(block)
     container = unpack_container(data)
     parts = unpack_sections(container.payload)
     parts[2] = parts[2][:-3]  # the zstd frame of the coefficients, truncated
@@ -189,3 +197,64 @@ def test_many_features_see_a_bounded_number_of_earlier_ones():
     x_rec, _ = codec.decode(codec.encode(block))
     assert np.nanmax(np.abs(x_rec.astype(np.float64) - block)) <= 0.2
     assert prediction.n_terms(prediction.EARLIER + 3, 0) == prediction.n_terms(prediction.EARLIER, 0)
+
+
+def _smooth_one_feature(seed: int = 0, shape: tuple[int, int, int] = (1, 40, 96)) -> np.ndarray:
+    """One smooth feature with little noise and a land-like gap: SZ3's interpolation wins there."""
+    rng = np.random.default_rng(seed)
+    lat, lon = np.meshgrid(np.linspace(0, 3, shape[1]), np.linspace(0, 6, shape[2]), indexing="ij")
+    block = 285 + 8 * np.sin(lon) * np.cos(lat) + 2 * np.cos(3 * lon + lat) + rng.normal(0, 0.02, shape)
+    block[:, 10:18, 30:50] = np.nan
+    return block.astype(np.float32)
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.5])
+@pytest.mark.parametrize("field, expected", [("smooth", "sz3"), ("instrument", "predictive")])
+def test_version_4_keeps_the_shorter_of_predictive_and_sz3(field, expected, eps):
+    """On one smooth feature SZ3's payload is shorter, on channels that share structure the closed
+    loop's: the encoder keeps the shorter, the stream says which, and both decode within the bound."""
+    from satflow.codecs.interpolation import is_sz3
+
+    block = _smooth_one_feature() if field == "smooth" else _instrument_block()
+    codec = get_codec("errorbound", inner="constant", eps=eps)
+    data = codec.encode(block)
+    predictive = get_codec("errorbound", inner="constant", eps=eps)
+    predictive.sz3_trial = False
+    only_predictive = predictive.encode(block)
+    sz3 = get_codec("sz3", tol=[eps] * block.shape[0]).encode(block)
+    assert is_sz3(unpack_container(data).payload) == (expected == "sz3")
+    assert len(data) == min(len(data), len(only_predictive)) and len(data) <= len(sz3)
+    x_rec, mask = codec_from_container(data).decode(data)
+    valid = np.isfinite(block)
+    np.testing.assert_array_equal(mask, valid.astype(np.uint8))
+    assert (np.abs(x_rec[valid].astype(np.float64) - block[valid]) <= eps).all()
+    assert np.isnan(x_rec[~valid]).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(masked_blocks(), st.sampled_from([0.01, 0.5, 3.0]))
+def test_property_sz3_stream_holds_the_bound(sample, eps):
+    """Version 4's SZ3 stream on its own (whatever it costs): the bound at every valid point, the
+    patches covering what SZ3 misses after the cast to float32, extremes included."""
+    from satflow.codecs.interpolation import decode_sz3, encode_sz3
+
+    x, mask = sample
+    eps_f = np.full(x.shape[0], eps)
+    prepared = np.where(mask != 0, x, np.nan).astype(np.float32)
+    payload = encode_sz3(prepared, (mask != 0) & np.isfinite(prepared), eps_f)
+    x_rec = decode_sz3(payload, mask, eps_f)
+    valid = (mask != 0) & np.isfinite(x)
+    assert (np.abs(x_rec[valid].astype(np.float64) - x[valid]) <= eps).all()
+
+
+def test_an_sz3_stream_that_decodes_differently_is_refused():
+    from satflow.codecs.interpolation import is_sz3
+
+    block = _smooth_one_feature()
+    data = get_codec("errorbound", inner="constant", eps=0.5).encode(block)
+    container = unpack_container(data)
+    assert is_sz3(container.payload)
+    forged = bytearray(container.payload)
+    forged[1] ^= 1  # the CRC of SZ3's reconstruction
+    with pytest.raises(ContainerError, match="SZ3 \\(pysz\\) decoded this errorbound stream differently"):
+        codec_from_container(data).decode(pack_container("errorbound", container.params, container.mask, bytes(forged)))

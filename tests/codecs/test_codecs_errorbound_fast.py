@@ -30,6 +30,7 @@ from numcodecs import Zstd
 from satflow.codecs import kernels, prediction
 from satflow.codecs.base import pack_sections, unpack_sections
 from satflow.codecs.container import ContainerError, pack_container, split_containers, unpack_container
+from satflow.codecs.interpolation import is_sz3
 from satflow.codecs.residuals import CONTEXT_SCHEMES, decode_residuals, encode_residuals
 from satflow.codecs.registry import codec_from_container, decode_any, get_codec
 
@@ -72,28 +73,30 @@ def _patchy_block(seed: int, shape: tuple[int, int, int]) -> np.ndarray:
     return block.astype(np.float32)
 
 
-# SHA-256 of the version-3 streams (rANS residuals with contexts, compiled fit), as first written by
-# satflow.
+# SHA-256 of the version-4 streams (version 3's rANS residuals with contexts and compiled fit, or SZ3
+# per feature where that is shorter; compact headers), as first written by satflow.
 CASES = {
     "contexts": (lambda smooth: _valid(_patchy_block(2, (3, 96, 128))), {"eps": 0.1},
-                 "3f25cd251bf03f114f1fe0b57f358155e301f913705119f507ed671be321f887"),
+                 "aa0df0bcc4b5bae97a1b510bb583f9884ecec2b262f94611acd7b5ce2c854353"),
     "smooth-odd-width": (lambda smooth: _valid(smooth(seed=7, shape=(3, 21, 33))), {"eps": 0.1},
-                         "4cb08f6934eaaabf80ef3164debf3ca89f9d46bbcb33599d7cb355b8b12ba485"),
+                         "13f5ad00b839aa03f2a18fc0dd54c1e2f3ea17c5cb1c606a66da2bdd88d8a37a"),
     "more-features-than-earlier": (lambda smooth: _valid(_shared_block(3, (20, 40, 64))), {"eps": 0.2},
-                                   "a44a10f7990c96ab6d7c41572c468fe48c7b6c9bb71aede1392c940f88e9bb35"),
+                                   "9f07dc6a515f84cf0350e282a6f10ba6829f153a6532fa25cf5195bf3ac2b689"),
     "extremes-fine": (lambda smooth: _extreme_block(5, (2, 9, 7)), {"eps": 0.01},
-                      "6e852918f8999807b295a47ae59cfb353bb410a2ba3e9bd986bc6abfe908b05a"),
+                      "df0d822ea93d66bce9d63f6765468da1ae964ef2f5f8f66999f6f82c5de3f2f9"),
     "extremes-coarse-bitround": (lambda smooth: _extreme_block(5, (2, 9, 7)),
                                  {"inner": "bitround", "inner_params": {"keepbits": 2}, "eps": 3.0},
-                                 "0eb8a0e94d932b41cee1bcc883c8c9ce5b5883eafbc68900a812fcfc9ccb1236"),
+                                 "43f060f3980dbffa0dd48fa74c14c7124f97557fd49b76f6c94df0afea2246f4"),
     "per-feature-eps": (lambda smooth: _valid(smooth(seed=11, shape=(2, 30, 48), gap_fraction=0.3)),
-                        {"eps": [0.05, 0.5]}, "d5e8b7ebc210b1981688bb29905577ea01c6e0839ea487e5dad99b710ae476fb"),
+                        {"eps": [0.05, 0.5]}, "5bb93e0d2c4afb8b8d626eed81df603713bb30361cdb7bbd1127fba69698e7fd"),
 }
 EARLIER_CASES = sorted(set(CASES) - {"contexts"})  # the cases streams of versions 1 and 2 were stored for
 # The context scheme of each case's stream: "contexts" has enough points per model for scheme 1;
 # "more-features-than-earlier" is in the band where the encoder tries both, and scheme 1 is shorter
 # there; the others are too small for it.
 SCHEMES = {"contexts": 1, "more-features-than-earlier": 1}
+# The cases whose version-4 stream is SZ3's (shorter there); the others are predictive.
+SZ3_CASES = {"extremes-fine", "per-feature-eps", "smooth-odd-width"}
 
 # data/errorbound-v2.sfc: the EARLIER_CASES streams (sorted) as satflow wrote them in version 2
 # (commit 23a2515), their SHA-256 as pinned then, and what that commit decoded them to.
@@ -105,6 +108,17 @@ V2_PINS = {
     "smooth-odd-width": "6c46189df7cda29fb86974c61a4e9d794f00d7cefa065a9fdb40ec32bc50c028",
 }
 V2_DECODED = {
+    "extremes-coarse-bitround": "d1cb49caef7355279e774e30023f938c75313890eab1c746ac0c0c78148b81b3",
+    "extremes-fine": "e693c9d2dccccfdb42ea044939bc178b1e472ab24732111930d59dd163272113",
+    "more-features-than-earlier": "5568b210424871066edf73b8e5bd7c51f375070f742926c15c9a8ec413c5df2c",
+    "per-feature-eps": "6a40dd9c677bc14f9f5085093f457964a24a82574c0250f125a489e7c238f35f",
+    "smooth-odd-width": "41df3d87521ce272064126feba4a8977b1b721cd5e63a56a4c36017801e76080",
+}
+
+# data/errorbound-v3.sfc: every CASES stream (sorted) as satflow wrote them in version 3 (commit
+# 8f99c0b, the CASES pins), and what that commit decoded them to.
+V3_DECODED = {
+    "contexts": "41d99f6960866659f99189115926a31c5e160e21823780d4c4aebb1409f64df2",
     "extremes-coarse-bitround": "d1cb49caef7355279e774e30023f938c75313890eab1c746ac0c0c78148b81b3",
     "extremes-fine": "e693c9d2dccccfdb42ea044939bc178b1e472ab24732111930d59dd163272113",
     "more-features-than-earlier": "5568b210424871066edf73b8e5bd7c51f375070f742926c15c9a8ec413c5df2c",
@@ -124,8 +138,10 @@ V1_DECODED = {
 }
 
 
-def _codec(params: dict):
-    return get_codec("errorbound", **{"inner": "constant", **params})
+def _codec(params: dict, *, sz3_trial: bool = True):
+    codec = get_codec("errorbound", **{"inner": "constant", **params})
+    codec.sz3_trial = sz3_trial  # False: the predictive stream whatever SZ3 would cost
+    return codec
 
 
 def _within_bound(decoded: np.ndarray, x: np.ndarray, mask: np.ndarray, eps) -> bool:
@@ -141,7 +157,7 @@ def _context_scheme(data: bytes) -> int:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_version_3_streams_are_pinned(case, make_block):
+def test_version_4_streams_are_pinned(case, make_block):
     make, params, digest = CASES[case]
     x, mask = make(make_block)
     codec = _codec(params)
@@ -150,8 +166,12 @@ def test_version_3_streams_are_pinned(case, make_block):
     decoded, decoded_mask = codec.decode(data)
     assert _within_bound(decoded, x, mask, params["eps"])
     np.testing.assert_array_equal(decoded_mask, ((mask != 0) & np.isfinite(x)).astype(np.uint8))
-    assert unpack_container(data).params["stream"] == 3
-    assert _context_scheme(data) == SCHEMES.get(case, 0)
+    assert unpack_container(data).params == {"eps": params["eps"], "stream": 4, **(
+        {"inner": "bitround", "inner_params": {"information": 0.99, "keepbits": 2, "level": 5}}
+        if "inner" in params else {})}
+    assert is_sz3(unpack_container(data).payload) == (case in SZ3_CASES)
+    if case not in SZ3_CASES:
+        assert _context_scheme(data) == SCHEMES.get(case, 0)
     installed = {name: version(name) for name in PINNED_VERSIONS}
     if installed != PINNED_VERSIONS:
         pytest.skip(f"pinned with {PINNED_VERSIONS}, installed {installed}: re-pin (the bound was checked above)")
@@ -172,7 +192,20 @@ def test_contexts_pay_where_residuals_are_large_together(make_block):
 
 def _stored_streams(name: str) -> dict[str, bytes]:
     data = (Path(__file__).parent / "data" / name).read_bytes()
-    return dict(zip(EARLIER_CASES, split_containers(data)))
+    return dict(zip(sorted(CASES) if name == "errorbound-v3.sfc" else EARLIER_CASES, split_containers(data)))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_version_3_streams_still_decode_to_the_same_values(case, make_block):
+    make, params, _ = CASES[case]
+    x, mask = make(make_block)
+    data = _stored_streams("errorbound-v3.sfc")[case]
+    decoder = codec_from_container(data)
+    assert decoder.stream_version == 3
+    decoded, decoded_mask = decoder.decode(data)
+    assert _within_bound(decoded, x, mask, params["eps"])
+    np.testing.assert_array_equal(decoded_mask, ((mask != 0) & np.isfinite(x)).astype(np.uint8))
+    assert hashlib.sha256(decoded.tobytes() + decoded_mask.tobytes()).hexdigest() == V3_DECODED[case]
 
 
 @pytest.mark.parametrize("case", EARLIER_CASES)
@@ -212,15 +245,15 @@ def test_a_version_1_codec_still_writes_version_1(make_block):
     assert "stream" not in unpack_container(again).params
     assert _within_bound(decode_any(again)[0], x, mask, params["eps"])
     fast = _codec(params).encode(x, mask)
-    assert unpack_container(fast).params["stream"] == 3 and fast != again
+    assert unpack_container(fast).params["stream"] == 4 and fast != again
 
 
 def test_a_newer_stream_version_is_refused_with_the_reason(block):
     data = _codec({"eps": 0.1}).encode(block)
     container = unpack_container(data)
-    forged = pack_container("errorbound", {**container.params, "stream": 4}, container.mask, container.payload)
-    with pytest.raises(ContainerError, match=r"errorbound stream version 4 is not one this satflow reads "
-                                             r"\(1, 2, 3\); a newer satflow wrote it: upgrade satflow"):
+    forged = pack_container("errorbound", {**container.params, "stream": 5}, container.mask, container.payload)
+    with pytest.raises(ContainerError, match=r"errorbound stream version 5 is not one this satflow reads "
+                                             r"\(1, 2, 3, 4\); a newer satflow wrote it: upgrade satflow"):
         decode_any(forged)
 
 
@@ -344,7 +377,7 @@ def test_tables_that_disagree_with_the_mask_are_refused(block):
 
 
 def test_a_forged_residual_section_in_a_container_is_refused(block):
-    data = _codec({"eps": 0.1}).encode(block)
+    data = _codec({"eps": 0.1}, sz3_trial=False).encode(block)
     container = unpack_container(data)
     parts = unpack_sections(container.payload)
     parts[4] = parts[4][:-2]  # the rANS words
@@ -442,6 +475,9 @@ def test_fresh_process_encodes_and_decodes_the_same_bytes(tmp_path, env):
     x_rec, _ = codec.decode(data)
     np.save(tmp_path / "x.npy", x)
     (tmp_path / "block.sfc").write_bytes(data)
+    y, y_mask = _valid(_smooth_block_for_sz3())
+    np.save(tmp_path / "y.npy", y)
+    y_data = codec.encode(y, y_mask)
     # The block is too small for contexts: its residuals again, coded with context scheme 1.
     q = np.rint(np.nan_to_num(x - np.nanmean(x))).astype(np.int64)
     residuals = b"".join(encode_residuals(q, mask, scheme=1))
@@ -454,11 +490,24 @@ def test_fresh_process_encodes_and_decodes_the_same_bytes(tmp_path, env):
               "open(sys.argv[1] + '/again.sfc', 'wb').write(data)\n"
               "q = np.rint(np.nan_to_num(x - np.nanmean(x))).astype(np.int64)\n"
               "open(sys.argv[1] + '/residuals', 'wb').write(b''.join(encode_residuals(q, mask, scheme=1)))\n"
-              "np.save(sys.argv[1] + '/x_rec.npy', decode_any(open(sys.argv[1] + '/block.sfc', 'rb').read())[0])\n")
+              "np.save(sys.argv[1] + '/x_rec.npy', decode_any(open(sys.argv[1] + '/block.sfc', 'rb').read())[0])\n"
+              "y = np.load(sys.argv[1] + '/y.npy')\n"
+              "y_data = get_codec('errorbound', inner='constant', eps=0.1).encode(y, np.isfinite(y).astype(np.uint8))\n"
+              "open(sys.argv[1] + '/y_again.sfc', 'wb').write(y_data)\n"
+              "np.save(sys.argv[1] + '/y_rec.npy', decode_any(y_data)[0])\n")
     subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=300, env={**os.environ, **env})
     assert (tmp_path / "again.sfc").read_bytes() == data
     assert (tmp_path / "residuals").read_bytes() == residuals
     assert np.load(tmp_path / "x_rec.npy").tobytes() == x_rec.tobytes()
+    assert is_sz3(unpack_container(y_data).payload)  # version 4's SZ3 stream too
+    assert (tmp_path / "y_again.sfc").read_bytes() == y_data
+    assert np.load(tmp_path / "y_rec.npy").tobytes() == codec.decode(y_data)[0].tobytes()
+
+
+def _smooth_block_for_sz3() -> np.ndarray:
+    """One smooth feature with little noise: version 4 codes it with SZ3."""
+    lat, lon = np.meshgrid(np.linspace(0, 3, 24), np.linspace(0, 6, 40), indexing="ij")
+    return (285 + 8 * np.sin(lon) * np.cos(lat))[None].astype(np.float32)
 
 
 def _two_pass_decode(data: bytes) -> np.ndarray:
@@ -486,15 +535,16 @@ def test_property_one_pass_decoder_is_the_two_pass_reference(sample, eps, inner)
     """`kernels.linear_decode` (rANS and closed loop fused, float32 out) gives the bits of decoding
     the residuals first and running the numpy reference loop."""
     x, mask = sample
-    data = get_codec("errorbound", inner=inner, inner_params={"keepbits": 2} if inner == "bitround" else {},
-                     eps=eps).encode(x, mask)
+    codec = get_codec("errorbound", inner=inner, inner_params={"keepbits": 2} if inner == "bitround" else {}, eps=eps)
+    codec.sz3_trial = False
+    data = codec.encode(x, mask)
     assert decode_any(data)[0].tobytes() == _two_pass_decode(data).tobytes()
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_one_pass_decoder_is_the_two_pass_reference_on_the_pinned_cases(case, make_block):
     make, params, _ = CASES[case]
-    data = _codec(params).encode(*make(make_block))
+    data = _codec(params, sz3_trial=False).encode(*make(make_block))
     assert decode_any(data)[0].tobytes() == _two_pass_decode(data).tobytes()
 
 

@@ -1,0 +1,65 @@
+"""Warming errorbound's kernels once per worker (`satflow.codecs.warm`) changes no byte of any stream."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from satflow.codecs.registry import get_codec
+from satflow.codecs.warm import WarmKernels, warm_kernels
+
+
+def _blocks() -> list[np.ndarray]:
+    """A multi-feature block (predictive stream) and a one-feature smooth one (SZ3's stream)."""
+    rng = np.random.default_rng(5)
+    lat, lon = np.meshgrid(np.linspace(0, 3, 30), np.linspace(0, 5, 44), indexing="ij")
+    shared = np.sin(lon) * np.cos(lat)
+    block = np.stack([240 + 5 * f + (10 + f) * shared for f in range(5)]) + rng.normal(0, 0.3, (5, 30, 44))
+    block[:, :, 10:13] = np.nan
+    smooth = (280 + 6 * np.cos(lon + lat))[None]
+    return [block.astype(np.float32), smooth.astype(np.float32)]
+
+
+def test_first_encode_after_warming_in_a_fresh_process_is_bit_identical(tmp_path):
+    blocks = _blocks()
+    expected = []
+    for k, block in enumerate(blocks):
+        np.save(tmp_path / f"block{k}.npy", block)
+        expected.append(get_codec("errorbound", inner="constant", eps=0.5).encode(block))
+    script = textwrap.dedent(
+        """
+        import sys, numpy as np
+        from satflow.codecs.warm import warm_kernels
+        from satflow.codecs.registry import get_codec
+        assert warm_kernels() > 0
+        for k in range(2):
+            block = np.load(f"{sys.argv[1]}/block{k}.npy")
+            data = get_codec("errorbound", inner="constant", eps=0.5).encode(block)
+            open(f"{sys.argv[1]}/again{k}.sfc", "wb").write(data)
+        """
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=300)
+    for k, data in enumerate(expected):
+        assert (tmp_path / f"again{k}.sfc").read_bytes() == data
+
+
+def test_warming_twice_in_one_process_changes_nothing():
+    block = _blocks()[0]
+    before = get_codec("errorbound", inner="constant", eps=0.5).encode(block)
+    assert warm_kernels() > 0
+    assert get_codec("errorbound", inner="constant", eps=0.5).encode(block) == before
+
+
+def test_the_worker_plugin_warms_a_worker_of_a_cluster():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.register_plugin(WarmKernels())
+        plugins = client.run(lambda dask_worker: {name: getattr(p, "seconds", None)
+                                                  for name, p in dask_worker.plugins.items()})
+    (seconds,) = [p[WarmKernels.name] for p in plugins.values()]
+    assert seconds is not None and seconds > 0
