@@ -251,7 +251,7 @@ def fill_aux(block: np.ndarray, t0: int, slots: Sequence[AuxSlot], reader: AuxRe
         # An input's step may fill several primary steps (all_scenes_within_dt_aux): read each step once.
         steps, inverse = np.unique([s.scene.file_step for s in group], return_inverse=True)
         try:
-            values = read_input(info, reader.source, steps=steps.tolist())
+            values = read_input(info, reader.source, steps=steps.tolist(), problems=problems)
         except SourceError as err:
             problems.append((path, err.reason))
             continue

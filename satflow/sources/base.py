@@ -96,8 +96,14 @@ def scan_input(path: str, source: SourceConfig) -> FileInfo:
 
 
 def group_inputs(infos: list[FileInfo], source: SourceConfig) -> tuple[list[FileInfo], list[tuple[str, str]]]:
-    """Scanned files -> inputs with the derived features appended; (path, reason) per file left out."""
+    """Scanned files -> inputs (averaged in `source.time_window`s, see satflow.sources.windows) with the derived
+    features appended; (path, reason) per file left out."""
     inputs, skipped = get_source(source.kind).group(infos, source)
+    if source.time_window is not None:
+        from satflow.sources.windows import group_windows
+
+        inputs, left_out = group_windows(inputs, source)
+        skipped = skipped + left_out
     if not source.derived:
         return inputs, skipped
     from satflow.sources.derived import DerivedFeatureError, check_inputs
@@ -116,9 +122,12 @@ def group_inputs(infos: list[FileInfo], source: SourceConfig) -> tuple[list[File
 
 
 def read_input(info: FileInfo, source: SourceConfig, steps: Sequence[int] | None = None,
-               out: np.ndarray | None = None) -> np.ndarray:
-    """The input's values (NaN where invalid), derived features included. Raises SourceError."""
-    reader = get_source(source.kind)
+               out: np.ndarray | None = None, problems: list[tuple[str, str]] | None = None) -> np.ndarray:
+    """The input's values (NaN where invalid), derived features included. Raises SourceError.
+
+    A time-window input appends (path, reason) to `problems` for each member file it had to leave out.
+    """
+    reader = _reader(info, source, problems)
     if not info.derived:
         return reader.read(info, source, steps, out)
     from satflow.sources.derived import evaluate
@@ -133,6 +142,26 @@ def read_input(info: FileInfo, source: SourceConfig, steps: Sequence[int] | None
     for k, name in enumerate(info.derived):
         out[:, n_read + k] = evaluate(source.derived[name], lambda feature: out[:, index[feature]])
     return out
+
+
+@dataclass(frozen=True)
+class _WindowReader:
+    """`read` of a time-window input: the members through the kind's reader, then averaged."""
+
+    member_reader: Source
+    problems: list | None
+
+    def read(self, info, source, steps=None, out=None):
+        from satflow.sources.windows import read_window
+
+        return read_window(info, source, steps, out, self.member_reader.read, self.problems)
+
+
+def _reader(info: FileInfo, source: SourceConfig, problems: list | None):
+    from satflow.sources.windows import is_window  # windows imports this module: imported on use
+
+    reader = get_source(source.kind)
+    return _WindowReader(reader, problems) if is_window(info) else reader
 
 
 class SingleFileGroups:
