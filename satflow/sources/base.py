@@ -20,49 +20,18 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from satflow.sources.inputs import INPUT_SEPARATOR, FileInfo, SourceError
 from satflow.sources.kinds import SOURCE_KINDS
 from satflow.sources.options import SourceConfig
+from satflow.sources.windows import group_windows, is_window, read_window
 
-
-class SourceError(Exception):
-    """A file cannot be used: `path`, `reason` (what is wrong) and `hint` (what to do)."""
-
-    def __init__(self, path, reason: str, hint: str = "fix or remove the file, or exclude it from the inputs"):
-        self.path = str(path)
-        self.reason = reason
-        self.hint = hint
-        super().__init__(f"{self.path}: {reason}; {hint}")
-
-    def __reduce__(self):  # keep all three fields when the error travels back from a Dask worker
-        return type(self), (self.path, self.reason, self.hint)
-
-
-@dataclass(frozen=True, eq=False)
-class FileInfo:
-    """Metadata of one input on the normalised grid (what `read_input` will return).
-
-    `path` names the input in plans and provenance: a file, or for a group of files (a swath
-    window) their paths joined by `INPUT_SEPARATOR`. `read_plan` is the source's own picklable
-    recipe; `derived` are the trailing features computed from others (see satflow.sources.derived).
-    """
-
-    path: str
-    times: np.ndarray  # datetime64[ns], or cftime dates where numpy cannot hold them (see timecodec)
-    features: tuple[str, ...]
-    lat: np.ndarray  # ascending, after crop
-    lon: np.ndarray  # ascending in source.lon_convention (unwrapped past the seam by a crossing crop)
-    units: tuple[str, ...] = ()  # per feature, after conversion ("" when the file declares none)
-    notes: tuple[str, ...] = ()  # how the file was interpreted (time from name, calendar mapping, ...)
-    read_plan: object = field(default=None, repr=False)
-    derived: tuple[str, ...] = ()
-
-
-INPUT_SEPARATOR = ";"
+__all__ = ["INPUT_SEPARATOR", "FileInfo", "SourceError", "Source", "register_source", "get_source", "scan_input",
+           "group_inputs", "read_input", "SingleFileGroups"]
 
 
 class Source(Protocol):
@@ -100,8 +69,6 @@ def group_inputs(infos: list[FileInfo], source: SourceConfig) -> tuple[list[File
     features appended; (path, reason) per file left out."""
     inputs, skipped = get_source(source.kind).group(infos, source)
     if source.time_window is not None:
-        from satflow.sources.windows import group_windows
-
         inputs, left_out = group_windows(inputs, source)
         skipped = skipped + left_out
     if not source.derived:
@@ -152,14 +119,10 @@ class _WindowReader:
     problems: list | None
 
     def read(self, info, source, steps=None, out=None):
-        from satflow.sources.windows import read_window
-
         return read_window(info, source, steps, out, self.member_reader.read, self.problems)
 
 
 def _reader(info: FileInfo, source: SourceConfig, problems: list | None):
-    from satflow.sources.windows import is_window  # windows imports this module: imported on use
-
     reader = get_source(source.kind)
     return _WindowReader(reader, problems) if is_window(info) else reader
 

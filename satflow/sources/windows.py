@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from satflow.sources.base import INPUT_SEPARATOR, FileInfo, SourceError
+from satflow.sources.inputs import INPUT_SEPARATOR, FileInfo, SourceError
 from satflow.sources.options import SourceConfig, WindowLength, window_length
 from satflow.sources.timecodec import (TimeDecodeError, as_time_array, decode_times, encode_times,
                                        iso_times, parse_time_like, time_calendar)
