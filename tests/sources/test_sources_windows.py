@@ -176,3 +176,63 @@ def test_window_options_are_checked_when_the_config_loads():
         SourceConfig(lon_convention="0..360", time_window="P1M2D")
     with pytest.raises(ValueError, match="not an ISO 8601 duration"):
         SourceConfig(lon_convention="0..360", time_window="weekly")
+
+
+# --- through ingest: auxiliary products and resume -------------------------------------------------
+def primary_and_daily_aux(tmp_path):
+    primary_values = daily_values(2, seed=5)
+    primary = tmp_path / "primary.nc"
+    write_nc(primary, {**lat_lon_variables(), **time_variable((0.0, 240.0)),  # 2020-01-01 and 2020-01-11
+                       "x": (("time", "lat", "lon"), np.nan_to_num(primary_values, nan=1.0), {})})
+    aux_values = daily_values(14, seed=6)
+    for day in range(14):
+        write_days(tmp_path / f"aux_{day:02d}.nc", aux_values[day:day + 1], day)
+    return primary, aux_values
+
+
+def windowed_aux_config(tmp_path):
+    from satflow.ingest.options import IngestConfig
+
+    return IngestConfig(source={"lon_convention": "0..360"}, aux_products={"sst": {
+        "inputs": [str(tmp_path / "aux_*.nc")], "scene_mapping_strategy": "all_scenes_within_dt_aux",
+        "source": {"lon_convention": "0..360", "time_window": "P5D", "time_window_anchor": "centred"}}})
+
+
+def test_an_auxiliary_product_averages_days_centred_on_the_primary_times(tmp_path):
+    import xarray as xr
+
+    from satflow.ingest.api import run_ingest
+
+    primary, aux_values = primary_and_daily_aux(tmp_path)
+    store = tmp_path / "store.zarr"
+    report = run_ingest([str(primary)], store, windowed_aux_config(tmp_path), progress=False)
+    assert report.skipped == []
+    ds = xr.open_zarr(store)
+    assert [str(f) for f in ds["feature"].values] == ["x", "sst/x", f"sst/{WINDOW_COUNT}"]
+    # Centred on 2020-01-01 00:00: [Dec 29 12:00, Jan 3 12:00) holds Jan 1..3; on Jan 11: Jan 9..13.
+    for t, days in enumerate([range(0, 3), range(8, 13)]):
+        mean, count = numpy_window(aux_values, days)
+        np.testing.assert_allclose(ds["X"].values[t, 1], mean, rtol=1e-6)
+        np.testing.assert_array_equal(ds["X"].values[t, 2], count)
+    assert [str(a)[:10] for a in ds["aux_time"].values[:, 0]] == ["2020-01-01", "2020-01-11"]
+    assert [f.rsplit("/", 1)[-1] for f in str(ds["aux_source_file"].values[1, 0]).split(";")] == \
+        [f"aux_{d:02d}.nc" for d in range(8, 13)]
+
+
+def test_a_windowed_store_resumes_byte_identical(tmp_path):
+    import xarray as xr
+
+    from satflow.ingest.api import run_ingest, scan_and_plan
+    from satflow.store import open_group
+
+    primary, _ = primary_and_daily_aux(tmp_path)
+    store, config = tmp_path / "store.zarr", windowed_aux_config(tmp_path)
+    run_ingest([str(primary)], store, config, progress=False)
+    clean = xr.open_zarr(store).load()
+    group = open_group(str(store), mode="r+")
+    group["X"][1] = np.nan  # a region lost before its flag was set
+    group["ingested"][1] = 0
+    plan = scan_and_plan([str(primary)], store, config)
+    assert plan.mode == "resume" and [(r.t0, r.t1) for r in plan.regions] == [(1, 2)]
+    run_ingest([str(primary)], store, config, progress=False)
+    xr.testing.assert_identical(xr.open_zarr(store).load(), clean)
