@@ -243,6 +243,14 @@ SOURCE_CHANGES = {
                       '100000.0, "l_zonal": 200000.0, "resolution": 10000.0} now; '
                       'source.kind: "gridded" in the store, "regrid" now'),
     "source.regrid": ("ingest.source.regrid.method=nearest", '{"method": "bilinear"} in the store, {"method": "nearest"} now'),
+    "source.profiles": ("ingest.source.profiles.max_distance_m=5",
+                        '{"accepted_profile_qc": ["1", "A"], "accepted_qc": ["1"], "count_name": "count", "depth_from": '
+                        'null, "depths": null, "max_distance_m": 10.0, "names": {"POTM_CORRECTED": "thetao", '
+                        '"PSAL_CORRECTED": "so"}, "resample": "linear", "resolution": 2.0, "variables": '
+                        '["POTM_CORRECTED"]} in the store, {"accepted_profile_qc": ["1", "A"], "accepted_qc": ["1"], '
+                        '"count_name": "count", "depth_from": null, "depths": null, "max_distance_m": 5.0, "names": '
+                        '{"POTM_CORRECTED": "thetao", "PSAL_CORRECTED": "so"}, "resample": "linear", "resolution": '
+                        '2.0, "variables": ["POTM_CORRECTED"]} now'),
 }
 
 
