@@ -236,12 +236,17 @@ class SourceConfig(Section):
                                     "(P7D, P1D, PT6H; P1M, P3M, P1Y calendar months): each store step is the mean "
                                     "over finite values of the inputs whose times fall in its window, plus a "
                                     "per-cell `window-count`; null: one store step per input step")
-    time_window_anchor: Literal["calendar", "centred"] = Field(
-        "calendar", description="calendar: windows [start, start + duration) aligned to 1970-01-01 (months: to "
+    time_window_anchor: Literal["calendar", "centred"] | None = Field(
+        None, description="calendar: windows [start, start + duration) aligned to 1970-01-01 (months: to "
         "calendar months), labelled by their start; centred: [centre - duration/2, centre + duration/2) around "
-        "each of time_window_centres, labelled by the centre")
+        "each of time_window_centres, labelled by the centre; unset: centred if centres are given, else calendar")
     time_window_centres: list[str] = Field(default_factory=list, description="ISO times of the centred windows; "
                                            "empty for an auxiliary product: the primary store's times")
+
+    @property
+    def window_anchor(self) -> str:
+        """`time_window_anchor`, or when unset: centred if centres are given, else calendar."""
+        return self.time_window_anchor or ("centred" if self.time_window_centres else "calendar")
 
     @field_validator("time_window")
     @classmethod
@@ -264,9 +269,10 @@ class SourceConfig(Section):
 
     @model_validator(mode="after")
     def _window_anchor(self) -> SourceConfig:
-        if self.time_window_centres and self.time_window_anchor != "centred":
-            raise ValueError("time_window_centres need time_window_anchor: centred")
-        if self.time_window is not None and self.time_window_anchor == "centred" \
+        if self.time_window_centres and self.time_window_anchor == "calendar":
+            raise ValueError("time_window_centres are the centres of centred windows: set time_window_anchor: centred "
+                             "(or leave it unset)")
+        if self.time_window is not None and self.window_anchor == "centred" \
                 and window_length(self.time_window).months:
             raise ValueError(f"time_window {self.time_window}: calendar months have no fixed length to centre; "
                              "give days (e.g. P30D) or use time_window_anchor: calendar")

@@ -70,7 +70,7 @@ def group_windows(inputs: list[FileInfo], source: SourceConfig) -> tuple[list[Fi
     length = window_length(source.time_window)
     calendar = time_calendar(members[0].times)
     windows: dict[float, list[tuple[int, int]]] = collections.defaultdict(list)  # label hours -> (member, step)
-    labels_of = _calendar_labels if source.time_window_anchor == "calendar" else _centred_labels(source,
+    labels_of = _calendar_labels if source.window_anchor == "calendar" else _centred_labels(source,
                                                                                                  members[0].times)
     for m, info in enumerate(members):
         for step, labels in enumerate(labels_of(info.times, length)):
@@ -249,7 +249,7 @@ def _report(problems: list[tuple[str, str]] | None, path: str, reason: str) -> N
 
 def with_primary_centres(source: SourceConfig, primary: Sequence[FileInfo]) -> SourceConfig:
     """An auxiliary product's source centred on the primary inputs' times when it names no centres itself."""
-    if source.time_window is None or source.time_window_anchor != "centred" or source.time_window_centres:
+    if source.time_window is None or source.window_anchor != "centred" or source.time_window_centres:
         return source
     times = sorted({t for info in primary for t in info.times})
     return source.model_copy(update={"time_window_centres": iso_times(as_time_array(times))}) if times else source
