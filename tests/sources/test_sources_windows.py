@@ -169,13 +169,16 @@ def test_regrid_windows_average_on_the_domain(tmp_path):
 
 def test_window_options_are_checked_when_the_config_loads():
     with pytest.raises(ValueError, match="calendar months have no fixed length to centre"):
-        SourceConfig(lon_convention="0..360", time_window="P1M", time_window_anchor="centred", time_window_centres=["2020-01-15"])
-    with pytest.raises(ValueError, match="time_window_centres need time_window_anchor: centred"):
-        SourceConfig(lon_convention="0..360", time_window="P1D", time_window_centres=["2020-01-15"])
+        SourceConfig(time_window="P1M", time_window_centres=["2020-01-15"])
+    with pytest.raises(ValueError, match="time_window_centres are the centres of centred windows"):
+        SourceConfig(time_window="P1D", time_window_anchor="calendar", time_window_centres=["2020-01-15"])
+    assert SourceConfig(time_window="P1D", time_window_centres=["2020-01-15"]).window_anchor == "centred"
     with pytest.raises(ValueError, match="combine months with nothing else"):
-        SourceConfig(lon_convention="0..360", time_window="P1M2D")
+        SourceConfig(time_window="P1M2D")
     with pytest.raises(ValueError, match="not an ISO 8601 duration"):
-        SourceConfig(lon_convention="0..360", time_window="weekly")
+        SourceConfig(time_window="weekly")
+    with pytest.raises(ValueError, match="time_window_centres must be ISO times"):
+        SourceConfig(time_window="P1D", time_window_centres=["mid-January"])
 
 
 # --- through ingest: auxiliary products and resume -------------------------------------------------
