@@ -37,6 +37,7 @@ from satflow.sources.base import INPUT_SEPARATOR, FileInfo, SourceError, read_in
 from satflow.sources.options import AuxProductConfig, SourceConfig
 from satflow.sources.timecodec import as_time_array, encode_times, iso_times, time_calendar
 from satflow.sources.timeselect import select_steps
+from satflow.sources.windows import WINDOW_COUNT
 
 SINGLE_SCENE = "single_scene_per_aux_time"
 ALL_SCENES = "all_scenes_within_dt_aux"
@@ -263,6 +264,8 @@ def fill_aux(block: np.ndarray, t0: int, slots: Sequence[AuxSlot], reader: AuxRe
             continue
         if not reader.on_primary_grid:
             values = resample_lat_lon(values, info.lat, info.lon, reader.lat, reader.lon, reader.method)
+            counts = [k for k, name in enumerate(info.features) if name == WINDOW_COUNT]
+            values[:, counts] = np.rint(values[:, counts])  # a count stays whole after bilinear weights
         for slot, k in zip(group, inverse.ravel().tolist()):
             block[slot.t - t0, features] = values[k]
             used[slot.t - t0] = (path, slot.scene.time)
