@@ -58,8 +58,8 @@ def triple(tmp_path_factory):
     from satflow.sources.samples import write_ocean_sample, write_profiles_sample
 
     root = tmp_path_factory.mktemp("depthdif")
-    ocean = write_ocean_sample(root / "ocean", start="2020-01", steps=3)
-    write_profiles_sample(root / "profiles", start="2020-01", steps=3)
+    ocean = write_ocean_sample(root / "ocean", start="2007-01", steps=3)
+    write_profiles_sample(root / "profiles", start="2007-01", steps=3)
     write_surface_days(ocean, root / "surface")
     with contextlib.chdir(root):  # the config's inputs are relative, as a user runs it
         assert cli_main(["ingest", "--config", str(CONFIG), "--out", "depthdif.zarr", "--cluster", "never",
@@ -79,15 +79,15 @@ def test_the_store_holds_reanalysis_profiles_and_the_surface_window(triple):
     np.testing.assert_allclose(x[:, 11], x[:, 0], atol=1e-5)
     assert set(np.unique(x[:, 12][np.isfinite(x[:, 12])])) == {7.0}
     files = str(ds["aux_source_file"].values[1, list(ds["aux_product"].values).index("ostia")]).split(";")
-    assert [Path(f).name for f in files] == ["sst_20200129.nc", "sst_20200130.nc", "sst_20200131.nc",
-                                             "sst_20200201.nc", "sst_20200202.nc", "sst_20200203.nc", "sst_20200204.nc"]
+    assert [Path(f).name for f in files] == ["sst_20070129.nc", "sst_20070130.nc", "sst_20070131.nc",
+                                             "sst_20070201.nc", "sst_20070202.nc", "sst_20070203.nc", "sst_20070204.nc"]
 
 
 def test_profiles_are_rasterised_on_the_reanalysis_grid_and_levels(triple):
     ds = xr.open_zarr(triple / "depthdif.zarr")
     source = SourceConfig(kind="profiles", lon_convention="0..360",
-                          profiles={"depth_from": str(triple / "ocean" / "thetao_202001.nc"), "resolution": None})
-    february = sorted((triple / "profiles").glob("*202002.nc"))[0]
+                          profiles={"depth_from": str(triple / "ocean" / "thetao_200701.nc"), "resolution": None})
+    february = sorted((triple / "profiles").glob("*200702.nc"))[0]
     expected = read_input(scan_input(str(february), source), source)[0]
     np.testing.assert_array_equal(ds["X"].values[1, 5:11], expected)
     both = np.isfinite(expected[:5]) & np.isfinite(ds["X"].values[1, :5])
@@ -140,7 +140,7 @@ def test_geotiff_pairs_and_their_manifest(triple):
     listed = pd.read_csv(out / "manifest.csv")
     assert len(listed) == len(manifest["patches"]) == 3 and set(listed["split"]) == {"train"}
     patch = manifest["patches"][0]
-    assert {Path(f).name for f in patch["files"].values()} == {f"{patch['patch_id']}_20200101T0000.tif"}
+    assert {Path(f).name for f in patch["files"].values()} == {f"{patch['patch_id']}_20070101T0000.tif"}
     row = listed.iloc[0]
     assert row["x_path"] == patch["files"]["x"]
     cube = xr.open_zarr(triple / "depthdif.zarr")["X"].values[row.t, :, row.y0:row.y0 + row.height,
@@ -149,3 +149,29 @@ def test_geotiff_pairs_and_their_manifest(triple):
         with rasterio.open(out / patch["files"][name]) as tif:
             assert tif.count == features.stop - features.start and tif.descriptions[0] == manifest["groups"][name][0]
             np.testing.assert_array_equal(tif.read(), cube[features][:, ::-1])  # north up
+
+
+def test_the_recipe_with_the_real_ostia_file(tmp_path):
+    """As the README runs it: iris-sample-data's OSTIA months averaged over 61 days centred on each month."""
+    iris_sample_data = pytest.importorskip("iris_sample_data")
+    from satflow.sources.samples import write_ocean_sample, write_profiles_sample
+
+    ostia_file = Path(iris_sample_data.path) / "ostia_monthly.nc"
+    write_ocean_sample(tmp_path / "ocean", start="2007-01", steps=2)
+    write_profiles_sample(tmp_path / "profiles", start="2007-01", steps=2)
+    with contextlib.chdir(tmp_path):
+        assert cli_main(["ingest", "--config", str(CONFIG), "--out", "depthdif.zarr", "--cluster", "never",
+                         "--no-progress", "--strict", "--set", f"ingest.aux_products.ostia.inputs=[{ostia_file}]"]) == 0
+    ds = xr.open_zarr(tmp_path / "depthdif.zarr")
+    count = ds["X"].sel(feature="ostia/window-count").values
+    assert set(np.unique(count[np.isfinite(count)])) == {2.0}  # Feb 1 +- 30.5 days: Jan 16 12:00 and Feb 15
+    ostia = xr.open_dataset(ostia_file)["surface_temperature"]
+    months = ostia.sel(time=[np.datetime64("2007-01-16T12:00"), np.datetime64("2007-02-15")])
+    lat, lon = ds["lat"].values, ds["lon"].values
+    inner = (lon > 2) & (lon < 358)
+    reference_lat = np.where(lat == -5.0, float(ostia["latitude"][0]), lat)  # OSTIA stores -5 as -4.9999924
+    reference = months.mean("time", skipna=False).interp(latitude=reference_lat, longitude=lon[inner]).values
+    stored = ds["X"].sel(feature="ostia/surface_temperature").values[1][:, inner]
+    valid = np.isfinite(stored)
+    assert valid.sum() > 100 and not (valid & ~np.isfinite(reference)).any()
+    np.testing.assert_allclose(stored[valid], reference[valid] - 273.15, atol=1e-3)
