@@ -17,7 +17,12 @@ member inputs and their steps. Ingest plans, resumes and writes it like any inpu
 `read_window` reads each member once (through the kind's reader) and averages per cell and
 feature over the member steps with a finite value (sum and count, vectorised), so a real 0 stays a
 value. The feature `window-count` (one per store step, after the kind's features) counts the member
-steps with at least one finite feature in the cell, NaN where none. A member that fails to read is
+steps with at least one finite feature in the cell, NaN where none (one count, not one per feature:
+in gridded products, scenes and swaths the gaps are shared by all features, so per-feature counts
+would repeat it at the cost of doubling the store; where they are not, as for profiles on depth
+levels, the kind's own count feature, e.g. `thetao-count`, is averaged like any feature). A
+kind's per-step count features (`channels-k`, `<name>-count`) are averaged like any other feature:
+the mean count per contributing step. A member that fails to read is
 reported (`problems`) and left out: the window averages the others; only a window whose every
 member fails is an error of the whole input.
 """

@@ -239,3 +239,35 @@ def test_a_windowed_store_resumes_byte_identical(tmp_path):
     assert plan.mode == "resume" and [(r.t0, r.t1) for r in plan.regions] == [(1, 2)]
     run_ingest([str(primary)], store, config, progress=False)
     xr.testing.assert_identical(xr.open_zarr(store).load(), clean)
+
+
+def test_a_broken_auxiliary_member_is_reported_and_its_window_averages_the_others(tmp_path):
+    import xarray as xr
+
+    from satflow.ingest.api import execute_plan, scan_and_plan
+
+    primary, aux_values = primary_and_daily_aux(tmp_path)
+    store, config = tmp_path / "store.zarr", windowed_aux_config(tmp_path)
+    plan = scan_and_plan([str(primary)], store, config)
+    broken = tmp_path / "aux_09.nc"
+    broken.write_bytes(b"truncated")  # broken after planning, while the region is written
+    report = execute_plan(plan, config, progress=False)
+    assert [(s.path, s.reason.split(" (")[0]) for s in report.skipped] == \
+        [(str(broken), "auxiliary product sst: cannot open as NetCDF")]
+    x = xr.open_zarr(store)["X"].values
+    mean, count = numpy_window(aux_values, [8, 10, 11, 12])  # Jan 9..13 without Jan 10
+    np.testing.assert_allclose(x[1, 1], mean, rtol=1e-6)
+    np.testing.assert_array_equal(x[1, 2], count)
+
+
+def test_calendar_months_of_a_model_calendar(tmp_path):
+    values = np.arange(70 * 12, dtype=np.float32).reshape(70, LAT.size, LON.size)
+    path = write_nc(tmp_path / "c.nc", {**lat_lon_variables(), **time_variable(np.arange(70.0), "days since 0001-01-01",
+                                                                                 "360_day"),
+                                        "x": (("time", "lat", "lon"), values, {})})
+    inputs, out = windowed([path], SourceConfig(lon_convention="0..360", time_window="P1M"))
+    assert [(t.year, t.month, t.day, t.calendar) for t in inputs[0].times] == \
+        [(1, 1, 1, "360_day"), (1, 2, 1, "360_day"), (1, 3, 1, "360_day")]  # 30-day months
+    np.testing.assert_array_equal(out[:, 0], np.stack([values[0:30].mean(0), values[30:60].mean(0),
+                                                       values[60:70].mean(0)]))
+    np.testing.assert_array_equal(out[:, 1, 0, 0], [30.0, 30.0, 10.0])
