@@ -12,6 +12,15 @@
   from the 2-D coordinates, plus `y_m` (height,), `x_m` (width,) cell centres in metres and the
   patch bounds in metres `x_min_m`, `x_max_m`, `y_min_m`, `y_max_m` (from the index)
 
+Named groups of features (`groups={"x": ["profiles/thetao-d*"], "y": ["thetao-d*"], "eo": ["ostia/*"]}`,
+fnmatch patterns over the store's feature names, matched in store order) replace `x` and `mask` with,
+per group `g`: `g` float32 (n_g, height, width) normalised and filled as `x`, `g_valid_mask` bool
+(n_g, height, width), and `g_valid_mask_1d` bool (1, height, width): the columns where any feature of
+the group is valid (a profile column with at least one observed level). `land_mask=FEATURE` (e.g. the
+shallowest reanalysis level `thetao-d1`) adds `land_mask` bool (1, height, width), True over the sea
+(where that feature is valid), False over land: one horizontal mask for every group, as DepthDif's.
+Without `groups` the items are exactly as above.
+
 Random choices (augmentation, corruption) are drawn from a generator seeded by (seed, the row's
 identity, epoch), so an item is the same whichever worker loads it and in whatever order; call
 `set_epoch` to vary them between epochs. The store is opened lazily in each worker process.
@@ -19,6 +28,7 @@ identity, epoch), so an item is the same whichever worker loads it and in whatev
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -64,12 +74,31 @@ class PatchDataset(Dataset):
     def __init__(self, store: str | Path, index: str | Path | pd.DataFrame, split: str | list[str] | None = "train",
                  features: list[str] | None = None, normalize: bool = True, augment: bool = False,
                  corruption: str | None = None, hidden_fraction: float = 0.5, seed: int = 0,
-                 fill_value: float = 0.0):
+                 fill_value: float = 0.0, groups: dict[str, list[str]] | None = None, land_mask: str | None = None):
         if corruption is not None:
             corruption_mask(corruption, 2, 2, hidden_fraction, np.random.default_rng(0))  # validate early
+        if corruption is not None and groups is not None:
+            raise ValueError("corruption applies to `x`; with groups, hide cells of a group yourself from its "
+                             "<group>_valid_mask (corruption_mask in satflow.index.corruption)")
         self.frame = _load_frame(store, index, split)
+        self.groups = None
+        if groups is None and land_mask is not None:
+            raise ValueError("land_mask comes with groups: give groups={name: [patterns]} too")
+        if groups is not None and features is not None:
+            raise ValueError("give either features (one `x`) or groups (named feature groups), not both")
+        if groups is not None:
+            all_features = PatchReader(store).all_features
+            self.groups = match_groups(groups or {}, all_features, store)
+            if land_mask is not None and land_mask not in all_features:
+                raise ValueError(f"land_mask: {store} has no feature {land_mask!r}; give the shallowest level of the "
+                                 f"reanalysis, e.g. one of {[f for f in all_features if '/' not in f][:4]}")
+            features = list(dict.fromkeys([f for names in self.groups.values() for f in names]
+                                          + ([land_mask] if land_mask else [])))
+        self.land_mask = land_mask
         self.reader = PatchReader(store, features)
         self.features = self.reader.features
+        self._group_index = None if self.groups is None else {
+            name: np.array([self.features.index(f) for f in names], np.int64) for name, names in self.groups.items()}
         stats = self.reader.statistics()
         self.mean = np.nan_to_num(stats["mean"], nan=0.0).astype(np.float32)
         std = np.nan_to_num(stats["std"], nan=1.0)
@@ -113,13 +142,22 @@ class PatchDataset(Dataset):
     def _arrays(self, i: int, rng: np.random.Generator, position: dict | None = None) -> dict[str, np.ndarray]:
         rows = position or {name: values[i] for name, values in self._rows.items()}
         x, mask = self.load(rows["t"], rows["y0"], rows["x0"], rows["height"], rows["width"])
-        arrays = {"x": x, "mask": mask}
+        arrays = {"x": x, "mask": mask} if self.groups is None else self._group_arrays(x, mask)
         if self.augment:
             arrays = dict(zip(arrays, _augment(list(arrays.values()), rng)))
         if self.corruption is not None:
             observed = corruption_mask(self.corruption, x.shape[1], x.shape[2], self.hidden_fraction, rng)
             arrays["mask_corrupt"] = arrays["mask"] & observed
             arrays["x_corrupt"] = np.where(arrays["mask_corrupt"], arrays["x"], self.fill_value).astype(np.float32)
+        return arrays
+
+    def _group_arrays(self, x: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        arrays = {}
+        for name, index in self._group_index.items():
+            arrays[name], arrays[f"{name}_valid_mask"] = x[index], mask[index]
+            arrays[f"{name}_valid_mask_1d"] = mask[index].any(axis=0, keepdims=True)
+        if self.land_mask is not None:
+            arrays["land_mask"] = mask[self.features.index(self.land_mask)][None].copy()
         return arrays
 
     def __getitem__(self, i: int) -> dict:
@@ -148,6 +186,20 @@ class PatchDataset(Dataset):
         """A reproducible subset of n items (the same for the same index, split and seed)."""
         order = np.argsort(frame_row_keys(self.frame, seed), kind="stable")[: min(n, len(self))]
         return Subset(self, np.sort(order).tolist())
+
+
+def match_groups(groups: dict[str, list[str]], features: list[str], store="the store") -> dict[str, list[str]]:
+    """Group name -> the store's features its fnmatch patterns match (store order); each pattern must match one."""
+    matched = {}
+    for name, patterns in groups.items():
+        if isinstance(patterns, str):
+            patterns = [patterns]
+        for pattern in patterns:
+            if not fnmatch.filter(features, pattern):
+                raise ValueError(f"groups.{name}: pattern {pattern!r} matches no feature of {store} "
+                                 f"(features: {', '.join(features)})")
+        matched[name] = [f for f in features if any(fnmatch.fnmatchcase(f, p) for p in patterns)]
+    return matched
 
 
 class TripletDataset(PatchDataset):

@@ -217,3 +217,32 @@ def test_every_sequence_step_is_the_store_slice_its_row_names(store):
         expected = np.stack([_store_slice(path, r.t, r.y0, r.x0, 8) for r in members.itertuples()])
         np.testing.assert_array_equal(item["x"].numpy(), expected, err_msg=item["sequence_id"])
         np.testing.assert_array_equal(item["mask"].numpy(), np.isfinite(expected))
+
+
+def test_groups_split_features_by_pattern_with_their_masks_and_augment_together(store):
+    path, index, values = store
+    ds = PatchDataset(path, index, groups={"low": ["tmbrs-?"], "high": ["tmbrs-15"]}, land_mask="tmbrs-2",
+                      normalize=False, fill_value=np.nan)
+    assert ds.groups == {"low": ["tmbrs-1", "tmbrs-2"], "high": ["tmbrs-15"]}
+    wrapped = int(np.flatnonzero(ds.frame["x0"].to_numpy() == 28)[0])
+    item, raw = ds[wrapped], _patch(values, ds.frame.iloc[wrapped])
+    np.testing.assert_array_equal(item["low"].numpy(), raw[:2])
+    np.testing.assert_array_equal(item["high_valid_mask"].numpy(), np.isfinite(raw[2:]))
+    np.testing.assert_array_equal(item["low_valid_mask_1d"].numpy(), np.isfinite(raw[:2]).any(0, keepdims=True))
+    np.testing.assert_array_equal(item["land_mask"].numpy(), np.isfinite(raw[1:2]))
+    assert "x" not in item and "mask" not in item
+    augmented = PatchDataset(path, index, groups={"low": ["tmbrs-?"]}, land_mask="tmbrs-2", augment=True,
+                             normalize=False, fill_value=np.nan)[wrapped]
+    np.testing.assert_array_equal(augmented["land_mask"].numpy(), augmented["low_valid_mask"].numpy()[1:2])
+
+
+def test_group_settings_that_cannot_work_are_explained(store):
+    path, index, _ = store
+    with pytest.raises(ValueError, match=r"groups.y: pattern 'thetao-d\*' matches no feature of .*tmbrs-1, tmbrs-2"):
+        PatchDataset(path, index, groups={"y": ["thetao-d*"]})
+    with pytest.raises(ValueError, match="land_mask comes with groups"):
+        PatchDataset(path, index, land_mask="tmbrs-1")
+    with pytest.raises(ValueError, match="give either features .* or groups"):
+        PatchDataset(path, index, features=["tmbrs-1"], groups={"x": ["tmbrs-1"]})
+    with pytest.raises(ValueError, match="land_mask: .* has no feature 'thetao-d1'"):
+        PatchDataset(path, index, groups={"x": ["tmbrs-1"]}, land_mask="thetao-d1")

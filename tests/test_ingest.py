@@ -251,6 +251,10 @@ SOURCE_CHANGES = {
                         '"count_name": "count", "depth_from": null, "depths": null, "max_distance_m": 5.0, "names": '
                         '{"POTM_CORRECTED": "thetao", "PSAL_CORRECTED": "so"}, "resample": "linear", "resolution": '
                         '2.0, "variables": ["POTM_CORRECTED"]} now'),
+    "source.time_window": ("ingest.source.time_window=P1D", 'unset in the store, "P1D" now'),
+    # Centres need the centred anchor (the config refuses them otherwise), so both settings change and both are named.
+    "source.time_window_anchor": ("ingest.source.time_window_anchor=centred", 'unset in the store, "centred" now'),
+    "source.time_window_centres": ('ingest.source.time_window_centres=["2020-01-01"]', '[] in the store, ["2020-01-01"] now'),
 }
 
 

@@ -255,13 +255,28 @@ def _export(actions, common) -> None:
     parser.add_argument("--split", help="only rows of this split")
     parser.add_argument("--limit", type=int, help="at most this many rows")
     parser.add_argument("--feature", dest="features", action="append", help="feature to export (repeatable)")
+    parser.add_argument("--group", dest="groups", action="append", metavar="NAME=PATTERN[,PATTERN]",
+                        help="one file per row and group in OUT/NAME/, e.g. x='profiles/thetao-d*' (repeatable; "
+                        "adds manifest.json)")
     parser.add_argument("--store", help="store path, if it moved since the index was built")
     parser.set_defaults(handler=run_export)
+
+
+def _groups(specs: list[str] | None) -> dict[str, list[str]] | None:
+    if not specs:
+        return None
+    groups = {}
+    for spec in specs:
+        name, _, patterns = spec.partition("=")
+        if not name or not patterns:
+            raise ValueError(f"--group {spec!r}: give NAME=PATTERN[,PATTERN], e.g. --group 'y=thetao-d*'")
+        groups[name] = patterns.split(",")
+    return groups
 
 
 def run_export(args, config: SatflowConfig) -> int:
     from satflow.index.api import export_index
 
     print(export_index(args.index, args.out, args.format, split=args.split, limit=args.limit,
-                       features=args.features, store=args.store))
+                       features=args.features, store=args.store, groups=_groups(args.groups)))
     return 0

@@ -115,7 +115,8 @@ def windows_index(index: str | Path, out: str | Path, options) -> DerivedIndex:
 
 
 def export_index(index: str | Path, out: str | Path, fmt: str, *, split: str | None = None, limit: int | None = None,
-                 features: list[str] | None = None, store: str | None = None) -> str:
+                 features: list[str] | None = None, store: str | None = None,
+                 groups: dict[str, list[str]] | None = None) -> str:
     """`satflow index export`: one file per row (of `split`, at most `limit`); returns the line to print."""
     from satflow.index.export import export_patches
     from satflow.index.io import read_index
@@ -124,5 +125,5 @@ def export_index(index: str | Path, out: str | Path, fmt: str, *, split: str | N
     if split:
         frame = frame[frame["split"] == split]
     manifest = export_patches(frame.attrs["satflow"]["store"]["path"], frame, out, fmt,
-                              features=features, limit=limit)
+                              features=features, limit=limit, groups=groups)
     return f"wrote {min(len(frame), limit or len(frame))} {fmt} file(s) and {manifest}"

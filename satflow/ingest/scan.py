@@ -18,6 +18,7 @@ from satflow.runtime.executors import as_executor
 from satflow.sources.auxiliary import scene_key, time_hours
 from satflow.sources.base import FileInfo, SourceError, group_inputs, scan_input
 from satflow.sources.timecodec import as_time_array
+from satflow.sources.windows import with_primary_centres
 from satflow.store import StoreLayout, open_group, open_store
 
 # Metadata reads are HDF5-bound; worker processes sidestep the global HDF5 lock. Fewer files than
@@ -49,7 +50,7 @@ def scan_ingest(inputs: Sequence[str], store: str | Path | None, config: IngestC
     """
     paths = expand_inputs(inputs)
     primary, skipped = _scan_inputs(paths, config.source, client)
-    aux = {name: _scan_product(name, product.inputs, product.source, client)
+    aux = {name: _scan_product(name, product.inputs, with_primary_centres(product.source, primary), client)
            for name, product in config.aux_products.items()}
     store = "" if store is None else str(store)
     return IngestFacts(store, paths, primary, skipped, aux, scan_store(store) if store else None)

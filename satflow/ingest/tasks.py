@@ -26,22 +26,23 @@ def fill_steps(out: np.ndarray, t0: int, slots: Sequence[Slot], infos: dict[str,
     """
     files = [""] * len(out)
     problems: list[Skipped] = []
+    left_out: list[tuple[str, str]] = []  # members a time-window input had to leave out (read_input reports them)
     for path, group in _slots_by_file(slots).items():
         positions = np.array([slot.t - t0 for slot in group])
         steps = [slot.file_step for slot in group]
         contiguous = np.array_equal(positions, np.arange(positions[0], positions[0] + len(positions)))
         try:
             if contiguous:  # the usual case: decode straight into the block, no copy
-                read_input(infos[path], source, steps=steps, out=out[positions[0]:positions[-1] + 1])
+                read_input(infos[path], source, steps=steps, out=out[positions[0]:positions[-1] + 1], problems=left_out)
             else:
-                out[positions] = read_input(infos[path], source, steps=steps)
+                out[positions] = read_input(infos[path], source, steps=steps, problems=left_out)
         except SourceError as err:
             out[positions] = np.nan
             problems.append(Skipped(path, err.reason))
             continue
         for position in positions:
             files[position] = path
-    return files, problems
+    return files, problems + [Skipped(path, reason) for path, reason in left_out]
 
 
 _buffers = threading.local()

@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from satflow.grid import covers_all_longitudes
-from satflow.sources.base import FileInfo, SourceError, read_input
+from satflow.sources.base import INPUT_SEPARATOR, FileInfo, SourceError, read_input
 from satflow.sources.options import AuxProductConfig, SourceConfig
 from satflow.sources.timecodec import as_time_array, encode_times, iso_times, time_calendar
 from satflow.sources.timeselect import select_steps
+from satflow.sources.windows import WINDOW_COUNT
 
 SINGLE_SCENE = "single_scene_per_aux_time"
 ALL_SCENES = "all_scenes_within_dt_aux"
@@ -153,11 +154,17 @@ class AuxPlan:
                  + ("read onto the primary domain" if reader.on_primary_grid else f"{reader.method} onto the "
                     "primary grid where the grids differ")]
         for slot in self.slots[:3]:
-            lines.append(f"    t={slot.t} <- {Path(slot.scene.path).name}[{slot.scene.file_step}] "
+            lines.append(f"    t={slot.t} <- {input_name(slot.scene.path)}[{slot.scene.file_step}] "
                          f"({iso_times(np.array([slot.scene.time]))[0]})")
         if len(self.slots) > 3:
             lines.append(f"    ... {len(self.slots) - 3} more")
         return lines
+
+
+def input_name(path: str) -> str:
+    """A file's name, or for an input of several files (a time window) the first and last and their count."""
+    files = path.split(INPUT_SEPARATOR)
+    return Path(files[0]).name if len(files) == 1 else f"{Path(files[0]).name}..{Path(files[-1]).name} ({len(files)} files)"
 
 
 def plan_aux_product(name: str, product: AuxProductConfig, inputs: list[FileInfo], skipped: list[tuple[str, str]],
@@ -251,12 +258,14 @@ def fill_aux(block: np.ndarray, t0: int, slots: Sequence[AuxSlot], reader: AuxRe
         # An input's step may fill several primary steps (all_scenes_within_dt_aux): read each step once.
         steps, inverse = np.unique([s.scene.file_step for s in group], return_inverse=True)
         try:
-            values = read_input(info, reader.source, steps=steps.tolist())
+            values = read_input(info, reader.source, steps=steps.tolist(), problems=problems)
         except SourceError as err:
             problems.append((path, err.reason))
             continue
         if not reader.on_primary_grid:
             values = resample_lat_lon(values, info.lat, info.lon, reader.lat, reader.lon, reader.method)
+            counts = [k for k, name in enumerate(info.features) if name == WINDOW_COUNT]
+            values[:, counts] = np.rint(values[:, counts])  # a count stays whole after bilinear weights
         for slot, k in zip(group, inverse.ravel().tolist()):
             block[slot.t - t0, features] = values[k]
             used[slot.t - t0] = (path, slot.scene.time)

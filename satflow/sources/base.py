@@ -20,49 +20,18 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from satflow.sources.inputs import INPUT_SEPARATOR, FileInfo, SourceError
 from satflow.sources.kinds import SOURCE_KINDS
 from satflow.sources.options import SourceConfig
+from satflow.sources.windows import group_windows, is_window, read_window
 
-
-class SourceError(Exception):
-    """A file cannot be used: `path`, `reason` (what is wrong) and `hint` (what to do)."""
-
-    def __init__(self, path, reason: str, hint: str = "fix or remove the file, or exclude it from the inputs"):
-        self.path = str(path)
-        self.reason = reason
-        self.hint = hint
-        super().__init__(f"{self.path}: {reason}; {hint}")
-
-    def __reduce__(self):  # keep all three fields when the error travels back from a Dask worker
-        return type(self), (self.path, self.reason, self.hint)
-
-
-@dataclass(frozen=True, eq=False)
-class FileInfo:
-    """Metadata of one input on the normalised grid (what `read_input` will return).
-
-    `path` names the input in plans and provenance: a file, or for a group of files (a swath
-    window) their paths joined by `INPUT_SEPARATOR`. `read_plan` is the source's own picklable
-    recipe; `derived` are the trailing features computed from others (see satflow.sources.derived).
-    """
-
-    path: str
-    times: np.ndarray  # datetime64[ns], or cftime dates where numpy cannot hold them (see timecodec)
-    features: tuple[str, ...]
-    lat: np.ndarray  # ascending, after crop
-    lon: np.ndarray  # ascending in source.lon_convention (unwrapped past the seam by a crossing crop)
-    units: tuple[str, ...] = ()  # per feature, after conversion ("" when the file declares none)
-    notes: tuple[str, ...] = ()  # how the file was interpreted (time from name, calendar mapping, ...)
-    read_plan: object = field(default=None, repr=False)
-    derived: tuple[str, ...] = ()
-
-
-INPUT_SEPARATOR = ";"
+__all__ = ["INPUT_SEPARATOR", "FileInfo", "SourceError", "Source", "register_source", "get_source", "scan_input",
+           "group_inputs", "read_input", "SingleFileGroups"]
 
 
 class Source(Protocol):
@@ -96,8 +65,12 @@ def scan_input(path: str, source: SourceConfig) -> FileInfo:
 
 
 def group_inputs(infos: list[FileInfo], source: SourceConfig) -> tuple[list[FileInfo], list[tuple[str, str]]]:
-    """Scanned files -> inputs with the derived features appended; (path, reason) per file left out."""
+    """Scanned files -> inputs (averaged in `source.time_window`s, see satflow.sources.windows) with the derived
+    features appended; (path, reason) per file left out."""
     inputs, skipped = get_source(source.kind).group(infos, source)
+    if source.time_window is not None:
+        inputs, left_out = group_windows(inputs, source)
+        skipped = skipped + left_out
     if not source.derived:
         return inputs, skipped
     from satflow.sources.derived import DerivedFeatureError, check_inputs
@@ -116,9 +89,12 @@ def group_inputs(infos: list[FileInfo], source: SourceConfig) -> tuple[list[File
 
 
 def read_input(info: FileInfo, source: SourceConfig, steps: Sequence[int] | None = None,
-               out: np.ndarray | None = None) -> np.ndarray:
-    """The input's values (NaN where invalid), derived features included. Raises SourceError."""
-    reader = get_source(source.kind)
+               out: np.ndarray | None = None, problems: list[tuple[str, str]] | None = None) -> np.ndarray:
+    """The input's values (NaN where invalid), derived features included. Raises SourceError.
+
+    A time-window input appends (path, reason) to `problems` for each member file it had to leave out.
+    """
+    reader = _reader(info, source, problems)
     if not info.derived:
         return reader.read(info, source, steps, out)
     from satflow.sources.derived import evaluate
@@ -133,6 +109,22 @@ def read_input(info: FileInfo, source: SourceConfig, steps: Sequence[int] | None
     for k, name in enumerate(info.derived):
         out[:, n_read + k] = evaluate(source.derived[name], lambda feature: out[:, index[feature]])
     return out
+
+
+@dataclass(frozen=True)
+class _WindowReader:
+    """`read` of a time-window input: the members through the kind's reader, then averaged."""
+
+    member_reader: Source
+    problems: list | None
+
+    def read(self, info, source, steps=None, out=None):
+        return read_window(info, source, steps, out, self.member_reader.read, self.problems)
+
+
+def _reader(info: FileInfo, source: SourceConfig, problems: list | None):
+    reader = get_source(source.kind)
+    return _WindowReader(reader, problems) if is_window(info) else reader
 
 
 class SingleFileGroups:

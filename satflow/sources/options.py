@@ -9,6 +9,7 @@ and each kind's own rules (regrid needs `domain`, no other kind may set it) come
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -231,6 +232,51 @@ class SourceConfig(Section):
                                         "central_longitude, l_zonal, l_meridional, resolution} (metres)")
     regrid: RegridConfig = Field(default_factory=RegridConfig)
     profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
+    time_window: str | None = Field(None, description="average the inputs over windows of this ISO 8601 duration "
+                                    "(P7D, P1D, PT6H; P1M, P3M, P1Y calendar months): each store step is the mean "
+                                    "over finite values of the inputs whose times fall in its window, plus a "
+                                    "per-cell `window-count`; null: one store step per input step")
+    time_window_anchor: Literal["calendar", "centred"] | None = Field(
+        None, description="calendar: windows [start, start + duration) aligned to 1970-01-01 (months: to "
+        "calendar months), labelled by their start; centred: [centre - duration/2, centre + duration/2) around "
+        "each of time_window_centres, labelled by the centre; unset: centred if centres are given, else calendar")
+    time_window_centres: list[str] = Field(default_factory=list, description="ISO times of the centred windows; "
+                                           "empty for an auxiliary product: the primary store's times")
+
+    @property
+    def window_anchor(self) -> str:
+        """`time_window_anchor`, or when unset: centred if centres are given, else calendar."""
+        return self.time_window_anchor or ("centred" if self.time_window_centres else "calendar")
+
+    @field_validator("time_window")
+    @classmethod
+    def _window_duration(cls, value):
+        if value is not None:
+            window_length(value)
+        return value
+
+    @field_validator("time_window_centres", mode="before")
+    @classmethod
+    def _iso_centres(cls, values):
+        """YAML reads an unquoted 2020-01-01 as a date: keep ISO text."""
+        if not isinstance(values, (list, tuple)):
+            raise ValueError(f"give a list of ISO times such as ['2020-01-16T12:00'] (got {values!r})")
+        values = [v.isoformat() if hasattr(v, "isoformat") else str(v) for v in values]
+        bad = [v for v in values if _iso_parts(v) is None]
+        if bad:
+            raise ValueError(f"time_window_centres must be ISO times (YYYY-MM-DD[THH[:MM[:SS]]]); got {bad}")
+        return values
+
+    @model_validator(mode="after")
+    def _window_anchor(self) -> SourceConfig:
+        if self.time_window_centres and self.time_window_anchor == "calendar":
+            raise ValueError("time_window_centres are the centres of centred windows: set time_window_anchor: centred "
+                             "(or leave it unset)")
+        if self.time_window is not None and self.window_anchor == "centred" \
+                and window_length(self.time_window).months:
+            raise ValueError(f"time_window {self.time_window}: calendar months have no fixed length to centre; "
+                             "give days (e.g. P30D) or use time_window_anchor: calendar")
+        return self
 
     @field_validator("kind")
     @classmethod
@@ -277,6 +323,32 @@ def duration_hours(value: str | float) -> float:
     if not hours > 0:
         raise ValueError(f"duration {value!r} must be longer than zero")
     return hours
+
+
+@dataclass(frozen=True)
+class WindowLength:
+    """A time window: whole calendar months, or a fixed number of hours (one of the two is zero)."""
+
+    months: int = 0
+    hours: float = 0.0
+
+
+_MONTHS_DURATION = re.compile(r"P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?")
+
+
+def window_length(value: str) -> WindowLength:
+    """`P1M`, `P3M`, `P1Y` -> calendar months; any other ISO 8601 duration (`P7D`, `PT6H`) -> hours."""
+    text = str(value).strip().upper()
+    match = _MONTHS_DURATION.fullmatch(text)
+    if match is not None and text != "P":
+        months = 12 * int(match["years"] or 0) + int(match["months"] or 0)
+        if months <= 0:
+            raise ValueError(f"time_window {value!r} must be longer than zero")
+        return WindowLength(months=months)
+    if re.search(r"\d[YM]", text.split("T")[0]):
+        raise ValueError(f"time_window {value!r}: combine months with nothing else (P1M, P3M, P1Y) or give days "
+                         "and hours (P7D, PT6H)")
+    return WindowLength(hours=duration_hours(text))
 
 
 SceneMappingStrategy = Literal["single_scene_per_aux_time", "all_scenes_within_dt_aux"]
