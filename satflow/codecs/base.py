@@ -111,6 +111,9 @@ class Codec(ABC):
     checkpoint_when: ClassVar[dict[str, Any]] = {}  # ... only when its parameters hold these values
     uses_device: ClassVar[bool] = False  # built with `device=`, kept as `.device`: runs a network (GPUs help)
     declares_bound: ClassVar[bool] = False  # `error_bound` returns the absolute error it promises
+    # "module:Class" of a distributed WorkerPlugin that readies a worker for this codec (compiled
+    # kernels loaded once per worker instead of in its first task); None: nothing to ready
+    worker_plugin: ClassVar[str | None] = None
     # The parameter naming a wrapped codec (its parameters under `<wraps>_params`); an instance
     # holds the wrapped Codec as the attribute of that name.
     wraps: ClassVar[str | None] = None

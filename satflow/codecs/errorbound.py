@@ -135,6 +135,7 @@ class ErrorBounded(Codec):
     }
     param_types = {"eps": PositiveNumber | list[PositiveNumber], "context": Literal[CONTEXTS]}
     declares_bound = True
+    worker_plugin = "satflow.codecs.warm:WarmKernels"
     wraps = "inner"
     needs_checkpoint = True  # its context network's, with context='learned' (else none of its own)
     checkpoint_when = {"context": "learned"}

@@ -123,6 +123,17 @@ class CodecSpec:
         """Every checkpoint the codec (and a codec it wraps) is built with."""
         return _checkpoints(self.build_params())
 
+    def worker_plugins(self) -> set[str]:
+        """The worker plugins (`Codec.worker_plugin`) of the codec and of a codec it wraps."""
+        from satflow.codecs.registry import codec_class
+
+        found, name, params = set(), self.name, self.build_params()
+        while name is not None:
+            cls = codec_class(name)
+            found |= {cls.worker_plugin} if cls.worker_plugin else set()
+            name, params = (params.get(cls.wraps), cls.wrapped_params(params)) if cls.wraps else (None, None)
+        return found
+
     def build(self) -> Codec:
         """This process's instance of the codec (built on first use, then reused)."""
         return build_codec(self)

@@ -81,8 +81,10 @@ def run_compress(store: str | Path, out: str | Path, config: CompressConfig, *, 
         create_compressed_store(plan)
     tic = time.perf_counter()
     tasks = [RegionTask(region, True) for region in plan.pending] + [RegionTask(region, False) for region in plan.done]
-    partial = as_executor(client).map_reduce(compress_region, tasks, plan.store, plan.out, combine=combine_partials,
-                                             name="compress-region", retries=config.retries, progress=progress)
+    executor = as_executor(client)
+    executor.prepare_workers(CodecSpec.parse(plan.codec).worker_plugins())
+    partial = executor.map_reduce(compress_region, tasks, plan.store, plan.out, combine=combine_partials,
+                                  name="compress-region", retries=config.retries, progress=progress)
     summary = summarize(plan, partial, seconds=time.perf_counter() - tic)
     return CompressResult(plan, finish_compressed_store(plan, summary))
 

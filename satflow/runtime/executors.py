@@ -19,9 +19,10 @@ decision once. Two executors implement the same four operations:
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -48,6 +49,12 @@ class Executor(ABC):
     @abstractmethod
     def describe(self) -> dict:
         """Where the work runs: kind, workers, threads, resources (JSON-able)."""
+
+    def prepare_workers(self, plugins: Iterable[str]) -> None:
+        """Ready every worker with these plugins ("module:Class" of a distributed WorkerPlugin), once.
+
+        In-process there is no worker to ready: the first task pays what a plugin would have.
+        """
 
     def gather_map(self, func: Callable, items: Sequence, *args: Any, **options: Any) -> list:
         """`map`, with the results in item order."""
@@ -96,6 +103,12 @@ class DaskExecutor(Executor):
 
     def __init__(self, client) -> None:
         self.client = client
+
+    def prepare_workers(self, plugins: Iterable[str]) -> None:
+        # A registered plugin also runs on workers that join later (adaptive SLURM scaling).
+        for path in sorted(set(plugins)):
+            module, _, name = path.partition(":")
+            self.client.register_plugin(getattr(importlib.import_module(module), name)())
 
     def _submit_all(self, func, items, args, name, retries, resources) -> list:
         per_item = _per_item(resources, len(items))

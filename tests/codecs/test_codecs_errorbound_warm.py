@@ -63,3 +63,25 @@ def test_the_worker_plugin_warms_a_worker_of_a_cluster():
                                                   for name, p in dask_worker.plugins.items()})
     (seconds,) = [p[WarmKernels.name] for p in plugins.values()]
     assert seconds is not None and seconds > 0
+
+
+def test_a_spec_names_the_worker_plugins_of_its_codec_and_of_the_codec_it_wraps():
+    from satflow.codecs.spec import CodecSpec
+
+    warm = {"satflow.codecs.warm:WarmKernels"}
+    assert CodecSpec.parse("errorbound:inner=constant,eps=0.5").worker_plugins() == warm
+    assert CodecSpec.parse("errorbound:inner=sz3,eps=0.5").worker_plugins() == warm
+    assert CodecSpec.parse("sz3:tol=0.5").worker_plugins() == set()
+
+
+def test_the_dask_executor_readies_workers_with_the_named_plugins_and_in_process_nothing_runs():
+    from distributed import Client, LocalCluster
+
+    from satflow.runtime.executors import DaskExecutor, InProcessExecutor
+
+    InProcessExecutor().prepare_workers(["no.such.module:Plugin"])  # nothing to ready, nothing imported
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        DaskExecutor(client).prepare_workers(["satflow.codecs.warm:WarmKernels"])
+        plugins = client.run(lambda dask_worker: sorted(dask_worker.plugins))
+    assert [WarmKernels.name in names for names in plugins.values()] == [True]
