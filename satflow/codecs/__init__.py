@@ -7,7 +7,7 @@ that must not pull in numpy and numcodecs.
 
 from __future__ import annotations
 
-import importlib
+from satflow.lazy import lazy_getattr
 
 _EXPORTS = {
     "Codec": "satflow.codecs.base",
@@ -20,8 +20,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'satflow.codecs' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -10,18 +10,14 @@ imports `satflow.compress.options`, and that must not pull in numpy or zarr.
 
 from __future__ import annotations
 
-import importlib
+from satflow.lazy import exports_of, lazy_getattr
 
 _MODULES = {
     "satflow.compress.api": ("CompressResult", "compress_job", "prepare_compress", "run_compress", "summarize"),
     "satflow.compress.plan": ("CompressError", "CompressPlan", "plan_compress"),
 }
-_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
+_EXPORTS = exports_of(_MODULES)
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'satflow.compress' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -6,7 +6,7 @@ that must not pull in dask, pyarrow or torch.
 
 from __future__ import annotations
 
-import importlib
+from satflow.lazy import lazy_getattr
 
 _EXPORTS = {
     "build_index": "satflow.index.build",
@@ -34,8 +34,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'satflow.index' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

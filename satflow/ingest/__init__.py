@@ -22,7 +22,7 @@ that must not pull in numpy, xarray, dask or netCDF4.
 
 from __future__ import annotations
 
-import importlib
+from satflow.lazy import exports_of, lazy_getattr
 
 _MODULES = {
     "satflow.ingest.api": ("IngestReport", "execute_plan", "prepare_store", "run_ingest", "scan_and_plan"),
@@ -32,12 +32,8 @@ _MODULES = {
     "satflow.ingest.scan": ("expand_inputs", "scan_ingest", "scan_store"),
     "satflow.ingest.tasks": ("fill_block", "fill_steps", "ingest_region"),
 }
-_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
+_EXPORTS = exports_of(_MODULES)
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'satflow.ingest' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

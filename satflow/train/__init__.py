@@ -19,10 +19,10 @@ and RNG restored) or starts a new one from its weights. Runs single-process or u
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from satflow.lazy import lazy_getattr
 from satflow.train.options import TrainConfig
 
 if TYPE_CHECKING:
@@ -34,11 +34,7 @@ _EXPORTS = {"NonFiniteLossError": "satflow.train.common", "TrainResult": "satflo
 
 __all__ = ["NonFiniteLossError", "TrainResult", "distortion_weights", "masked_mse", "train"]
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'satflow.train' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def train(store: str | Path, index: str | Path, out: str | Path, config: TrainConfig | None = None, *,

@@ -14,7 +14,7 @@ that must not pull in numpy and netCDF4.
 
 from __future__ import annotations
 
-import importlib
+from satflow.lazy import lazy_getattr
 
 _EXPORTS = {name: "satflow.sources.samples.writers" for name in (
     "AMSUA_FILL", "DEFAULT_SATELLITES", "THETAO_FILL", "write_amsua_sample", "write_amsua_swath_sample",
@@ -24,8 +24,4 @@ _EXPORTS["write_sample"] = "satflow.sources.samples.by_kind"
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'satflow.sources.samples' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
