@@ -77,12 +77,14 @@ def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progres
     readers = readers_for(plan, config.source)
     # Each task carries only its own files' metadata: broadcasting every FileInfo to every
     # worker would cost O(files x workers) memory on archives of thousands of files.
-    tasks = [(region, infos_for(plan, region), aux_infos_for(plan, region.aux)) for region in plan.regions]
+    tasks = [(region, infos_for(plan, region), aux_infos_for(plan, region.aux)) for region in plan.task_regions()]
     problems: list[Skipped] = []
-    for _, skipped in as_executor(client).map(ingest_task, tasks, plan.store, readers, name="ingest-region",
-                                              retries=2, progress=progress):
+    records = []
+    for _, (skipped, record) in as_executor(client).map(ingest_task, tasks, plan.store, readers,
+                                                        name="ingest-region", retries=2, progress=progress):
         problems += skipped
-    finalize(plan.store)
+        records.append(record)
+    finalize(plan.store, records)
     n_steps = open_group(plan.store)["X"].shape[0]
     return IngestReport(plan.store, len(plan.regions), plan.skipped + problems, n_steps)
 
