@@ -211,8 +211,8 @@ class CropBox(_Section):
 class ChunkConfig(_Section):
     time: int = Field(1, gt=0)
     feature: int = Field(-1, description="-1 keeps all features in one chunk")
-    lat: int = Field(256, gt=0)
-    lon: int = Field(256, gt=0)
+    lat: int = Field(384, gt=0)
+    lon: int = Field(720, gt=0)
 
     @field_validator("feature")
     @classmethod
