@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ class IngestReport:
     written: int
     skipped: list[Skipped]
     time_steps: int
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase: template, regions, finalise
 
     def describe(self) -> str:
         lines = [f"ingested {self.written} region(s) into {self.store} ({self.time_steps} time steps)"]
@@ -73,7 +75,9 @@ def _extend_time(plan: IngestPlan) -> None:
 
 def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progress: bool = True) -> IngestReport:
     """Write every region of the plan (on `client` if given), then fold the statistics."""
+    started = time.perf_counter()
     prepare_store(plan, config)
+    seconds = {"template": time.perf_counter() - started}
     readers = readers_for(plan, config.source)
     # Each task carries only its own files' metadata: broadcasting every FileInfo to every
     # worker would cost O(files x workers) memory on archives of thousands of files.
@@ -84,9 +88,12 @@ def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progres
                                                         name="ingest-region", retries=2, progress=progress):
         problems += skipped
         records.append(record)
+    seconds["regions"] = time.perf_counter() - started - seconds["template"]
     finalize(plan.store, records)
+    seconds["finalise"] = time.perf_counter() - started - seconds["template"] - seconds["regions"]
     n_steps = open_group(plan.store)["X"].shape[0]
-    return IngestReport(plan.store, len(plan.regions), plan.skipped + problems, n_steps)
+    return IngestReport(plan.store, len(plan.regions), plan.skipped + problems, n_steps,
+                        {phase: round(value, 3) for phase, value in seconds.items()})
 
 
 def run_ingest(inputs: Sequence[str], store: str | Path, config: IngestConfig, *, client=None,
