@@ -94,7 +94,7 @@ def read_file(info: FileInfo, source: SourceConfig, steps: Sequence[int] | None 
         stop = start + len(variable.features)
         _decode_into(out[:, start:stop], raw, attrs, variable, source)
         start = stop
-    if not np.isfinite(out).any():
+    if not _any_finite(out):
         raise SourceError(info.path, "all values are fill",
                           "check its _FillValue/missing_value (or source.sentinel), or remove the file")
     return out
@@ -359,6 +359,15 @@ def _decode_into(out: np.ndarray, raw: np.ndarray, attrs: dict, spec: _VariableR
         out[...] = values  # broadcasts a file without a time axis over the steps
     else:
         decode_values(raw, attrs, sentinel=source.sentinel, out=out)
+
+
+def _any_finite(values: np.ndarray, run: int = 1 << 16) -> bool:
+    """Whether any value is finite, stopping at the first run that has one: a valid field answers after
+    one run instead of a whole-block pass and temporary (1.5 ms a 0.5-degree AMSU step)."""
+    if not values.flags.c_contiguous:  # a view into a block with auxiliary features: no copy
+        return bool(np.isfinite(values).any())
+    flat = values.reshape(-1)
+    return any(np.isfinite(flat[i:i + run]).any() for i in range(0, flat.size, run))
 
 
 def _take(array: np.ndarray, index: np.ndarray, axis: int) -> np.ndarray:
