@@ -233,6 +233,7 @@ def summarize(rounds: list[dict], sizes: list[int]) -> dict:
     best = {key: min(r["runs"][key]["seconds"] for r in kept) for key in kept[0]["runs"]}
     summary["best_seconds"] = best
     summary["store_mib"] = {key: kept[0]["runs"][key]["store_mib"] for key in kept[0]["runs"]}
+    summary["peak_rss_mib"] = {key: max(r["runs"][key]["peak_rss_mib"] for r in kept) for key in kept[0]["runs"]}
     for n in sizes:
         summary[f"satflow_vs_floor_{n}"] = round(best[f"satflow_{n}"] / best[f"floor_{n}"], 3)
         summary[f"xarray_vs_satflow_{n}"] = round(best[f"xarray_{n}"] / best[f"satflow_{n}"], 3)
