@@ -5,8 +5,8 @@ extend the store, run one task per region on the executor, fold the statistics) 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
