@@ -404,3 +404,57 @@ def test_step_partials_explain_statistics(clean_store):
     counts = np.asarray(group["step_count"][:])
     assert counts.shape == (6, 40) and all(name in group for name in STEP_NAMES)
     np.testing.assert_array_equal(counts.sum(axis=0), np.asarray(group["count"][:]))
+
+
+def _tiny_files(folder: Path, count: int) -> tuple[list[Path], np.ndarray]:
+    """`count` 6-hourly files of one 4 x 8 step each, with NaN (fill) cells; returns their values."""
+    import netCDF4
+
+    folder.mkdir()
+    values = np.random.default_rng(7).normal(250.0, 10.0, (count, 4, 8)).astype(np.float32)
+    values[values < 242.0] = np.nan
+    paths = []
+    for i in range(count):
+        paths.append(folder / f"tiny_{i:03d}.nc")
+        with netCDF4.Dataset(paths[-1], "w") as ds:
+            for name, size in (("time", 1), ("lat", 4), ("lon", 8)):
+                ds.createDimension(name, size)
+            ds.createVariable("time", "f8", ("time",)).setncatts({"units": "hours since 2020-01-01"})
+            ds["time"][:] = [6 * i]
+            for name, units in (("lat", "degrees_north"), ("lon", "degrees_east")):
+                ds.createVariable(name, "f4", (name,)).setncatts({"units": units})
+                ds[name][:] = np.arange(ds.dimensions[name].size, dtype=np.float32)
+            ds.createVariable("tb", "f4", ("time", "lat", "lon"), fill_value=np.float32(-999.0))
+            ds["tb"][:] = np.ma.masked_invalid(values[i:i + 1])
+    return paths, values
+
+
+def test_many_small_files_are_written_in_batched_tasks_with_a_marker_per_step_and_resume(tmp_path):
+    paths, values = _tiny_files(tmp_path / "tiny", 40)
+    store = tmp_path / "tiny.zarr"
+    config = load_config(None, []).ingest
+    plan = scan_and_plan([str(p) for p in paths], store, config)
+    assert len(plan.regions) == 40 and [(r.t0, r.t1) for r in plan.task_regions()][:2] == [(0, 3), (3, 6)]
+    assert len(plan.task_regions()) == 14  # ceil(40 / MIN_TASKS) = 3 steps a task
+    report = run_ingest([str(p) for p in paths], store, config, progress=False)
+    assert report.written == 40 and report.skipped == [] and set(report.seconds) == {"template", "regions", "finalise"}
+    ds = xr.open_zarr(store)
+    np.testing.assert_array_equal(ds["X"].values[:, 0], values)
+    np.testing.assert_array_equal(ds["M"].values[:, 0], np.isfinite(values).astype(np.uint8))
+    np.testing.assert_array_equal(ds["ingested"].values, np.ones(40, np.uint8))
+    assert [Path(str(f)).name for f in ds["source_file"].values] == [p.name for p in paths]
+    data = values.astype(np.float64)
+    assert int(ds["count"].values[0]) == int(np.isfinite(data).sum())
+    np.testing.assert_allclose(ds["mean"].values[0], np.nanmean(data), rtol=1e-12)
+    np.testing.assert_allclose(ds["std"].values[0], np.nanstd(data), rtol=1e-10)
+    assert float(ds["min"].values[0]) == np.nanmin(data) and float(ds["max"].values[0]) == np.nanmax(data)
+    fingerprint = open_group(store).attrs["satflow_fingerprint"]
+
+    group = open_group(store, mode="r+")  # a run killed inside the task of steps 3..5
+    group["ingested"][4] = 0
+    group["X"][4] = np.zeros((1, 4, 8), np.float32)
+    resumed = scan_and_plan([str(p) for p in paths], store, config)
+    assert resumed.mode == "resume" and [(r.t0, r.t1) for r in resumed.task_regions()] == [(4, 5)]
+    run_ingest([str(p) for p in paths], store, config, progress=False)
+    np.testing.assert_array_equal(xr.open_zarr(store)["X"].values[4, 0], values[4])
+    assert open_group(store).attrs["satflow_fingerprint"] == fingerprint

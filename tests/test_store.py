@@ -67,3 +67,36 @@ def test_write_region_returns_the_statistics_of_the_steps_it_wrote(tiny_store):
     np.testing.assert_allclose(moments.std, np.nanstd(data, axis=(0, 2, 3)), rtol=1e-10)
     np.testing.assert_array_equal(moments.min, np.nanmin(data, axis=(0, 2, 3)))
     np.testing.assert_array_equal(moments.max, np.nanmax(data, axis=(0, 2, 3)))
+
+
+def test_finalize_from_the_tasks_records_reads_nothing_back_and_matches_a_read_back(tiny_store, monkeypatch):
+    """Region tasks hand their step partials to `finalize`: the statistics and fingerprint equal those
+    folded from the store, and the step arrays are not read (no second pass over the store)."""
+    from satflow.store import StepRecord, compute_fingerprint, finalize, open_group, write_steps
+    from satflow.store import write as store_write
+
+    path, values = tiny_store
+    group = open_group(path, mode="r+")
+    records = [write_steps(group, 0, values[:1], ["a.nc"]), write_steps(group, 1, values[1:], ["b.nc"] * (len(values) - 1))]
+    assert isinstance(records[0], StepRecord) and records[1].t0 == 1
+    read_back = finalize(path)
+    fingerprint_read_back = open_group(path).attrs["satflow_fingerprint"]
+    reads = []
+    monkeypatch.setattr(store_write, "step_moments", lambda *a, **k: reads.append(a) or [])
+    from_records = finalize(path, records)
+    assert reads == []
+    for field in ("count", "mean", "m2", "min", "max"):
+        np.testing.assert_array_equal(getattr(from_records, field), getattr(read_back, field))
+    assert open_group(path).attrs["satflow_fingerprint"] == fingerprint_read_back == compute_fingerprint(open_group(path))
+    data = values.astype(np.float64)
+    np.testing.assert_array_equal(from_records.count, np.isfinite(data).sum(axis=(0, 2, 3)))
+    np.testing.assert_allclose(from_records.mean, np.nanmean(data, axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_array_equal(from_records.max, np.nanmax(data, axis=(0, 2, 3)))
+
+
+def test_finalize_reads_the_store_when_the_records_miss_a_step(tiny_store):
+    from satflow.store import finalize, open_group, write_steps
+
+    path, values = tiny_store
+    record = write_steps(open_group(path, mode="r+"), 1, values[1:2], ["b.nc"])  # step 0 was written before
+    np.testing.assert_array_equal(finalize(path, [record]).count, np.isfinite(values).sum(axis=(0, 2, 3)))

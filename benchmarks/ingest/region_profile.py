@@ -38,7 +38,7 @@ def run_regions(files: list[str], variables: list[str], profile: bool) -> dict:
     plan = scan_and_plan(files, store, config)
     prepare_store(plan, config)
     readers = readers_for(plan, config.source)
-    tasks = [(region, infos_for(plan, region), aux_infos_for(plan, region.aux)) for region in plan.regions]
+    tasks = [(region, infos_for(plan, region), aux_infos_for(plan, region.aux)) for region in plan.task_regions()]
     run = lambda task: ingest_task(task, str(store), readers)  # noqa: E731
     run(tasks[0])
     profiler = None

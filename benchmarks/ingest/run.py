@@ -1,32 +1,33 @@
-"""Ingest benchmark: satflow against fair baselines, all in one run on the same machine.
+"""Ingest benchmark: whole commands as a user runs them (process start to exit), at default settings.
 
-For each archive (default: 40 AMSU-like files at 0.5 degrees, `tmbrs` = 15 features x 360 x 720,
-zlib level 4; and 8 files of the 0.25-degree sample product, 40 features x 720 x 1440):
+Routes, all in the same run, in alternating order from round to round:
+- `satflow`: `python -m satflow ingest FILES --out S [--var tmbrs]` (its own cluster, scan, plan,
+  region tasks, statistics, finalise, close)
+- `xarray`: `xr.open_mfdataset(files).to_zarr(out)` at xarray's and zarr's defaults, in a fresh process
+  (for the tiny-file archive its tuned form: `combine="nested", data_vars="minimal", coords="minimal",
+  compat="override"`)
+- `floor`: two hand-written Python processes started together, each reading half the files with netCDF4
+  (masked -> NaN) and writing X and M (satflow's default chunks and codec) into one Zarr store: no
+  planning, statistics, provenance or cluster
 
-- (a) `xr.open_mfdataset(files).to_zarr(store)`: what users write today, at xarray's and zarr's defaults
-- (b) the same with satflow's codec (Blosc zstd, satflow's default level, byte shuffle)
-- (c) floor: two processes, each reading half the files with netCDF4 and writing X and M into one
-      Zarr store with satflow's codec (the least work that reaches the same bytes: no planning,
-      statistics or provenance); the processes are started before the clock starts
-- satflow: `run_ingest` (scan, plan, region tasks, statistics, finalise) on a LocalCluster of two
-  worker processes (started and warmed before the clock); also with chunks 512, with the cube
-  written by `open_archive(...).to_zarr(region=...)` instead of region tasks, and on two thread
-  workers (`processes: false`, whose NetCDF reads take turns on the HDF5 lock)
+Archives: AMSU-like 0.5-degree files (`tmbrs`, 15 x 361 x 720 per step, zlib 4) at two sizes (default 40
+and 160), the per-file slope between them, and the store sizes; 2,000 tiny files (one 4 x 8 step each)
+with the rate of `satflow ingest --dry-run`; the 0.25-degree 40-feature product at two small sizes.
+Beside each satflow figure: its phases in one in-process run (imports, cluster start, scan + plan,
+template, regions, finalise, close; from `IngestReport.seconds`) and peak memory.
 
-Peak memory is the peak of the summed RSS of the driver and all its children (workers, pool),
-sampled every 20 ms; the satflow ingest is repeated on an archive 4x larger to check that it stays
-flat. Machines here are shared: compare ratios from one run, not seconds across runs.
+`os.getloadavg()` is recorded before every round; a round that starts above --max-load (2.5: on 2 cores
+every route waits on the same stolen cores above that) is kept in the JSON but marked dropped and left
+out of the summary. Ratios and slopes come from rounds kept in this run only.
 
-    python benchmarks/ingest/run.py                 # full run; writes results/ingest.json and .png
-    python benchmarks/ingest/run.py --quick         # 8 small files, a smoke test
-    python benchmarks/ingest/run.py --profile       # also py-spy profiles of a satflow ingest's workers
+    python benchmarks/ingest/run.py --data /tmp/satflow-bench-data   # full run -> results/ingest.json
+    python benchmarks/ingest/run.py --quick                          # smoke run: tiny archives, 1 round
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import shutil
@@ -35,421 +36,326 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-import psutil
-
 HERE = Path(__file__).parent
-WORKERS = 2
+ROOT = HERE.parent.parent
+WORKERS = 2  # the floor's processes; the cluster keeps its default
 
 
-class PeakRSS:
-    """Peak of the summed resident memory of this process and all its descendants."""
-
-    def __init__(self, interval: float = 0.02):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-
-    def _sample(self) -> int:
-        me = psutil.Process()
-        total = me.memory_info().rss
-        for child in me.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
-            time.sleep(self.interval)
-
-    def __enter__(self) -> PeakRSS:
-        self.peak = self._sample()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-@contextmanager
-def timed(results: dict, key: str, store: Path | None = None):
-    """Time the block; with an earlier result under `key` (a repeat), keep the faster one.
-
-    The minimum over repeats is the estimate least disturbed by other load on a shared machine.
-    """
-    with PeakRSS() as memory:
-        start = time.perf_counter()
-        yield
-        seconds = time.perf_counter() - start
-    result = {"seconds": round(seconds, 3), "peak_rss_mib": round(memory.peak / 2**20, 1)}
-    if store is not None:
-        result["store_mib"] = round(du(store) / 2**20, 2)
-    print(f"  {key:28s} {seconds:7.2f} s  peak {memory.peak / 2**20:7.0f} MiB"
-          + (f"  store {result['store_mib']:8.1f} MiB" if store else ""), flush=True)
-    previous = results.get(key)
-    if previous is None or seconds < previous["seconds"]:
-        runs = (previous or {}).get("runs", []) + [result["seconds"]]
-        results[key] = {**result, "runs": runs}
-    else:
-        previous["runs"].append(result["seconds"])
-
-
-def du(path: Path) -> int:
-    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
-
-
-# --- the contenders ------------------------------------------------------------------------------
-def ingest_config(variables, chunk: int):
-    from satflow.config import load_config
-
-    overrides = [f"ingest.chunks.lat={chunk}", f"ingest.chunks.lon={chunk}"]
-    if variables:
-        overrides.append(f"ingest.source.variables={json.dumps(variables)}")
-    return load_config(None, overrides).ingest
-
-
-def run_satflow(files, store, variables, chunk, client) -> None:
-    from satflow.ingest import run_ingest
-
-    run_ingest([str(p) for p in files], store, ingest_config(variables, chunk), client=client, progress=False)
-
-
-def run_satflow_to_zarr_region(files, store, variables, chunk, client) -> None:
-    """The same store written from the lazy cube: `open_archive(...).to_zarr(region=...)` (X and M only)."""
-    from satflow.ingest import plan_dataset, scan_and_plan
-    from satflow.store import create_template
-
-    config = ingest_config(variables, chunk)
-    plan = scan_and_plan([str(p) for p in files], store, config, client=client)
-    create_template(store, plan.layout)
-    cube = plan_dataset(plan, config.source)[["X", "M"]].drop_vars(["time", "feature", "lat", "lon"])
-    # Computed on the client's cluster (an active distributed Client is dask's default scheduler).
-    cube.to_zarr(str(store), region={dim: slice(None) for dim in cube.dims}, zarr_format=3, consolidated=False)
-
-
-def run_mfdataset(files, store, variables, codec=None) -> None:
-    """(a) with codec=None: xarray's and zarr's defaults; (b) with satflow's codec."""
-    import xarray as xr
-
-    ds = xr.open_mfdataset([str(p) for p in files])
-    if variables:
-        ds = ds[variables]
-    encoding = {name: {"compressors": [codec]} for name in ds.data_vars} if codec is not None else None
-    ds.to_zarr(str(store), mode="w", zarr_format=3, encoding=encoding, consolidated=False)
-
-
-def floor_layout(files, variables) -> tuple[list[str], tuple, int]:
+# --- child processes (what the routes run) ---------------------------------------------------------
+def floor_child(store: str, part: int, parts: int, files: list[str], variables: list[str]) -> None:
+    """One of the floor's processes: files[part::parts] -> X and M time steps of one shared store."""
     import netCDF4
+    import numpy as np
+    import zarr
+
+    from satflow.config import ChunkConfig
 
     with netCDF4.Dataset(files[0]) as first:
         names = variables or [n for n, v in first.variables.items()
                               if {"lat", "lon"} <= set(v.dimensions) and n not in ("lat", "lon")]
         n_lat, n_lon = len(first.dimensions["lat"]), len(first.dimensions["lon"])
         n_feature = sum(int(np.prod(first.variables[n].shape[1:-2])) for n in names)
-    return names, (len(files), n_feature, n_lat, n_lon), n_feature
-
-
-def floor_worker(task) -> None:
-    """Read files [first, stop) with netCDF4 (masked -> NaN) and write X and M time steps."""
-    import netCDF4
-    import zarr
-
-    store, files, first, names, n_lat, n_lon = task
-    group = zarr.open_group(store, mode="r+", zarr_format=3)
-    for t, path in enumerate(files, start=first):
-        with netCDF4.Dataset(path) as ds:
+    shape = (len(files), n_feature, n_lat, n_lon)
+    defaults = ChunkConfig()
+    chunks = (1, n_feature, min(defaults.lat, n_lat), min(defaults.lon, n_lon))
+    group = zarr.open_group(store, mode="a", zarr_format=3)
+    arrays = [_shared_array(group, name, shape, chunks, dtype, fill) for name, dtype, fill in
+              (("X", "f4", np.nan), ("M", "u1", 0))]
+    for t in range(part, len(files), parts):
+        with netCDF4.Dataset(files[t]) as ds:
             block = np.concatenate([np.ma.filled(ds.variables[n][0], np.nan).astype(np.float32).reshape(-1, n_lat, n_lon)
                                     for n in names])
-        group["X"][t] = block
-        group["M"][t] = np.isfinite(block)
+        arrays[0][t] = block
+        arrays[1][t] = np.isfinite(block)
 
 
-def floor_warm(_) -> int:
-    import netCDF4  # noqa: F401
-    import zarr  # noqa: F401
-
-    return os.getpid()
-
-
-def run_floor(files, store, variables, chunk, pool) -> None:
-    import zarr
-
+def _shared_array(group, name, shape, chunks, dtype, fill):
+    """Both floor processes create the same array; whichever comes second opens it."""
     from satflow.store import compressor
 
-    names, shape, n_feature = floor_layout(files, variables)
-    group = zarr.open_group(str(store), mode="w", zarr_format=3)
-    chunks = (1, n_feature, chunk, chunk)
-    group.create_array("X", shape=shape, chunks=chunks, dtype="f4", compressors=[compressor()], fill_value=np.nan)
-    group.create_array("M", shape=shape, chunks=chunks, dtype="u1", compressors=[compressor()], fill_value=0)
-    half = (len(files) + 1) // 2
-    tasks = [(str(store), [str(p) for p in files[i:i + half]], i, names, shape[2], shape[3])
-             for i in range(0, len(files), half)]
-    pool.map(floor_worker, tasks)
+    try:
+        return group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
+                                  compressors=[compressor()])
+    except Exception:  # noqa: BLE001 - zarr raises ContainsArrayError (or a FileExistsError) when it exists
+        time.sleep(0.05)
+        return group[name]
 
 
-# --- clusters --------------------------------------------------------------------------------------
-@contextmanager
-def satflow_cluster(processes: bool = True):
-    """The cluster `satflow ingest` opens (satflow's worker environment, loopback), warmed up."""
+def xarray_child(store: str, files: list[str], variables: list[str], tuned: bool) -> None:
+    import xarray as xr
+
+    options = dict(combine="nested", concat_dim="time", data_vars="minimal", coords="minimal",
+                   compat="override") if tuned else {}
+    ds = xr.open_mfdataset(files, **options)
+    if variables:
+        ds = ds[variables]
+    ds.to_zarr(store, mode="w", zarr_format=3, consolidated=False)
+
+
+def phases_child(store: str, files: list[str], variables: list[str]) -> dict:
+    """The satflow command's phases, timed in one process as the CLI runs them."""
+    started = time.perf_counter()
     from satflow.config import load_config
+    from satflow.ingest import execute_plan, scan_and_plan
     from satflow.runtime.cluster import open_client
 
-    config = load_config(None, [f"cluster.local.n_workers={WORKERS}", f"cluster.local.processes={str(processes).lower()}",
-                                "cluster.local.memory_limit='0'"])
-    with open_client(config.cluster, quiet=True) as client:
-        client.run(_warm_imports)
-        yield client
+    overrides = [f"ingest.source.variables={json.dumps(variables)}"] if variables else []
+    config = load_config(None, overrides)
+    seconds = {"imports": time.perf_counter() - started}
+    mark = time.perf_counter()
+    client_context = open_client(config.cluster, quiet=True)
+    client = client_context.__enter__()
+    seconds["cluster_start"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    plan = scan_and_plan(files, store, config.ingest, client=client)
+    seconds["scan_plan"] = time.perf_counter() - mark
+    report = execute_plan(plan, config.ingest, client, progress=False)
+    seconds.update(report.seconds)
+    mark = time.perf_counter()
+    client_context.__exit__(None, None, None)
+    seconds["cluster_close"] = time.perf_counter() - mark
+    seconds["total_in_process"] = time.perf_counter() - started
+    return {key: round(value, 3) for key, value in seconds.items()}
 
 
-def _warm_imports() -> None:
-    import netCDF4  # noqa: F401
-    import xarray  # noqa: F401
+# --- timing whole commands -------------------------------------------------------------------------
+class PeakRSS:
+    """Peak summed resident memory of the given processes and all their descendants (20 ms samples)."""
 
-    import satflow.ingest  # noqa: F401
+    def __init__(self, processes):
+        import psutil
 
+        self.roots = [psutil.Process(p.pid) for p in processes]
+        self.peak, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
 
-# --- one archive -----------------------------------------------------------------------------------
-def bench_archive(files, work: Path, variables, chunks: list[int], extras: bool, repeat: int) -> dict:
-    """Every contender once per round, rounds repeated: each keeps its fastest run."""
-    results: dict = {}
-    for _ in range(repeat):
-        bench_round(results, files, work, variables, chunks, extras)
-    summarize(results, files, variables, chunks, extras)
-    return results
+    def _sample(self) -> int:
+        total = 0
+        for root in self.roots:
+            try:
+                for process in [root, *root.children(recursive=True)]:
+                    total += process.memory_info().rss
+            except Exception:  # noqa: BLE001 - a process that just exited
+                pass
+        return total
 
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            time.sleep(0.02)
 
-def bench_round(results: dict, files, work: Path, variables, chunks: list[int], extras: bool) -> None:
-    from satflow.store import compressor
-
-    with satflow_cluster() as client:
-        for chunk in chunks:
-            with timed(results, f"satflow_chunk{chunk}", work / f"satflow{chunk}.zarr"):
-                run_satflow(files, work / f"satflow{chunk}.zarr", variables, chunk, client)
-        if extras:
-            with timed(results, "satflow_to_zarr_region", work / "region.zarr"):
-                run_satflow_to_zarr_region(files, work / "region.zarr", variables, chunks[0], client)
-    if extras:
-        with satflow_cluster(processes=False) as client:
-            with timed(results, "satflow_thread_workers", work / "threads.zarr"):
-                run_satflow(files, work / "threads.zarr", variables, chunks[0], client)
-    with timed(results, "a_mfdataset_defaults", work / "a.zarr"):
-        run_mfdataset(files, work / "a.zarr", variables)
-    with timed(results, "b_mfdataset_satflow_codec", work / "b.zarr"):
-        run_mfdataset(files, work / "b.zarr", variables, compressor())
-    with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
-        pool.map(floor_warm, range(WORKERS))
-        with timed(results, "c_floor_two_processes", work / "floor.zarr"):
-            run_floor(files, work / "floor.zarr", variables, chunks[0], pool)
-    for store in work.glob("*.zarr"):
-        shutil.rmtree(store)
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
 
 
-def summarize(results: dict, files, variables, chunks: list[int], extras: bool) -> None:
-    best = min(chunks, key=lambda c: results[f"satflow_chunk{c}"]["seconds"])
-    satflow = results[f"satflow_chunk{best}"]
-    names, shape, _ = floor_layout(files, variables)
-    raw = float(np.prod(shape)) * 4
-    results["summary"] = {
-        "best_chunk": best,
-        "float32_mib": round(raw / 2**20, 1),
-        "speedup_vs_a": round(results["a_mfdataset_defaults"]["seconds"] / satflow["seconds"], 2),
-        "speedup_vs_b": round(results["b_mfdataset_satflow_codec"]["seconds"] / satflow["seconds"], 2),
-        "ratio_to_floor": round(satflow["seconds"] / results["c_floor_two_processes"]["seconds"], 2),
-        "store_vs_a": round(satflow["store_mib"] / results["a_mfdataset_defaults"]["store_mib"], 3),
-        "mb_per_s_per_core": {key: round(raw / 1e6 / value["seconds"] / WORKERS, 1)
-                              for key, value in results.items() if isinstance(value, dict) and "seconds" in value},
-    }
-    if extras:
-        results["summary"]["thread_workers_cost"] = round(
-            results["satflow_thread_workers"]["seconds"] / results[f"satflow_chunk{chunks[0]}"]["seconds"], 2)
-        results["summary"]["to_zarr_region_vs_region_tasks"] = round(
-            results["satflow_to_zarr_region"]["seconds"] / results[f"satflow_chunk{chunks[0]}"]["seconds"], 2)
+def run_commands(commands: list[list[str]]) -> dict:
+    """Start the commands together; seconds from the first start to the last exit, and peak memory."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    started = time.perf_counter()
+    processes = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for c in commands]
+    memory = PeakRSS(processes)
+    outputs = [p.communicate()[0] for p in processes]
+    seconds = time.perf_counter() - started
+    peak = memory.stop()
+    for process, output in zip(processes, outputs):
+        if process.returncode != 0:
+            raise RuntimeError(f"{' '.join(commands[0][:4])} ... exited {process.returncode}:\n{output[-3000:]}")
+    return {"seconds": round(seconds, 3), "peak_rss_mib": round(peak / 2**20, 1)}
 
 
-def memory_growth(files_small, files_large, work: Path, variables, chunk: int) -> dict:
-    """Peak memory of a satflow ingest for an archive and one 4x larger, each on a fresh cluster."""
-    peaks: dict = {}
-    for label, files in (("1x", files_small), ("4x", files_large)):
-        with satflow_cluster() as client:
-            with timed(peaks, f"satflow_{label}_{len(files)}_files"):
-                run_satflow(files, work / f"mem{label}.zarr", variables, chunk, client)
-        shutil.rmtree(work / f"mem{label}.zarr")
-    small, large = (peaks[f"satflow_{k}_{len(f)}_files"]["peak_rss_mib"] for k, f in (("1x", files_small), ("4x", files_large)))
-    peaks["peak_growth"] = round(large / small, 3)
-    return peaks
+def route_commands(route: str, files: list[str], store: str, variables: list[str], tuned: bool) -> list[list[str]]:
+    var_flags = [a for v in variables for a in ("--var", v)]
+    if route == "satflow":
+        return [[sys.executable, "-m", "satflow", "ingest", *files, "--out", store, "--no-progress", *var_flags]]
+    listing = str(Path(store).with_suffix(".files.json"))
+    Path(listing).write_text(json.dumps({"files": files, "variables": variables}))
+    me = [sys.executable, str(Path(__file__).resolve())]
+    if route == "xarray":
+        return [[*me, "--child", "xarray", "--store", store, "--listing", listing, *(["--tuned"] if tuned else [])]]
+    return [[*me, "--child", "floor", "--store", store, "--listing", listing, "--part", str(k), "--parts", str(WORKERS)]
+            for k in range(WORKERS)]
 
 
-def codec_sweep(files, variables) -> dict:
-    """X and M of a few files written with candidate codecs (one thread): seconds and MiB."""
-    import zarr
-    from zarr.codecs import BloscCodec, BloscShuffle
-
-    from satflow.sources.gridded import read_file, scan_file
-
-    source = ingest_config(variables, 256).source
-    x = np.concatenate([read_file(scan_file(str(f), source), source) for f in files])
-    m = np.isfinite(x).view(np.uint8)
-    candidates = {"zarr default (zstd 0)": None}
-    for level in (1, 3, 5):
-        candidates[f"zstd {level} shuffle"] = BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.shuffle)
-        candidates[f"zstd {level} bitshuffle"] = BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.bitshuffle)
-    out = {}
-    with zarr.config.set({"threading.max_workers": 1}):
-        for name, codec in candidates.items():
-            path = tempfile.mkdtemp(prefix="satflow-codec-")
-            group = zarr.open_group(path, mode="w", zarr_format=3)
-            kw = {} if codec is None else {"compressors": [codec]}
-            chunks = (1, x.shape[1], 256, 256)
-            arrays = [group.create_array(n, shape=a.shape, chunks=chunks, dtype=a.dtype, fill_value=f, **kw)
-                      for n, a, f in (("X", x, np.nan), ("M", m, 0))]
-            start = time.perf_counter()
-            arrays[0][:], arrays[1][:] = x, m
-            out[name] = {"seconds": round(time.perf_counter() - start, 3), "mib": round(du(Path(path)) / 2**20, 2)}
-            shutil.rmtree(path)
-            print(f"  codec {name:24s} {out[name]['seconds']:6.2f} s {out[name]['mib']:7.2f} MiB", flush=True)
-    return out
+def du(path: Path) -> int:
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, names in os.walk(path) for f in names)
 
 
-IDLE_LEAVES = (".select (", ".wait (", ".acquire (", "._recv (", ".poll (", "sleep (", "_worker (concurrent",
-               "spawn_main(", "process ")
+ROUTES = ("satflow", "xarray", "floor")
 
 
-def is_idle(leaf: str) -> bool:
-    """Waiting on a lock, a queue, a socket or a child; a process frame alone means no Python is running."""
-    return leaf.startswith("process ") or any(marker in leaf for marker in IDLE_LEAVES)
-PROFILED = {  # inclusive share of busy samples, by what the time is spent on
-    "scan (metadata)": "scan_file", "netCDF read + zlib": "_read_raw", "CF decode (masks, NaN)": "decode_values",
-    "per-step statistics": "Moments.from_block", "zarr compress (Blosc)": "_encode_sync",
-    "zarr write (all)": "Array.__setitem__", "region task (all)": "ingest_region", "finalize": "finalize (",
-    "template": "create_template", "imports": "_find_and_load",
-}
+def bench_sizes(name: str, archives: dict[int, list[str]], variables: list[str], work: Path, rounds: int,
+                max_load: float, tuned: bool = False) -> dict:
+    """Every route on every archive size, `rounds` times, in a rotated order each round."""
+    result: dict = {"variables": variables or "all", "rounds": []}
+    for k in range(rounds):
+        load = os.getloadavg()
+        round_ = {"load_before": [round(v, 2) for v in load], "dropped": load[0] > max_load, "runs": {}}
+        order = ROUTES[k % 3:] + ROUTES[:k % 3]
+        for n, files in archives.items():
+            for route in order:
+                store = work / f"{name}-{route}-{n}.zarr"
+                shutil.rmtree(store, ignore_errors=True)
+                run = run_commands(route_commands(route, files, str(store), variables, tuned))
+                run["store_mib"] = round(du(store) / 2**20, 2)
+                round_["runs"][f"{route}_{n}"] = run
+                print(f"  {name} round {k} load {load[0]:.1f} {route:8s} {n:5d} files {run['seconds']:7.2f} s "
+                      f"peak {run['peak_rss_mib']:6.0f} MiB store {run['store_mib']:8.1f} MiB", flush=True)
+                shutil.rmtree(store, ignore_errors=True)
+        result["rounds"].append(round_)
+    result["phases"] = {n: measure_phases(files, variables, work / f"{name}-phases.zarr") for n, files in archives.items()}
+    result["summary"] = summarize(result["rounds"], list(archives))
+    return result
 
 
-def profile_ingest(files, variables, out: Path) -> dict:
-    """py-spy over `satflow ingest` and its worker processes: the share of busy samples per activity."""
-    store = out.parent / "profile.zarr"
-    raw = Path(tempfile.mkdtemp()) / "profile.collapsed"
-    command = [sys.executable, "-m", "satflow", "ingest", *map(str, files), "--out", str(store), "--overwrite",
-               "--no-progress", *[a for v in variables or [] for a in ("--var", v)]]
-    subprocess.run(["py-spy", "record", "--subprocesses", "--format", "raw", "--rate", "200", "-o", str(raw), "--",
-                    *command], check=True, capture_output=True)
+def measure_phases(files: list[str], variables: list[str], store: Path) -> dict:
     shutil.rmtree(store, ignore_errors=True)
-    busy, shares = 0, dict.fromkeys(PROFILED, 0)
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        if is_idle(frames[-1]):
-            continue
-        busy += int(count)
-        for label, needle in PROFILED.items():
-            if any(needle in frame for frame in frames):
-                shares[label] += int(count)
-    table = {"busy_samples": busy, **{label: round(n / max(busy, 1), 3) for label, n in shares.items()}}
-    out.write_text(json.dumps(table, indent=2))
-    return table
+    listing = store.with_suffix(".files.json")
+    listing.write_text(json.dumps({"files": files, "variables": variables}))
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", "phases", "--store", str(store),
+                          "--listing", str(listing)], env=env, capture_output=True, text=True, check=True).stdout
+    shutil.rmtree(store, ignore_errors=True)
+    return json.loads(out.strip().splitlines()[-1])
 
 
-# --- report ----------------------------------------------------------------------------------------
-def plot(results: dict, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    archives = results["archives"]
-    fig, axes = plt.subplots(1, len(archives) + 1, figsize=(6 * len(archives) + 4, 4.2))
-    for ax, (name, result) in zip(axes, archives.items()):
-        keys = [k for k, v in result.items() if isinstance(v, dict) and "seconds" in v]
-        colours = ["tab:blue" if k.startswith("satflow") else "tab:grey" for k in keys]
-        ax.barh(keys, [result[k]["seconds"] for k in keys], color=colours)
-        for i, k in enumerate(keys):
-            ax.text(result[k]["seconds"], i, f" {result[k].get('store_mib', 0):.0f} MiB", va="center", fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlabel("seconds (lower is better); labels: store size")
-        ax.set_title(f"{name}: {result['files']} files, {WORKERS} workers", fontsize=10)
-    mem = results["memory"]
-    labels = [k for k in mem if k.startswith("satflow")]
-    axes[-1].bar(["1x", "4x"], [mem[k]["peak_rss_mib"] for k in labels], color="tab:orange")
-    axes[-1].set_ylabel("peak RSS, driver + workers (MiB)")
-    axes[-1].set_title(f"archive x4: peak x{mem['peak_growth']:.2f}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
+def summarize(rounds: list[dict], sizes: list[int]) -> dict:
+    """Best kept run per route and size, ratios at each size, and the per-file slope between the sizes."""
+    kept = [r for r in rounds if not r["dropped"]]
+    summary: dict = {"rounds_kept": len(kept), "rounds_dropped": len(rounds) - len(kept)}
+    if not kept:
+        return summary
+    best = {key: min(r["runs"][key]["seconds"] for r in kept) for key in kept[0]["runs"]}
+    summary["best_seconds"] = best
+    summary["store_mib"] = {key: kept[0]["runs"][key]["store_mib"] for key in kept[0]["runs"]}
+    summary["peak_rss_mib"] = {key: max(r["runs"][key]["peak_rss_mib"] for r in kept) for key in kept[0]["runs"]}
+    for n in sizes:
+        summary[f"satflow_vs_floor_{n}"] = round(best[f"satflow_{n}"] / best[f"floor_{n}"], 3)
+        summary[f"xarray_vs_satflow_{n}"] = round(best[f"xarray_{n}"] / best[f"satflow_{n}"], 3)
+    if len(sizes) == 2:
+        small, large = sizes
+        slopes = {route: (best[f"{route}_{large}"] - best[f"{route}_{small}"]) / (large - small) for route in ROUTES}
+        summary["per_file_slope_ms"] = {route: round(1e3 * s, 2) for route, s in slopes.items()}
+        summary["satflow_slope_vs_floor"] = round(slopes["satflow"] / slopes["floor"], 3) if slopes["floor"] > 0 else None
+    return summary
 
 
-def targets(results: dict) -> dict:
-    checks = {}
-    for name, result in results["archives"].items():
-        s = result["summary"]
-        checks[f"{name}: >= 1.5x faster than (a)"] = s["speedup_vs_a"] >= 1.5
-        checks[f"{name}: store no larger than (a)"] = s["store_vs_a"] <= 1.0
-        checks[f"{name}: >= 3x faster than (b)"] = s["speedup_vs_b"] >= 3.0
-        checks[f"{name}: <= 1.3x the floor (c)"] = s["ratio_to_floor"] <= 1.3
-    checks["peak memory +10% at most for a 4x archive"] = results["memory"]["peak_growth"] < 1.1
-    return checks
+def dry_run_rate(files: list[str], variables: list[str], work: Path) -> dict:
+    """`satflow ingest --dry-run` on the archive, whole command: files per second."""
+    load = os.getloadavg()[0]
+    command = [sys.executable, "-m", "satflow", "ingest", *files, "--out", str(work / "dry.zarr"), "--dry-run",
+               *[a for v in variables for a in ("--var", v)]]
+    run = run_commands([command])
+    return {**run, "files": len(files), "files_per_s": round(len(files) / run["seconds"], 1), "load_before": round(load, 2)}
 
 
-def archive(work: Path, name: str, steps: int, resolution: float, data: Path | None) -> list[Path]:
-    """Sample files (zlib level 4, like the real product), cached under --data when given."""
+# --- archives --------------------------------------------------------------------------------------
+def amsua_files(data: Path, resolution: float, steps: int) -> list[str]:
+    """Sample files (zlib level 4, like the real product), cached in `data`."""
     from satflow.sources.samples import write_amsua_sample
 
-    folder = (data or work) / f"amsua-{resolution}deg-{steps}"
+    folder = data / f"amsua-{resolution}deg"
     existing = sorted(folder.glob("*.nc"))
-    if len(existing) >= steps:
-        return existing[:steps]
-    print(f"writing {steps} sample files at {resolution} degrees into {folder}", flush=True)
-    return write_amsua_sample(folder, steps=steps, resolution=resolution, seed=0, complevel=4)
+    if len(existing) < steps:
+        print(f"writing {steps} sample files at {resolution} degrees into {folder}", flush=True)
+        existing = write_amsua_sample(folder, steps=steps, resolution=resolution, seed=0, complevel=4)
+    return [str(p) for p in existing[:steps]]
 
 
+def tiny_files(data: Path, count: int) -> list[str]:
+    """`count` files of one 4 x 8 step each (6-hourly), written with netCDF4."""
+    import netCDF4
+    import numpy as np
+
+    folder = data / "tiny"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"tiny_{i:05d}.nc" for i in range(count)]
+    rng = np.random.default_rng(0)
+    for i, path in enumerate(paths):
+        if path.exists():
+            continue
+        with netCDF4.Dataset(path, "w") as ds:
+            ds.createDimension("time", 1)
+            ds.createDimension("lat", 4)
+            ds.createDimension("lon", 8)
+            time_ = ds.createVariable("time", "f8", ("time",))
+            time_.units, time_[:] = "hours since 2020-01-01", [6 * i]
+            for name, size, units in (("lat", 4, "degrees_north"), ("lon", 8, "degrees_east")):
+                axis = ds.createVariable(name, "f4", (name,))
+                axis.units, axis[:] = units, np.arange(size, dtype="f4")
+            values = ds.createVariable("tmbrs", "f4", ("time", "lat", "lon"), zlib=True, fill_value=np.float32(-999))
+            values.units, values[:] = "K", rng.normal(250, 10, (1, 4, 8)).astype("f4")
+    return [str(p) for p in paths]
+
+
+# --- main ------------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=40, help="files of the 0.5-degree archive")
-    parser.add_argument("--fine-files", type=int, default=8, help="files of the 0.25-degree sample product")
-    parser.add_argument("--chunks", type=int, nargs="+", default=[256, 512])
-    parser.add_argument("--repeat", type=int, default=1, help="rounds over all contenders; each keeps its fastest")
+    parser.add_argument("--sizes", type=int, nargs=2, default=[40, 160], help="files of the 0.5-degree archive")
+    parser.add_argument("--fine-sizes", type=int, nargs=2, default=[4, 12], help="files of the 0.25-degree product")
+    parser.add_argument("--tiny", type=int, default=2000, help="files of the tiny-file archive")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-load", type=float, default=2.5, help="drop rounds starting above this 1-min load")
     parser.add_argument("--data", type=Path, help="folder that caches the generated archives between runs")
-    parser.add_argument("--quick", action="store_true", help="8 files at 2 degrees, no 0.25-degree archive")
-    parser.add_argument("--profile", action="store_true", help="py-spy profile of a satflow ingest (needs py-spy)")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2-degree 4/8 files, 40 tiny, 1 round")
+    parser.add_argument("--out", type=Path, help="default results/ingest.json (--quick: results/ingest-quick.json)")
+    parser.add_argument("--child", choices=["floor", "xarray", "phases"], help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
+    parser.add_argument("--listing", help=argparse.SUPPRESS)
+    parser.add_argument("--part", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--parts", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--tuned", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        listing = json.loads(Path(args.listing).read_text())
+        if args.child == "floor":
+            floor_child(args.store, args.part, args.parts, listing["files"], listing["variables"])
+        elif args.child == "xarray":
+            xarray_child(args.store, listing["files"], listing["variables"], args.tuned)
+        else:
+            print(json.dumps(phases_child(args.store, listing["files"], listing["variables"])))
+        return
+    run_benchmark(args)
 
-    args.out.mkdir(parents=True, exist_ok=True)
+
+def run_benchmark(args) -> None:
     work = Path(tempfile.mkdtemp(prefix="satflow-bench-"))
-    coarse = ("amsua-2deg", 2.0, args.files if not args.quick else 8) if args.quick else ("amsua-0.5deg", 0.5, args.files)
+    data = args.data or work
+    coarse_resolution, sizes, tiny, rounds = (2.0, [4, 8], 40, 1) if args.quick else (0.5, args.sizes, args.tiny, args.rounds)
+    results: dict = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_at_start": os.getloadavg()},
+        "command": " ".join(["python", "benchmarks/ingest/run.py", *sys.argv[1:]]),
+        "max_load": args.max_load,
+        "archives": {},
+    }
     try:
-        base_all = archive(work, coarse[0], coarse[2] * 4, coarse[1], args.data)
-        base = base_all[:coarse[2]]
-        results: dict = {
-            "machine": {"cpus": psutil.cpu_count(), "platform": platform.platform(), "workers": WORKERS,
-                        "note": "shared machine: compare ratios within this run"},
-            "command": " ".join(["python", "benchmarks/ingest/run.py", *sys.argv[1:]]),
-            "archives": {},
-        }
-        print(f"{coarse[0]} ({len(base)} files, tmbrs only)", flush=True)
-        results["codec_sweep"] = codec_sweep(base[:4], ["tmbrs"])
-        results["archives"][coarse[0]] = {"files": len(base), "variables": ["tmbrs"],
-                                          **bench_archive(base, work, ["tmbrs"], args.chunks, True, args.repeat)}
+        coarse = amsua_files(data, coarse_resolution, max(sizes))
+        name = f"amsua-{coarse_resolution}deg"
+        print(f"{name}: {sizes} files, tmbrs", flush=True)
+        results["archives"][name] = bench_sizes(name, {n: coarse[:n] for n in sizes}, ["tmbrs"], work, rounds,
+                                                args.max_load)
+        small = tiny_files(data, tiny)
+        print(f"tiny: {tiny} files of one 4 x 8 step", flush=True)
+        results["archives"]["tiny"] = bench_sizes("tiny", {tiny: small}, ["tmbrs"], work, rounds, args.max_load,
+                                                  tuned=True)
+        results["archives"]["tiny"]["dry_run"] = dry_run_rate(small, ["tmbrs"], work)
         if not args.quick:
-            fine = archive(work, "amsua-0.25deg", args.fine_files, 0.25, args.data)
-            print(f"amsua-0.25deg ({len(fine)} files, all 40 features)", flush=True)
-            results["archives"]["amsua-0.25deg"] = {"files": len(fine), "variables": "all",
-                                                    **bench_archive(fine, work, None, args.chunks[:1], False, args.repeat)}
-        print("memory: 1x and 4x archive", flush=True)
-        results["memory"] = memory_growth(base, base_all, work, ["tmbrs"], args.chunks[0])
-        results["targets"] = targets(results)
-        if args.profile:
-            results["profile"] = profile_ingest(base, ["tmbrs"], args.out / "profile-satflow-ingest.json")
+            fine = amsua_files(data, 0.25, max(args.fine_sizes))
+            print(f"amsua-0.25deg: {args.fine_sizes} files, all 40 features", flush=True)
+            results["archives"]["amsua-0.25deg"] = bench_sizes("fine", {n: fine[:n] for n in args.fine_sizes}, [],
+                                                               work, rounds, args.max_load)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    (args.out / "ingest.json").write_text(json.dumps(results, indent=2))
-    plot(results, args.out / "ingest.png")
-    print(json.dumps({"summaries": {k: v["summary"] for k, v in results["archives"].items()},
-                      "memory": results["memory"], "targets": results["targets"]}, indent=2))
+    args.out = args.out or HERE / "results" / ("ingest-quick.json" if args.quick else "ingest.json")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(json.dumps({name: {**r["summary"], "phases": r["phases"], **({"dry_run": r["dry_run"]} if "dry_run" in r else {})}
+                      for name, r in results["archives"].items()}, indent=2))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ extend the store, run one task per region on the executor, fold the statistics) 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ class IngestReport:
     written: int
     skipped: list[Skipped]
     time_steps: int
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase: template, regions, finalise
 
     def describe(self) -> str:
         lines = [f"ingested {self.written} region(s) into {self.store} ({self.time_steps} time steps)"]
@@ -83,18 +85,25 @@ def _extend_time(plan: IngestPlan) -> None:
 
 def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progress: bool = True) -> IngestReport:
     """Write every region of the plan (on `client` if given), then fold the statistics."""
+    started = time.perf_counter()
     prepare_store(plan, config)
+    seconds = {"template": time.perf_counter() - started}
     readers = readers_for(plan, config.source)
     # Each task carries only its own files' metadata: broadcasting every FileInfo to every
     # worker would cost O(files x workers) memory on archives of thousands of files.
-    tasks = [(region, infos_for(plan, region), aux_infos_for(plan, region.aux)) for region in plan.regions]
+    tasks = [(region, infos_for(plan, region), aux_infos_for(plan, region.aux)) for region in plan.task_regions()]
     problems: list[Skipped] = []
-    for _, skipped in as_executor(client).map(ingest_task, tasks, plan.store, readers, name="ingest-region",
-                                              retries=2, progress=progress):
+    records = []
+    for _, (skipped, record) in as_executor(client).map(ingest_task, tasks, plan.store, readers,
+                                                        name="ingest-region", retries=2, progress=progress):
         problems += skipped
-    finalize(plan.store)
+        records.append(record)
+    seconds["regions"] = time.perf_counter() - started - seconds["template"]
+    finalize(plan.store, records)
+    seconds["finalise"] = time.perf_counter() - started - seconds["template"] - seconds["regions"]
     n_steps = open_group(plan.store)["X"].shape[0]
-    return IngestReport(plan.store, len(plan.regions), plan.skipped + problems, n_steps)
+    return IngestReport(plan.store, len(plan.regions), plan.skipped + problems, n_steps,
+                        {phase: round(value, 3) for phase, value in seconds.items()})
 
 
 def run_ingest(inputs: Sequence[str], store: str | Path, config: IngestConfig, *, client=None,
@@ -130,7 +139,7 @@ def ingest_job(inputs: Sequence[str], store: str | Path, config: IngestConfig, c
     from satflow.ingest.cube import describe_cube, plan_dataset
     from satflow.ingest.plan import IngestError
     from satflow.ingest.scan import expand_inputs
-    from satflow.runtime.cluster import CLUSTER_FROM_LIGHT_TASKS, CLUSTER_FROM_TASKS, client_for
+    from satflow.runtime.cluster import CLUSTER_FROM_SCANS, CLUSTER_FROM_TASKS, client_for
 
     if not inputs:
         raise IngestError("no inputs: give NetCDF paths/globs or set ingest.inputs in the config")
@@ -140,7 +149,7 @@ def ingest_job(inputs: Sequence[str], store: str | Path, config: IngestConfig, c
         CodecSpec.parse(config.codec).check()  # a bad --codec is named before any cluster starts
     n_files = len(expand_inputs(inputs))
     if dry_run:
-        with client_for(choice, cluster, n_files, from_tasks=CLUSTER_FROM_LIGHT_TASKS, quiet=True) as client:
+        with client_for(choice, cluster, n_files, from_tasks=CLUSTER_FROM_SCANS, quiet=True) as client:
             plan = scan_and_plan(inputs, store, config, append=append, client=client)
         cube = describe_cube(plan_dataset(plan, config.source)) if plan.mode == "create" and plan.regions else None
         return IngestJob(plan, None, cube)

@@ -15,7 +15,7 @@ from satflow.ingest.plan import IngestPlan, Region, Slot
 from satflow.sources.auxiliary import AuxReader, AuxSlot, fill_aux
 from satflow.sources.base import FileInfo, SourceError, read_input
 from satflow.sources.options import SourceConfig
-from satflow.store import open_group, write_region
+from satflow.store import StepRecord, open_group, write_steps
 
 
 def fill_steps(out: np.ndarray, t0: int, slots: Sequence[Slot], infos: dict[str, FileInfo],
@@ -92,17 +92,20 @@ def fill_block(block: np.ndarray, t0: int, slots: Sequence[Slot], aux_slots: Seq
 
 
 def ingest_region(store: str, region: Region, infos: dict[str, FileInfo], readers: Readers,
-                  aux_infos: dict[str, dict[str, FileInfo]] | None = None) -> list[Skipped]:
-    """One task: read the region's files, write its steps. Unreadable data leaves NaN steps, reported."""
+                  aux_infos: dict[str, dict[str, FileInfo]] | None = None) -> tuple[list[Skipped], StepRecord]:
+    """One task: read the region's files, write its steps. Unreadable data leaves NaN steps, reported.
+
+    Returns the inputs that failed and what was written (for `finalize`, which then reads nothing back).
+    """
     block = _region_buffer((region.t1 - region.t0, readers.n_features, *readers.shape_yx))
     files, aux_used, problems = fill_block(block, region.t0, region.slots, region.aux, infos, aux_infos or {},
                                            readers)
-    write_region(open_group(store, mode="r+", consolidated=True), region.t0, block, files,
-                 aux_used if readers.aux else ())
-    return problems
+    record = write_steps(open_group(store, mode="r+", consolidated=True), region.t0, block, files,
+                         aux_used if readers.aux else ())
+    return problems, record
 
 
-def ingest_task(task: tuple, store: str, readers: Readers) -> list[Skipped]:
+def ingest_task(task: tuple, store: str, readers: Readers) -> tuple[list[Skipped], StepRecord]:
     """`task` is (region, its files' metadata, its auxiliary files' metadata per product)."""
     region, infos, aux_infos = task
     return ingest_region(store, region, infos, readers, aux_infos)

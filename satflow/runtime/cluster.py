@@ -8,9 +8,9 @@ DIR/compressed.zarr`): every such command takes `--cluster auto|always|never` (d
 `always` opens the configured cluster, `never` runs the work in this process. `auto` opens it when
 `cluster.kind` is `slurm` or `address` (a cluster was asked for), or when the work has at least
 `CLUSTER_FROM_TASKS` (8) tasks that read and code data (ingest: input files; eval: coding and
-whole-field tasks; decode: decode tasks), or at least `CLUSTER_FROM_LIGHT_TASKS` (64)
-metadata-sized tasks (an ingest `--dry-run` only scans files; an index build and stratify read
-uint8 mask chunks or time steps); below that, starting and closing a LocalCluster (about 2 s
+whole-field tasks; decode: decode tasks), at least `CLUSTER_FROM_LIGHT_TASKS` (64) light tasks (an
+index build and stratify read uint8 mask chunks or time steps), or at least `CLUSTER_FROM_SCANS`
+(4096) file scans (an ingest `--dry-run` only reads metadata); below that, starting and closing a LocalCluster (about 2 s
 measured) costs more than the work. `--no-cluster` (eval) and a bare `--cluster` (index) remain as
 aliases of `never` and `always`. The decision is taken after arguments, paths, codec specs and
 store facts were checked, so a mistake is reported before any cluster starts. `satflow demo` and
@@ -37,8 +37,11 @@ CLUSTER_CHOICES: tuple[str, ...] = ("auto", "always", "never")
 # Measured here (turn 3): a LocalCluster took 1.3 s to start and 0.9 s to close, while the region
 # tasks of 40 15 MB files took 5.1 s on two workers: from about 8 data tasks on, workers win it back.
 CLUSTER_FROM_TASKS = 8
-# Metadata scans cost 25-50 ms a file on one core (and mask chunks about as much): 64 of them.
+# Mask chunks and index time steps: 64 of them.
 CLUSTER_FROM_LIGHT_TASKS = 64
+# A metadata scan costs 1.5-10 ms a file with netCDF4 (measured, issue 20): a dry run scans thousands
+# in this process before a cluster's start pays for itself.
+CLUSTER_FROM_SCANS = 4096
 
 
 def cluster_wanted(choice: ClusterChoice, cluster: ClusterConfig, n_tasks: int, *,

@@ -30,7 +30,7 @@ from xarray.backends.locks import HDF5_LOCK
 
 from satflow.sources.base import FileInfo, SingleFileGroups, SourceError, register_source
 from satflow.grid import crop_indices, latitude_order, normalize_longitudes, unwrap_longitudes
-from satflow.sources.cfvalues import UnitsError, canonical_unit, convert_units, decode_values
+from satflow.sources.cfvalues import UnitsError, canonical_unit, convert_units, decode_values, invalid_mask
 from satflow.sources.netcdf import CORRUPT_HINT, nc_attr, open_netcdf, short_error
 from satflow.sources.options import SourceConfig
 from satflow.sources.timecodec import TimeDecodeError, decode_times, time_from_filename
@@ -94,7 +94,7 @@ def read_file(info: FileInfo, source: SourceConfig, steps: Sequence[int] | None 
         stop = start + len(variable.features)
         _decode_into(out[:, start:stop], raw, attrs, variable, source)
         start = stop
-    if not np.isfinite(out).any():
+    if not _any_finite(out):
         raise SourceError(info.path, "all values are fill",
                           "check its _FillValue/missing_value (or source.sentinel), or remove the file")
     return out
@@ -227,8 +227,8 @@ class _Scanner:
         return grids.pop()
 
     def _normalised_axes(self, lat_dim: str, lon_dim: str):
-        lat_raw = np.asarray(self.lat_dims[lat_dim][...], dtype=np.float64)
-        lon_raw = np.asarray(self.lon_dims[lon_dim][...], dtype=np.float64)
+        lat_raw, _ = _coordinate_values(self.lat_dims[lat_dim])
+        lon_raw, _ = _coordinate_values(self.lon_dims[lon_dim])
         lat_order = latitude_order(lat_raw)
         lon_sorted, lon_order = normalize_longitudes(lon_raw, self.source.lon_convention)
         lat_sorted = lat_raw[lat_order]
@@ -271,7 +271,8 @@ class _Scanner:
         return None, self._time_from_name()
 
     def _decode(self, coordinate: netCDF4.Variable, expected: int) -> np.ndarray:
-        values = np.ma.filled(np.ma.asarray(coordinate[...], dtype=np.float64), np.nan).ravel()
+        values, invalid = _coordinate_values(coordinate)
+        values = np.where(invalid, np.nan, values).ravel()
         if values.size != expected:
             raise SourceError(self.path, f"time coordinate '{coordinate.name}' has {values.size} values for "
                               f"{expected} steps", "fix the time coordinate")
@@ -360,6 +361,15 @@ def _decode_into(out: np.ndarray, raw: np.ndarray, attrs: dict, spec: _VariableR
         decode_values(raw, attrs, sentinel=source.sentinel, out=out)
 
 
+def _any_finite(values: np.ndarray, run: int = 1 << 16) -> bool:
+    """Whether any value is finite, stopping at the first run that has one: a valid field answers after
+    one run instead of a whole-block pass and temporary (1.5 ms a 0.5-degree AMSU step)."""
+    if not values.flags.c_contiguous:  # a view into a block with auxiliary features: no copy
+        return bool(np.isfinite(values).any())
+    flat = values.reshape(-1)
+    return any(np.isfinite(flat[i:i + run]).any() for i in range(0, flat.size, run))
+
+
 def _take(array: np.ndarray, index: np.ndarray, axis: int) -> np.ndarray:
     """`np.take`, but a view when the index is a plain ascending or descending run (the usual case)."""
     if len(index) > 1 and np.all(np.diff(index) == index[1] - index[0]) and abs(index[1] - index[0]) == 1:
@@ -384,6 +394,25 @@ def _to_canonical_axes(raw: np.ndarray, axes) -> np.ndarray:
 
 
 # --- netCDF helpers ----------------------------------------------------------------------------
+_PACKING_ATTRS = ("scale_factor", "add_offset", "_Unsigned")
+
+
+def _coordinate_values(variable: netCDF4.Variable) -> tuple[np.ndarray, np.ndarray]:
+    """A coordinate's float64 values and where they are invalid (fill, missing, out of range, NaN).
+
+    Unpacked float coordinates (nearly all) are read raw and masked by `cfvalues.invalid_mask`, which
+    follows netCDF4's rules: its own masking doubles the cost of a small read, and three such reads
+    were half the scan of a small file. Packed ones keep netCDF4's unpacking.
+    """
+    attrs = {key: variable.getncattr(key) for key in variable.ncattrs()}
+    if np.dtype(variable.dtype).kind == "f" and not any(key in attrs for key in _PACKING_ATTRS):
+        variable.set_auto_maskandscale(False)
+        raw = np.asarray(variable[...])
+        return raw.astype(np.float64), invalid_mask(raw, attrs)
+    masked = np.ma.asarray(variable[...], dtype=np.float64)
+    return np.ma.getdata(masked), np.ma.getmaskarray(masked)
+
+
 def _all_variables(group) -> list[netCDF4.Variable]:
     """Variables of a group and of all its sub-groups, depth first."""
     found = list(group.variables.values())

@@ -41,14 +41,16 @@ from satflow.store.write import (
     annotate,
     consolidate,
     create_template,
+    StepRecord,
     finalize,
     write_region,
+    write_steps,
     write_store_from_arrays,
 )
 
 __all__ = [
     "DEFAULT_COMPRESSION_LEVEL", "DIMS", "STAT_NAMES", "STEP_NAMES", "TIME_CALENDAR", "TIME_UNITS", "StoreError",
-    "StoreLayout", "add_aux_provenance", "add_grid_coordinates", "annotate", "compressor", "compute_fingerprint",
+    "StepRecord", "StoreLayout", "add_aux_provenance", "add_grid_coordinates", "annotate", "compressor", "compute_fingerprint",
     "consolidate", "create_template", "finalize", "fingerprint", "open_group", "open_store", "step_moments",
-    "write_region", "write_store_from_arrays",
+    "write_region", "write_steps", "write_store_from_arrays",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +31,19 @@ def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = 
     shape, chunk_shape = layout.shape, layout.chunk_shape
     n_time, n_feature = shape[0], shape[1]
     step_chunks = (chunk_shape[0], n_feature)
+    # Lazy placeholders of one dask chunk each: with compute=False nothing is written, and a graph of
+    # one write per Zarr chunk (never run) cost 3 s for 2,000 steps. Region tasks write every chunk.
+    whole = -1
     data_vars = {
-        "X": (DIMS, da.full(shape, np.nan, dtype=np.float32, chunks=chunk_shape)),
-        "M": (DIMS, da.zeros(shape, dtype=np.uint8, chunks=chunk_shape)),
-        "ingested": (("time",), da.zeros(n_time, dtype=np.uint8, chunks=chunk_shape[0])),
+        "X": (DIMS, da.full(shape, np.nan, dtype=np.float32, chunks=whole)),
+        "M": (DIMS, da.zeros(shape, dtype=np.uint8, chunks=whole)),
+        "ingested": (("time",), da.zeros(n_time, dtype=np.uint8, chunks=whole)),
         "source_file": (("time",), np.full(n_time, "", dtype=object)),
         "units": (("feature",), np.asarray(layout.units or ("",) * n_feature, dtype=object)),
     }
     for name in STEP_NAMES:
         dtype = np.int64 if name == "step_count" else np.float64
-        data_vars[name] = (("time", "feature"), da.zeros((n_time, n_feature), dtype=dtype, chunks=step_chunks))
+        data_vars[name] = (("time", "feature"), da.zeros((n_time, n_feature), dtype=dtype, chunks=whole))
     for name in STAT_NAMES:
         data_vars[name] = (("feature",), np.zeros(n_feature, np.int64 if name == "count" else np.float64))
     ds = xr.Dataset(
@@ -65,6 +69,7 @@ def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = 
         "ingested": {"chunks": (chunk_shape[0],), "_FillValue": None},
         "source_file": {"chunks": (chunk_shape[0],)},
         "time": time_encoding(layout.times),
+        **{name: {"chunks": step_chunks} for name in STEP_NAMES},
         "step_count": {"_FillValue": None, "chunks": step_chunks},
         "count": {"_FillValue": None},
     }
@@ -120,13 +125,27 @@ def annotate(ds: xr.Dataset) -> None:
         ds["ingested"].attrs.update(long_name="1 once this time step has been fully written")
 
 
-def write_region(
+@dataclass(frozen=True)
+class StepRecord:
+    """What a region write recorded for its steps t0..: the per-step partial statistics (STEP_NAMES
+    order, each (step, feature)) and source files. `finalize` folds these without reading them back."""
+
+    t0: int
+    partials: tuple[np.ndarray, ...]
+    source_files: tuple[str, ...]
+
+    def moments(self) -> Moments:
+        steps = [Moments(*(p[i] for p in self.partials)) for i in range(len(self.source_files))]
+        return merge_all(steps, self.partials[0].shape[1])
+
+
+def write_steps(
     group: zarr.Group,
     t0: int,
     values: np.ndarray,
     source_files: Sequence[str],
     aux_sources: Sequence[Sequence[tuple[str, object]]] = (),
-) -> Moments:
+) -> StepRecord:
     """Write time steps t0.. of X, M and their per-step partial statistics; mark them ingested.
 
     `values` is float32 (time, feature, lat, lon) with NaN as the only invalid marker. `aux_sources`
@@ -138,13 +157,20 @@ def write_region(
     group["X"][t0:t1] = values
     group["M"][t0:t1] = np.isfinite(values).view(np.uint8)  # bool is one byte of 0/1: no second copy
     steps = [Moments.from_block(values[i], feature_axis=0) for i in range(values.shape[0])]
-    for name, field in zip(STEP_NAMES, ("count", "mean", "m2", "min", "max")):
-        group[name][t0:t1] = np.stack([getattr(m, field) for m in steps])
+    partials = tuple(np.stack([getattr(m, field) for m in steps]) for field in ("count", "mean", "m2", "min", "max"))
+    for name, partial in zip(STEP_NAMES, partials):
+        group[name][t0:t1] = partial
     group["source_file"][t0:t1] = np.asarray(list(source_files), dtype=object)
     if "aux_time" in group:
         _write_aux_provenance(group, t0, t1, aux_sources)
     group["ingested"][t0:t1] = 1
-    return merge_all(steps, values.shape[1])
+    return StepRecord(t0, partials, tuple(source_files))
+
+
+def write_region(group: zarr.Group, t0: int, values: np.ndarray, source_files: Sequence[str],
+                 aux_sources: Sequence[Sequence[tuple[str, object]]] = ()) -> Moments:
+    """`write_steps`, returning the merged statistics of the steps it wrote."""
+    return write_steps(group, t0, values, source_files, aux_sources).moments()
 
 
 def _write_aux_provenance(group: zarr.Group, t0: int, t1: int, aux_sources) -> None:
@@ -163,16 +189,37 @@ def _write_aux_provenance(group: zarr.Group, t0: int, t1: int, aux_sources) -> N
     group["aux_time"][t0:t1] = encoded
 
 
-def finalize(path: str | Path) -> Moments:
-    """Fold per-step partials of ingested steps into the per-feature statistics and fingerprint."""
+def finalize(path: str | Path, records: Sequence[StepRecord] = ()) -> Moments:
+    """Fold per-step partials of ingested steps into the per-feature statistics and fingerprint.
+
+    `records` are what this run's region tasks wrote: when they cover every time step (a fresh
+    store), nothing is read back; otherwise (resume, append) the partials are read from the store.
+    """
     group = open_group(path, mode="r+")
-    done = np.flatnonzero(np.asarray(group["ingested"][:]) == 1)
-    total = merge_all(step_moments(group, done), group["X"].shape[1])
+    n_time, n_features = group["X"].shape[:2]
+    known = _recorded_arrays(records, n_time)
+    if known is None:
+        done = np.flatnonzero(np.asarray(group["ingested"][:]) == 1)
+        total = merge_all(step_moments(group, done), n_features)
+    else:  # every step was written (and marked) by this run
+        arrays = [known[name] for name in STEP_NAMES]
+        total = merge_all([Moments(*(a[i] for a in arrays)) for i in range(n_time)], n_features)
     for name, values in total.as_summary().items():
         group[name][:] = values
-    group.attrs["satflow_fingerprint"] = compute_fingerprint(group)
+    group.attrs["satflow_fingerprint"] = compute_fingerprint(group, known or {})
     consolidate(path)
     return total
+
+
+def _recorded_arrays(records: Sequence[StepRecord], n_time: int) -> dict[str, np.ndarray] | None:
+    """The recorded step partials and source files as whole arrays; None unless they cover every step."""
+    ordered = sorted(records, key=lambda r: r.t0)
+    starts, ends = [r.t0 for r in ordered], [r.t0 + len(r.source_files) for r in ordered]
+    if not ordered or starts[0] != 0 or ends[-1] != n_time or starts[1:] != ends[:-1]:
+        return None
+    arrays = {name: np.concatenate([r.partials[k] for r in ordered]) for k, name in enumerate(STEP_NAMES)}
+    arrays["source_file"] = np.asarray([f for r in ordered for f in r.source_files], dtype=object)
+    return arrays
 
 
 def consolidate(path: str | Path) -> None:

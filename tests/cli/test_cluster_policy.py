@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from satflow.cli import build_parser
+from satflow.runtime.cluster import (CLUSTER_FROM_LIGHT_TASKS, CLUSTER_FROM_SCANS, CLUSTER_FROM_TASKS, client_for,
+                                    cluster_wanted)
 from satflow.runtime.options import ClusterConfig
-from satflow.runtime.cluster import CLUSTER_FROM_LIGHT_TASKS, CLUSTER_FROM_TASKS, client_for, cluster_wanted
 
 LOCAL = ClusterConfig()
 SLURM = ClusterConfig(kind="slurm")
@@ -14,7 +15,7 @@ ADDRESS = ClusterConfig(kind="address", address="tcp://127.0.0.1:8786")
 
 
 def test_thresholds_are_the_documented_ones():
-    assert (CLUSTER_FROM_TASKS, CLUSTER_FROM_LIGHT_TASKS) == (8, 64)
+    assert (CLUSTER_FROM_TASKS, CLUSTER_FROM_LIGHT_TASKS, CLUSTER_FROM_SCANS) == (8, 64, 4096)
 
 
 @pytest.mark.parametrize("cluster, n_tasks, from_tasks, wanted", [
@@ -22,6 +23,8 @@ def test_thresholds_are_the_documented_ones():
     (LOCAL, 8, CLUSTER_FROM_TASKS, True),
     (LOCAL, 63, CLUSTER_FROM_LIGHT_TASKS, False),
     (LOCAL, 64, CLUSTER_FROM_LIGHT_TASKS, True),
+    (LOCAL, 4095, CLUSTER_FROM_SCANS, False),  # a dry run scans thousands of files in-process
+    (LOCAL, 4096, CLUSTER_FROM_SCANS, True),
     (SLURM, 1, CLUSTER_FROM_TASKS, True),  # a cluster was asked for: use it, however small the work
     (ADDRESS, 0, CLUSTER_FROM_LIGHT_TASKS, True),
 ])

@@ -14,7 +14,7 @@ import pytest
 
 from satflow.ingest.options import IngestConfig
 from satflow.ingest.facts import IngestFacts, ProductFacts, Skipped, StoreFacts
-from satflow.ingest.plan import IngestError, plan_ingest, recorded_config
+from satflow.ingest.plan import IngestError, Slot, plan_ingest, recorded_config
 from satflow.sources.base import FileInfo
 from satflow.store import StoreLayout
 
@@ -70,7 +70,7 @@ def test_create_plan_lays_out_slots_in_time_order_and_regions_on_the_time_chunk(
     assert plan.layout.features == FEATURES and plan.layout.units == ("K", "K")
     assert plan.layout.chunk_shape == (4, 2, 2, 4)
     assert sorted(plan.infos) == ["/nowhere/a.nc", "/nowhere/b.nc"]
-    assert "regions   2 to write (one task each)" in plan.describe()
+    assert "regions   2 to write in 2 task(s)" in plan.describe()
     assert "    t[0:4] <- a.nc, b.nc" in plan.describe()
 
 
@@ -241,3 +241,28 @@ def test_the_planner_touches_no_file_store_reader_or_cluster():
     # aux scenes at 0 h and 2 h: both steps 0 and 1 take one; after an append at 2 h only step 2 is new
     assert result["plans"] == [["create", [[0, 2, 2]]], ["resume", [[0, 2, 2]]], ["append", [[2, 4, 1]]]]
     assert result["loaded"] == []
+
+
+def test_tasks_write_runs_of_consecutive_small_regions_by_bytes_and_leave_gaps_and_large_steps_alone():
+    from satflow.ingest.plan import Region, batch_regions
+
+    def region(t0: int, t1: int) -> Region:
+        return Region(t0, t1, tuple(Slot(t, START, f"/nowhere/h{t}.nc", 0) for t in range(t0, t1)))
+
+    consecutive = [region(t, t + 1) for t in range(40)]
+    merged = batch_regions(consecutive, step_bytes=128, task_bytes=2**20, min_tasks=4)
+    assert [(r.t0, r.t1) for r in merged] == [(0, 10), (10, 20), (20, 30), (30, 40)]
+    assert [s.t for s in merged[1].slots] == list(range(10, 20))
+    by_bytes = batch_regions(consecutive[:6], step_bytes=100, task_bytes=250, min_tasks=1)
+    assert [(r.t0, r.t1) for r in by_bytes] == [(0, 2), (2, 4), (4, 6)]
+    with_gap = batch_regions([region(0, 1), region(1, 2), region(5, 6), region(6, 7)], 8, 2**20, min_tasks=1)
+    assert [(r.t0, r.t1) for r in with_gap] == [(0, 2), (5, 7)]
+    large = batch_regions([region(0, 2), region(2, 4)], step_bytes=2**20, task_bytes=2**20, min_tasks=1)
+    assert [(r.t0, r.t1) for r in large] == [(0, 2), (2, 4)]
+
+
+def test_a_plan_of_many_small_steps_writes_them_in_few_tasks():
+    plan = plan_ingest(facts_of(*[file_info(f"h{t}.nc", hours(t)) for t in range(64)]), ingest_config(time_chunk=1))
+    assert len(plan.regions) == 64
+    assert [(r.t0, r.t1) for r in plan.task_regions()] == [(t, t + 4) for t in range(0, 64, 4)]  # MIN_TASKS = 16
+    assert "regions   64 to write in 16 task(s)" in plan.describe()
