@@ -139,7 +139,7 @@ def ingest_job(inputs: Sequence[str], store: str | Path, config: IngestConfig, c
     from satflow.ingest.cube import describe_cube, plan_dataset
     from satflow.ingest.plan import IngestError
     from satflow.ingest.scan import expand_inputs
-    from satflow.runtime.cluster import CLUSTER_FROM_SCANS, CLUSTER_FROM_TASKS, client_for
+    from satflow.runtime.cluster import CLUSTER_FROM_SCANS, CLUSTER_FROM_TASKS, client_for, client_opening
 
     if not inputs:
         raise IngestError("no inputs: give NetCDF paths/globs or set ingest.inputs in the config")
@@ -157,9 +157,12 @@ def ingest_job(inputs: Sequence[str], store: str | Path, config: IngestConfig, c
         import shutil
 
         shutil.rmtree(store)
-    with client_for(choice, cluster, n_files, from_tasks=CLUSTER_FROM_TASKS) as client:
-        plan = scan_and_plan(inputs, store, config, append=append, client=client)
+    with client_opening(choice, cluster, n_files, from_tasks=CLUSTER_FROM_TASKS) as opening:
+        # Scanned here while the workers start (the scan of a few thousand files is faster in this
+        # process than a cluster's start); from CLUSTER_FROM_SCANS files on, on the workers.
+        scan_client = opening.result() if n_files >= CLUSTER_FROM_SCANS else None
+        plan = scan_and_plan(inputs, store, config, append=append, client=scan_client)
         if on_plan is not None:
             on_plan(plan)
-        report = execute_plan(plan, config, client, progress=progress)
+        report = execute_plan(plan, config, opening.result(), progress=progress)
     return IngestJob(plan, report)

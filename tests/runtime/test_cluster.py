@@ -1,6 +1,8 @@
+import pytest
+
+from satflow.config import load_config
 from satflow.runtime.cluster import open_client, slurm_cluster_kwargs, slurm_job_script
 from satflow.runtime.executors import scheduler_workers
-from satflow.config import load_config
 
 
 def test_local_cluster_runs_tasks_and_has_dashboard():
@@ -61,3 +63,20 @@ def test_worker_processes_get_the_malloc_settings():
         environ = next(iter(client.run(lambda: dict(os.environ)).values()))
     assert environ["MALLOC_MMAP_THRESHOLD_"] == "33554432"
     assert "MALLOC_TRIM_THRESHOLD_" in environ  # distributed's own setting is kept
+
+
+def test_a_cluster_opening_in_the_background_is_closed_also_when_the_work_before_it_fails():
+    from satflow.runtime.cluster import client_opening
+
+    config = load_config(None, ["cluster.local.n_workers=1"]).cluster
+    with client_opening("never", config, 100) as opening:
+        assert opening.result() is None
+    with pytest.raises(RuntimeError, match="the scan failed"):
+        with client_opening("always", config, 1) as opening:
+            raise RuntimeError("the scan failed")
+    client = opening.result()
+    assert client.status == "closed"  # opened in the background, closed on the way out
+    with client_opening("always", config, 1) as opening:
+        client = opening.result()
+        assert client.submit(sum, [1, 2]).result() == 3
+    assert client.status == "closed"
