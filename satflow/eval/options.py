@@ -39,6 +39,8 @@ class EvalConfig(Section):
     sample: int = Field(64, gt=0, description="with index: patches to sample")
     seed: int = Field(0, description="with index: sampling seed")
     field_metrics: bool = Field(True, description="DSSIM, error autocorrelation and spectra on whole 2-D fields")
+    reconstruction: bool = Field(
+        False, description="also write DIR/<codec>/reconstruction.zarr (compressed.zarr already decodes to it)")
     acceptance: AcceptanceConfig = Field(default_factory=AcceptanceConfig)
     gpu: Literal["auto", "always", "never"] = Field(
         "auto", description="learned codecs ask for a GPU worker: auto = when a worker advertises GPU")

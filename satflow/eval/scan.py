@@ -45,6 +45,7 @@ def scan_eval(store: str | Path, config: EvalConfig) -> EvalFacts:
         std=tuple(float(s) for s in np.asarray(group["std"][:], dtype=np.float64)),
         source_files=source_files, source_sizes=_file_sizes(source_files[t0:t1]),
         index_rows=_index_rows(config.index, path) if config.index else None,
+        attrs=dict(group.attrs),
     )
 
 
