@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from satflow.eval.report.document import Section, Table
-from satflow.eval.report.load import ReportError, choose_features, choose_times, find_entry, load_evaluation
+from satflow.eval.report.load import choose_features, choose_times, find_entry, load_evaluation
 from satflow.eval.report.sections import build_sections
 
 IMAGES_DIR = "report_images"
@@ -108,14 +108,18 @@ def export_reconstruction(eval_dir: str | Path, codec: str, out_nc: str | Path |
     evaluation = load_evaluation(eval_dir)
     entry = find_entry(evaluation, codec)
     store = evaluation.path / entry["dir"] / "reconstruction.zarr"
-    if not store.exists():  # the compressed store of a cube is a store of the same shape, decoded on read
-        store = evaluation.path / entry["dir"] / "compressed.zarr"
-        if evaluation.plan.get("mode") == "index":
-            raise ReportError(f"{evaluation.path}: an evaluation of sampled patches has no cube to export; "
-                              "rerun `satflow eval` with --reconstruction (or decode its compressed.zarr "
-                              "with `satflow decode`)")
     out = Path(out_nc) if out_nc is not None else evaluation.path / entry["dir"] / "reconstruction.nc"
-    export_netcdf(store, out, features=features)
+    if store.exists():
+        export_netcdf(store, out, features=features)
+    else:  # decode the compressed store into a temporary satflow store (statistics included), export that
+        import tempfile
+
+        from satflow.eval.api import decode_compressed
+
+        with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as scratch:
+            decoded = decode_compressed(evaluation.path / entry["dir"] / "compressed.zarr",
+                                        Path(scratch) / "reconstruction.zarr")
+            export_netcdf(decoded, out, features=features)
     with netCDF4.Dataset(out, "a") as nc:  # say which codec made these numbers, and from what
         nc.setncatts({"satflow_eval_codec": entry["codec"], "satflow_source_store": evaluation.plan.get("store", ""),
                       "title": f"satflow reconstruction by {entry['codec']}"})
