@@ -399,6 +399,10 @@ def test_the_compressed_store_decodes_in_a_fresh_process_through_zarr_and_xarray
         assert chunk_bytes == n_bytes == entry["n_bytes"]  # the chunk files are the containers, byte for byte
 
 
+FIELD_KEYS = ("dssim", "dssim_fields", "error_lag1_autocorr", "spectral_ratio", "power_original",
+              "power_reconstruction", "spectral_error")
+
+
 def _recorded(name: str) -> dict:
     return json.loads((Path(__file__).parent / "data" / "pre_fusion_metrics.json").read_text())[name]
 
@@ -417,15 +421,27 @@ def test_metrics_equal_the_two_pass_implementation_s_recorded_numbers(name, eval
         build_index(path, tmp_path / "index.parquet", IndexConfig(patch_size=8, stride=4, max_nodata_fraction=1.0))
         options["index"] = str(tmp_path / "index.parquet")
     result = run_eval(path, tmp_path / "out", EvalConfig.model_validate(options), progress=False)
+    # The two-pass eval measured index-mode patches on the reconstruction cube, where overlapping patches
+    # overwrite each other: its field metrics of a patch mixed in its neighbour's decode. The fused pass
+    # measures each patch's own decode, so there only the error metrics must be unchanged.
+    skipped = set(FIELD_KEYS) if name == "index" else set()
+    if name == "index":
+        blocks = result.plan.blocks
+        assert any(a != b and a.t == b.t and a.y0 < b.y1 and b.y0 < a.y1 and a.x0 < b.x1 and b.x0 < a.x1
+                   for a in blocks for b in blocks)
     for entry, want in zip(result.entries, recorded["entries"], strict=True):
         assert entry["codec"] == want["codec"] and entry["n_bytes"] == want["n_bytes"]
         assert entry["histogram"]["counts"] == want["histogram"]
         for key, expected in want["per_feature"].items():
+            if key in skipped:
+                continue
             np.testing.assert_allclose(np.asarray(entry["per_feature"][key], np.float64),
                                        np.asarray(expected, np.float64), rtol=1e-12, atol=1e-15, err_msg=key)
     table = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
     steps = table[table["t"] >= 0].reset_index(drop=True)
     for column, expected in recorded["per_step"].items():
+        if column in skipped:
+            continue
         if column in ("codec", "feature", "t"):
             assert steps[column].tolist() == expected, column
         else:
