@@ -16,11 +16,12 @@ N_MOMENTS = 8  # finite1, finite2, finite12, a1, a2, a1*a1, a2*a2, a1*a2
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def gaussian_moments(a1: np.ndarray, a2: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+def gaussian_moments(a1: np.ndarray, a2: np.ndarray, kernel: np.ndarray, same_finite: bool) -> np.ndarray:
     """(N_MOMENTS, ny - 2r, nx - 2r) Gaussian sums at the interior points; NaN cells count as absent.
 
     Output row by output row: its column sums go to a small buffer (cache-resident), which the row
-    pass then filters, so no full-size intermediate is written."""
+    pass then filters, so no full-size intermediate is written. `same_finite` (both fields finite
+    at the same cells, the usual case): the three indicator sums are one, computed once."""
     ny, nx = a1.shape
     width = kernel.size
     my, mx = ny - width + 1, nx - width + 1
@@ -36,19 +37,25 @@ def gaussian_moments(a1: np.ndarray, a2: np.ndarray, kernel: np.ndarray) -> np.n
                 z1 = v1 if f1 else 0.0
                 z2 = v2 if f2 else 0.0
                 columns[0, j] += k * f1
-                columns[1, j] += k * f2
-                columns[2, j] += k * (f1 and f2)
+                if not same_finite:
+                    columns[1, j] += k * f2
+                    columns[2, j] += k * (f1 and f2)
                 columns[3, j] += k * z1
                 columns[4, j] += k * z2
                 columns[5, j] += k * (z1 * z1)
                 columns[6, j] += k * (z2 * z2)
                 columns[7, j] += k * (z1 * z2)
         for q in range(N_MOMENTS):
+            if same_finite and (q == 1 or q == 2):
+                continue
             for j in range(mx):
                 acc = 0.0
                 for t in range(width):
                     acc += kernel[t] * columns[q, j + t]
                 out[q, i, j] = acc
+        if same_finite:
+            out[1, i, :] = out[0, i, :]
+            out[2, i, :] = out[0, i, :]
     return out
 
 

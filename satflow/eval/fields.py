@@ -85,10 +85,11 @@ def dssim_field(x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray) -> float:
     # astropy's convolve(..., nan_treatment='interpolate'), which ldcpy uses: a Gaussian mean over the
     # window with NaN points left out and the weights renormalised; the boundary fill only touches
     # the border ldcpy crops away, so only interior points are computed (one compiled pass).
+    finite1, finite2 = np.isfinite(a1), np.isfinite(a2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ssim = ssim_map(gaussian_moments(a1, a2, _KERNEL), DSSIM_C)
+        ssim = ssim_map(gaussian_moments(a1, a2, _KERNEL, bool(np.array_equal(finite1, finite2))), DSSIM_C)
     r = DSSIM_RADIUS
-    kept = np.isfinite(a1[r:-r, r:-r]) & np.isfinite(a2[r:-r, r:-r])  # astropy's preserve_nan
+    kept = finite1[r:-r, r:-r] & finite2[r:-r, r:-r]  # astropy's preserve_nan
     return float(ssim[kept].mean()) if kept.any() else float("nan")
 
 
