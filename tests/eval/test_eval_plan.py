@@ -238,3 +238,18 @@ def test_prepare_eval_checks_everything_a_run_needs_and_writes_nothing(eval_stor
         prepare_eval(tmp_path / "nowhere.zarr", EvalConfig())
     with pytest.raises(ValueError, match=r"eval time '7' is outside the store's 0..3 time steps"):
         prepare_eval(path, EvalConfig(time="7"))
+
+
+def test_preparing_an_eval_reads_the_facts_without_importing_dask(eval_store):
+    """The one facts scan goes through zarr and satflow's CF time rules: importing dask.array (seconds on
+    a loaded machine) waits until something computes."""
+    import subprocess
+    import sys
+
+    path, _ = eval_store
+    script = ("import sys\nfrom satflow.eval.api import prepare_eval\nfrom satflow.eval.options import EvalConfig\n"
+              f"facts, plan = prepare_eval({str(path)!r}, EvalConfig())\n"
+              "print(len(plan.tasks), str(facts.times[1]), 'dask.array' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "2021-03-01T06:00:00.000000000", "False"]
