@@ -57,12 +57,13 @@ def chunk_coords(mode: str, t0: int, chunk_yx: tuple[int, int], block: Block, po
 
 
 def mask_compressor():
-    """Masks are 0/1 bytes: bit-shuffled they are 1 bit a cell before zstd. Measured on AMSU-like
-    0.5-degree masks (2 steps of 15 x 360 x 720 in 256 x 256 chunks): 3.5 kB at clevel 9 (blosc's
-    larger blocks) against 11 kB at 5, 43 kB with plain zstd 9; a few hundredths of a second a step."""
+    """Masks are 0/1 bytes: bit-shuffled they are 1 bit a cell before zstd, and a whole chunk as one
+    blosc block lets zstd see the features' repeated masks. Measured on AMSU-like 0.5-degree masks
+    (2 steps of 15 x 360 x 720 in 256 x 256 chunks): 4.0 kB and 0.020 s CPU a step, against 11.3 kB
+    at blosc's default block size (level 5) and 3.5 kB for 0.044 s at level 9."""
     from zarr.codecs import BloscCodec, BloscShuffle
 
-    return BloscCodec(cname="zstd", clevel=9, shuffle=BloscShuffle.bitshuffle)
+    return BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle, blocksize=2**20)
 
 
 def create_compressed_store(path: str | Path, plan: EvalPlan, spec: CodecSpec, facts: EvalFacts) -> None:
