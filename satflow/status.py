@@ -4,8 +4,9 @@ It reads only what the stages leave on disk, so it works while a run goes on, af
 on another machine:
 
 - a store (Zarr with `ingested`): time steps ingested / pending, their source files, finalised or not;
-- an eval directory (`plan.json`): blocks with a container per codec / pending, finished or not
-  (`metrics.json`), and from `manifest.json` the workers that ran its tasks;
+- an eval directory (`plan.json`): blocks with a chunk in the codec's compressed store (or, in an
+  older directory, a container file) per codec / pending, finished or not (`metrics.json`), and
+  from `manifest.json` the workers that ran its tasks;
 - a pipeline output directory (`run-manifest.json` of jobs/pipeline.py): each stage's status, time
   and the workers and SLURM jobs that ran it, the worker jobs of the run (still queued or not),
   then the store and the eval directory inside it.
@@ -64,9 +65,7 @@ def eval_status(path: Path) -> dict:
     folders = _codec_folders(path, plan["codecs"], metrics)
     codecs = []
     for spec, folder in zip(plan["codecs"], folders):
-        containers = path / folder / "compressed.zarr" / "containers" if folder else None
-        present = {p.stem for p in containers.glob("*.sfc")} if containers and containers.is_dir() else set()
-        done = sum(key in present for key in blocks)
+        done = _blocks_done(path / folder / "compressed.zarr", plan, blocks) if folder else 0
         codecs.append({"codec": spec, "dir": folder, "blocks_done": done, "blocks_pending": len(blocks) - done})
     tasks = manifest.get("tasks", [])
     per_worker = Counter(t.get("worker", "?") for t in tasks)
@@ -77,6 +76,26 @@ def eval_status(path: Path) -> dict:
         "workers": dict(sorted(per_worker.items())), "cluster": manifest.get("cluster", {}).get("kind"),
         "seconds": manifest.get("seconds", {}).get("total"),
     }
+
+
+def _blocks_done(compressed: Path, plan: dict, keys: list[str]) -> int:
+    """Blocks whose X chunk exists (one file per chunk, named by zarr's default chunk key encoding);
+    an older directory's container files count the same way."""
+    legacy = compressed / "containers"
+    if legacy.is_dir():
+        present = {p.stem for p in legacy.glob("*.sfc")}
+        return sum(key in present for key in keys)
+    chunks = compressed / "X" / "c"
+    if not chunks.is_dir():
+        return 0
+    t0 = int(plan["time_range"][0])
+    height, width = (min(n, size) for n, size in zip(plan["reconstruction_chunks"], plan["shape"][2:]))
+    done = 0
+    for position, b in enumerate(plan["blocks"]):
+        coords = (position, 0, 0, 0) if plan["mode"] == "index" else (b["t"] - t0, 0, b["y0"] // height,
+                                                                           b["x0"] // width)
+        done += chunks.joinpath(*map(str, coords)).is_file()
+    return done
 
 
 def _codec_folders(path: Path, specs: list[str], metrics: list | None) -> list[str | None]:

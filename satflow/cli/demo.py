@@ -81,6 +81,6 @@ def run_demo(args, config: SatflowConfig) -> int:
     print("  raw/             sample NetCDF files (1bamua_YYYYMMDD_tHH.nc)")
     print(f"  amsua.zarr/      the datacube: xr.open_zarr('{paths.store}')")
     print(f"  patches.parquet  the patch index: satflow.dataset.PatchDataset('{paths.store}', '{paths.index}')")
-    print("  eval/            metrics.json, metrics.parquet, manifest.json, <codec>/compressed.zarr and "
-          "reconstruction.zarr, report.html")
+    print("  eval/            metrics.json, metrics.parquet, manifest.json, report.html, <codec>/compressed.zarr "
+          "(xr.open_zarr decodes it)")
     return 0

@@ -15,7 +15,8 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
         "eval", parents=[common], help="code a store with codecs on the cluster; exact metrics, stores, report data",
         description="Encode and decode every block of a store (or a fixed-seed sample of indexed patches) with each "
         "codec spec, on the configured Dask cluster; write DIR/metrics.json, DIR/metrics.parquet, DIR/manifest.json "
-        "and per codec DIR/<codec>/compressed.zarr and reconstruction.zarr. Re-running resumes.",
+        "and per codec DIR/<codec>/compressed.zarr (a Zarr store that xr.open_zarr decodes to the reconstruction; "
+        "--reconstruction also writes reconstruction.zarr). Re-running resumes.",
     )
     parser.add_argument("store", help="satflow store (Zarr v3 directory)")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
@@ -31,6 +32,8 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample", type=int, help="with --index: number of patches (default eval.sample)")
     parser.add_argument("--seed", type=int, help="with --index: sampling seed (default eval.seed)")
     parser.add_argument("--acceptance", action="store_true", help="report the community acceptance tests")
+    parser.add_argument("--reconstruction", action="store_true",
+                        help="also write DIR/<codec>/reconstruction.zarr (default eval.reconstruction: false)")
     parser.add_argument("--gpu", choices=["auto", "always", "never"], help="route learned codecs to GPU workers")
     parser.add_argument("--performance-report", help="write a Dask performance report (HTML) here")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit; writes nothing")
@@ -63,6 +66,8 @@ def eval_config_from_args(args, config: SatflowConfig):
         data["block"] = {**data["block"], **parse_block(args.block)}
     if args.acceptance:
         data["acceptance"]["enabled"] = True
+    if args.reconstruction:
+        data["reconstruction"] = True
     return type(config.eval).model_validate(data)
 
 

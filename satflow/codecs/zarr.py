@@ -7,7 +7,9 @@
 A chunk `(time, feature, lat, lon)` (or `(feature, lat, lon)`) of float32 holds one satflow
 container per time step, back to back (the container format is self-delimiting, so there are no
 framing bytes: a chunk file is exactly the compressed size). The mask is `isfinite(chunk)`;
-decoding gives NaN where it is 0, bit-identical to `codec.decode` of the same block.
+decoding gives NaN where it is 0, bit-identical to `codec.decode` of the same block. A container
+written straight as a chunk (`write_chunk_bytes`, as `satflow eval` does) may hold only the
+in-bounds part of an edge chunk; decoding pads it with NaN, the fill value zarr crops away.
 
 The Zarr configuration is the satflow codec's parameters as it was built (`codec.params`: defaults
 included, so a store does not change meaning when a default does). Wherever the parameters name
@@ -127,16 +129,45 @@ class SatflowZarrCodec(ArrayBytesCodec):
                 f"zarr codec {self.name}: chunk holds {len(containers)} containers, its shape {shape} needs {n_steps}"
             )
         decoded = self.satflow_codec.decode_batch(containers)
-        for values, _ in decoded:
-            if values.shape != tuple(step_shape):
-                raise ContainerError(
-                    f"zarr codec {self.name}: a container holds a block of shape {values.shape}, "
-                    f"the chunk's time step is {tuple(step_shape)}"
-                )
-        steps = [values for values, _ in decoded]
+        steps = [_fill_chunk(values, tuple(step_shape), self.name) for values, _ in decoded]
         if len(shape) == 3:
             return steps[0]
         return steps[0][np.newaxis] if n_steps == 1 else np.stack(steps)  # one step: a view, no copy
+
+
+def _fill_chunk(values: np.ndarray, step_shape: tuple[int, ...], name: str) -> np.ndarray:
+    """A decoded block as the chunk's time step: as is, or (the in-bounds part of an edge chunk)
+    padded with NaN at the high ends of its last two axes."""
+    if values.shape == step_shape:
+        return values
+    fits = values.ndim == len(step_shape) and values.shape[:-2] == step_shape[:-2] and all(
+        n <= m for n, m in zip(values.shape[-2:], step_shape[-2:]))
+    if not fits:
+        raise ContainerError(f"zarr codec {name}: a container holds a block of shape {values.shape}, "
+                             f"the chunk's time step is {step_shape}")
+    padded = np.full(step_shape, np.nan, dtype=values.dtype)
+    padded[..., :values.shape[-2], :values.shape[-1]] = values
+    return padded
+
+
+def write_chunk_bytes(array, coords: tuple[int, ...], data: bytes) -> None:
+    """Store already-encoded bytes (e.g. a satflow container) as chunk `coords` of a zarr `array`,
+    with the array's own chunk key encoding; the store writes it atomically (LocalStore)."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    key = array.metadata.encode_chunk_key(tuple(coords))
+    sync((array.store_path / key).set(default_buffer_prototype().buffer.from_bytes(data)))
+
+
+def read_chunk_bytes(array, coords: tuple[int, ...]) -> bytes | None:
+    """The stored bytes of chunk `coords` of a zarr `array`, None when it was never written."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    key = array.metadata.encode_chunk_key(tuple(coords))
+    found = sync((array.store_path / key).get(prototype=default_buffer_prototype()))
+    return None if found is None else found.to_bytes()
 
 
 def as_time_steps(chunk: np.ndarray) -> list[np.ndarray]:

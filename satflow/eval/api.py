@@ -1,13 +1,14 @@
-"""`run_eval`: scan the store's facts, plan, one executor call for the coding tasks, one for the
-whole-field metrics, outputs.
+"""`run_eval`: scan the store's facts, plan, one executor call for the coding tasks (which also
+compute the whole-field metrics from the values they hold), outputs.
 
     DIR/metrics.json        one entry per codec (see satflow.eval.reduce)
     DIR/metrics.parquet     codec x feature and codec x feature x time step rows
     DIR/manifest.json       config, versions, cluster, where and how long each task ran
     DIR/plan.json           the plan that ran
-    DIR/<codec>/compressed.zarr, DIR/<codec>/reconstruction.zarr   (satflow.eval.stores)
+    DIR/<codec>/compressed.zarr     a Zarr store that decodes to the reconstruction (satflow.eval.stores)
+    DIR/<codec>/reconstruction.zarr only with eval.reconstruction
 
-Re-running the same command resumes: blocks whose container exists are decoded, not encoded.
+Re-running the same command resumes: blocks whose chunk exists are decoded, not encoded.
 `decode_compressed` rebuilds a reconstruction from a compressed store alone, with the same tasks.
 """
 
@@ -25,13 +26,12 @@ import numpy as np
 
 from satflow.codecs.spec import CodecSpec, CodecSpecError
 from satflow.eval.options import EvalConfig
-from satflow.eval.plan import EvalFacts, EvalPlan, plan_eval, task_batches
+from satflow.eval.plan import Block, EvalFacts, EvalPlan, plan_eval, task_batches, whole_fields
 from satflow.eval.reduce import codec_entry, metrics_frame
 from satflow.eval.scan import scan_eval
-from satflow.eval.stores import (check_compressed_store, create_compressed_store, create_reconstruction,
+from satflow.eval.stores import (check_compressed_store, chunk_coords, create_compressed_store, create_reconstruction,
                                  finish_reconstruction, read_compressed_store, write_json)
-from satflow.eval.tasks import (BatchItem, EvalContext, FieldItem, Partials, code_batch, combine_partials,
-                                measure_field, moments_by_step)
+from satflow.eval.tasks import BatchItem, EvalContext, Partials, code_batch, combine_partials, moments_by_step
 from satflow.runtime.executors import Executor, as_executor
 from satflow.store import StoreLayout
 from satflow.version import __version__
@@ -73,7 +73,7 @@ def run_eval(store: str | Path, out: str | Path, config: EvalConfig | None = Non
     started, clock = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     executor = as_executor(client)
     facts, plan = prepare_eval(store, config)
-    outputs = _prepare_outputs(plan, facts, Path(out), overwrite)
+    outputs = _prepare_outputs(plan, facts, Path(out), overwrite, config.reconstruction)
     seconds = {"plan": time.perf_counter() - clock}
     with _performance_report(config.performance_report, executor):
         partials = _run_tasks(plan, facts, config, outputs, executor, progress, seconds)
@@ -114,49 +114,47 @@ class _Outputs:
     folders: list[str]  # per codec, relative to root
     layout: StoreLayout  # of the reconstruction stores
     source_files: list[str]
+    with_reconstruction: bool
 
-    def reconstruction(self, codec: int) -> Path:
-        return self.root / self.folders[codec] / "reconstruction.zarr"
+    def compressed(self, codec: int) -> Path:
+        return self.root / self.folders[codec] / "compressed.zarr"
+
+    def reconstruction(self, codec: int) -> Path | None:
+        return self.root / self.folders[codec] / "reconstruction.zarr" if self.with_reconstruction else None
 
 
-def _prepare_outputs(plan: EvalPlan, facts: EvalFacts, root: Path, overwrite: bool) -> _Outputs:
-    """The output folder with the plan and, per codec, both stores (new, or checked for resuming)."""
+def _prepare_outputs(plan: EvalPlan, facts: EvalFacts, root: Path, overwrite: bool, with_reconstruction: bool) -> _Outputs:
+    """The output folder with the plan and, per codec, its compressed store (new, or checked for
+    resuming) and, when asked for, a fresh reconstruction store."""
     if overwrite and root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "plan.json", plan.to_dict())
-    layout, cf_time, source_files = _reconstruction_layout(plan, facts)
+    layout, source_files = _reconstruction_layout(plan, facts)
     folders = [spec.folder for spec in plan.codecs]
     for spec, folder in zip(plan.codecs, folders):
-        _prepare_codec_dir(root / folder, plan, spec, layout, cf_time, source_files)
-    return _Outputs(root, folders, layout, source_files)
+        _prepare_codec_dir(root / folder, plan, spec, facts, layout if with_reconstruction else None)
+    return _Outputs(root, folders, layout, source_files, with_reconstruction)
 
 
 def _run_tasks(plan: EvalPlan, facts: EvalFacts, config: EvalConfig, outputs: _Outputs, executor: Executor,
                progress: bool, seconds: dict) -> Partials:
-    """The coding tasks, then the whole-field tasks (they read the finished reconstructions)."""
+    """The coding tasks: each codes whole fields and measures them (errors and field metrics) at once."""
     context = _context(plan, facts, config.acceptance.rel_threshold)
     tic = time.perf_counter()
     items, resources = _coding_items(plan, config, outputs, executor)
     partials = executor.map_reduce(code_batch, items, context, combine=combine_partials, name="eval-code",
                                    retries=config.retries, resources=resources, progress=progress)
     seconds["code"] = time.perf_counter() - tic
-    tic = time.perf_counter()
-    if plan.fields:
-        fields = [FieldItem(c, region, str(outputs.reconstruction(c)))
-                  for c in range(len(plan.codecs)) for region in plan.fields]
-        partials = partials.merge(executor.map_reduce(
-            measure_field, fields, context, combine=combine_partials, name="eval-fields",
-            retries=config.retries, progress=progress))
-    seconds["fields"] = time.perf_counter() - tic
     return partials
 
 
 def _write_metrics(plan: EvalPlan, config: EvalConfig, outputs: _Outputs, partials: Partials) -> list[dict]:
-    """Finish the reconstruction stores; write metrics.json and metrics.parquet; return the entries."""
+    """Finish the reconstruction stores (if any); write metrics.json and metrics.parquet; return the entries."""
     for codec in range(len(plan.codecs)):
-        finish_reconstruction(outputs.reconstruction(codec), moments_by_step(partials, codec, plan.time_range[0]),
-                              outputs.source_files)
+        if outputs.with_reconstruction:
+            finish_reconstruction(outputs.reconstruction(codec),
+                                  moments_by_step(partials, codec, plan.time_range[0]), outputs.source_files)
     entries = [codec_entry(plan, config, partials, codec, folder) for codec, folder in enumerate(outputs.folders)]
     write_json(outputs.root / "metrics.json", entries)
     table = metrics_frame(plan, entries, partials, outputs.layout.times)
@@ -164,32 +162,31 @@ def _write_metrics(plan: EvalPlan, config: EvalConfig, outputs: _Outputs, partia
     return entries
 
 
-def _reconstruction_layout(plan: EvalPlan, facts: EvalFacts) -> tuple[StoreLayout, tuple[np.ndarray, dict], list[str]]:
-    """The reconstruction's layout, the evaluated steps' CF-encoded times (numbers and their units and
-    calendar, as the store holds them: climatologies stay in their calendar) and source files."""
+def _reconstruction_layout(plan: EvalPlan, facts: EvalFacts) -> tuple[StoreLayout, list[str]]:
+    """The reconstruction's layout (climatologies stay in their calendar) and the evaluated steps' source files."""
     t0, t1 = plan.time_range
     layout = StoreLayout(
         times=facts.times[t0:t1], features=plan.features, lat=facts.lat, lon=facts.lon,
         chunks={"time": 1, "feature": -1, "lat": plan.reconstruction_chunks[0], "lon": plan.reconstruction_chunks[1]},
         compression_level=RECONSTRUCTION_COMPRESSION_LEVEL, units=facts.units,
     )
-    cf_time = (np.asarray(facts.time_numbers[t0:t1]), dict(facts.time_attrs))
-    return layout, cf_time, list(facts.source_files[t0:t1])
+    return layout, list(facts.source_files[t0:t1])
 
 
-def _prepare_codec_dir(folder: Path, plan: EvalPlan, spec: CodecSpec, layout: StoreLayout,
-                       cf_time: tuple[np.ndarray, dict], source_files: list[str]) -> None:
-    """A new codec folder gets both stores; an existing one is checked and resumed."""
+def _prepare_codec_dir(folder: Path, plan: EvalPlan, spec: CodecSpec, facts: EvalFacts,
+                       reconstruction_layout: StoreLayout | None) -> None:
+    """A new codec folder gets its compressed store; an existing one is checked and resumed."""
     compressed, reconstruction = folder / "compressed.zarr", folder / "reconstruction.zarr"
     if (compressed / "zarr.json").exists():
         check_compressed_store(compressed, plan, str(spec))
     else:
         folder.mkdir(parents=True, exist_ok=True)
-        create_compressed_store(compressed, plan, spec, layout, cf_time, source_files)
-    # Every task rewrites all its blocks, so a fresh template is always safe (and the only safe
-    # choice when an interrupted run left a half-finalised one).
-    create_reconstruction(reconstruction, layout, {"satflow_eval_codec": str(spec), "source_store": plan.store,
-                                                   "source_fingerprint": plan.fingerprint})
+        create_compressed_store(compressed, plan, spec, facts)
+    if reconstruction_layout is not None:
+        # Every task rewrites all its regions, so a fresh template is always safe (and the only safe
+        # choice when an interrupted run left a half-finalised one).
+        create_reconstruction(reconstruction, reconstruction_layout, {
+            "satflow_eval_codec": str(spec), "source_store": plan.store, "source_fingerprint": plan.fingerprint})
 
 
 def _context(plan: EvalPlan, facts: EvalFacts, rel_threshold: float) -> EvalContext:
@@ -204,7 +201,7 @@ def _context(plan: EvalPlan, facts: EvalFacts, rel_threshold: float) -> EvalCont
         size = facts.source_sizes.get(f, 0)
         per_cell.append(size / (steps_per_file[f] * cells_per_step) if size else 0.0)
     return EvalContext(plan.store, plan.time_range[0], tuple(hist_scale.tolist()), tuple(per_cell),
-                       rel_threshold=rel_threshold)
+                       rel_threshold=rel_threshold, field_metrics=plan.field_metrics)
 
 
 def _gpu_advertised(executor: Executor) -> bool:
@@ -219,12 +216,21 @@ def _coding_items(plan: EvalPlan, config: EvalConfig, outputs: _Outputs,
     for task in plan.tasks:
         spec = plan.codecs[task.codec]
         on_gpu = use_gpu and spec.is_learned
-        folder = outputs.root / outputs.folders[task.codec]
-        items.append(BatchItem(task.codec, spec.with_device("auto") if on_gpu else spec,
-                               tuple(plan.blocks[i] for i in task.blocks),
-                               str(folder / "compressed.zarr"), str(folder / "reconstruction.zarr")))
+        reconstruction = outputs.reconstruction(task.codec)
+        items.append(_item(task.codec, spec.with_device("auto") if on_gpu else spec, plan.mode, plan.time_range[0],
+                           plan.reconstruction_chunks, plan.blocks, task.blocks,
+                           tuple(plan.regions[i] for i in task.regions), outputs.compressed(task.codec),
+                           reconstruction))
         resources.append({"GPU": 1} if on_gpu else None)
     return items, resources
+
+
+def _item(codec: int, spec: CodecSpec, mode: str, t0: int, chunk_yx: tuple[int, int], blocks: list[Block],
+          positions: tuple[int, ...], regions: tuple[Block, ...], compressed: Path,
+          reconstruction: Path | None) -> BatchItem:
+    return BatchItem(codec, spec, tuple(blocks[i] for i in positions),
+                     tuple(chunk_coords(mode, t0, chunk_yx, blocks[i], i) for i in positions), regions,
+                     str(compressed), None if reconstruction is None else str(reconstruction))
 
 
 @contextlib.contextmanager
@@ -287,14 +293,27 @@ def decode_compressed(compressed: str | Path, out: str | Path, *, checkpoint: st
                                         "source_fingerprint": attrs["source_fingerprint"]})
     t0 = int(attrs["time_range"][0])
     spec = CodecSpec.parse(attrs["codec"])
-    items = [BatchItem(0, spec, tuple(blocks[i] for i in task.blocks), str(compressed), str(out))
-             for task in task_batches(blocks, 1, int(attrs["batch_size"]), group_by_time=attrs["mode"] == "index")]
+    regions = _decode_regions(attrs, blocks, layout)
+    chunk_yx = tuple(int(n) for n in attrs["reconstruction_chunks"])
+    items = [_item(0, spec, attrs["mode"], t0, chunk_yx, blocks, task.blocks,
+                   tuple(regions[i] for i in task.regions), Path(compressed), out)
+             for task in _decode_tasks(attrs, blocks, regions)]
     context = EvalContext(None, t0, decode_context=(("checkpoint", str(checkpoint)),) if checkpoint else ())
     partials = as_executor(client).map_reduce(code_batch, items, context, combine=combine_partials,
                                               name="decode", retries=2, progress=progress)
     finish_reconstruction(out, moments_by_step(partials, 0, t0), list(attrs["source_files"]))
     return out
 
+
+
+def _decode_regions(attrs: dict, blocks: list[Block], layout: StoreLayout) -> list[Block]:
+    if attrs["mode"] == "index":
+        return blocks
+    return whole_fields(tuple(int(t) for t in attrs["time_range"]), (len(layout.lat), len(layout.lon)))
+
+
+def _decode_tasks(attrs: dict, blocks: list[Block], regions: list[Block]):
+    return task_batches(blocks, regions, 1, int(attrs["batch_size"]), group_by_time=attrs["mode"] == "index")
 
 
 def eval_job(store: str | Path, out: str | Path, config: EvalConfig, cluster, *, choice: str = "auto",
@@ -308,7 +327,7 @@ def eval_job(store: str | Path, out: str | Path, config: EvalConfig, cluster, *,
     from satflow.runtime.cluster import client_for
 
     _, plan = prepare_eval(store, config)  # store, time range, index, specs, checkpoints: errors name them
-    n_tasks = len(plan.tasks) + len(plan.fields) * len(plan.codecs)
+    n_tasks = len(plan.tasks)
     with client_for(choice, cluster, n_tasks, announce=True) as client:
         return run_eval(store, out, config, client=client, overwrite=overwrite, progress=progress,
                         full_config=full_config)
@@ -322,10 +341,10 @@ def decode_compressed_job(compressed: str | Path, out: str | Path, cluster, *, c
     """
     from satflow.runtime.cluster import client_for
 
-    attrs, blocks, _ = read_compressed_store(compressed)  # a wrong path is named before any cluster starts
+    attrs, blocks, layout = read_compressed_store(compressed)  # a wrong path is named before any cluster starts
     if Path(out).exists() and not overwrite:
         raise FileExistsError(f"{out}: exists; choose another --out or pass --overwrite")
-    n_tasks = len(task_batches(blocks, 1, int(attrs["batch_size"]), group_by_time=attrs["mode"] == "index"))
+    n_tasks = len(_decode_tasks(attrs, blocks, _decode_regions(attrs, blocks, layout)))
     with client_for(choice, cluster, n_tasks, announce=True) as client:
         return decode_compressed(compressed, out, checkpoint=checkpoint, client=client, overwrite=overwrite,
                                  progress=progress)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from satflow.eval.field_kernels import adjacent_pair_sums, gaussian_moments, ssim_map
 from satflow.stats import pairwise_weights
 
 DSSIM_SIGMA = 1.5  # ldcpy: Gaussian2DKernel(x_stddev=1.5)
@@ -47,24 +48,6 @@ def _gaussian_kernel() -> np.ndarray:
 
 
 _KERNEL = _gaussian_kernel()
-
-
-def _correlate_interior(values: np.ndarray) -> np.ndarray:
-    """Separable 11 x 11 Gaussian sums at the interior points (those 5 or more from every edge)."""
-    width = _KERNEL.size
-    rows = np.lib.stride_tricks.sliding_window_view(values, width, axis=0) @ _KERNEL
-    return np.lib.stride_tricks.sliding_window_view(rows, width, axis=1) @ _KERNEL
-
-
-def _nan_gaussian_filter(values: np.ndarray, weight_sums: np.ndarray) -> np.ndarray:
-    """Gaussian-weighted mean over the window, NaN points left out and the weights renormalised.
-
-    This is astropy's `convolve(..., nan_treatment='interpolate')` that ldcpy uses; `weight_sums` is
-    `_correlate_interior(isfinite(values))`. The boundary fill only touches the border that ldcpy
-    crops away, so only interior points are computed.
-    """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return _correlate_interior(np.where(np.isfinite(values), values, 0.0)) / weight_sums
 
 
 def _scale_like_ldcpy(a1: np.ndarray, a2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,56 +82,55 @@ def dssim_field(x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray) -> float:
     if min(a1.shape) <= 2 * DSSIM_RADIUS or not np.isfinite(a1).any():
         return float("nan")
     a1, a2 = _scale_like_ldcpy(a1, a2)
+    # astropy's convolve(..., nan_treatment='interpolate'), which ldcpy uses: a Gaussian mean over the
+    # window with NaN points left out and the weights renormalised; the boundary fill only touches
+    # the border ldcpy crops away, so only interior points are computed (one compiled pass).
     finite1, finite2 = np.isfinite(a1), np.isfinite(a2)
-    weights1 = _correlate_interior(finite1.astype(np.float64))
-    # the reconstruction is almost always finite wherever the original is: share the weight sums
-    same = np.array_equal(finite1, finite2)
-    weights2 = weights1 if same else _correlate_interior(finite2.astype(np.float64))
-    weights12 = weights1 if same else _correlate_interior((finite1 & finite2).astype(np.float64))
-    mu1, mu2 = _nan_gaussian_filter(a1, weights1), _nan_gaussian_filter(a2, weights2)
-    var1 = _nan_gaussian_filter(a1 * a1, weights1) - mu1 * mu1
-    var2 = _nan_gaussian_filter(a2 * a2, weights2) - mu2 * mu2
-    cov = _nan_gaussian_filter(a1 * a2, weights12) - mu1 * mu2
-    ssim = (2 * mu1 * mu2 + DSSIM_C) / (mu1 * mu1 + mu2 * mu2 + DSSIM_C) * (2 * cov + DSSIM_C) / (var1 + var2 + DSSIM_C)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ssim = ssim_map(gaussian_moments(a1, a2, _KERNEL, bool(np.array_equal(finite1, finite2))), DSSIM_C)
     r = DSSIM_RADIUS
     kept = finite1[r:-r, r:-r] & finite2[r:-r, r:-r]  # astropy's preserve_nan
     return float(ssim[kept].mean()) if kept.any() else float("nan")
 
 
-def _adjacent_error_pairs(error: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(e_i, e_j) of one 2-D field for every horizontal (j right of i) and vertical (j below i) valid pair."""
-    across = valid[:, :-1] & valid[:, 1:]
-    down = valid[:-1, :] & valid[1:, :]
-    return (np.concatenate([error[:, :-1][across], error[:-1, :][down]]),
-            np.concatenate([error[:, 1:][across], error[1:, :][down]]))
-
-
-def _pair_moments(a: np.ndarray, b: np.ndarray) -> tuple[int, float, float, float, float, float]:
-    """Count, means, squared deviations and co-moment of pairs (a, b)."""
-    if a.size == 0:
-        return 0, 0.0, 0.0, 0.0, 0.0, 0.0
-    da, db = a - a.mean(), b - b.mean()
-    return a.size, a.mean(), b.mean(), da @ da, db @ db, da @ db
-
-
-def _radial_power(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Power |FFT|^2 / n_cells summed per wavenumber bin, and the number of modes per bin.
+def _radial_power(fields: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per field of a (n, lat, lon) stack: power |FFT|^2 / n_cells summed per wavenumber bin, and the
+    number of modes per bin.
 
     The radial wavenumber is sqrt(kx^2 + ky^2) in cycles per grid spacing; the zero mode and modes
-    beyond 0.5 (the corners past Nyquist) are left out, 0.5 itself falls in the last bin.
+    beyond 0.5 (the corners past Nyquist) are left out, 0.5 itself falls in the last bin. Real
+    fields have Hermitian spectra, so a real FFT's half plane is enough: each of its modes stands
+    for itself and its mirror (weight 2) except the columns that are their own mirror.
     """
-    kept, bins = _wavenumber_bins(field.shape)
-    power = np.abs(np.fft.fft2(field)) ** 2 / field.size
-    return (np.bincount(bins, weights=power[kept], minlength=SPECTRUM_BINS),
-            np.bincount(bins, minlength=SPECTRUM_BINS))
+    import scipy.fft
+
+    shape = fields.shape[1:]
+    kept, bins, weights = _wavenumber_bins(shape)
+    power = np.abs(scipy.fft.rfft2(fields, axes=(-2, -1))) ** 2 / (shape[0] * shape[1])
+    summed = np.stack([np.bincount(bins, weights=p[kept] * weights, minlength=SPECTRUM_BINS) for p in power])
+    return summed, _mode_counts(shape)
 
 
 @functools.lru_cache(maxsize=8)
-def _wavenumber_bins(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Which FFT modes are binned (0 < k <= 0.5) and their bin; the same for every field of a shape."""
+def _wavenumber_bins(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of a real FFT's half plane: which modes are binned (0 < k <= 0.5), their bin and their weight
+    (2 for a mode that also stands for its mirror, 1 for the self-mirrored columns kx = 0 and Nyquist)."""
+    ky, kx = np.meshgrid(np.fft.fftfreq(shape[0]), np.fft.rfftfreq(shape[1]), indexing="ij")
+    k = np.hypot(ky, kx)
+    kept = (k > 0) & (k <= 0.5)
+    column = np.broadcast_to(np.arange(kx.shape[1]), kx.shape)
+    self_mirrored = (column == 0) | ((shape[1] % 2 == 0) & (column == kx.shape[1] - 1))
+    weights = np.where(self_mirrored, 1.0, 2.0)[kept]
+    return kept, np.minimum((k[kept] / 0.5 * SPECTRUM_BINS).astype(np.int64), SPECTRUM_BINS - 1), weights
+
+
+@functools.lru_cache(maxsize=8)
+def _mode_counts(shape: tuple[int, int]) -> np.ndarray:
+    """Fourier modes of the full plane in each bin (the same for every field of a shape)."""
     k = np.hypot(*np.meshgrid(np.fft.fftfreq(shape[0]), np.fft.fftfreq(shape[1]), indexing="ij"))
     kept = (k > 0) & (k <= 0.5)
-    return kept, np.minimum((k[kept] / 0.5 * SPECTRUM_BINS).astype(np.int64), SPECTRUM_BINS - 1)
+    return np.bincount(np.minimum((k[kept] / 0.5 * SPECTRUM_BINS).astype(np.int64), SPECTRUM_BINS - 1),
+                       minlength=SPECTRUM_BINS)
 
 
 def _anomaly(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -198,7 +180,7 @@ class FieldSums:
     @staticmethod
     def _error_pair_moments(error: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per feature: count, means, squared deviations and co-moment of the adjacent error pairs."""
-        moments = np.array([_pair_moments(*_adjacent_error_pairs(error[f], valid[f])) for f in range(error.shape[0])],
+        moments = np.array([adjacent_pair_sums(error[f], valid[f]) for f in range(error.shape[0])],
                            dtype=np.float64).reshape(-1, 6)
         return (moments[:, 0].astype(np.int64), *moments[:, 1:].T.copy())
 
@@ -208,10 +190,11 @@ class FieldSums:
         n_features = x.shape[0]
         power_x, power_y = np.zeros((n_features, SPECTRUM_BINS)), np.zeros((n_features, SPECTRUM_BINS))
         modes = np.zeros((n_features, SPECTRUM_BINS), np.int64)
-        for f in range(n_features):
-            if valid[f].any():
-                power_x[f], modes[f] = _radial_power(_anomaly(x[f], valid[f]))
-                power_y[f], _ = _radial_power(_anomaly(y[f], valid[f]))
+        some = [f for f in range(n_features) if valid[f].any()]
+        if some:  # one batched FFT of every anomaly, original and reconstruction
+            anomalies = np.stack([_anomaly(x[f], valid[f]) for f in some] + [_anomaly(y[f], valid[f]) for f in some])
+            power, counts = _radial_power(anomalies)
+            power_x[some], power_y[some], modes[some] = power[:len(some)], power[len(some):], counts
         return power_x, power_y, modes
 
     def merge(self, other: FieldSums) -> FieldSums:

@@ -33,12 +33,15 @@ class EvalConfig(Section):
     checkpoint: str | None = Field(None, description="checkpoint for learned codecs whose spec names none")
     time: str | None = Field(None, description="time index range A:B of the store (default all)")
     block: BlockConfig = Field(default_factory=BlockConfig)
-    batch_size: int = Field(4, gt=0, description="blocks per task (one encode_batch/decode_batch call)")
+    batch_size: int = Field(4, gt=0, description="blocks per task: whole fields while they fit, at least one field "
+                            "(one encode_batch/decode_batch call)")
     index: str | None = Field(None, description="patch index: evaluate a sample of its patches instead of the cube")
     split: str | None = Field("test", description="with index: the split to sample from (null = all)")
     sample: int = Field(64, gt=0, description="with index: patches to sample")
     seed: int = Field(0, description="with index: sampling seed")
     field_metrics: bool = Field(True, description="DSSIM, error autocorrelation and spectra on whole 2-D fields")
+    reconstruction: bool = Field(
+        False, description="also write DIR/<codec>/reconstruction.zarr (compressed.zarr already decodes to it)")
     acceptance: AcceptanceConfig = Field(default_factory=AcceptanceConfig)
     gpu: Literal["auto", "always", "never"] = Field(
         "auto", description="learned codecs ask for a GPU worker: auto = when a worker advertises GPU")

@@ -4,12 +4,15 @@
 (satflow.eval.scan) read of the store and index, so tests build facts by hand.
 
 A plan crosses the store's blocks with codec specs. A block is one time step's `(feature, lat,
-lon)` region, the unit one container codes: in cube mode the store's time range cut into a grid of
-`block` cells (default: the store's chunk, so every read is chunk-aligned); in index mode a
-fixed-seed sample of a patch index's patches. Tasks group blocks so that no two tasks ever write
-the same chunk of a reconstruction store: in cube mode the reconstruction is chunked by the block
-grid, so consecutive blocks of any batch size are safe; in index mode patches may straddle
-chunks, so one task takes every sampled patch of a time step.
+lon)` region, the unit one container (one chunk of the compressed store) codes: in cube mode the
+store's time range cut into a grid of `block` cells (default: the store's chunk, so every read is
+chunk-aligned); in index mode a fixed-seed sample of a patch index's patches.
+
+A task codes whole regions: in cube mode whole 2-D fields (one time step, every block of it), as
+many consecutive fields as fit in `batch_size` blocks (at least one), so that it computes the
+whole-field metrics (DSSIM, error autocorrelation, spectra) from the values it already holds; in
+index mode every sampled patch of one time step (patches may straddle chunks of a reconstruction
+store). So no two tasks ever write the same chunk of any store.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class EvalFacts:
     source_files: tuple[str, ...] = ()  # per step: the file that filled it ("" if unknown)
     source_sizes: dict[str, int] = field(default_factory=dict)  # bytes of the evaluated steps' files that exist
     index_rows: pd.DataFrame | None = None  # with eval.index: INDEX_COLUMNS of every indexed patch
+    attrs: dict = field(default_factory=dict)  # the store's group attributes (copied to compressed stores)
 
 
 @dataclass(frozen=True)
@@ -72,12 +76,19 @@ class Block:
         return (self.y1 - self.y0, self.x1 - self.x0)
 
 
+    def contains(self, other: Block) -> bool:
+        return (self.t == other.t and self.y0 <= other.y0 and other.y1 <= self.y1
+                and self.x0 <= other.x0 and other.x1 <= self.x1)
+
+
 @dataclass(frozen=True)
 class CodingTask:
-    """One task: a batch of blocks (positions in `EvalPlan.blocks`) coded with one codec."""
+    """One task: whole regions (positions in `EvalPlan.regions`) and their blocks (positions in
+    `EvalPlan.blocks`, region by region), coded with one codec."""
 
     codec: int  # position in EvalPlan.codecs
     blocks: tuple[int, ...]
+    regions: tuple[int, ...] = ()
 
 
 @dataclass
@@ -91,10 +102,16 @@ class EvalPlan:
     block_shape: tuple[int, int]  # cube mode: the block grid; index mode: the patch size
     reconstruction_chunks: tuple[int, int]  # lat, lon chunk of the reconstruction stores
     blocks: list[Block]
-    fields: list[Block]  # regions whose whole-field metrics are computed (fields, or patches)
+    regions: list[Block]  # what a task reads and measures whole: 2-D fields (cube) or patches (index)
     codecs: list[CodecSpec]
     tasks: list[CodingTask] = field(repr=False)
     batch_size: int = 4
+    field_metrics: bool = True  # DSSIM, error autocorrelation and spectra of every region
+
+    @property
+    def fields(self) -> list[Block]:
+        """The regions whose whole-field metrics are computed."""
+        return self.regions if self.field_metrics else []
 
     @property
     def n_cells(self) -> int:
@@ -108,7 +125,8 @@ class EvalPlan:
             f"  time      steps {t0}..{t1 - 1}",
             f"  blocks    {len(self.blocks)} of {self.block_shape[0]} x {self.block_shape[1]} cells x "
             f"{len(self.features)} features ({self.n_cells * 4 / 1e6:.1f} MB of float32)",
-            f"  batches   {len(self.tasks)} task(s), up to {self.batch_size} block(s) each",
+            f"  tasks     {len(self.tasks)}, each whole {'patches of a step' if self.mode == 'index' else 'fields'} "
+            f"(up to {self.batch_size} block(s), at least one field)",
             f"  codecs    {len(self.codecs)}:",
         ]
         lines += [f"    {spec}  ->  {spec.folder}/" for spec in self.codecs]
@@ -124,6 +142,7 @@ class EvalPlan:
             "block_shape": list(self.block_shape), "reconstruction_chunks": list(self.reconstruction_chunks),
             "batch_size": self.batch_size, "codecs": [str(c) for c in self.codecs],
             "blocks": [asdict(b) for b in self.blocks], "fields": [asdict(b) for b in self.fields],
+            "regions": [asdict(b) for b in self.regions], "field_metrics": self.field_metrics,
         }
 
     def to_json(self) -> str:
@@ -135,21 +154,43 @@ def parse_time_range(text: str | None, size: int) -> tuple[int, int]:
     return parse_index_range(text, size, name="eval time", unit="time steps")
 
 
-def _grid_blocks(time_range: tuple[int, int], shape_yx: tuple[int, int], block: tuple[int, int]) -> list[Block]:
+def grid_blocks(time_range: tuple[int, int], shape_yx: tuple[int, int], block: tuple[int, int]) -> list[Block]:
+    """The block grid of every step in `time_range`, row by row (edge blocks are smaller)."""
     (n_y, n_x), (h, w) = shape_yx, block
     return [Block(t, y, min(y + h, n_y), x, min(x + w, n_x))
             for t in range(*time_range) for y in range(0, n_y, h) for x in range(0, n_x, w)]
 
 
-def task_batches(blocks: list[Block], n_codecs: int, batch_size: int, group_by_time: bool) -> list[CodingTask]:
-    if group_by_time:
-        groups: dict[int, list[int]] = {}
-        for position, block in enumerate(blocks):
-            groups.setdefault(block.t, []).append(position)
-        batches = list(groups.values())
-    else:
-        batches = [list(range(i, min(i + batch_size, len(blocks)))) for i in range(0, len(blocks), batch_size)]
-    return [CodingTask(codec, tuple(batch)) for codec in range(n_codecs) for batch in batches]
+def whole_fields(time_range: tuple[int, int], shape_yx: tuple[int, int]) -> list[Block]:
+    return [Block(t, 0, shape_yx[0], 0, shape_yx[1]) for t in range(*time_range)]
+
+
+def task_batches(blocks: list[Block], regions: list[Block], n_codecs: int, batch_size: int,
+                 group_by_time: bool) -> list[CodingTask]:
+    """Tasks of whole regions: every region of a step together (`group_by_time`, index mode), else
+    consecutive regions while their blocks fit in `batch_size` (at least one region a task)."""
+    blocks_of = _blocks_by_region(blocks, regions)
+    batches: list[list[int]] = []
+    for position, region in enumerate(regions):
+        last = batches[-1] if batches else None
+        if last is not None and (regions[last[0]].t == region.t if group_by_time
+                                 else sum(len(blocks_of[r]) for r in last) + len(blocks_of[position]) <= batch_size):
+            last.append(position)
+        else:
+            batches.append([position])
+    return [CodingTask(codec, tuple(b for r in batch for b in blocks_of[r]), tuple(batch))
+            for codec in range(n_codecs) for batch in batches]
+
+
+def _blocks_by_region(blocks: list[Block], regions: list[Block]) -> list[tuple[int, ...]]:
+    """Each region's blocks: the blocks equal to it (patches), else those it contains (a field's grid)."""
+    position_of = {block: i for i, block in enumerate(blocks)}
+    if all(region in position_of for region in regions):
+        return [(position_of[region],) for region in regions]
+    by_step: dict[int, list[int]] = {}
+    for i, block in enumerate(blocks):
+        by_step.setdefault(block.t, []).append(i)
+    return [tuple(i for i in by_step.get(region.t, ()) if region.contains(blocks[i])) for region in regions]
 
 
 def _index_blocks(config: EvalConfig, facts: EvalFacts, time_range: tuple[int, int]) -> list[Block]:
@@ -192,14 +233,14 @@ def plan_eval(facts: EvalFacts, config: EvalConfig) -> EvalPlan:
     if config.index:
         blocks = _index_blocks(config, facts, time_range)
         block_shape = blocks[0].shape
-        fields = blocks
+        regions = blocks
         reconstruction_chunks = chunk_yx
     else:
         block_shape = (config.block.lat or chunk_yx[0], config.block.lon or chunk_yx[1])
-        blocks = _grid_blocks(time_range, shape[2:], block_shape)
-        fields = [Block(t, 0, shape[2], 0, shape[3]) for t in range(*time_range)]
+        blocks = grid_blocks(time_range, shape[2:], block_shape)
+        regions = whole_fields(time_range, shape[2:])
         reconstruction_chunks = (min(block_shape[0], shape[2]), min(block_shape[1], shape[3]))
-    tasks = task_batches(blocks, len(codecs), config.batch_size, group_by_time=bool(config.index))
+    tasks = task_batches(blocks, regions, len(codecs), config.batch_size, group_by_time=bool(config.index))
     return EvalPlan(facts.store, facts.fingerprint, shape, facts.features, time_range,
                     "index" if config.index else "cube", block_shape, reconstruction_chunks, blocks,
-                    fields if config.field_metrics else [], codecs, tasks, config.batch_size)
+                    regions, codecs, tasks, config.batch_size, config.field_metrics)

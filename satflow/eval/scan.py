@@ -21,13 +21,14 @@ from satflow.eval.plan import INDEX_COLUMNS, EvalFacts, parse_time_range
 
 def scan_eval(store: str | Path, config: EvalConfig) -> EvalFacts:
     """Read the store's (and with `config.index` the index's) facts; no data values are read."""
-    from satflow.store import fingerprint, open_group, open_store
+    from satflow.sources.timecodec import decode_times
+    from satflow.store import fingerprint, open_group
 
     path = str(Path(store).resolve())
     group = open_group(path)  # a missing store fails here, naming the path
     store_fingerprint = fingerprint(path)
-    ds = open_store(path)
     raw_time = group["time"]
+    time_attrs = {k: raw_time.attrs[k] for k in ("units", "calendar") if k in raw_time.attrs}
     x_chunks = group["X"].chunks
     shape = tuple(int(n) for n in group["X"].shape)
     source_files = tuple(str(f) for f in np.asarray(group["source_file"][:]).tolist())
@@ -36,15 +37,16 @@ def scan_eval(store: str | Path, config: EvalConfig) -> EvalFacts:
         store=path, fingerprint=store_fingerprint, shape=shape,
         chunks=(int(x_chunks[2]), int(x_chunks[3])),
         features=tuple(str(f) for f in np.asarray(group["feature"][:]).tolist()),
-        times=ds["time"].values, time_numbers=np.asarray(raw_time[:]),
-        time_attrs={k: raw_time.attrs[k] for k in ("units", "calendar") if k in raw_time.attrs},
-        lat=ds["lat"].values, lon=ds["lon"].values,
-        # read through zarr: `.values` of a dask-backed variable would ask dask for a scheduler (and
-        # import distributed) before the command has decided whether to start a cluster
+        # Read through zarr and decoded by satflow's CF time rules, as the store was written: opening
+        # the store with xarray would import dask (seconds) before anything is planned.
+        times=decode_times(raw_time[:], time_attrs.get("units", ""), time_attrs.get("calendar")),
+        time_numbers=np.asarray(raw_time[:]), time_attrs=time_attrs,
+        lat=np.asarray(group["lat"][:]), lon=np.asarray(group["lon"][:]),
         units=tuple(str(u) for u in np.asarray(group["units"][:]).tolist()) if "units" in group else (),
         std=tuple(float(s) for s in np.asarray(group["std"][:], dtype=np.float64)),
         source_files=source_files, source_sizes=_file_sizes(source_files[t0:t1]),
         index_rows=_index_rows(config.index, path) if config.index else None,
+        attrs=dict(group.attrs),
     )
 
 

@@ -1,11 +1,14 @@
-"""The small functions the executor runs: code a batch of blocks, measure whole fields, merge partials.
+"""The small functions the executor runs: code whole regions with one codec, merge partials.
 
-A coding task reads its blocks from the store (chunk-aligned in cube mode), encodes those without a
-container yet through the codec's batched hook, decodes every container of the batch (so a resumed
-block is verified, not trusted), writes the reconstruction and only then the containers, and
-returns mergeable partials keyed by (codec, time step): `ErrorSums` of the error, `Moments` of
-the reconstruction, and a record of where and how fast it ran. Without the original store (plain
-decoding) the same task only decodes and writes.
+A coding task reads its regions (whole 2-D fields in cube mode, patches in index mode) from the
+store, each once; encodes the blocks without a chunk in the compressed store yet through the
+codec's batched hook; decodes every block's container (so a resumed block is verified, not
+trusted); writes each new block's `M` chunk and then its container bytes as its `X` chunk (the
+marker of a finished block comes last); assembles the decoded regions and, from the values it
+already holds, returns mergeable partials keyed by (codec, time step): `ErrorSums` of the error and
+`FieldSums` (DSSIM, error autocorrelation, spectra) of every region, and a record of where and
+how fast it ran. With a reconstruction store it also writes the decoded regions and their
+`Moments`. Without the original store (plain decoding) the same task only decodes and writes.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import zarr
 
 from satflow.codecs.container import section_sizes
 from satflow.codecs.spec import CodecSpec, build_codec
+from satflow.codecs.zarr import read_chunk_bytes, write_chunk_bytes
 from satflow.eval.fields import FieldSums
 from satflow.eval.plan import Block
-from satflow.eval.stores import read_container, write_block, write_container
+from satflow.eval.stores import write_block
 from satflow.metrics import ErrorSums, merge_all
 from satflow.runtime.executors import current_worker
 from satflow.stats import Moments
@@ -33,8 +37,10 @@ class BatchItem:
     codec: int
     spec: CodecSpec
     blocks: tuple[Block, ...]
+    chunks: tuple[tuple[int, ...], ...]  # each block's chunk of the compressed store's X
+    regions: tuple[Block, ...]  # what the task reads and measures whole; they hold its blocks
     compressed: str
-    reconstruction: str
+    reconstruction: str | None = None  # a reconstruction store to write too
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,7 @@ class EvalContext:
     source_bytes_per_cell: tuple[float, ...] = ()  # per evaluated time step; 0 = unknown
     decode_context: tuple[tuple[str, str], ...] = ()  # e.g. (("checkpoint", path),) for plain decoding
     rel_threshold: float = 1e-4  # relative error beyond which a point counts (acceptance tests)
+    field_metrics: bool = True  # DSSIM, error autocorrelation and spectra of every region
 
 
 @dataclass
@@ -63,6 +70,10 @@ class Partials:
     def merge(self, other: Partials) -> Partials:
         return Partials(_merge_dicts(self.errors, other.errors), _merge_dicts(self.moments, other.moments),
                         _merge_dicts(self.fields, other.fields), self.records + other.records)
+
+    def add(self, table: str, key: tuple, value) -> None:
+        entries = getattr(self, table)
+        entries[key] = entries[key].merge(value) if key in entries else value
 
 
 def _merge_dicts(a: dict, b: dict) -> dict:
@@ -82,14 +93,24 @@ def _group(path: str, mode: str) -> zarr.Group:
     return zarr.open_group(path, mode=mode, zarr_format=3, use_consolidated=False)
 
 
-def _read_blocks(store: str, blocks: tuple[Block, ...]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _read_regions(store: str, regions: tuple[Block, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each region's X and M, read once (a whole field is a chunk-aligned read of one step)."""
     group = _group(store, "r")
-    xs, ms = [], []
-    for b in blocks:
-        region = (b.t, slice(None), slice(b.y0, b.y1), slice(b.x0, b.x1))
-        xs.append(np.asarray(group["X"][region]))
-        ms.append(np.asarray(group["M"][region]))
-    return xs, ms
+    read = []
+    for r in regions:
+        selection = (r.t, slice(None), slice(r.y0, r.y1), slice(r.x0, r.x1))
+        read.append((np.asarray(group["X"][selection]), np.asarray(group["M"][selection])))
+    return read
+
+
+def _region_of(blocks: tuple[Block, ...], regions: tuple[Block, ...]) -> list[int]:
+    """Which region holds each block (the equal one first: overlapping patches are their own regions)."""
+    exact = {r: i for i, r in enumerate(regions)}
+    return [exact[b] if b in exact else next(i for i, r in enumerate(regions) if r.contains(b)) for b in blocks]
+
+
+def _local(block: Block, region: Block) -> tuple[slice, slice, slice]:
+    return (slice(None), slice(block.y0 - region.y0, block.y1 - region.y0), slice(block.x0 - region.x0, block.x1 - region.x0))
 
 
 def _decoder(item: BatchItem, context: EvalContext, sample: bytes):
@@ -102,74 +123,119 @@ def _decoder(item: BatchItem, context: EvalContext, sample: bytes):
 
 
 def code_batch(item: BatchItem, context: EvalContext) -> Partials:
-    """Encode the batch's unfinished blocks, decode all of them, write both stores, return partials."""
+    """Encode the task's unfinished blocks, decode all of them, write the stores, return partials."""
     started = time.perf_counter()
+    seconds = dict.fromkeys(("read", "encode", "decode", "write", "metrics"), 0.0)
     built_before = build_codec.cache_info().misses
-    xs, ms = _read_blocks(context.store, item.blocks) if context.store is not None else (None, None)
-    containers, todo, encode_seconds = _containers(item, xs, ms)
+    compressed = _group(item.compressed, "r+" if context.store is not None else "r")
+    tic = time.perf_counter()
+    originals = _read_regions(context.store, item.regions) if context.store is not None else None
+    region_of = _region_of(item.blocks, item.regions)
+    blocks_in = [(originals[r][0][_local(b, item.regions[r])], originals[r][1][_local(b, item.regions[r])])
+                 for b, r in zip(item.blocks, region_of)] if originals is not None else None
+    containers = [read_chunk_bytes(compressed["X"], c) for c in item.chunks]
+    seconds["read"] = time.perf_counter() - tic
+    todo = _unfinished(item, containers, blocks_in)
+    if todo:
+        codec = item.spec.build()
+        tic = time.perf_counter()
+        encoded = codec.encode_batch([blocks_in[i][0] for i in todo], [blocks_in[i][1] for i in todo])
+        seconds["encode"] = time.perf_counter() - tic
+        for i, data in zip(todo, encoded):
+            containers[i] = data
     codec = _decoder(item, context, containers[0])
     tic = time.perf_counter()
     decoded = codec.decode_batch(containers)
-    decode_seconds = time.perf_counter() - tic
-    reconstruction = _group(item.reconstruction, "r+")
-    for block, (values, mask) in zip(item.blocks, decoded):
-        write_block(reconstruction, block.t - context.t0, block, values, mask)
-    for i in todo:  # the marker of a finished block comes last
-        write_container(item.compressed, item.blocks[i], containers[i])
-    partials = _partials(item, context, containers, decoded, xs, ms, codec)
+    seconds["decode"] = time.perf_counter() - tic
+    tic = time.perf_counter()
+    for i in todo:  # the mask first, the container last: an X chunk marks a finished block
+        compressed["M"][_chunk_selection(compressed["M"], item.chunks[i], item.blocks[i])] = blocks_in[i][1][np.newaxis]
+        write_chunk_bytes(compressed["X"], item.chunks[i], containers[i])
+    fields = _assemble(item, region_of, decoded)
+    partials = Partials()
+    if item.reconstruction is not None:
+        _write_reconstruction(item, context, fields, decoded, partials)
+    seconds["write"] = time.perf_counter() - tic
+    tic = time.perf_counter()
+    if originals is not None:
+        _measure(item, context, codec, originals, fields, containers, region_of, partials)
+    seconds["metrics"] = time.perf_counter() - tic
     partials.records.append({
-        "task": "code", "codec": item.codec, "blocks": len(item.blocks), "encoded": len(todo),
-        "resumed": len(item.blocks) - len(todo), "worker": current_worker(), "device": codec.device_label(),
+        "task": "code", "codec": item.codec, "blocks": len(item.blocks), "regions": len(item.regions),
+        "encoded": len(todo), "resumed": len(item.blocks) - len(todo), "worker": current_worker(),
+        "device": codec.device_label(),
         "codec_built": build_codec.cache_info().misses > built_before,  # False: reused this worker's codec
-        "encode_seconds": encode_seconds, "decode_seconds": decode_seconds,
-        "encoded_bytes": int(sum(xs[i].nbytes for i in todo)) if xs is not None else 0,
+        **{f"{phase}_seconds": value for phase, value in seconds.items()},
+        "encoded_bytes": int(sum(blocks_in[i][0].nbytes for i in todo)) if todo else 0,
         "decoded_bytes": int(sum(values.nbytes for values, _ in decoded)),
         "seconds": time.perf_counter() - started,
     })
     return partials
 
 
-def _containers(item: BatchItem, xs: list | None, ms: list | None) -> tuple[list[bytes], list[int], float]:
-    """Every block's container: the finished ones read back, the others encoded in one batch.
-
-    Returns the containers, the positions that were encoded, and the encoding seconds. Without the
-    original (`xs` None: plain decoding) a missing container is an unfinished evaluation.
-    """
-    containers = [read_container(item.compressed, b) for b in item.blocks]
+def _unfinished(item: BatchItem, containers: list[bytes | None], blocks_in) -> list[int]:
+    """Positions of the blocks without a chunk yet. Without the original (`blocks_in` None: plain
+    decoding) a missing chunk is an unfinished evaluation."""
     todo = [i for i, data in enumerate(containers) if data is None]
-    if not todo:
-        return containers, todo, 0.0
-    if xs is None:
+    if todo and blocks_in is None:
         missing = ", ".join(item.blocks[i].key for i in todo[:3]) + (", ..." if len(todo) > 3 else "")
-        raise FileNotFoundError(f"{item.compressed}: {len(todo)} block container(s) missing ({missing}); "
+        raise FileNotFoundError(f"{item.compressed}: {len(todo)} block chunk(s) of X missing ({missing}); "
                                 "the evaluation did not finish: re-run `satflow eval` to complete it")
-    codec = item.spec.build()
-    tic = time.perf_counter()
-    encoded = codec.encode_batch([xs[i] for i in todo], [ms[i] for i in todo])
-    encode_seconds = time.perf_counter() - tic
-    for i, data in zip(todo, encoded):
-        containers[i] = data
-    return containers, todo, encode_seconds
+    return todo
 
 
-def _partials(item: BatchItem, context: EvalContext, containers: list[bytes], decoded: list, xs, ms,
-              codec) -> Partials:
-    partials = Partials()
+def _chunk_selection(array: zarr.Array, coords: tuple[int, ...], block: Block) -> tuple[slice, ...]:
+    """The cells of chunk `coords` that `block` fills (an edge chunk: its in-bounds part)."""
+    height, width = block.shape
+    return tuple(slice(c * n, c * n + size) for c, n, size in
+                 zip(coords, array.chunks, (1, array.chunks[1], height, width)))
+
+
+def _assemble(item: BatchItem, region_of: list[int], decoded: list) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each region's decoded values and mask, pasted together from its blocks."""
+    if len(item.blocks) == len(item.regions) and all(b == r for b, r in zip(item.blocks, item.regions)):
+        return [(values, mask) for values, mask in decoded]  # patches: every block is its region
     n_features = decoded[0][0].shape[0]
+    fields = [(np.full((n_features, *r.shape), np.nan, np.float32), np.zeros((n_features, *r.shape), np.uint8))
+              for r in item.regions]
+    for block, r, (values, mask) in zip(item.blocks, region_of, decoded):
+        local = _local(block, item.regions[r])
+        fields[r][0][local] = values
+        fields[r][1][local] = np.asarray(mask).reshape(values.shape)
+    return fields
+
+
+def _write_reconstruction(item: BatchItem, context: EvalContext, fields: list, decoded: list,
+                          partials: Partials) -> None:
+    """The decoded regions into the reconstruction store; the moments of every block (fixed fold order)."""
+    reconstruction = _group(item.reconstruction, "r+")
+    for region, (values, mask) in zip(item.regions, fields):
+        write_block(reconstruction, region.t - context.t0, region, values, mask)
+    for block, (values, _) in zip(item.blocks, decoded):
+        partials.moments[(item.codec, block.t, block.y0, block.x0)] = Moments.from_block(values)
+
+
+def _measure(item: BatchItem, context: EvalContext, codec, originals: list, fields: list, containers: list,
+             region_of: list[int], partials: Partials) -> None:
+    """ErrorSums and FieldSums of every region from the values the task holds."""
+    n_features = fields[0][0].shape[0]
     bound = codec.error_bound(n_features) if codec.declares_bound else None  # violations count against it
-    for i, (block, data, (values, mask)) in enumerate(zip(item.blocks, containers, decoded)):
-        key = (item.codec, block.t)
-        partials.moments[(*key, block.y0, block.x0)] = Moments.from_block(values)
-        if xs is None:
-            continue
-        step = block.t - context.t0
+    for r, (region, (x, m), (values, _)) in enumerate(zip(item.regions, originals, fields)):
+        mine = [i for i, owner in enumerate(region_of) if owner == r]
+        sections: dict[str, int] = {}
+        for i in mine:
+            for name, size in section_sizes(containers[i]).items():
+                sections[name] = sections.get(name, 0) + size
+        step = region.t - context.t0
         errors = ErrorSums.from_block(
-            xs[i], values, ms[i], n_bytes=len(data), section_bytes=section_sizes(data), bound=bound,
+            x, values, m, n_bytes=sum(len(containers[i]) for i in mine), section_bytes=sections, bound=bound,
             hist_scale=np.asarray(context.hist_scale), rel_threshold=context.rel_threshold,
             source_bytes=round(context.source_bytes_per_cell[step] * values.size),
         )
-        partials.errors[key] = partials.errors[key].merge(errors) if key in partials.errors else errors
-    return partials
+        key = (item.codec, region.t)
+        partials.add("errors", key, errors)
+        if context.field_metrics:
+            partials.add("fields", key, FieldSums.from_fields(x, values, m))
 
 
 def moments_by_step(partials: Partials, codec: int, t0: int) -> dict[int, Moments]:
@@ -179,25 +245,3 @@ def moments_by_step(partials: Partials, codec: int, t0: int) -> dict[int, Moment
         if c == codec:
             by_step.setdefault(t - t0, []).append(moments)
     return {t: merge_all(parts) for t, parts in by_step.items()}
-
-
-@dataclass(frozen=True)
-class FieldItem:
-    """One whole-field measurement: a region of one time step of the original and a reconstruction."""
-
-    codec: int
-    region: Block
-    reconstruction: str
-
-
-def measure_field(item: FieldItem, context: EvalContext) -> Partials:
-    """DSSIM, error autocorrelation and spectra of a whole 2-D field (all features), as mergeable sums."""
-    (x,), (mask,) = _read_blocks(context.store, (item.region,))
-    local = Block(item.region.t - context.t0, item.region.y0, item.region.y1, item.region.x0, item.region.x1)
-    (x_hat,), _ = _read_blocks(item.reconstruction, (local,))
-    started = time.perf_counter()
-    sums = FieldSums.from_fields(x, x_hat, mask)
-    partials = Partials(fields={(item.codec, item.region.t): sums})
-    partials.records.append({"task": "field", "codec": item.codec, "worker": current_worker(),
-                             "seconds": time.perf_counter() - started})
-    return partials

@@ -107,4 +107,4 @@ def test_decode_of_a_small_compressed_store_runs_in_this_process(tiny_store, tmp
     assert printed.out == f"decoded {folder / 'compressed.zarr'} -> {tmp_path / 'rec.zarr'}\n"
     assert "dashboard" not in printed.err.lower()
     np.testing.assert_array_equal(xr.open_zarr(tmp_path / "rec.zarr")["X"].values,
-                                  xr.open_zarr(folder / "reconstruction.zarr")["X"].values)
+                                  xr.open_zarr(folder / "compressed.zarr")["X"].values)

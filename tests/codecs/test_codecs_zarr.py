@@ -218,10 +218,34 @@ def test_a_chunk_of_the_wrong_number_of_steps_or_shape_raises_container_error(tm
     chunk.write_bytes(codec.encode(cube[0]))
     with pytest.raises(ContainerError, match=r"satflow.sz3: chunk holds 1 containers, its shape \(3, 3, 12, 20\) needs 3"):
         zarr.open_array(tmp_path / "x.zarr")[:]
-    chunk.write_bytes(b"".join(codec.encode(step[:, :6]) for step in cube))
-    with pytest.raises(ContainerError, match=r"satflow.sz3: a container holds a block of shape \(3, 6, 20\), "
+    chunk.write_bytes(b"".join(codec.encode(step[:2]) for step in cube))
+    with pytest.raises(ContainerError, match=r"satflow.sz3: a container holds a block of shape \(2, 12, 20\), "
                                              r"the chunk's time step is \(3, 12, 20\)"):
         zarr.open_array(tmp_path / "x.zarr")[:]
+    chunk.write_bytes(b"".join(codec.encode(np.pad(step, ((0, 0), (0, 1), (0, 0)))) for step in cube))
+    with pytest.raises(ContainerError, match=r"a container holds a block of shape \(3, 13, 20\)"):
+        zarr.open_array(tmp_path / "x.zarr")[:]
+
+
+def test_a_container_of_an_edge_chunk_s_in_bounds_cells_decodes_as_that_chunk(tmp_path, cube):
+    """What `satflow eval` writes (`write_chunk_bytes`): the edge chunk's container holds only its in-bounds
+    cells; zarr's padding beyond the array is NaN, and the array reads back bit for bit."""
+    from satflow.codecs.zarr import read_chunk_bytes, write_chunk_bytes
+
+    array = zarr.create_array(tmp_path / "x.zarr", shape=cube.shape, chunks=(1, 3, 8, 16), dtype="float32",
+                              serializer=zarr_codec("sz3:tol=0.5"), compressors=None, fill_value=np.nan)
+    codec = zarr_codec("sz3:tol=0.5").satflow_codec
+    expected = np.full(cube.shape, np.nan, np.float32)
+    for t in range(cube.shape[0]):
+        for iy, y0 in enumerate(range(0, cube.shape[2], 8)):
+            for ix, x0 in enumerate(range(0, cube.shape[3], 16)):
+                block = cube[t, :, y0:y0 + 8, x0:x0 + 16]
+                data = codec.encode(block, np.isfinite(block))
+                write_chunk_bytes(array, (t, 0, iy, ix), data)
+                assert read_chunk_bytes(array, (t, 0, iy, ix)) == data
+                expected[t, :, y0:y0 + 8, x0:x0 + 16] = codec.decode(data)[0]
+    assert read_chunk_bytes(array, (9, 0, 0, 0)) is None
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "x.zarr", mode="r")[:], expected)
 
 
 def test_chunks_written_with_other_parameters_raise_container_error(tmp_path, cube):

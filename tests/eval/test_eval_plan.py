@@ -29,12 +29,19 @@ def test_default_blocks_are_the_store_chunks_and_cover_every_cell_once(eval_stor
     assert plan.fields == [Block(t, 0, 24, 0, 40) for t in range(3)]
 
 
-def test_tasks_batch_consecutive_blocks_per_codec(eval_store):
+def test_a_task_codes_whole_fields_per_codec(eval_store):
+    """A field's 9 blocks exceed a batch of 4: one whole field a task, never part of one."""
     path, _ = eval_store
     plan = _plan_store(path, EvalConfig(codecs=["sz3:tol=1", "lossless"], batch_size=4, time="1:2"))
     assert [b.t for b in plan.blocks] == [1] * 9
-    assert [(t.codec, t.blocks) for t in plan.tasks] == [
-        (0, (0, 1, 2, 3)), (0, (4, 5, 6, 7)), (0, (8,)), (1, (0, 1, 2, 3)), (1, (4, 5, 6, 7)), (1, (8,))]
+    assert [(t.codec, t.blocks, t.regions) for t in plan.tasks] == [(0, tuple(range(9)), (0,)),
+                                                                    (1, tuple(range(9)), (0,))]
+
+
+def test_consecutive_fields_share_a_task_while_their_blocks_fit_the_batch(eval_store):
+    path, _ = eval_store
+    plan = _plan_store(path, EvalConfig(codecs=["lossless"], batch_size=18))
+    assert [(t.blocks, t.regions) for t in plan.tasks] == [(tuple(range(18)), (0, 1)), (tuple(range(18, 27)), (2,))]
 
 
 def test_a_block_shape_is_a_setting(eval_store):
@@ -113,8 +120,8 @@ def test_a_plan_of_hand_built_facts_lays_out_blocks_batches_and_time():
                                Block(1, 8, 16, 0, 16)]
     assert plan.blocks[-1] == Block(2, 16, 24, 32, 40)
     assert plan.fields == [Block(1, 0, 24, 0, 40), Block(2, 0, 24, 0, 40)]
-    assert [(t.codec, t.blocks) for t in plan.tasks] == [
-        (c, b) for c in (0, 1) for b in ((0, 1, 2, 3), (4, 5, 6, 7), (8, 9, 10, 11), (12, 13, 14, 15), (16, 17))]
+    assert [(t.codec, t.blocks, t.regions) for t in plan.tasks] == [
+        (c, b, (r,)) for c in (0, 1) for r, b in enumerate((tuple(range(9)), tuple(range(9, 18))))]
 
 
 def test_a_block_larger_than_the_store_is_clipped_to_it():
@@ -190,7 +197,7 @@ def test_planning_touches_no_file_and_imports_no_store_or_cluster_library():
     ''')
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["14 1", "[]"]  # 3 steps x 9 blocks in batches of 4, 2 codecs
+    assert done.stdout.splitlines() == ["6 1", "[]"]  # 3 whole fields (9 blocks each, batch 4), 2 codecs
 
 
 def test_the_scan_reads_the_facts_once_and_the_plan_over_them_is_the_same(eval_store):
@@ -231,3 +238,18 @@ def test_prepare_eval_checks_everything_a_run_needs_and_writes_nothing(eval_stor
         prepare_eval(tmp_path / "nowhere.zarr", EvalConfig())
     with pytest.raises(ValueError, match=r"eval time '7' is outside the store's 0..3 time steps"):
         prepare_eval(path, EvalConfig(time="7"))
+
+
+def test_preparing_an_eval_reads_the_facts_without_importing_dask(eval_store):
+    """The one facts scan goes through zarr and satflow's CF time rules: importing dask.array (seconds on
+    a loaded machine) waits until something computes."""
+    import subprocess
+    import sys
+
+    path, _ = eval_store
+    script = ("import sys\nfrom satflow.eval.api import prepare_eval\nfrom satflow.eval.options import EvalConfig\n"
+              f"facts, plan = prepare_eval({str(path)!r}, EvalConfig())\n"
+              "print(len(plan.tasks), str(facts.times[1]), 'dask.array' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "2021-03-01T06:00:00.000000000", "False"]

@@ -29,12 +29,20 @@ def _config(*codecs: str, **options) -> EvalConfig:
     return EvalConfig(codecs=list(codecs), **options)
 
 
+def chunk_file(folder: Path, plan, position: int) -> Path:
+    """The file of block `position`'s X chunk in a codec folder's compressed store."""
+    from satflow.eval.stores import chunk_coords
+
+    coords = chunk_coords(plan.mode, plan.time_range[0], plan.reconstruction_chunks, plan.blocks[position], position)
+    return folder.joinpath("compressed.zarr", "X", "c", *map(str, coords))
+
+
 def _decode_every_container(folder: Path, plan, shape) -> tuple[np.ndarray, int]:
-    """The reconstruction rebuilt by hand from the container files, and their total size."""
+    """The reconstruction rebuilt by hand from the X chunk files (each one container), and their total size."""
     values = np.full(shape, np.nan, np.float32)
     total = 0
-    for block in plan.blocks:
-        data = (folder / "compressed.zarr" / "containers" / f"{block.key}.sfc").read_bytes()
+    for position, block in enumerate(plan.blocks):
+        data = chunk_file(folder, plan, position).read_bytes()
         total += len(data)
         x, _ = decode_any(data)
         values[block.t - plan.time_range[0], :, block.y0:block.y1, block.x0:block.x1] = x
@@ -97,8 +105,9 @@ def test_metrics_equal_numpy_on_the_decoded_containers(where, eval_store, tmp_pa
     for entry, bound in zip(entries, (0.5, None)):
         folder = tmp_path / "out" / entry["dir"]
         decoded, n_bytes = _decode_every_container(folder, result.plan, values.shape)
-        stored = xr.open_zarr(folder / "reconstruction.zarr")["X"].values
-        np.testing.assert_array_equal(stored, decoded)  # the reconstruction store is what the containers hold
+        stored = xr.open_zarr(folder / "compressed.zarr")["X"].values
+        np.testing.assert_array_equal(stored, decoded)  # the compressed store decodes to what the containers hold
+        assert not (folder / "reconstruction.zarr").exists()  # only on request
         _assert_entry_matches(entry, _numpy_metrics(values, decoded, bound))
         assert entry["n_bytes"] == n_bytes  # bits from the bytes on disk
         assert entry["bits_per_value"] == pytest.approx(8 * n_bytes / values.size, rel=1e-12)
@@ -135,7 +144,8 @@ def test_error_metrics_do_not_depend_on_block_shape(eval_store, tmp_path):
 
 def test_decoding_the_compressed_store_in_a_fresh_process_is_bit_identical(eval_store, tmp_path):
     path, _ = eval_store
-    result = run_eval(path, tmp_path / "out", _config(SZ3, block={"lat": 8, "lon": 8}, batch_size=2), progress=False)
+    result = run_eval(path, tmp_path / "out", _config(SZ3, block={"lat": 8, "lon": 8}, batch_size=2,
+                                                      reconstruction=True), progress=False)
     folder = tmp_path / "out" / result.entries[0]["dir"]
     rebuilt = tmp_path / "rebuilt.zarr"
     subprocess.run([sys.executable, "-m", "satflow", "decode", str(folder / "compressed.zarr"), "--out", str(rebuilt)],
@@ -152,20 +162,22 @@ def test_decode_refuses_an_unfinished_compressed_store(eval_store, tmp_path):
     path, _ = eval_store
     result = run_eval(path, tmp_path / "out", _config(SZ3), progress=False)
     compressed = tmp_path / "out" / result.entries[0]["dir"] / "compressed.zarr"
-    (compressed / "containers" / f"{result.plan.blocks[5].key}.sfc").unlink()
-    with pytest.raises(FileNotFoundError, match=r"1 block container\(s\) missing \(t0-y8-x32-h8-w8\).*re-run `satflow eval`"):
+    chunk_file(compressed.parent, result.plan, 5).unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 block chunk\(s\) of X missing \(t0-y8-x32-h8-w8\).*re-run `satflow eval`"):
         decode_compressed(compressed, tmp_path / "rec.zarr")
 
 
 def test_rerun_resumes_without_encoding_finished_blocks(eval_store, tmp_path):
     path, _ = eval_store
     first = run_eval(path, tmp_path / "out", _config(SZ3), progress=False)
-    containers = tmp_path / "out" / first.entries[0]["dir"] / "compressed.zarr" / "containers"
-    (containers / f"{first.plan.blocks[4].key}.sfc").unlink()  # as if the run died before this block finished
-    kept = {p.name: p.stat().st_mtime_ns for p in containers.iterdir()}
+    folder = tmp_path / "out" / first.entries[0]["dir"]
+    chunk_file(folder, first.plan, 4).unlink()  # as if the run died before this block finished
+    chunks = [chunk_file(folder, first.plan, i) for i in range(len(first.plan.blocks)) if i != 4]
+    kept = [p.stat().st_mtime_ns for p in chunks]
     second = run_eval(path, tmp_path / "out", _config(SZ3), progress=False)
     assert (second.entries[0]["blocks_encoded"], second.entries[0]["blocks_resumed"]) == (1, len(first.plan.blocks) - 1)
-    assert {p.name: p.stat().st_mtime_ns for p in containers.iterdir() if p.name in kept} == kept
+    assert [p.stat().st_mtime_ns for p in chunks] == kept  # finished blocks are decoded, never rewritten
+    assert chunk_file(folder, first.plan, 4).is_file()
     for key in ("rmse", "max_abs_error", "count"):
         assert second.entries[0]["per_feature"][key] == first.entries[0]["per_feature"][key]
     assert second.entries[0]["n_bytes"] == first.entries[0]["n_bytes"]
@@ -197,9 +209,9 @@ def test_a_worker_killed_mid_eval_still_gives_identical_metrics(eval_store, tmp_
         runner = threading.Thread(target=lambda: outcome.update(result=run_eval(
             path, tmp_path / "killed", config, client=client, progress=False)))
         runner.start()
-        containers = tmp_path / "killed" / reference[0]["dir"] / "compressed.zarr" / "containers"
+        chunks = tmp_path / "killed" / reference[0]["dir"] / "compressed.zarr" / "X" / "c"
         deadline = time.monotonic() + 60
-        while not (containers.exists() and any(containers.iterdir())) and time.monotonic() < deadline:
+        while not (chunks.exists() and any(chunks.iterdir())) and time.monotonic() < deadline:
             time.sleep(0.02)
         victim = _worker_pids(client)[0]
         os.kill(victim, signal.SIGKILL)
@@ -285,8 +297,9 @@ def test_cli_runs_on_a_local_cluster_and_reports(eval_store, tmp_path, capsys):
 
     path, values = eval_store
     out = tmp_path / "out"
+    # 3 tasks (one whole field each) would run in this process under --cluster auto
     assert main(["eval", str(path), "--codec", SZ3, "--out", str(out), "--no-progress", "--acceptance",
-                 "--performance-report", str(out / "dask-report.html")]) == 0
+                 "--cluster", "always", "--performance-report", str(out / "dask-report.html")]) == 0
     assert SZ3 in capsys.readouterr().out
     entry = json.loads((out / "metrics.json").read_text())[0]
     assert set(entry["acceptance"]) >= {"pearson", "dssim", "rel_error", "pass"}
@@ -344,10 +357,144 @@ def test_a_360_day_climatology_evaluates_and_decodes_in_its_calendar(tmp_path):
     values = np.random.default_rng(0).normal(280.0, 3.0, (2, 2, 12, 16)).astype(np.float32)
     write_store_from_arrays(tmp_path / "clim.zarr", values, times=times, features=["sst-1", "sst-2"],
                             lat=np.linspace(-5, 5, 12), lon=np.linspace(0, 15, 16))
-    result = run_eval(tmp_path / "clim.zarr", tmp_path / "out", _config("sz3:tol=0.1"), progress=False)
+    result = run_eval(tmp_path / "clim.zarr", tmp_path / "out", _config("sz3:tol=0.1", reconstruction=True),
+                      progress=False)
     folder = tmp_path / "out" / result.entries[0]["dir"]
     rebuilt = xr.open_zarr(decode_compressed(folder / "compressed.zarr", tmp_path / "rec.zarr"))
     assert list(rebuilt["time"].values) == list(times)
     np.testing.assert_array_equal(rebuilt["X"].values, xr.open_zarr(folder / "reconstruction.zarr")["X"].values)
     table = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
     assert sorted(table.loc[table["t"] >= 0, "time"].unique()) == ["0001-01-16T00:00:00", "0001-02-16T00:00:00"]
+
+
+def test_the_compressed_store_decodes_in_a_fresh_process_through_zarr_and_xarray(eval_store, tmp_path):
+    """xr.open_zarr / zarr.open_array of DIR/<codec>/compressed.zarr, in a process that never imports
+    satflow itself: lazy dask reads, values bit-identical to codec.decode of each chunk, masks restored."""
+    path, values = eval_store
+    result = run_eval(path, tmp_path / "out", _config(SZ3, BITROUND, time="1:3"), progress=False)
+    script = (
+        "import sys, numpy as np, xarray as xr, zarr\n"
+        "ds = xr.open_zarr(sys.argv[1])\n"
+        "assert ds['X'].chunks == ((1, 1), (2,), (8, 8, 8), (16, 16, 8)), ds['X'].chunks\n"
+        "direct = zarr.open_array(sys.argv[1] + '/X', mode='r')[:]\n"
+        "np.savez(sys.argv[2], X=ds['X'].values, M=ds['M'].values, direct=direct, time=ds['time'].values.astype('int64'),\n"
+        "         lat=ds['lat'].values, feature=np.array([str(f) for f in ds['feature'].values]))\n"
+        "print(sorted(m for m in sys.modules if m == 'satflow.eval'))\n"
+    )
+    for entry in result.entries:
+        folder = tmp_path / "out" / entry["dir"]
+        done = subprocess.run([sys.executable, "-c", script, str(folder / "compressed.zarr"), str(tmp_path / "read.npz")],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "[]"  # the entry point loaded the codec, not the eval
+        read = np.load(tmp_path / "read.npz")
+        decoded, n_bytes = _decode_every_container(folder, result.plan, (2, *values.shape[1:]))
+        np.testing.assert_array_equal(read["X"], decoded)  # bit for bit: NaN in the same places, same bits
+        np.testing.assert_array_equal(read["direct"], decoded)
+        np.testing.assert_array_equal(read["M"], np.isfinite(values[1:3]).astype(np.uint8))
+        assert read["time"].tolist() == (np.datetime64("2021-03-01T06", "ns") + np.arange(2) * np.timedelta64(6, "h")
+                                         ).astype("int64").tolist()
+        assert read["feature"].tolist() == ["tmbrs-1", "tmbrs-2"] and read["lat"].tolist() == np.linspace(
+            -11.5, 11.5, 24).tolist()
+        chunk_bytes = sum(chunk_file(folder, result.plan, i).stat().st_size for i in range(len(result.plan.blocks)))
+        assert chunk_bytes == n_bytes == entry["n_bytes"]  # the chunk files are the containers, byte for byte
+
+
+FIELD_KEYS = ("dssim", "dssim_fields", "error_lag1_autocorr", "spectral_ratio", "power_original",
+              "power_reconstruction", "spectral_error")
+
+
+def _recorded(name: str) -> dict:
+    return json.loads((Path(__file__).parent / "data" / "pre_fusion_metrics.json").read_text())[name]
+
+
+@pytest.mark.parametrize("name", ["cube", "cube_blocks_8x8", "index"])
+def test_metrics_equal_the_two_pass_implementation_s_recorded_numbers(name, eval_store, tmp_path):
+    """The numbers of the eval before field metrics moved into the coding pass (recorded at commit
+    8c4108d by tests/eval/data/record_pre_fusion.py on this fixture store), to 1e-12."""
+    path, _ = eval_store
+    recorded = _recorded(name)
+    options = dict(recorded["config"])
+    if name == "index":
+        from satflow.index import build_index
+        from satflow.index.options import IndexConfig
+
+        build_index(path, tmp_path / "index.parquet", IndexConfig(patch_size=8, stride=4, max_nodata_fraction=1.0))
+        options["index"] = str(tmp_path / "index.parquet")
+    result = run_eval(path, tmp_path / "out", EvalConfig.model_validate(options), progress=False)
+    # The two-pass eval measured index-mode patches on the reconstruction cube, where overlapping patches
+    # overwrite each other: its field metrics of a patch mixed in its neighbour's decode. The fused pass
+    # measures each patch's own decode, so there only the error metrics must be unchanged.
+    skipped = set(FIELD_KEYS) if name == "index" else set()
+    if name == "index":
+        blocks = result.plan.blocks
+        assert any(a != b and a.t == b.t and a.y0 < b.y1 and b.y0 < a.y1 and a.x0 < b.x1 and b.x0 < a.x1
+                   for a in blocks for b in blocks)
+    for entry, want in zip(result.entries, recorded["entries"], strict=True):
+        assert entry["codec"] == want["codec"] and entry["n_bytes"] == want["n_bytes"]
+        assert entry["histogram"]["counts"] == want["histogram"]
+        for key, expected in want["per_feature"].items():
+            if key in skipped:
+                continue
+            np.testing.assert_allclose(np.asarray(entry["per_feature"][key], np.float64),
+                                       np.asarray(expected, np.float64), rtol=1e-12, atol=1e-15, err_msg=key)
+    table = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    steps = table[table["t"] >= 0].reset_index(drop=True)
+    for column, expected in recorded["per_step"].items():
+        if column in skipped:
+            continue
+        if column in ("codec", "feature", "t"):
+            assert steps[column].tolist() == expected, column
+        else:
+            np.testing.assert_allclose(steps[column].to_numpy(np.float64), np.asarray(expected, np.float64),
+                                       rtol=1e-12, atol=1e-15, err_msg=column)
+
+
+def test_index_mode_writes_one_patch_per_chunk_with_its_selectors(eval_store, tmp_path):
+    from satflow.eval.api import decode_compressed
+    from satflow.index import build_index
+    from satflow.index.options import IndexConfig
+
+    path, values = eval_store
+    build_index(path, tmp_path / "index.parquet", IndexConfig(patch_size=8, stride=4, max_nodata_fraction=1.0))
+    result = run_eval(path, tmp_path / "out", _config(SZ3, index=str(tmp_path / "index.parquet"), split=None,
+                                                      sample=5, seed=7), progress=False)
+    folder = tmp_path / "out" / result.entries[0]["dir"]
+    ds = xr.open_zarr(folder / "compressed.zarr")
+    blocks = result.plan.blocks
+    assert ds["X"].dims == ("patch", "feature", "y", "x") and ds["X"].chunks == ((1,) * 5, (2,), (8,), (8,))
+    assert ds["t"].values.tolist() == [b.t for b in blocks] and ds["y0"].values.tolist() == [b.y0 for b in blocks]
+    assert ds["x0"].values.tolist() == [b.x0 for b in blocks]
+    np.testing.assert_array_equal(ds["lat"].values[0], np.linspace(-11.5, 11.5, 24)[blocks[0].y0:blocks[0].y1])
+    for i, block in enumerate(blocks):
+        x, _ = decode_any(chunk_file(folder, result.plan, i).read_bytes())
+        np.testing.assert_array_equal(ds["X"].values[i], x)
+        np.testing.assert_array_equal(ds["M"].values[i], np.isfinite(values[block.t, :, block.y0:block.y1,
+                                                                             block.x0:block.x1]))
+    cube = xr.open_zarr(decode_compressed(folder / "compressed.zarr", tmp_path / "rec.zarr"))["X"].values
+    last = blocks[-1]
+    np.testing.assert_array_equal(cube[last.t, :, last.y0:last.y1, last.x0:last.x1], ds["X"].values[-1])
+
+
+def test_an_older_eval_directory_is_refused_with_how_to_redo_it(eval_store, tmp_path):
+    """Before issue 19, compressed.zarr was a group with container files under containers/."""
+    import zarr
+
+    from satflow.eval.api import decode_compressed
+    from satflow.status import status_of
+
+    path, _ = eval_store
+    result = run_eval(path, tmp_path / "out", _config(SZ3), progress=False)
+    compressed = tmp_path / "out" / result.entries[0]["dir"] / "compressed.zarr"
+    old = zarr.open_group(str(compressed), mode="w", zarr_format=3)
+    old.attrs.update({"satflow_compressed": 1, "codec": SZ3})
+    (compressed / "containers").mkdir()
+    (compressed / "containers" / f"{result.plan.blocks[0].key}.sfc").write_bytes(b"old")
+    message = r"older satflow \(block containers under containers/.*rerun the same `satflow eval` with --overwrite"
+    with pytest.raises(ValueError, match=message):
+        decode_compressed(compressed, tmp_path / "rec.zarr")
+    with pytest.raises(ValueError, match=message):
+        run_eval(path, tmp_path / "out", _config(SZ3), progress=False)
+    assert status_of(tmp_path / "out")["codecs"][0]["blocks_done"] == 1  # its container files still count
+    again = run_eval(path, tmp_path / "out", _config(SZ3), overwrite=True, progress=False)
+    assert again.entries[0]["n_bytes"] == result.entries[0]["n_bytes"]

@@ -104,7 +104,7 @@ def test_scancelled_driver_cancels_its_jobs_and_the_rerun_resumes_identically(
                              args=("--out", str(out), *stages, str(amsua_files)), cwd=ROOT,
                              extra_env={"SATFLOW_VENV": VENV, "CONFIG": str(config)})
     containers = out / "eval"
-    wait_for(lambda: len(list(containers.glob("*/compressed.zarr/containers/*.sfc"))) >= 20, 180,
+    wait_for(lambda: len(list(containers.glob("*/compressed.zarr/X/c/*/*/*/*"))) >= 20, 180,
              "the eval to write its first containers")
     workers = ledger_jobs(out)
     local_slurm._run(["scancel", job])
@@ -113,7 +113,7 @@ def test_scancelled_driver_cancels_its_jobs_and_the_rerun_resumes_identically(
     ledger = json.loads((out / "slurm-jobs.json").read_text())
     assert {c["id"] for c in ledger["cancelled"]} == set(workers)
     assert json.loads((out / "run-manifest.json").read_text())["stages"]["eval"]["status"] == "terminated"
-    done_before = len(list(containers.glob("*/compressed.zarr/containers/*.sfc")))
+    done_before = len(list(containers.glob("*/compressed.zarr/X/c/*/*/*/*")))
 
     tic = time.perf_counter()
     rerun = start_driver(config, out, *stages, str(amsua_files), env=local_slurm.env)

@@ -51,9 +51,10 @@ def assert_same_eval(got_dir, want_dir):
     for g, w in zip(got, want):
         assert g["n_bytes"] == w["n_bytes"]
         assert g["per_feature"] == w["per_feature"]  # exact: the tree reduction is fixed, not arrival order
-        containers = sorted((got_dir / g["dir"] / "compressed.zarr" / "containers").iterdir())
-        assert containers and all(p.read_bytes() == (want_dir / w["dir"] / "compressed.zarr" / "containers" /
-                                                     p.name).read_bytes() for p in containers)
+        chunks = got_dir / g["dir"] / "compressed.zarr" / "X" / "c"
+        containers = sorted(p for p in chunks.rglob("*") if p.is_file())
+        assert containers and all(p.read_bytes() == (want_dir / w["dir"] / "compressed.zarr" / "X" / "c" /
+                                                     p.relative_to(chunks)).read_bytes() for p in containers)
 
 
 def test_workers_start_as_slurm_jobs_and_listen_only_on_loopback(local_slurm, slurm_overrides, tmp_path, capsys):

@@ -123,17 +123,45 @@ def read_field(store: str | Path, t: int, feature: str) -> Field2D:
     return Field2D(np.asarray(values, dtype=np.float32), ds["lat"].values, ds["lon"].values)
 
 
+def read_compressed_field(compressed: str | Path, original: Field2D, t_store: int, feature: str) -> Field2D:
+    """Step `t_store` of the input, decoded from a codec's compressed store: only the chunks that
+    hold it (cube mode), or that step's patches pasted onto a NaN field (index mode)."""
+    import xarray as xr
+
+    from satflow.eval.stores import FORMAT
+
+    ds = xr.open_zarr(str(compressed))
+    if ds.attrs.get("satflow_compressed") != FORMAT:
+        raise ReportError(f"{compressed}: written by an older satflow; rerun the same `satflow eval` with "
+                          "--overwrite to rewrite it")
+    if ds.attrs["mode"] != "index":
+        t_local = t_store - int(ds.attrs["time_range"][0])
+        return Field2D(np.asarray(ds["X"].isel(time=t_local).sel(feature=feature).values, np.float32),
+                       original.lat, original.lon)
+    values = np.full(original.values.shape, np.nan, np.float32)
+    patches = np.flatnonzero(ds["t"].values == t_store)
+    if patches.size:
+        decoded = ds["X"].isel(patch=patches).sel(feature=feature).values
+        for patch, block in zip(patches, decoded):
+            y0, x0 = int(ds["y0"].values[patch]), int(ds["x0"].values[patch])
+            values[y0:y0 + block.shape[0], x0:x0 + block.shape[1]] = block
+    return Field2D(values, original.lat, original.lon)
+
+
 def read_map_fields(evaluation: Evaluation, feature: str, t: int) -> tuple[Field2D, list[Field2D]]:
-    """Evaluated step t of the original (its step time_range[0] + t) and of each codec's reconstruction."""
-    original = read_field(evaluation.plan["store"], int(evaluation.plan["time_range"][0]) + t, feature)
-    return original, [read_field(evaluation.path / e["dir"] / "reconstruction.zarr", t, feature)
+    """Evaluated step t of the original (its step time_range[0] + t) and of each codec's
+    reconstruction, decoded from its compressed store."""
+    t_store = int(evaluation.plan["time_range"][0]) + t
+    original = read_field(evaluation.plan["store"], t_store, feature)
+    return original, [read_compressed_field(evaluation.path / e["dir"] / "compressed.zarr", original, t_store, feature)
                       for e in evaluation.entries]
 
 
 def time_labels(evaluation: Evaluation) -> list[str]:
-    import xarray as xr
+    from satflow.store import open_store
 
-    times = xr.open_zarr(str(evaluation.path / evaluation.entries[0]["dir"] / "reconstruction.zarr"))["time"].values
+    t0, t1 = (int(t) for t in evaluation.plan["time_range"])
+    times = open_store(evaluation.plan["store"])["time"].values[t0:t1]
     if np.issubdtype(times.dtype, np.datetime64):
         return [str(label) for label in np.datetime_as_string(times, unit="m")]
     return [str(t) for t in times]  # cftime dates (climatologies from year 0)

@@ -109,7 +109,17 @@ def export_reconstruction(eval_dir: str | Path, codec: str, out_nc: str | Path |
     entry = find_entry(evaluation, codec)
     store = evaluation.path / entry["dir"] / "reconstruction.zarr"
     out = Path(out_nc) if out_nc is not None else evaluation.path / entry["dir"] / "reconstruction.nc"
-    export_netcdf(store, out, features=features)
+    if store.exists():
+        export_netcdf(store, out, features=features)
+    else:  # decode the compressed store into a temporary satflow store (statistics included), export that
+        import tempfile
+
+        from satflow.eval.api import decode_compressed
+
+        with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as scratch:
+            decoded = decode_compressed(evaluation.path / entry["dir"] / "compressed.zarr",
+                                        Path(scratch) / "reconstruction.zarr")
+            export_netcdf(decoded, out, features=features)
     with netCDF4.Dataset(out, "a") as nc:  # say which codec made these numbers, and from what
         nc.setncatts({"satflow_eval_codec": entry["codec"], "satflow_source_store": evaluation.plan.get("store", ""),
                       "title": f"satflow reconstruction by {entry['codec']}"})
