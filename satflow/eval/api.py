@@ -142,6 +142,7 @@ def _run_tasks(plan: EvalPlan, facts: EvalFacts, config: EvalConfig, outputs: _O
     """The coding tasks: each codes whole fields and measures them (errors and field metrics) at once."""
     context = _context(plan, facts, config.acceptance.rel_threshold)
     tic = time.perf_counter()
+    executor.prepare_workers(set().union(*(spec.worker_plugins() for spec in plan.codecs)))  # kernels, once
     items, resources = _coding_items(plan, config, outputs, executor)
     partials = executor.map_reduce(code_batch, items, context, combine=combine_partials, name="eval-code",
                                    retries=config.retries, resources=resources, progress=progress)
