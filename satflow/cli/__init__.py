@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         from satflow.runtime.cluster import quiet_cluster_logs
 
         quiet_cluster_logs()
+        # hdf5plugin says at INFO that netCDF4 already loaded its filters: true, and nothing to act on
+        logging.getLogger("hdf5plugin").setLevel(logging.WARNING)
     try:
         config = load_config(args.config, args.overrides)
         return int(args.handler(args, config) or 0)
