@@ -266,3 +266,17 @@ def test_a_plan_of_many_small_steps_writes_them_in_few_tasks():
     assert len(plan.regions) == 64
     assert [(r.t0, r.t1) for r in plan.task_regions()] == [(t, t + 4) for t in range(0, 64, 4)]  # MIN_TASKS = 16
     assert "regions   64 to write in 16 task(s)" in plan.describe()
+
+
+def test_the_lazy_cube_of_a_plan_is_laid_out_without_reading_a_file():
+    """`plan_dataset` turns a plan into the lazy cube (satflow.open_archive): dims, chunks, provenance and
+    units come from the plan alone; the files (which do not exist) would only be read on compute."""
+    from satflow.ingest.cube import plan_dataset
+
+    config = ingest_config()
+    plan = plan_ingest(facts_of(file_info("a.nc", hours(0, 1)), file_info("b.nc", hours(2))), config)
+    cube = plan_dataset(plan, config.source)
+    assert dict(cube.sizes) == {"time": 3, "feature": 2, "lat": 4, "lon": 5}
+    assert cube["X"].data.chunksize == (2, 2, 2, 4) and cube["M"].dtype == np.uint8
+    assert [str(f) for f in cube["source_file"].values] == ["/nowhere/a.nc", "/nowhere/a.nc", "/nowhere/b.nc"]
+    assert cube["units"].values.tolist() == ["K", "K"] and cube["feature"].values.tolist() == list(FEATURES)
