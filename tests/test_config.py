@@ -39,6 +39,10 @@ def test_wrong_type_names_key_and_value(tmp_path):
 def test_impossible_value_rejected():
     with pytest.raises(ConfigError, match=r"ingest\.chunks\.lat: Input should be greater than 0 \(got -1\)"):
         load_config(None, ["ingest.chunks.lat=-1"])
+    for feature in (0, -2):
+        with pytest.raises(ConfigError, match=r"ingest\.chunks\.feature: .*positive chunk size or -1"):
+            load_config(None, [f"ingest.chunks.feature={feature}"])
+    assert load_config(None, ["ingest.chunks.feature=-1"]).ingest.chunks.feature == -1
     with pytest.raises(ConfigError, match="lat_min .* must be below lat_max"):
         load_config(None, ["ingest.source.crop={lat_min: 10, lat_max: 0}"])
 

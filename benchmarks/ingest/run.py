@@ -50,7 +50,7 @@ def floor_child(store: str, part: int, parts: int, files: list[str], variables: 
     import numpy as np
     import zarr
 
-    from satflow.config import ChunkConfig
+    from satflow.ingest.options import ChunkConfig
 
     with netCDF4.Dataset(files[0]) as first:
         names = variables or [n for n, v in first.variables.items()

@@ -111,6 +111,7 @@ def test_bits_per_value_counts_every_byte():
     data = _example()
     assert bits_per_value(data) == pytest.approx(8 * len(data) / 30)
     assert bits_per_value(data, (10, 10)) == pytest.approx(8 * len(data) / 100)
+    assert bits_per_value(data, (1,)) == pytest.approx(8 * len(data))
     assert bits_per_valid_value(data) == pytest.approx(8 * len(data) / 3)
 
 

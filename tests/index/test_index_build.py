@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from satflow.index.build import build_index
-from satflow.index.geometry import PatchGrid, lon_midpoint, patch_bounds
+from satflow.index.geometry import PatchGrid, cell_edges, lon_midpoint, patch_bounds
 from satflow.index.io import StaleIndexError, read_index, read_metadata
 from satflow.index.options import IndexConfig
 from satflow.index.validity import chunk_ranges, time_block_counts, touching_chunks
@@ -111,6 +111,12 @@ def test_bbox_across_the_dateline_selects_by_centre(global_store, tmp_path):
     _, frame = _build(path, tmp_path, bbox={"lat_min": -90, "lat_max": 90, "lon_min": 100, "lon_max": -130})
     # Centres are -135, -75, -15, 45, 105, 165 (x0 = 0, 4, .., 20); the box runs east from 100 to -130.
     assert sorted(frame["lon_c"].unique()) == [-135.0, 105.0, 165.0]
+
+
+def test_cell_edges_are_midpoints_and_half_a_spacing_beyond_the_ends():
+    np.testing.assert_array_equal(cell_edges(np.array([10.0])), [9.5, 10.5])
+    np.testing.assert_array_equal(cell_edges(np.array([0.0, 2.0])), [-1.0, 1.0, 3.0])
+    np.testing.assert_array_equal(cell_edges(np.array([0.0, 1.0, 3.0])), [-0.5, 0.5, 2.0, 4.0])
 
 
 def test_dateline_bounds_and_centre():

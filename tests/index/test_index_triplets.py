@@ -59,6 +59,9 @@ def test_triplets_do_not_depend_on_partitions_or_runs(index):
 def test_n_per_split_and_history(index):
     triplets = add_triplets(index, n_per_split=4, seed=1)
     assert triplets.groupby("split").size().to_dict() == {"test": 4, "train": 4, "val": 4}
+    assert triplets.index.equals(pd.RangeIndex(len(triplets)))  # a fresh table, not the anchors' row labels
+    every = add_triplets(index, distance=1, seed=1)
+    assert every.index.equals(pd.RangeIndex(len(every)))
     assert triplets.attrs["satflow"]["history"][-1] == {"step": "triplets", "parameters": {
         "distance": 1, "n_per_split": 4, "seed": 1}}
 

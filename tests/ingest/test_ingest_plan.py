@@ -108,6 +108,13 @@ def test_a_file_repeating_a_known_time_is_skipped_whole():
     ]
 
 
+def test_a_file_repeating_times_of_two_files_names_the_first_repeated_times_file():
+    late = file_info("late.nc", hours(0, 3))  # repeats a.nc's 0 h first, then b.nc's 3 h
+    plan = plan_ingest(facts_of(file_info("a.nc", hours(0, 1)), file_info("b.nc", hours(2, 3)), late), ingest_config())
+    assert plan.skipped == [Skipped("/nowhere/late.nc", "duplicate time 2020-01-01T00:00:00.000000000 "
+                                                        "(already from a.nc); remove one of the two files")]
+
+
 def test_append_lays_out_new_steps_after_the_last_one():
     config = ingest_config()
     existing = store_facts(config, hours(0, 1, 2, 3))

@@ -27,6 +27,11 @@ def test_months_since_counts_calendar_months():
     np.testing.assert_array_equal(decode_times([1], "years since 2000-01-01"), dt("2001-01-01"))
 
 
+def test_months_a_rounding_error_short_of_whole_decode_to_the_month():
+    # 3 - 9e-10 months is 3 months written by a float32/float64 round trip, not 2.4 us before April.
+    np.testing.assert_array_equal(decode_times([3 - 9e-10], "months since 2000-01-01"), dt("2000-04-01"))
+
+
 def test_months_since_an_origin_with_day_and_hour():
     # By hand: whole months keep the origin's day 15 and 12:00; 2.5 months is Mar 15 12:00 plus half
     # of March's 31 days (15 d 12 h), which is Mar 31 00:00.
@@ -130,6 +135,10 @@ def test_fixed_units_outside_datetime64_stay_cftime():
 
 def test_datetime64_range_decides_the_type():
     assert decode_times([0], "days since 2000-01-01").dtype == np.dtype("datetime64[ns]")
+    last_year = decode_times([0, 364], "days since 2261-01-01")  # datetime64[ns] ends in April 2262
+    assert last_year.dtype == np.dtype("datetime64[ns]") and str(last_year[1])[:10] == "2261-12-31"
+    fast = decode_fixed_units(np.array([0.0, 364.0]), "days", "days since 2261-01-01", "standard")
+    np.testing.assert_array_equal(fast, last_year)  # the fast path, not cftime, covers the last whole year
     assert decode_times([1e7], "days since 2000-01-01")[0].year == 29379  # past 2261: cftime
 
 
