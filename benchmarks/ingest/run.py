@@ -16,9 +16,10 @@ with the rate of `satflow ingest --dry-run`; the 0.25-degree 40-feature product 
 Beside each satflow figure: its phases in one in-process run (imports, cluster start, scan + plan,
 template, regions, finalise, close; from `IngestReport.seconds`) and peak memory.
 
-`os.getloadavg()` is recorded before every round; a round that starts above --max-load (2.5: on 2 cores
-every route waits on the same stolen cores above that) is kept in the JSON but marked dropped and left
-out of the summary. Ratios and slopes come from rounds kept in this run only.
+Before every route the script waits (up to 90 s) for the 1-minute load left by the previous route to
+decay to 2.0, then records `os.getloadavg()`; a round in which a route starts above --max-load (2.5: on
+2 cores every route waits on the same stolen cores above that) is kept in the JSON but marked dropped
+and left out of the summary. Ratios and slopes come from rounds kept in this run only.
 
     python benchmarks/ingest/run.py --data /tmp/satflow-bench-data   # full run -> results/ingest.json
     python benchmarks/ingest/run.py --quick                          # smoke run: tiny archives, 1 round
@@ -189,19 +190,32 @@ def du(path: Path) -> int:
 ROUTES = ("satflow", "xarray", "floor")
 
 
+def settled_load(target: float = 2.0, timeout: float = 90.0) -> tuple[float, float, float]:
+    """The load average once the previous route's own load has decayed to `target` (at most `timeout` s).
+
+    A route keeps both cores busy, so right after it the 1-minute load reads about 2 whatever else
+    runs; waiting lets the next route start on a machine as quiet as the other jobs leave it."""
+    deadline = time.monotonic() + timeout
+    while os.getloadavg()[0] > target and time.monotonic() < deadline:
+        time.sleep(2.0)
+    return os.getloadavg()
+
+
 def bench_sizes(name: str, archives: dict[int, list[str]], variables: list[str], work: Path, rounds: int,
                 max_load: float, tuned: bool = False) -> dict:
     """Every route on every archive size, `rounds` times, in a rotated order each round."""
     result: dict = {"variables": variables or "all", "rounds": []}
     for k in range(rounds):
-        load = os.getloadavg()
-        round_ = {"load_before": [round(v, 2) for v in load], "dropped": load[0] > max_load, "runs": {}}
+        round_ = {"dropped": False, "runs": {}}
         order = ROUTES[k % 3:] + ROUTES[:k % 3]
         for n, files in archives.items():
             for route in order:
                 store = work / f"{name}-{route}-{n}.zarr"
                 shutil.rmtree(store, ignore_errors=True)
+                load = settled_load()
+                round_["dropped"] |= load[0] > max_load
                 run = run_commands(route_commands(route, files, str(store), variables, tuned))
+                run["load_before"] = [round(v, 2) for v in load]
                 run["store_mib"] = round(du(store) / 2**20, 2)
                 round_["runs"][f"{route}_{n}"] = run
                 print(f"  {name} round {k} load {load[0]:.1f} {route:8s} {n:5d} files {run['seconds']:7.2f} s "
@@ -302,6 +316,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-load", type=float, default=2.5, help="drop rounds starting above this 1-min load")
     parser.add_argument("--data", type=Path, help="folder that caches the generated archives between runs")
+    parser.add_argument("--archives", default="coarse,tiny,fine",
+                        help="comma-separated: coarse (0.5 degree), tiny, fine (0.25 degree)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2-degree 4/8 files, 40 tiny, 1 round")
     parser.add_argument("--out", type=Path, help="default results/ingest.json (--quick: results/ingest-quick.json)")
     parser.add_argument("--child", choices=["floor", "xarray", "phases"], help=argparse.SUPPRESS)
@@ -333,18 +349,21 @@ def run_benchmark(args) -> None:
         "max_load": args.max_load,
         "archives": {},
     }
+    wanted = set(args.archives.split(","))
     try:
-        coarse = amsua_files(data, coarse_resolution, max(sizes))
-        name = f"amsua-{coarse_resolution}deg"
-        print(f"{name}: {sizes} files, tmbrs", flush=True)
-        results["archives"][name] = bench_sizes(name, {n: coarse[:n] for n in sizes}, ["tmbrs"], work, rounds,
-                                                args.max_load)
-        small = tiny_files(data, tiny)
-        print(f"tiny: {tiny} files of one 4 x 8 step", flush=True)
-        results["archives"]["tiny"] = bench_sizes("tiny", {tiny: small}, ["tmbrs"], work, rounds, args.max_load,
-                                                  tuned=True)
-        results["archives"]["tiny"]["dry_run"] = dry_run_rate(small, ["tmbrs"], work)
-        if not args.quick:
+        if "coarse" in wanted:
+            coarse = amsua_files(data, coarse_resolution, max(sizes))
+            name = f"amsua-{coarse_resolution}deg"
+            print(f"{name}: {sizes} files, tmbrs", flush=True)
+            results["archives"][name] = bench_sizes(name, {n: coarse[:n] for n in sizes}, ["tmbrs"], work, rounds,
+                                                    args.max_load)
+        if "tiny" in wanted:
+            small = tiny_files(data, tiny)
+            print(f"tiny: {tiny} files of one 4 x 8 step", flush=True)
+            results["archives"]["tiny"] = bench_sizes("tiny", {tiny: small}, ["tmbrs"], work, rounds, args.max_load,
+                                                      tuned=True)
+            results["archives"]["tiny"]["dry_run"] = dry_run_rate(small, ["tmbrs"], work)
+        if "fine" in wanted and not args.quick:
             fine = amsua_files(data, 0.25, max(args.fine_sizes))
             print(f"amsua-0.25deg: {args.fine_sizes} files, all 40 features", flush=True)
             results["archives"]["amsua-0.25deg"] = bench_sizes("fine", {n: fine[:n] for n in args.fine_sizes}, [],

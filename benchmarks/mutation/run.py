@@ -79,9 +79,11 @@ SAMPLE_WEIGHT = {"index": 2}
 MIRRORS = {
     "satflow/metrics.py": ["tests/codecs/test_metrics.py", "tests/codecs/test_codecs_cli.py"],
     "satflow/stats.py": ["tests/test_stats.py", "tests/test_store.py"],
-    **{f"satflow/store/{name}.py": ["tests/test_store.py"] for name in ("__init__", "layout", "read", "write")},
-    **{f"satflow/ingest/{name}.py": ["tests/test_ingest.py"]
-       for name in ("__init__", "facts", "scan", "tasks", "api")},
+    **{f"satflow/store/{name}.py": ["tests/test_store.py"] for name in ("__init__", "layout", "read")},
+    "satflow/store/write.py": ["tests/test_store.py", "tests/ingest/test_ingest_job.py"],
+    **{f"satflow/ingest/{name}.py": ["tests/test_ingest.py"] for name in ("__init__", "facts", "scan", "tasks")},
+    **{f"satflow/ingest/{name}.py": ["tests/ingest/test_ingest_job.py", "tests/test_ingest.py"] for name in ("api", "job")},
+    "satflow/ingest/inputs.py": ["tests/ingest/test_ingest_scan.py", "tests/cli/test_checks_before_cluster.py"],
     "satflow/ingest/plan.py": ["tests/ingest/test_ingest_plan.py", "tests/test_ingest.py"],
     "satflow/ingest/options.py": ["tests/test_config.py", "tests/sources/test_auxiliary.py", "tests/test_ingest.py"],
     "satflow/ingest/cube.py": ["tests/test_archive.py", "tests/test_ingest.py"],

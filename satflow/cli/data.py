@@ -97,7 +97,7 @@ def ingest_config_from_args(args, config: SatflowConfig):
 
 
 def run_ingest_command(args, config: SatflowConfig) -> int:
-    from satflow.ingest.api import ingest_job
+    from satflow.ingest.job import ingest_job
 
     ingest = ingest_config_from_args(args, config)
     job = ingest_job(ingest.inputs, args.out, ingest, config.cluster, choice=args.cluster, append=args.append,

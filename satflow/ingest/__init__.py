@@ -28,8 +28,10 @@ _MODULES = {
     "satflow.ingest.api": ("IngestReport", "execute_plan", "prepare_store", "run_ingest", "scan_and_plan"),
     "satflow.ingest.cube": ("describe_cube", "open_archive", "plan_dataset"),
     "satflow.ingest.facts": ("IngestFacts", "ProductFacts", "Skipped", "StoreFacts"),
-    "satflow.ingest.plan": ("IngestError", "IngestPlan", "Region", "Slot", "grid_coordinates", "plan_ingest"),
-    "satflow.ingest.scan": ("expand_inputs", "scan_ingest", "scan_store"),
+    "satflow.ingest.inputs": ("IngestError", "expand_inputs"),
+    "satflow.ingest.job": ("IngestJob", "ingest_job"),
+    "satflow.ingest.plan": ("IngestPlan", "Region", "Slot", "grid_coordinates", "plan_ingest"),
+    "satflow.ingest.scan": ("scan_ingest", "scan_store"),
     "satflow.ingest.tasks": ("fill_block", "fill_steps", "ingest_region"),
 }
 _EXPORTS = exports_of(_MODULES)

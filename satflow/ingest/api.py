@@ -108,61 +108,11 @@ def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progres
 
 def run_ingest(inputs: Sequence[str], store: str | Path, config: IngestConfig, *, client=None,
                append: bool = False, overwrite: bool = False, progress: bool = True) -> IngestReport:
-    """Plan and execute; the Python entry point behind `satflow ingest`."""
+    """Scan, plan and write in one call with a client of your own (`satflow ingest` runs
+    `satflow.ingest.job.ingest_job`, which also opens the cluster)."""
     if overwrite and os.path.exists(store):
         import shutil
 
         shutil.rmtree(store)
     plan = scan_and_plan(inputs, store, config, append=append, client=client)
     return execute_plan(plan, config, client, progress=progress)
-
-
-@dataclass
-class IngestJob:
-    """What `ingest_job` did: the plan, and the report of the writing (None for a dry run)."""
-
-    plan: IngestPlan
-    report: IngestReport | None
-    cube: str | None = None  # a dry run of a new store: the lazy cube it would write (describe_cube)
-
-
-def ingest_job(inputs: Sequence[str], store: str | Path, config: IngestConfig, cluster, *, choice: str = "auto",
-               append: bool = False, overwrite: bool = False, dry_run: bool = False, progress: bool = True,
-               on_plan=None) -> IngestJob:
-    """`satflow ingest`: check the inputs, open a cluster by the policy of `satflow.runtime.cluster`, plan, write.
-
-    `cluster` is the `cluster:` section and `choice` its `--cluster` flag (auto: by input file
-    count; a dry run only scans, so it takes a cluster from more files on). Inputs that match
-    nothing are reported before any cluster starts, and before `overwrite` deletes the store.
-    `on_plan(plan)` is called before the writing starts (the command prints the plan there).
-    """
-    from satflow.ingest.cube import describe_cube, plan_dataset
-    from satflow.ingest.plan import IngestError
-    from satflow.ingest.scan import expand_inputs
-    from satflow.runtime.cluster import CLUSTER_FROM_SCANS, CLUSTER_FROM_TASKS, client_for, client_opening
-
-    if not inputs:
-        raise IngestError("no inputs: give NetCDF paths/globs or set ingest.inputs in the config")
-    if config.codec is not None:
-        from satflow.codecs.spec import CodecSpec
-
-        CodecSpec.parse(config.codec).check()  # a bad --codec is named before any cluster starts
-    n_files = len(expand_inputs(inputs))
-    if dry_run:
-        with client_for(choice, cluster, n_files, from_tasks=CLUSTER_FROM_SCANS, quiet=True) as client:
-            plan = scan_and_plan(inputs, store, config, append=append, client=client)
-        cube = describe_cube(plan_dataset(plan, config.source)) if plan.mode == "create" and plan.regions else None
-        return IngestJob(plan, None, cube)
-    if overwrite and os.path.exists(store):
-        import shutil
-
-        shutil.rmtree(store)
-    with client_opening(choice, cluster, n_files, from_tasks=CLUSTER_FROM_TASKS) as opening:
-        # Scanned here while the workers start (the scan of a few thousand files is faster in this
-        # process than a cluster's start); from CLUSTER_FROM_SCANS files on, on the workers.
-        scan_client = opening.result() if n_files >= CLUSTER_FROM_SCANS else None
-        plan = scan_and_plan(inputs, store, config, append=append, client=scan_client)
-        if on_plan is not None:
-            on_plan(plan)
-        report = execute_plan(plan, config, opening.result(), progress=progress)
-    return IngestJob(plan, report)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from satflow.ingest.facts import IngestFacts, ProductFacts, Skipped, StoreFacts
+from satflow.ingest.inputs import IngestError
 from satflow.ingest.options import IngestConfig
 from satflow.sources.auxiliary import AuxiliaryError, AuxPlan, AuxSlot, plan_aux_product
 from satflow.sources.base import FileInfo
@@ -28,10 +29,6 @@ from satflow.store import StoreLayout
 # (issue 20). A 0.5-degree AMSU step (15 x 361 x 720, 15.6 MB) still gets a task of its own or two.
 TASK_BYTES = 32 * 2**20
 MIN_TASKS = 16  # but at least this many tasks (when there are regions enough), so every worker gets some
-
-
-class IngestError(ValueError):
-    """The ingest cannot start (no inputs, nothing readable, store mismatch)."""
 
 
 @dataclass(frozen=True)

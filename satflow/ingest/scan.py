@@ -6,14 +6,13 @@ group them through the source, scan each auxiliary product alike, and read the e
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from satflow.ingest.facts import IngestFacts, ProductFacts, Skipped, StoreFacts
 from satflow.ingest.options import IngestConfig
-from satflow.ingest.plan import IngestError
+from satflow.ingest.inputs import IngestError, expand_inputs
 from satflow.runtime.executors import as_executor
 from satflow.sources.auxiliary import scene_key, time_hours
 from satflow.sources.base import FileInfo, SourceError, group_inputs, scan_input
@@ -28,22 +27,6 @@ SCAN_ON_WORKERS_FROM = 8
 # this many (and at least 16 batches, so every worker of a small cluster gets some).
 SCAN_BATCH_FILES = 64
 MIN_SCAN_BATCHES = 16
-
-
-def expand_inputs(inputs: Sequence[str]) -> list[str]:
-    """Paths, directories (their *.nc) and globs -> sorted unique file list; names what matched nothing."""
-    found: list[str] = []
-    for item in inputs:
-        if os.path.isdir(item):
-            matches = sorted(glob.glob(os.path.join(item, "*.nc")))
-        elif glob.has_magic(item):
-            matches = sorted(glob.glob(item, recursive=True))
-        else:
-            matches = [item] if os.path.exists(item) else []
-        if not matches:
-            raise IngestError(f"{item}: no such file or no file matches; check the path or glob")
-        found.extend(matches)
-    return sorted(dict.fromkeys(os.path.abspath(p) for p in found))
 
 
 def scan_ingest(inputs: Sequence[str], store: str | Path | None, config: IngestConfig, *,

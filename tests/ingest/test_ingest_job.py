@@ -10,7 +10,7 @@ import zarr
 
 from satflow.config import load_config
 from satflow.ingest import run_ingest
-from satflow.ingest.api import ingest_job
+from satflow.ingest.job import ingest_job
 from satflow.sources.samples import write_amsua_sample
 
 
