@@ -114,6 +114,12 @@ class EvalPlan:
         return self.regions if self.field_metrics else []
 
     @property
+    def n_coded_regions(self) -> int:
+        """(codec, region) pairs coded: the work the cluster policy counts, since a task batches whole
+        fields (24 whole-field chunks are 6 tasks at batch 4, and still 24 fields of work)."""
+        return sum(len(task.regions) for task in self.tasks)
+
+    @property
     def n_cells(self) -> int:
         return sum(b.shape[0] * b.shape[1] for b in self.blocks) * len(self.features)
 

@@ -7,8 +7,8 @@ When a command opens a cluster (`satflow ingest`, `index build`, `index stratify
 DIR/compressed.zarr`): every such command takes `--cluster auto|always|never` (default auto).
 `always` opens the configured cluster, `never` runs the work in this process. `auto` opens it when
 `cluster.kind` is `slurm` or `address` (a cluster was asked for), or when the work has at least
-`CLUSTER_FROM_TASKS` (8) tasks that read and code data (ingest: input files; eval: coding and
-whole-field tasks; decode: decode tasks), at least `CLUSTER_FROM_LIGHT_TASKS` (64) light tasks (an
+`CLUSTER_FROM_TASKS` (8) tasks that read and code data (ingest: input files; eval: coded regions,
+whole fields or patches, however many a task batches; decode: decode tasks), at least `CLUSTER_FROM_LIGHT_TASKS` (64) light tasks (an
 index build and stratify read uint8 mask chunks or time steps), or at least `CLUSTER_FROM_SCANS`
 (4096) file scans (an ingest `--dry-run` only reads metadata); below that, starting and closing a LocalCluster (about 2 s
 measured) costs more than the work. `--no-cluster` (eval) and a bare `--cluster` (index) remain as

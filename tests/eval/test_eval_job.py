@@ -1,0 +1,43 @@
+"""`eval_job`, the entry point behind `satflow eval`: the cluster policy counts coded fields, not tasks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from satflow.config import load_config
+from satflow.eval.api import eval_job
+from satflow.eval.options import EvalConfig
+
+
+@pytest.fixture(scope="module")
+def whole_field_store(tmp_path_factory):
+    """8 steps stored one whole field a chunk: at batch 4, 2 tasks of 4 fields each."""
+    from satflow.store import write_store_from_arrays
+
+    rng = np.random.default_rng(0)
+    values = (250.0 + rng.normal(0.0, 2.0, (8, 2, 12, 20))).astype(np.float32)
+    path = tmp_path_factory.mktemp("eval-job") / "cube.zarr"
+    write_store_from_arrays(path, values, times=np.datetime64("2021-03-01") + np.arange(8) * np.timedelta64(6, "h"),
+                            features=["a", "b"], lat=np.linspace(-5.5, 5.5, 12), lon=np.linspace(0.5, 19.5, 20),
+                            chunks={"time": 1, "feature": -1, "lat": 12, "lon": 20}, units=["K", "K"])
+    return path
+
+
+def run(store, out, time: str) -> dict:
+    config = EvalConfig(codecs=["lossless"], batch_size=4, field_metrics=False, time=time)
+    eval_job(store, out, config, load_config(None, []).cluster, choice="auto", progress=False)
+    return json.loads((out / "manifest.json").read_text())
+
+
+def test_eight_fields_in_two_batched_tasks_open_the_cluster(whole_field_store, tmp_path):
+    manifest = run(whole_field_store, tmp_path / "all", "0:8")
+    assert len([t for t in manifest["tasks"] if t["task"] == "code"]) == 2
+    assert manifest["cluster"]["kind"] == "dask"
+
+
+def test_fewer_fields_than_the_policy_threshold_run_in_this_process(whole_field_store, tmp_path):
+    manifest = run(whole_field_store, tmp_path / "some", "0:7")
+    assert manifest["cluster"]["kind"] == "in-process"
