@@ -18,8 +18,8 @@ from satflow.ingest.plan import IngestPlan, grid_coordinates, plan_ingest, recor
 from satflow.ingest.scan import scan_ingest
 from satflow.ingest.tasks import aux_infos_for, infos_for, ingest_task, readers_for
 from satflow.runtime.executors import as_executor
-from satflow.sources.timecodec import as_time_array, encode_times
-from satflow.store import consolidate, create_template, finalize, open_group
+from satflow.sources.timecodec import as_time_array
+from satflow.store import consolidate, create_template, extend_time, finalize, open_group
 from satflow.version import __version__
 
 
@@ -54,7 +54,7 @@ def prepare_store(plan: IngestPlan, config: IngestConfig) -> None:
         create_template(plan.store, plan.layout, attrs, grid_coordinates(config.source),
                         serializer=x_serializer(config.codec))
     elif plan.mode == "append" and plan.regions:
-        _extend_time(plan)
+        extend_time(plan.store, as_time_array([s.time for r in plan.regions for s in r.slots]))
     open_group(plan.store, mode="r+").attrs.pop("satflow_fingerprint", None)  # stale until finalised
     consolidate(plan.store)  # region tasks open the final layout with one metadata read
 
@@ -66,21 +66,6 @@ def x_serializer(codec):
     from satflow.codecs.zarr import zarr_codec
 
     return zarr_codec(codec)
-
-
-def _extend_time(plan: IngestPlan) -> None:
-    """Grow every time-dimensioned array and write the new time coordinates."""
-    group = open_group(plan.store, mode="r+")
-    new_times = as_time_array([s.time for r in plan.regions for s in r.slots])
-    n_old = group["X"].shape[0]
-    n_new = n_old + len(new_times)
-    for name, array in group.arrays():
-        dims = array.metadata.dimension_names or ()
-        if dims and dims[0] == "time":
-            array.resize((n_new, *array.shape[1:]))
-    time_array = group["time"]
-    units, calendar = time_array.attrs["units"], time_array.attrs.get("calendar", "proleptic_gregorian")
-    time_array[n_old:] = np.asarray(encode_times(new_times, units, calendar), dtype=time_array.dtype)
 
 
 def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progress: bool = True) -> IngestReport:

@@ -41,6 +41,7 @@ from satflow.store.write import (
     annotate,
     consolidate,
     create_template,
+    extend_time,
     StepRecord,
     finalize,
     write_region,
@@ -51,6 +52,6 @@ from satflow.store.write import (
 __all__ = [
     "DEFAULT_COMPRESSION_LEVEL", "DIMS", "STAT_NAMES", "STEP_NAMES", "TIME_CALENDAR", "TIME_UNITS", "StoreError",
     "StepRecord", "StoreLayout", "add_aux_provenance", "add_grid_coordinates", "annotate", "compressor", "compute_fingerprint",
-    "consolidate", "create_template", "finalize", "fingerprint", "open_group", "open_store", "step_moments",
+    "consolidate", "create_template", "extend_time", "finalize", "fingerprint", "open_group", "open_store", "step_moments",
     "write_region", "write_steps", "write_store_from_arrays",
 ]
