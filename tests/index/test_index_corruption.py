@@ -46,3 +46,24 @@ def test_rectangles_hide_at_least_the_target():
 def test_bad_arguments():
     with pytest.raises(ValueError, match=r"hidden_fraction must be in \[0, 1\] \(got 1.5\)"):
         corruption_mask("tracks", 4, 4, 1.5, np.random.default_rng(0))
+
+
+def test_rectangles_reach_every_edge_of_the_patch():
+    # a rectangle may start anywhere it fits, so over a few masks every border row and column is hidden
+    hidden = np.zeros((16, 24), bool)
+    for seed in range(30):
+        hidden |= ~rectangle_mask(16, 24, 0.2, np.random.default_rng(seed))
+    assert hidden[0].any() and hidden[-1].any() and hidden[:, 0].any() and hidden[:, -1].any()
+
+
+def test_default_tracks_keep_their_heading_over_a_patch():
+    # track_mask's walks turn slowly (turn_std 0.15 rad a step): the first 16 points of a walk lie
+    # near a straight line (thin point clouds, median spread ratio 0.11 over these seeds); a walk
+    # that turns by a radian a step wanders into a blob (0.41)
+    ratios = []
+    for seed in range(12):
+        observed = track_mask(96, 96, 1 - 16 / 96**2, np.random.default_rng(seed), stride=(1, 1), batch=1, max_batches=1)
+        points = np.argwhere(observed)
+        spread = np.linalg.svd(points - points.mean(axis=0), compute_uv=False)
+        ratios.append(spread[1] / spread[0])
+    assert np.median(ratios) < 0.2

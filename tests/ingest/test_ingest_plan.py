@@ -287,3 +287,18 @@ def test_the_lazy_cube_of_a_plan_is_laid_out_without_reading_a_file():
     assert cube["X"].data.chunksize == (2, 2, 2, 4) and cube["M"].dtype == np.uint8
     assert [str(f) for f in cube["source_file"].values] == ["/nowhere/a.nc", "/nowhere/a.nc", "/nowhere/b.nc"]
     assert cube["units"].values.tolist() == ["K", "K"] and cube["feature"].values.tolist() == list(FEATURES)
+
+
+def test_coordinates_that_differ_by_float_noise_are_one_grid():
+    # files written through float32 and float64 carry the same grid up to ~1e-7: not a different grid
+    noisy = file_info("noisy.nc", hours(1), lat=LAT + 4e-7)
+    plan = plan_ingest(facts_of(file_info("a.nc", hours(0)), noisy), ingest_config())
+    assert plan.skipped == [] and slots(plan) == [(0, "a.nc", 0), (1, "noisy.nc", 0)]
+
+
+def test_default_chunks_are_the_measured_ones_the_readme_documents():
+    # README (Ingest): time 1, all features, lat 384, lon 720: a whole 0.5-degree field per chunk
+    layout = plan_ingest(facts_of(file_info("a.nc", hours(0), lat=np.linspace(-90, 90, 361))),
+                         IngestConfig()).layout
+    assert IngestConfig().chunks.model_dump() == {"time": 1, "feature": -1, "lat": 384, "lon": 720}
+    assert layout.chunk_shape == (1, 2, 361, 5)
