@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from satflow.eval.field_kernels import adjacent_pair_sums, gaussian_moments, ssim_map
+from satflow.eval.field_kernels import adjacent_pair_sums, gaussian_moments, scaled_pair, ssim_map
 from satflow.stats import pairwise_weights
 
 DSSIM_SIGMA = 1.5  # ldcpy: Gaussian2DKernel(x_stddev=1.5)
@@ -50,21 +50,6 @@ def _gaussian_kernel() -> np.ndarray:
 _KERNEL = _gaussian_kernel()
 
 
-def _scale_like_ldcpy(a1: np.ndarray, a2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scale both fields to [0, 1] by their joint min and max, then quantise to 256 levels.
-
-    A constant pair is divided by its value instead (left alone when that is 0), as in ldcpy.
-    """
-    both = np.concatenate([a1[np.isfinite(a1)], a2[np.isfinite(a2)]])
-    low, high = both.min(), both.max()
-    span = high - low
-    if span == 0.0:
-        scaled1, scaled2 = (a1, a2) if high == 0.0 else (a1 / high, a2 / high)
-    else:
-        scaled1, scaled2 = (a1 - low) / span, (a2 - low) / span
-    return np.round(scaled1 * DSSIM_LEVELS) / DSSIM_LEVELS, np.round(scaled2 * DSSIM_LEVELS) / DSSIM_LEVELS
-
-
 def dssim_field(x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray) -> float:
     """DSSIM of one 2-D field (Baker et al. 2022; ldcpy `ssim_value_fp_fast`).
 
@@ -76,20 +61,19 @@ def dssim_field(x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray) -> float:
     DSSIM is the mean of ssim over points at least 5 from every edge where a1 and a2 are not NaN.
     NaN when there is no such point (a field smaller than 11 x 11, or all invalid).
     """
-    a1 = np.where(valid, np.asarray(x, dtype=np.float64), np.nan)
-    a2 = np.where(valid, np.asarray(x_hat, dtype=np.float64), np.nan)
-    a2[~np.isfinite(a2)] = np.nan
-    if min(a1.shape) <= 2 * DSSIM_RADIUS or not np.isfinite(a1).any():
+    x, x_hat = np.asarray(x, dtype=np.float64), np.asarray(x_hat, dtype=np.float64)
+    if min(x.shape) <= 2 * DSSIM_RADIUS:
         return float("nan")
-    a1, a2 = _scale_like_ldcpy(a1, a2)
+    a1, a2, same_finite, any_finite = scaled_pair(x, x_hat, np.asarray(valid, dtype=bool), float(DSSIM_LEVELS))
+    if not any_finite:
+        return float("nan")
     # astropy's convolve(..., nan_treatment='interpolate'), which ldcpy uses: a Gaussian mean over the
     # window with NaN points left out and the weights renormalised; the boundary fill only touches
-    # the border ldcpy crops away, so only interior points are computed (one compiled pass).
-    finite1, finite2 = np.isfinite(a1), np.isfinite(a2)
+    # the border ldcpy crops away, so only interior points are computed.
     with np.errstate(invalid="ignore", divide="ignore"):
-        ssim = ssim_map(gaussian_moments(a1, a2, _KERNEL, bool(np.array_equal(finite1, finite2))), DSSIM_C)
+        ssim = ssim_map(gaussian_moments(a1, a2, _KERNEL, same_finite), DSSIM_C)
     r = DSSIM_RADIUS
-    kept = finite1[r:-r, r:-r] & finite2[r:-r, r:-r]  # astropy's preserve_nan
+    kept = np.isfinite(a1[r:-r, r:-r]) & np.isfinite(a2[r:-r, r:-r])  # astropy's preserve_nan
     return float(ssim[kept].mean()) if kept.any() else float("nan")
 
 
