@@ -124,13 +124,13 @@ def _finite(value: float) -> float | None:
 def compress_job(store: str | Path, out: str | Path, config: CompressConfig, cluster, *, choice: str = "auto",
                  overwrite: bool = False, progress: bool = True, on_plan=None) -> CompressResult:
     """`satflow compress`: check everything (`prepare_compress`), then open a cluster by the policy of
-    `satflow.runtime.cluster` (auto: by the number of region tasks), then `run_compress`."""
-    from satflow.runtime.cluster import client_for
+    `satflow.runtime.cluster` (auto: by the number of region tasks, at most one per 16 MiB), then `run_compress`."""
+    from satflow.runtime.cluster import client_for, data_tasks
 
     plan = prepare_compress(store, out, config, overwrite=overwrite)
     if on_plan is not None:
         on_plan(plan)
-    with client_for(choice, cluster, len(plan.pending) + len(plan.done)) as client:
+    with client_for(choice, cluster, data_tasks(len(plan.pending) + len(plan.done), plan.n_bytes)) as client:
         return run_compress(store, out, config, client=client, overwrite=overwrite, progress=progress)
 
 

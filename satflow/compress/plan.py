@@ -64,6 +64,12 @@ class CompressPlan:
     done: tuple[Region, ...]  # coded by an earlier run: measured again, not recoded
     mode: str = "create"  # create | resume
 
+    @property
+    def n_bytes(self) -> int:
+        """float32 bytes of the regions a run touches (pending ones coded, done ones measured again)."""
+        step_bytes = int(np.prod(self.shape[1:])) * 4
+        return sum(r.t1 - r.t0 for r in self.pending + self.done) * step_bytes
+
     def describe(self) -> str:
         n_chunks = int(np.prod([-(-n // c) for n, c in zip(self.shape, self.chunks)]))
         return "\n".join([

@@ -322,13 +322,13 @@ def eval_job(store: str | Path, out: str | Path, config: EvalConfig, cluster, *,
     """`satflow eval`: check the store and every codec spec, then open a cluster by the policy, then `run_eval`.
 
     `cluster` is the `cluster:` section and `choice` its `--cluster` flag (auto: by the plan's
-    coded regions, `EvalPlan.n_coded_regions`; see `satflow.runtime.cluster`). A missing store, a
+    coded regions, `EvalPlan.n_coded_regions`, at most one per 16 MiB coded; see `satflow.runtime.cluster`). A missing store, a
     bad time range or an unknown codec is reported before any cluster starts.
     """
-    from satflow.runtime.cluster import client_for
+    from satflow.runtime.cluster import client_for, data_tasks
 
     _, plan = prepare_eval(store, config)  # store, time range, index, specs, checkpoints: errors name them
-    with client_for(choice, cluster, plan.n_coded_regions, announce=True) as client:
+    with client_for(choice, cluster, data_tasks(plan.n_coded_regions, plan.n_coded_bytes), announce=True) as client:
         return run_eval(store, out, config, client=client, overwrite=overwrite, progress=progress,
                         full_config=full_config)
 

@@ -120,6 +120,12 @@ class EvalPlan:
         return sum(len(task.regions) for task in self.tasks)
 
     @property
+    def n_coded_bytes(self) -> int:
+        """float32 bytes of every (codec, block) pair coded: the data the cluster policy weighs."""
+        return sum(self.blocks[b].shape[0] * self.blocks[b].shape[1] for task in self.tasks for b in task.blocks
+                   ) * len(self.features) * 4
+
+    @property
     def n_cells(self) -> int:
         return sum(b.shape[0] * b.shape[1] for b in self.blocks) * len(self.features)
 

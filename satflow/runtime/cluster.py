@@ -8,7 +8,9 @@ DIR/compressed.zarr`): every such command takes `--cluster auto|always|never` (d
 `always` opens the configured cluster, `never` runs the work in this process. `auto` opens it when
 `cluster.kind` is `slurm` or `address` (a cluster was asked for), or when the work has at least
 `CLUSTER_FROM_TASKS` (8) tasks that read and code data (ingest: input files; eval: coded regions,
-whole fields or patches, however many a task batches; decode: decode tasks), at least `CLUSTER_FROM_LIGHT_TASKS` (64) light tasks (an
+whole fields or patches, however many a task batches; compress: chunks; decode: decode tasks; eval
+and compress count at most one task per `DATA_TASK_BYTES`, 16 MiB, of float32 coded, so a small cube
+of many small fields runs in the process), at least `CLUSTER_FROM_LIGHT_TASKS` (64) light tasks (an
 index build and stratify read uint8 mask chunks or time steps), or at least `CLUSTER_FROM_SCANS`
 (4096) file scans (an ingest `--dry-run` only reads metadata); below that, starting and closing a LocalCluster (about 2 s
 measured) costs more than the work. `--no-cluster` (eval) and a bare `--cluster` (index) remain as
@@ -37,11 +39,20 @@ CLUSTER_CHOICES: tuple[str, ...] = ("auto", "always", "never")
 # Measured here (turn 3): a LocalCluster took 1.3 s to start and 0.9 s to close, while the region
 # tasks of 40 15 MB files took 5.1 s on two workers: from about 8 data tasks on, workers win it back.
 CLUSTER_FROM_TASKS = 8
+# A data task earns its share of a cluster at about one such 15 MB file: a stage of smaller tasks
+# counts its data in units of this size (54 one-feature OSTIA fields, 1.7 MB in all, took 5.9 s on
+# a cluster against about 3 s in the process, for 0.1 s of coding).
+DATA_TASK_BYTES = 16 * 2**20
 # Mask chunks and index time steps: 64 of them.
 CLUSTER_FROM_LIGHT_TASKS = 64
 # A metadata scan costs 1.5-10 ms a file with netCDF4 (measured, issue 20): a dry run scans thousands
 # in this process before a cluster's start pays for itself.
 CLUSTER_FROM_SCANS = 4096
+
+
+def data_tasks(n_tasks: int, n_bytes: int) -> int:
+    """The tasks a stage's data work counts as: its tasks, at most one per DATA_TASK_BYTES of data."""
+    return min(n_tasks, -(-n_bytes // DATA_TASK_BYTES))
 
 
 def cluster_wanted(choice: ClusterChoice, cluster: ClusterConfig, n_tasks: int, *,

@@ -1,4 +1,5 @@
-"""`eval_job`, the entry point behind `satflow eval`: the cluster policy counts coded fields, not tasks."""
+"""`eval_job`, the entry point behind `satflow eval`: the cluster policy counts coded fields, not tasks,
+and at most one per 16 MiB of data."""
 
 from __future__ import annotations
 
@@ -32,12 +33,36 @@ def run(store, out, time: str) -> dict:
     return json.loads((out / "manifest.json").read_text())
 
 
-def test_eight_fields_in_two_batched_tasks_open_the_cluster(whole_field_store, tmp_path):
+@pytest.fixture
+def field_sized_data_tasks(monkeypatch):
+    """Every field of the small test store weighs a whole data task (as a 16 MiB field would)."""
+    import satflow.runtime.cluster
+
+    monkeypatch.setattr(satflow.runtime.cluster, "DATA_TASK_BYTES", 2 * 12 * 20 * 4)
+
+
+def test_eight_fields_in_two_batched_tasks_open_the_cluster(whole_field_store, tmp_path, field_sized_data_tasks):
     manifest = run(whole_field_store, tmp_path / "all", "0:8")
     assert len([t for t in manifest["tasks"] if t["task"] == "code"]) == 2
     assert manifest["cluster"]["kind"] == "dask"
 
 
-def test_fewer_fields_than_the_policy_threshold_run_in_this_process(whole_field_store, tmp_path):
+def test_fewer_fields_than_the_policy_threshold_run_in_this_process(whole_field_store, tmp_path,
+                                                                   field_sized_data_tasks):
     manifest = run(whole_field_store, tmp_path / "some", "0:7")
     assert manifest["cluster"]["kind"] == "in-process"
+
+
+def test_many_fields_of_little_data_run_in_this_process(whole_field_store, tmp_path):
+    # 8 fields of 1.9 kB: a cluster's start would cost far more than coding them
+    assert run(whole_field_store, tmp_path / "small", "0:8")["cluster"]["kind"] == "in-process"
+
+
+def test_data_tasks_count_one_task_per_16_mib_at_most():
+    from satflow.runtime.cluster import DATA_TASK_BYTES, data_tasks
+
+    assert DATA_TASK_BYTES == 16 * 2**20
+    assert data_tasks(54, 54 * 18 * 432 * 4) == 1  # OSTIA: 54 one-feature fields, 1.7 MB
+    assert data_tasks(24, 24 * 15 * 360 * 720 * 4) == 23  # AMSU: 24 fields of 15.6 MB, 373 MB
+    assert data_tasks(8, 8 * DATA_TASK_BYTES) == 8 and data_tasks(8, 8 * DATA_TASK_BYTES - 1) == 8
+    assert data_tasks(100, 7 * DATA_TASK_BYTES) == 7
