@@ -29,8 +29,9 @@ def hours(*values: int) -> np.ndarray:
     return START + np.array(values) * np.timedelta64(1, "h")
 
 
-def file_info(name: str, steps: np.ndarray, features: tuple[str, ...] = FEATURES, lat: np.ndarray = LAT) -> FileInfo:
-    return FileInfo(f"/nowhere/{name}", steps, features, lat, LON, units=("K",) * len(features))
+def file_info(name: str, steps: np.ndarray, features: tuple[str, ...] = FEATURES, lat: np.ndarray = LAT,
+              lon: np.ndarray = LON) -> FileInfo:
+    return FileInfo(f"/nowhere/{name}", steps, features, lat, lon, units=("K",) * len(features))
 
 
 def ingest_config(time_chunk: int = 2, **settings) -> IngestConfig:
@@ -291,9 +292,9 @@ def test_the_lazy_cube_of_a_plan_is_laid_out_without_reading_a_file():
 
 def test_coordinates_that_differ_by_float_noise_are_one_grid():
     # files written through float32 and float64 carry the same grid up to ~1e-7: not a different grid
-    noisy = file_info("noisy.nc", hours(1), lat=LAT + 4e-7)
-    plan = plan_ingest(facts_of(file_info("a.nc", hours(0)), noisy), ingest_config())
-    assert plan.skipped == [] and slots(plan) == [(0, "a.nc", 0), (1, "noisy.nc", 0)]
+    noisy_lat, noisy_lon = file_info("b.nc", hours(1), lat=LAT + 4e-7), file_info("c.nc", hours(2), lon=LON - 4e-7)
+    plan = plan_ingest(facts_of(file_info("a.nc", hours(0)), noisy_lat, noisy_lon), ingest_config())
+    assert plan.skipped == [] and slots(plan) == [(0, "a.nc", 0), (1, "b.nc", 0), (2, "c.nc", 0)]
 
 
 def test_default_chunks_are_the_measured_ones_the_readme_documents():
