@@ -25,7 +25,8 @@ from __future__ import annotations
 from satflow.lazy import exports_of, lazy_getattr
 
 _MODULES = {
-    "satflow.ingest.api": ("IngestReport", "execute_plan", "prepare_store", "run_ingest", "scan_and_plan"),
+    "satflow.ingest.api": ("IngestReport", "execute_plan", "prepare_store", "run_ingest", "scan_and_plan",
+                           "write_regions"),
     "satflow.ingest.cube": ("describe_cube", "open_archive", "plan_dataset"),
     "satflow.ingest.facts": ("IngestFacts", "ProductFacts", "Skipped", "StoreFacts"),
     "satflow.ingest.inputs": ("IngestError", "expand_inputs"),

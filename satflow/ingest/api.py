@@ -69,10 +69,17 @@ def x_serializer(codec):
 
 
 def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progress: bool = True) -> IngestReport:
-    """Write every region of the plan (on `client` if given), then fold the statistics."""
+    """Prepare the store, write every region of the plan (on `client` if given), fold the statistics."""
     started = time.perf_counter()
     prepare_store(plan, config)
-    seconds = {"template": time.perf_counter() - started}
+    return write_regions(plan, config, client, progress=progress, template_seconds=time.perf_counter() - started)
+
+
+def write_regions(plan: IngestPlan, config: IngestConfig, client=None, *, progress: bool = True,
+                  template_seconds: float = 0.0) -> IngestReport:
+    """Write every region of the plan into its prepared store (`prepare_store`), then fold the statistics."""
+    started = time.perf_counter()
+    seconds = {"template": template_seconds}
     readers = readers_for(plan, config.source)
     # Each task carries only its own files' metadata: broadcasting every FileInfo to every
     # worker would cost O(files x workers) memory on archives of thousands of files.
@@ -83,9 +90,9 @@ def execute_plan(plan: IngestPlan, config: IngestConfig, client=None, *, progres
                                                         name="ingest-region", retries=2, progress=progress):
         problems += skipped
         records.append(record)
-    seconds["regions"] = time.perf_counter() - started - seconds["template"]
+    seconds["regions"] = time.perf_counter() - started
     finalize(plan.store, records)
-    seconds["finalise"] = time.perf_counter() - started - seconds["template"] - seconds["regions"]
+    seconds["finalise"] = time.perf_counter() - started - seconds["regions"]
     n_steps = open_group(plan.store)["X"].shape[0]
     return IngestReport(plan.store, len(plan.regions), plan.skipped + problems, n_steps,
                         {phase: round(value, 3) for phase, value in seconds.items()})

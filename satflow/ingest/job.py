@@ -1,5 +1,5 @@
 """`satflow ingest` as one job: check the inputs, open a cluster by the policy of `satflow.runtime.cluster`,
-scan and plan while its workers start, write.
+scan, plan and write the store's template while its workers start, write the regions.
 
 Only the standard library and light satflow modules are imported at the top, so the cluster's
 workers start before this process imports xarray, zarr and netCDF4 and scans the inputs. Measured on
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ def ingest_job(inputs: Sequence[str], store: str | Path, config: IngestConfig, c
     if dry_run:
         return _dry_run(inputs, store, config, cluster, choice, n_files, append)
     with client_opening(choice, cluster, n_files, from_tasks=CLUSTER_FROM_TASKS) as opening:
-        from satflow.ingest.api import execute_plan, scan_and_plan  # while the workers start
+        from satflow.ingest.api import prepare_store, scan_and_plan, write_regions  # while the workers start
 
         if overwrite and os.path.exists(store):
             shutil.rmtree(store)
@@ -60,7 +61,10 @@ def ingest_job(inputs: Sequence[str], store: str | Path, config: IngestConfig, c
         plan = scan_and_plan(inputs, store, config, append=append, client=scan_client)
         if on_plan is not None:
             on_plan(plan)
-        report = execute_plan(plan, config, opening.result(), progress=progress)
+        tic = time.perf_counter()
+        prepare_store(plan, config)  # the template too is written before waiting on the workers
+        template_seconds = time.perf_counter() - tic
+        report = write_regions(plan, config, opening.result(), progress=progress, template_seconds=template_seconds)
     return IngestJob(plan, report)
 
 
