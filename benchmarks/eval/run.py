@@ -7,7 +7,10 @@ Per round, alternating the order of the routes, each timed from process start to
   (plan, code, outputs) and, summed over its tasks, read / encode / decode / write / metrics seconds;
 - the plain loop in one process: read each time step with zarr, `codec.encode`, `codec.decode`,
   per-feature RMSE and max error with numpy, write the reconstruction to a Zarr array;
-- the same loop split over two processes (each half of the steps, one shared output array).
+- the same loop split over two processes (each half of the steps, one shared output array);
+- `satflow eval` on a cluster of one worker (`--cluster always --set cluster.local.n_workers=1`): the
+  speedup of the second worker, judged against a spin test (two CPU-bound processes at once against
+  one) that says whether the machine gave two cores.
 
 Before each route the script waits (up to 90 s) for the 1-minute load to decay to 2.0, then records
 `os.getloadavg()` (and again after the route); a round in which a route started above 2.5 (on 2
@@ -41,6 +44,17 @@ HERE = Path(__file__).parent
 SPEC = "sz3:tol=0.5"
 MAX_LOAD = 2.5
 READ_REPEATS = 5
+ONE_WORKER = ("--cluster", "always", "--set", "cluster.local.n_workers=1")
+SPIN = [sys.executable, "-c", "sum(i * i for i in range(12_000_000))"]
+
+
+def spin_test() -> dict:
+    """Did the machine give two cores? Two CPU-bound processes at once against one alone (best of 3):
+    about 1.0 with two free cores, about 2.0 with one."""
+    alone = min(_timed([SPIN]) for _ in range(3))
+    together = min(_timed([SPIN, SPIN]) for _ in range(3))
+    return {"one_seconds": alone, "two_at_once_seconds": together, "two_over_one": together / alone,
+            "load": os.getloadavg()}
 
 
 # --- the plain loop (also run as `run.py --loop STORE OUT --steps A:B`) ----------------------------
@@ -93,10 +107,11 @@ def _timed(commands: list[list[str]]) -> float:
     return time.perf_counter() - started
 
 
-def route_eval(store: Path, work: Path, time_range: str | None) -> dict:
+def route_eval(store: Path, work: Path, time_range: str | None, extra: tuple[str, ...] = ()) -> dict:
     out = work / "eval-out"
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "satflow", "eval", str(store), "--codec", SPEC, "--out", str(out), "--no-progress"]
+    command = [sys.executable, "-m", "satflow", "eval", str(store), "--codec", SPEC, "--out", str(out), "--no-progress",
+               *extra]
     if time_range:
         command += ["--time", time_range]
     seconds = _timed([command])
@@ -132,6 +147,8 @@ def settled_load(target: float = 2.0, timeout: float = 90.0) -> tuple[float, flo
 def _rounds(store: Path, work: Path, steps: tuple[int, int], time_range: str | None, n_rounds: int) -> list[dict]:
     routes = {
         "eval": lambda: route_eval(store, work, time_range),
+        # the same command on a cluster of one worker: how much the second worker buys
+        "eval_1_worker": lambda: route_eval(store, work, time_range, ONE_WORKER),
         "loop_1_process": lambda: route_loop(store, work, steps, 1),
         "loop_2_processes": lambda: route_loop(store, work, steps, 2),
     }
@@ -237,6 +254,12 @@ def summarise(rounds: list[dict]) -> dict:
         "eval_over_one_process_loop": best["eval"] / best["loop_1_process"],
         "eval_phases_of_fastest": fastest_eval["phases"],
         "metric_share_of_encode_decode": fastest_eval["metric_share_of_encode_decode"],
+        # 1 -> 2 workers, when the default ran on two (small work runs in the process): the whole
+        # command, and its coding phase (cluster start and imports aside)
+        **({"two_workers_speedup": best["eval_1_worker"] / best["eval"],
+            "two_workers_code_phase_speedup": min(r["routes"]["eval_1_worker"]["phases"]["code"] for r in use)
+            / min(r["routes"]["eval"]["phases"]["code"] for r in use)}
+           if fastest_eval["workers"] == 2 else {"two_workers_speedup": None, "default_ran_on": fastest_eval["workers"]}),
     }
 
 
@@ -262,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.only and name != args.only:
                 continue
             store, time_range = build()
+            if "spin_test" not in results:
+                results["spin_test"] = spin_test()
+                print(f"spin test: two at once / one = {results['spin_test']['two_over_one']:.2f}", flush=True)
             n_steps = store_facts(store)["shape"][0]
             steps = (0, 8 if time_range else n_steps)
             print(f"{name}: {store_facts(store)}", flush=True)
