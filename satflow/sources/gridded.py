@@ -13,7 +13,7 @@ wrapped to `source.lon_convention` and sorted ascending, latitudes sorted ascend
 optional `source.crop` is applied (see `satflow.grid`).
 
 netCDF4/HDF5 is not thread-safe (two threads reading at once crash the process), so every file
-access holds xarray's process-wide HDF5 lock (the one its own NetCDF backend takes). Process
+access holds `netcdf.hdf5_lock()` (xarray's process-wide HDF5 lock once xarray is loaded). Process
 workers have one thread each, so the lock never waits there; thread workers read one at a time.
 """
 
@@ -26,12 +26,11 @@ from dataclasses import dataclass
 
 import netCDF4
 import numpy as np
-from xarray.backends.locks import HDF5_LOCK
 
 from satflow.sources.base import FileInfo, SingleFileGroups, SourceError, register_source
 from satflow.grid import crop_indices, latitude_order, normalize_longitudes, unwrap_longitudes
 from satflow.sources.cfvalues import UnitsError, canonical_unit, convert_units, decode_values, invalid_mask
-from satflow.sources.netcdf import CORRUPT_HINT, nc_attr, open_netcdf, short_error
+from satflow.sources.netcdf import CORRUPT_HINT, hdf5_lock, nc_attr, open_netcdf, short_error
 from satflow.sources.options import SourceConfig
 from satflow.sources.timecodec import TimeDecodeError, decode_times, time_from_filename
 
@@ -63,7 +62,7 @@ class _ReadPlan:
 def scan_file(path, source: SourceConfig) -> FileInfo:
     """Metadata of one file (reads coordinates and attributes, no data). Raises SourceError."""
     path = os.fspath(path)
-    with HDF5_LOCK, open_netcdf(path) as ds:
+    with hdf5_lock(), open_netcdf(path) as ds:
         try:
             return _Scanner(ds, path, source).scan()
         except (TimeDecodeError, UnitsError) as err:
@@ -87,7 +86,7 @@ def read_file(info: FileInfo, source: SourceConfig, steps: Sequence[int] | None 
     steps = np.arange(plan.n_times) if steps is None else np.asarray(steps, dtype=np.int64)
     shape = (len(steps), len(info.features), plan.lat_index.size, plan.lon_index.size)
     out = np.empty(shape, np.float32) if out is None else out
-    with HDF5_LOCK, open_netcdf(info.path) as ds:  # only the HDF5 reads hold the lock; decoding runs outside it
+    with hdf5_lock(), open_netcdf(info.path) as ds:  # only the HDF5 reads hold the lock; decoding runs outside it
         raws = [_read_raw(ds, info.path, variable, plan, steps) for variable in plan.variables]
     start = 0
     for variable, (raw, attrs) in zip(plan.variables, raws):

@@ -32,11 +32,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from xarray.backends.locks import HDF5_LOCK
 
 from satflow.sources.base import FileInfo, SingleFileGroups, SourceError, register_source
 from satflow.sources.cfvalues import decode_values, invalid_mask
-from satflow.sources.netcdf import CORRUPT_HINT, nc_attr, open_netcdf, short_error
+from satflow.sources.netcdf import CORRUPT_HINT, hdf5_lock, nc_attr, open_netcdf, short_error
 from satflow.sources.options import SourceConfig
 from satflow.sources.profile_grid import profile_grid
 from satflow.sources.rasterise import pressure_to_depth, rasterise, resample_profiles
@@ -58,7 +57,7 @@ class ProfilesSource(SingleFileGroups):
         path = os.fspath(path)
         options = source.profiles
         try:
-            with HDF5_LOCK, open_netcdf(path) as ds:
+            with hdf5_lock(), open_netcdf(path) as ds:
                 _check_layout(ds, path, options.variables)
                 header = _read_header(ds, options)
                 accepted = [header.accepted & _profile_flags(ds, name, options) & _any_good_level(ds, name, options)
@@ -88,7 +87,7 @@ class ProfilesSource(SingleFileGroups):
             raise ValueError(f"a profile file is one time step (0), not {list(steps)}")
         grid = profile_grid(source)
         try:
-            with HDF5_LOCK, open_netcdf(info.path) as ds:
+            with hdf5_lock(), open_netcdf(info.path) as ds:
                 header = _read_header(ds, source.profiles)
                 cells = grid.cells(header.lat, header.lon)
                 depth = _level_depths(ds, header.lat, ds.variables[plan.variables[0]].shape, source)
@@ -231,7 +230,7 @@ def target_depths(depth_from: str | None, depths: tuple[float, ...]) -> np.ndarr
     """The target axis: `depths`, or the depth coordinate of the gridded file `depth_from`."""
     if depth_from is None:
         return np.asarray(depths, np.float64)
-    with HDF5_LOCK, open_netcdf(depth_from) as ds:
+    with hdf5_lock(), open_netcdf(depth_from) as ds:
         found = [v for v in ds.variables.values() if v.ndim == 1 and v.name == v.dimensions[0]
                  and (nc_attr(v, "standard_name") == "depth" or nc_attr(v, "positive") == "down"
                       or v.name in ("depth", "deptht", "DEPTH"))]

@@ -26,14 +26,13 @@ import netCDF4
 import numba
 import numpy as np
 import pyproj
-from xarray.backends.locks import HDF5_LOCK
 
 from satflow.grid import covers_all_longitudes
 from satflow.sources.base import FileInfo, SingleFileGroups, SourceError, register_source
 from satflow.sources.cfvalues import canonical_unit, convert_units, decode_values
 from satflow.sources.domain import DomainGrid
 from satflow.sources.gridded import read_file, scan_file
-from satflow.sources.netcdf import CORRUPT_HINT, nc_attr, open_netcdf
+from satflow.sources.netcdf import CORRUPT_HINT, hdf5_lock, nc_attr, open_netcdf
 from satflow.sources.options import DomainConfig, SourceConfig
 from satflow.sources.timecodec import TimeDecodeError, decode_times, time_from_filename
 
@@ -69,7 +68,7 @@ class RegridSource(SingleFileGroups):
     def scan(self, path, source: SourceConfig) -> FileInfo:
         path = os.fspath(path)
         domain = cached_domain_grid(source.domain.model_dump_json(), source.lon_convention)
-        with HDF5_LOCK, open_netcdf(path) as ds:
+        with hdf5_lock(), open_netcdf(path) as ds:
             variables = _projected_variables(ds, source) or _curvilinear_variables(ds, source)
             if variables:
                 info = _scan_projected(ds, path, variables, source)
@@ -232,7 +231,7 @@ def _read_native(info: FileInfo, plan, source: SourceConfig, steps) -> np.ndarra
     if not isinstance(plan, (_ProjectedInput, _CurvilinearInput)):
         raise ValueError("FileInfo has no regrid plan; get it from RegridSource.scan")
     steps = list(range(len(info.times))) if steps is None else list(steps)
-    with HDF5_LOCK, open_netcdf(info.path) as ds:
+    with hdf5_lock(), open_netcdf(info.path) as ds:
         raws = []
         for name in plan.variables:
             variable = ds.variables[name]

@@ -25,13 +25,12 @@ from dataclasses import dataclass
 
 import netCDF4
 import numpy as np
-from xarray.backends.locks import HDF5_LOCK
 
 from satflow.sources.base import INPUT_SEPARATOR, FileInfo, SourceError, register_source
 from satflow.sources.binning import (accumulate_mean, accumulate_nearest, cell_index, finish_mean,
                                      target_grid)
 from satflow.sources.cfvalues import decode_values
-from satflow.sources.netcdf import CORRUPT_HINT, nc_attr, open_netcdf
+from satflow.sources.netcdf import CORRUPT_HINT, hdf5_lock, nc_attr, open_netcdf
 from satflow.sources.options import SourceConfig
 from satflow.sources.timecodec import TimeDecodeError, decode_times, time_calendar
 
@@ -61,7 +60,7 @@ class _WindowPlan:
 class SwathSource:
     def scan(self, path, source: SourceConfig) -> FileInfo:
         path = os.fspath(path)
-        with HDF5_LOCK, open_netcdf(path) as ds:
+        with hdf5_lock(), open_netcdf(path) as ds:
             layout, units = _find_layout(ds, path, source)
             times = _decoded_times(ds, path, layout)
         grid = target_grid(source.swath.resolution, source.lon_convention, source.crop)
@@ -227,13 +226,13 @@ class _WindowBins:
 
 def _bin_file(path: str, plan: _WindowPlan, grid, binned: _WindowBins, source: SourceConfig) -> None:
     layout = plan.layout
-    with HDF5_LOCK, open_netcdf(path) as ds:
+    with hdf5_lock(), open_netcdf(path) as ds:
         n_lines, n_fov = ds.variables[layout.lat].shape
     rows_per_block = max(1, BLOCK_VALUES // max(1, n_fov * max(1, layout.n_channels)))
     for start in range(0, n_lines, rows_per_block):
         rows = slice(start, min(n_lines, start + rows_per_block))
         try:
-            with HDF5_LOCK, open_netcdf(path) as ds:
+            with hdf5_lock(), open_netcdf(path) as ds:
                 block = _read_block(ds, path, layout, rows, n_fov, source)
         except (OSError, RuntimeError, IndexError) as err:
             raise SourceError(path, f"cannot read swath rows {rows.start}:{rows.stop} ({err})", CORRUPT_HINT) from None

@@ -7,12 +7,16 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import xarray as xr
 import zarr
 
 from satflow.stats import Moments
 from satflow.store.layout import STEP_NAMES, StoreError
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 def open_group(path: str | Path, mode: str = "r", *, consolidated: bool = False) -> zarr.Group:
@@ -35,6 +39,8 @@ def open_store(path: str | Path, *, consolidated: bool | None = None) -> xr.Data
     `consolidated=False` reads the arrays' own metadata (writers resize before re-consolidating).
     """
     import warnings
+
+    import xarray as xr  # here: region tasks read and write with zarr alone
 
     open_group(path)  # clear error first
     with warnings.catch_warnings():  # cftime times (climatologies, model calendars) are expected, not news
