@@ -82,6 +82,49 @@ def test_zarr_round_trip_is_the_codecs_own_decode_and_chunks_are_its_containers(
     assert np.array_equal(np.isnan(values), ~np.isfinite(cube))
 
 
+@pytest.mark.parametrize("inline_bytes", [0, 1 << 30], ids=["worker-thread", "event-loop"])
+def test_a_read_decodes_its_chunks_bit_for_bit_in_order_on_either_path(tmp_path, monkeypatch, cube, inline_bytes):
+    """A read's chunks are decoded in one batch (in a worker thread, or on zarr's loop when small): every
+    chunk lands where it belongs, bit for bit, and chunks never written stay NaN (zarr's fill)."""
+    import satflow.codecs.zarr as satflow_zarr
+
+    monkeypatch.setattr(satflow_zarr, "INLINE_DECODE_BYTES", inline_bytes)
+    chunks = (1, 3, 5, 8)  # 3 x 1 x 3 x 3 chunks, partial in lat and lon
+    write_array(tmp_path / "x.zarr", "sz3:tol=0.5", cube, chunks)
+    (tmp_path / "x.zarr" / "c" / "1/0/2/1").unlink()  # a missing chunk: zarr passes None for it
+    expected = np.full(cube.shape, np.nan, np.float32)
+    for key, block, region in chunk_blocks(cube, chunks):
+        if key != "1/0/2/1":
+            expected[region] = expected_chunk("sz3:tol=0.5", block)[1][tuple(slice(0, r.stop - r.start) for r in region)]
+    array = zarr.open_array(tmp_path / "x.zarr", mode="r")
+    np.testing.assert_array_equal(array[:], expected)  # 27 batches of one chunk (zarr's default), one None
+    with zarr.config.set({"codec_pipeline.batch_size": 64}):  # read when the array is opened
+        batched = zarr.open_array(tmp_path / "x.zarr", mode="r")
+    np.testing.assert_array_equal(batched[:], expected)  # one batch of 26 chunks and a None
+    np.testing.assert_array_equal(array[1, :, 3:12, 5:17], expected[1, :, 3:12, 5:17])  # chunk-unaligned
+    np.testing.assert_array_equal(dask.array.from_zarr(array).compute(), expected)  # one chunk a task
+    assert np.array_equal(np.isnan(expected[0]), ~np.isfinite(cube[0]))  # masks restored
+
+
+def test_the_batch_decode_keeps_missing_chunks_and_order(cube):
+    import asyncio
+
+    from zarr.core.array_spec import ArrayConfig, ArraySpec
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.dtype import Float32
+
+    serializer = zarr_codec("sz3:tol=0.5")
+    spec = ArraySpec(shape=(1, 3, 12, 20), dtype=Float32(), fill_value=np.float32(np.nan),
+                     config=ArrayConfig(order="C", write_empty_chunks=False), prototype=default_buffer_prototype())
+    chunk = [default_buffer_prototype().buffer.from_bytes(serializer.encode_chunk(cube[t : t + 1])) for t in range(3)]
+    decoded = asyncio.run(serializer.decode([(chunk[2], spec), (None, spec), (chunk[0], spec)]))
+    assert decoded[1] is None
+    for got, t in ((decoded[0], 2), (decoded[2], 0)):
+        np.testing.assert_array_equal(got.as_numpy_array(), expected_chunk("sz3:tol=0.5", cube[t : t + 1])[1])
+    single = asyncio.run(serializer._decode_single(chunk[1], spec))
+    np.testing.assert_array_equal(single.as_numpy_array(), expected_chunk("sz3:tol=0.5", cube[1:2])[1])
+
+
 @pytest.mark.parametrize("spec", LEARNED_SPECS)
 def test_a_learned_store_decodes_like_the_codec_with_the_shipped_checkpoint(tmp_path, amsu_cube, spec):
     write_array(tmp_path / "v.zarr", spec, amsu_cube, (1, 15, 16, 24))
