@@ -18,9 +18,12 @@ Layout (the contract in DESIGN.md):
 - on a local domain: `y`, `x` (metres), 2-D `latitude`/`longitude` and the CF grid mapping `crs`
 - attributes: `satflow_version`, `satflow_config` (JSON), `satflow_fingerprint` after finalise
 
-Modules: `layout` (the names, StoreLayout, the compressor), `write` (template, region writes,
-finalise) and `read` (group, dataset, partials, fingerprint). Region writes go straight through zarr (no xarray round trip) because they run once per chunk on
-workers; the template and coordinates go through xarray so that CF encoding stays standard.
+Modules: `layout` (the names, StoreLayout, CF attributes, the compressor), `template` (the empty
+store and its growth along time), `write` (region writes, finalise, the lazy cube's attributes) and
+`read` (group, dataset, partials, fingerprint). Everything that writes goes through zarr alone:
+region writes run once per chunk on workers, and the template's metadata is the CF encoding
+xarray's `to_zarr` gave it (tests/test_store_template.py keeps the recorded copy), without
+importing xarray, pandas and dask.array into the ingest command.
 """
 
 from satflow.store.layout import (
@@ -35,13 +38,11 @@ from satflow.store.layout import (
     compressor,
 )
 from satflow.store.read import compute_fingerprint, fingerprint, open_group, open_store, step_moments
+from satflow.store.template import create_template, extend_time
 from satflow.store.write import (
-    add_aux_provenance,
     add_grid_coordinates,
     annotate,
     consolidate,
-    create_template,
-    extend_time,
     StepRecord,
     finalize,
     write_region,
@@ -51,7 +52,7 @@ from satflow.store.write import (
 
 __all__ = [
     "DEFAULT_COMPRESSION_LEVEL", "DIMS", "STAT_NAMES", "STEP_NAMES", "TIME_CALENDAR", "TIME_UNITS", "StoreError",
-    "StepRecord", "StoreLayout", "add_aux_provenance", "add_grid_coordinates", "annotate", "compressor", "compute_fingerprint",
+    "StepRecord", "StoreLayout", "add_grid_coordinates", "annotate", "compressor", "compute_fingerprint",
     "consolidate", "create_template", "extend_time", "finalize", "fingerprint", "open_group", "open_store", "step_moments",
     "write_region", "write_steps", "write_store_from_arrays",
 ]

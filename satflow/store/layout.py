@@ -14,6 +14,18 @@ STEP_NAMES = ("step_count", "step_mean", "step_m2", "step_min", "step_max")
 TIME_UNITS = "minutes since 1970-01-01 00:00:00"  # datetime64 stores; cftime stores: see timecodec.time_encoding
 TIME_CALENDAR = "proleptic_gregorian"
 DEFAULT_COMPRESSION_LEVEL = 1
+# CF attributes of the store's variables, shared by the template and the lazy cube (`satflow.open_archive`).
+CF_ATTRIBUTES = {
+    "lat": {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude", "axis": "Y"},
+    "lon": {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude", "axis": "X"},
+    "lat_on_domain": {"long_name": "latitude along the domain's central column (x = 0)"},
+    "lon_on_domain": {"long_name": "longitude along the domain's central row (y = 0)"},
+    "time": {"standard_name": "time", "axis": "T"},
+    "X": {"long_name": "feature values on the target grid; NaN where invalid"},
+    "M": {"long_name": "validity mask", "flag_values": [0, 1], "flag_meanings": "invalid valid"},
+    "source_file": {"long_name": "source file that filled this time step"},
+    "ingested": {"long_name": "1 once this time step has been fully written"},
+}
 
 
 class StoreError(ValueError):

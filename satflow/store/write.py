@@ -1,133 +1,29 @@
-"""Writing a store: the template, region writes from workers, finalising (statistics, fingerprint)."""
+"""Writing a store: region writes from workers, finalising (statistics, fingerprint), and the CF
+attributes of the lazy cube (`satflow.open_archive`). The template is `satflow.store.template`."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
 import zarr
 
-from satflow.sources.timecodec import as_time_array, encode_times, time_encoding
+from satflow.sources.timecodec import as_time_array, encode_times
 from satflow.stats import Moments, merge_all
-from satflow.store.layout import DIMS, STAT_NAMES, STEP_NAMES, StoreError, StoreLayout, compressor
+from satflow.store.layout import CF_ATTRIBUTES, STEP_NAMES, StoreError, StoreLayout
 from satflow.store.read import compute_fingerprint, open_group, step_moments
-from satflow.version import __version__
+from satflow.store.template import create_template
 
 if TYPE_CHECKING:
     import xarray as xr
 
 
-def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = None,
-                    grid_coordinates: dict | None = None, *, serializer=None) -> None:
-    """Write metadata, coordinates and empty (fill-valued) data variables; no data chunk is written.
-
-    `grid_coordinates` are extra coordinates of a projected grid, {name: (dims, values, attrs)}
-    (`satflow.sources.domain.domain_coordinates` of a local domain): see `add_grid_coordinates`.
-    `serializer`: X through this Zarr serializer (`satflow.codecs.zarr.zarr_codec(spec)`) with no
-    compressor on top, instead of Blosc (`ingest.codec`).
-
-    xarray writes a store of the first time step (its CF encoding of time, strings and attributes),
-    which `extend_time` (the append path's too) then grows to every step. The fill-valued
-    placeholders are broadcast views that zarr does not store (all chunks equal the fill value).
-    This measured no faster than writing lazy dask placeholders of the full shape (0.75-1.1 s either
-    way on 40 AMSU steps): xarray imports dask.array whenever it makes a Variable, so only a template
-    written with zarr alone would drop that import.
-    """
-    n_time = len(layout.times)
-    first = dataclasses.replace(layout, times=as_time_array(layout.times[:1]) if n_time else _PLACEHOLDER_TIME)
-    _write_first_step(path, first, attrs, grid_coordinates, serializer, chunk_shape=layout.chunk_shape,
-                      time_chunk=max(n_time, 1))
-    if n_time == 0:
-        _resize_time(open_group(path, mode="r+"), 0)
-    else:
-        extend_time(path, layout.times[1:])
-
-
-_PLACEHOLDER_TIME = np.array(["1970-01-01"], "datetime64[ns]")  # the first step of a store of none
-
-
-def _write_first_step(path, layout: StoreLayout, attrs, grid_coordinates, serializer, *,
-                      chunk_shape: tuple[int, ...], time_chunk: int) -> None:
-    """The store of `layout` (one step) with the chunks of the whole store (`chunk_shape`, `time_chunk`)."""
-    shape = layout.shape
-    n_feature = shape[1]
-    step_chunks = (chunk_shape[0], n_feature)
-    data_vars = {
-        "X": (DIMS, np.broadcast_to(np.float32(np.nan), shape)),
-        "M": (DIMS, np.broadcast_to(np.uint8(0), shape)),
-        "ingested": (("time",), np.zeros(1, np.uint8)),
-        "source_file": (("time",), np.full(1, "", dtype=object)),
-        "units": (("feature",), np.asarray(layout.units or ("",) * n_feature, dtype=object)),
-    }
-    for name in STEP_NAMES:
-        # NaN (their fill value) where no region wrote yet, as an unwritten chunk reads; counts 0.
-        data_vars[name] = (("time", "feature"), np.zeros((1, n_feature), np.int64) if name == "step_count"
-                           else np.full((1, n_feature), np.nan))
-    for name in STAT_NAMES:
-        data_vars[name] = (("feature",), np.zeros(n_feature, np.int64 if name == "count" else np.float64))
-    import xarray as xr  # here: region tasks write with zarr alone (xarray and pandas: 0.45-0.6 s to import)
-
-    ds = xr.Dataset(
-        data_vars,
-        coords={
-            "time": ("time", layout.times),
-            "feature": ("feature", np.asarray(layout.features, dtype=object)),
-            "lat": ("lat", np.asarray(layout.lat, dtype=np.float64)),
-            "lon": ("lon", np.asarray(layout.lon, dtype=np.float64)),
-        },
-        attrs={"satflow_version": __version__, "Conventions": "CF-1.8", **(attrs or {})},
-    )
-    annotate(ds)
-    add_grid_coordinates(ds, grid_coordinates)
-    add_aux_provenance(ds, layout)
-    encoding = {
-        "X": {"chunks": chunk_shape, "compressors": [compressor(layout.compression_level)]} if serializer is None
-        else {"chunks": chunk_shape, "serializer": serializer, "compressors": None},
-        # No _FillValue on the mask: xarray would otherwise decode M == 0 to NaN.
-        "M": {"chunks": chunk_shape, "compressors": [compressor(layout.compression_level)], "_FillValue": None},
-        # Every time-dimensioned array is chunked like X along time: concurrent region tasks
-        # then never read-modify-write the same chunk (one shared chunk lost updates).
-        "ingested": {"chunks": (chunk_shape[0],), "_FillValue": None},
-        "source_file": {"chunks": (chunk_shape[0],)},
-        "time": {**time_encoding(layout.times), "chunks": (time_chunk,)},
-        **{name: {"chunks": step_chunks} for name in STEP_NAMES},
-        "step_count": {"_FillValue": None, "chunks": step_chunks},
-        "count": {"_FillValue": None},
-    }
-    if layout.aux_products:
-        encoding["aux_source_file"] = {"chunks": (chunk_shape[0], len(layout.aux_products))}
-        encoding["aux_time"] = {"chunks": (chunk_shape[0], len(layout.aux_products))}
-    ds.to_zarr(str(path), mode="w", zarr_format=3, encoding=encoding, consolidated=False)
-
-
-def extend_time(path: str | Path, new_times: np.ndarray) -> None:
-    """Grow every time-dimensioned array by `new_times` (their cells read as fill values) and write
-    the new time coordinates, encoded with the store's own units and calendar."""
-    if not len(new_times):
-        return
-    group = open_group(path, mode="r+")
-    n_old = group["time"].shape[0]
-    _resize_time(group, n_old + len(new_times))
-    time_array = group["time"]
-    units, calendar = time_array.attrs["units"], time_array.attrs.get("calendar", "proleptic_gregorian")
-    time_array[n_old:] = np.asarray(encode_times(as_time_array(new_times), units, calendar), dtype=time_array.dtype)
-
-
-def _resize_time(group: zarr.Group, n_time: int) -> None:
-    for _, array in group.arrays():
-        dims = array.metadata.dimension_names or ()
-        if dims and dims[0] == "time":
-            array.resize((n_time, *array.shape[1:]))
-
-
 def add_grid_coordinates(ds: xr.Dataset, coordinates: dict | None) -> None:
     """A projected grid's extra coordinates (y/x in metres, 2-D latitude/longitude, the CF grid mapping
-    `crs`), which X and M then name as their `grid_mapping`. The store and `satflow.open_archive` share it."""
+    `crs`), which X and M then name as their `grid_mapping` (the lazy cube; the template writes the same)."""
     if not coordinates:
         return
     from satflow.sources.domain import GRID_MAPPING_NAME
@@ -135,38 +31,17 @@ def add_grid_coordinates(ds: xr.Dataset, coordinates: dict | None) -> None:
     for name, (dims, values, attrs) in coordinates.items():
         ds.coords[name] = (dims, values, attrs)
     if GRID_MAPPING_NAME in coordinates:
-        ds["lat"].attrs.update(long_name="latitude along the domain's central column (x = 0)")
-        ds["lon"].attrs.update(long_name="longitude along the domain's central row (y = 0)")
+        ds["lat"].attrs.update(CF_ATTRIBUTES["lat_on_domain"])
+        ds["lon"].attrs.update(CF_ATTRIBUTES["lon_on_domain"])
         for name in ("X", "M"):
             ds[name].attrs["grid_mapping"] = GRID_MAPPING_NAME
 
 
-def add_aux_provenance(ds: xr.Dataset, layout: StoreLayout) -> None:
-    """Per time step and auxiliary product: the file (`aux_source_file`, "" = none mapped) and the time
-    (`aux_time`, NaT = none) of the auxiliary scene that filled the step's `<product>/...` features."""
-    if not layout.aux_products:
-        return
-    shape = (len(layout.times), len(layout.aux_products))
-    ds.coords["aux_product"] = ("aux_product", np.asarray(layout.aux_products, dtype=object))
-    ds["aux_source_file"] = (("time", "aux_product"), np.full(shape, "", dtype=object),
-                             {"long_name": "auxiliary file mapped onto this time step (\"\" = none)"})
-    encoding = time_encoding(layout.times)
-    # Encoded numbers with CF units, so xarray decodes them like `time` (NaN -> NaT) in any calendar.
-    ds["aux_time"] = (("time", "aux_product"), np.full(shape, np.nan),
-                      {"long_name": "time of the auxiliary scene mapped onto this time step (NaT = none)",
-                       "units": encoding["units"], "calendar": encoding["calendar"]})
-
-
 def annotate(ds: xr.Dataset) -> None:
-    """CF attributes of the store's coordinates and variables (the store and `satflow.open_archive` share them)."""
-    ds["lat"].attrs.update(units="degrees_north", standard_name="latitude", long_name="latitude", axis="Y")
-    ds["lon"].attrs.update(units="degrees_east", standard_name="longitude", long_name="longitude", axis="X")
-    ds["time"].attrs.update(standard_name="time", axis="T")
-    ds["X"].attrs.update(long_name="feature values on the target grid; NaN where invalid")
-    ds["M"].attrs.update(long_name="validity mask", flag_values=[0, 1], flag_meanings="invalid valid")
-    ds["source_file"].attrs.update(long_name="source file that filled this time step")
-    if "ingested" in ds:
-        ds["ingested"].attrs.update(long_name="1 once this time step has been fully written")
+    """CF attributes of the lazy cube's coordinates and variables (`satflow.open_archive`; the template's too)."""
+    for name in ("lat", "lon", "time", "X", "M", "source_file", "ingested"):
+        if name in ds:
+            ds[name].attrs.update(CF_ATTRIBUTES[name])
 
 
 @dataclass(frozen=True)
