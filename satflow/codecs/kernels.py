@@ -6,6 +6,9 @@
   an add); only the memory layout differs (padded column halves, terms summed along a row).
 - The least-squares fit sums its normal equations in a fixed order and solves them by Cholesky
   (no BLAS), so the coefficients are the same on every machine and thread count.
+- The learned context's loop (`context_closed_loop`) predicts a row of one feature and column parity
+  at once: layers 1 and 2 are BLAS products over those points, exact because they sum integers
+  held exactly in float64 (`learned.context._check_bounds`), in any order or blocking.
 - The residual symbols of stream versions 2 and 3 are rANS-coded with integer arithmetic only; version
   3 picks each point's model by a context of the q decoded next to it (`_context`).
 Nothing runs in parallel. `cache=True` compiles once per machine (the cache lives next to this
@@ -428,6 +431,161 @@ def fixed_inputs(values, valid, mean, std, one, limit):
                     scaled = 0.0
                 out[i, j] = min(max(scaled, -limit), limit)
     return out
+
+
+# --- the learned context's closed loop (`ContextPredictor.closed_loop`) ---------------------------
+# One row of one feature and column parity at a time (its points depend only on rows above and, odd
+# columns, the row's even ones: they are predicted together): `context_gather` lays out the valid
+# points' inputs, two BLAS products do layers 1 and 2, the other loops the rest (`context_closed_loop`).
+# Every sum of a layer is of integers held exactly in float64 with every partial sum below 2^53
+# whatever the order (`context._check_bounds` bounds the sum of their magnitudes), so how BLAS (or
+# these loops) order, block or vectorise the additions cannot change a bit; the non-integer steps
+# (input quantisation, scaling, the quantised error) are the numpy reference's operations in its order.
+
+
+def context_closed_loop(hat, valid, x, q, encoding, layers, ones, w2, b2, w3, b3, mean, std, scale, step, around,
+                        row_offsets, n_beside, n_earlier, value_flags, row_flags, one, limit, down):
+    """The learned context's closed loop (`ContextPredictor.closed_loop`): a row of one feature and
+    column parity at a time, in the reference's order. hat (F, H, W) float64, valid bool, x
+    (encoding; float32 or float64) and q int64 (F, H, W); layers[f][parity] = (w1 rows of the value
+    inputs with the skip as a last column, the layer-1 sum with every flag set); ones = one * w1;
+    w2, b2, w3, b3 the network's integers; mean, std, scale, step per feature. Returns the
+    reconstruction (invalid points keep x_hat); fills q when encoding. Plain Python around the
+    compiled steps: the products are numpy's (BLAS), exact because they sum integers."""
+    n_features, height, width = valid.shape
+    rec, coded = hat.copy(), np.zeros(valid.shape)  # coded: fixed-point reconstructions, 0 where invalid
+    half, hidden = (width + 1) // 2, w2.shape[1]
+    flags, h1 = np.empty((half, hidden)), np.empty((half, hidden))
+    z1, z2, columns = np.empty((half, hidden + 1)), np.empty((half, hidden)), np.empty(half, np.int64)
+    n_row = row_offsets.shape[0]
+    for f in range(n_features):
+        first = max(0, f - n_earlier)
+        inputs = [np.empty((w.shape[0], half)) for w, _ in layers[f]]  # one input a row
+        for i in range(height):
+            for parity, (w1, start) in enumerate(layers[f]):
+                n = context_gather(coded, valid, f, i, parity, first, around, row_offsets,
+                                   n_row if parity else n_row - n_beside, ones[f], value_flags, row_flags, start,
+                                   inputs[parity], flags, columns)
+                if not n:
+                    continue
+                np.matmul(inputs[parity][:, :n].T, w1, out=z1[:n])
+                context_hidden(z1, flags, n, down, limit, h1)
+                np.matmul(h1[:n], w2[f], out=z2[:n])
+                context_activate(z2, b2[f], n, down, limit)
+                context_close(z2, z1, n, columns, w3[f], float(b3[f]), limit, scale[f], mean[f], std[f], one, step[f],
+                              hat, x, q, rec, coded, f, i, encoding)
+    return rec
+
+
+@njit(cache=True)
+def context_gather(coded, valid, f, i, parity, first, around, row_offsets, n_terms, ones, value_flags, row_flags,
+                   start, inputs, flags, columns):
+    """The inputs of row i's valid points of one column parity; returns their number n.
+
+    coded (F, H, W): fixed-point reconstructions (0 where invalid or not yet reached). inputs[:, p]
+    (one input a row): the value inputs of point p, earlier features' (point and four neighbours
+    each) then its own feature's row terms (`row_offsets[:n_terms]`; rows above the block read 0);
+    flags[p]: `start` (b1 and the noise, parity and every validity flag's layer-1 term, as if all
+    were set) minus the term (`ones`: one * w1 of feature f; the earlier features' flags from row
+    value_flags, the row terms' from row_flags) of each flag that is not; columns[p]: its column."""
+    height, width = valid.shape[1], valid.shape[2]
+    hidden, n_around = flags.shape[1], around.shape[0]
+    n = 0
+    for j in range(parity, width, 2):
+        if valid[f, i, j]:
+            columns[n] = j
+            for k in range(hidden):
+                flags[n, k] = start[k]
+            n += 1
+    for g in range(first, f):
+        for o in range(n_around):
+            slot = (g - first) * n_around + o
+            r = min(max(i - around[o, 0], 0), height - 1)
+            _gather_row(coded[g, r], valid[g, r], around[o, 1], columns, n, inputs[slot], flags,
+                        ones[value_flags + slot])
+    n_static = (f - first) * n_around
+    for t in range(n_terms):
+        r = i - row_offsets[t, 0]
+        if r >= 0:
+            _gather_row(coded[f, r], valid[f, r], row_offsets[t, 1], columns, n, inputs[n_static + t], flags,
+                        ones[row_flags + t])
+        else:  # above the block: value 0, flag not set
+            for p in range(n):
+                inputs[n_static + t, p] = 0.0
+                for k in range(hidden):
+                    flags[p, k] -= ones[row_flags + t, k]
+    return n
+
+
+@njit(cache=True)
+def _gather_row(values, valid, left, columns, n, out, flags, flag_term):
+    """out[p] = values[columns[p] - left] (columns wrap); flags[p] -= flag_term where that is invalid."""
+    width = values.shape[0]
+    for p in range(n):
+        c = columns[p] - left
+        if c < 0 or c >= width:  # wrap (a modulo only here: blocks narrower than an offset too)
+            c %= width
+        out[p] = values[c]
+        if not valid[c]:
+            for k in range(flag_term.shape[0]):
+                flags[p, k] -= flag_term[k]
+
+
+@njit(cache=True)
+def context_hidden(z1, flags, n, down, limit, out):
+    """Layer 1's activations of n points: floor((inputs' sums + flags' sums) * down), clipped to [0, limit]."""
+    hidden = flags.shape[1]
+    for p in range(n):
+        for k in range(hidden):
+            out[p, k] = min(max(np.floor((z1[p, k] + flags[p, k]) * down), 0.0), limit)
+
+
+@njit(cache=True)
+def context_activate(z, bias, n, down, limit):
+    """Layer 2's activations of n points, in place: floor((z + bias) * down), clipped to [0, limit]."""
+    for p in range(n):
+        for k in range(bias.shape[0]):
+            z[p, k] = min(max(np.floor((z[p, k] + bias[k]) * down), 0.0), limit)
+
+
+@njit(cache=True)
+def _dot(a, b):
+    """sum of a[k] * b[k] in four partial sums (shorter dependency chains; integers: any order is exact)."""
+    a0 = a1 = a2 = a3 = 0.0
+    k = 0
+    while k + 4 <= a.shape[0]:
+        a0 += a[k] * b[k]
+        a1 += a[k + 1] * b[k + 1]
+        a2 += a[k + 2] * b[k + 2]
+        a3 += a[k + 3] * b[k + 3]
+        k += 4
+    while k < a.shape[0]:
+        a0 += a[k] * b[k]
+        k += 1
+    return (a0 + a1) + (a2 + a3)
+
+
+@njit(cache=True)
+def context_close(h2, z1, n, columns, w3, b3, limit, scale, mean, std, one, step, hat, x, q, rec, coded, f, i,
+                  encoding):
+    """The output sum (h2: layer 2's activations; the skip of the inputs is z1's last column), the
+    prediction (sum * scale + mean; x_hat where not finite), q (encoding), the reconstruction and
+    its fixed-point input (`fixed_inputs` at one point) of row i's n points."""
+    hidden = w3.shape[0]
+    for p in range(n):
+        j = columns[p]
+        total = b3 + z1[p, hidden] + _dot(h2[p], w3)
+        prediction = total * scale + mean
+        if not np.isfinite(prediction):
+            prediction = hat[f, i, j]
+        if encoding:
+            q[f, i, j] = _quantise(np.float64(x[f, i, j]), prediction, step, True)
+        value = prediction + q[f, i, j] * step
+        rec[f, i, j] = value
+        scaled = np.rint((value - mean) / std * one)
+        if np.isnan(scaled):
+            scaled = 0.0
+        coded[f, i, j] = min(max(scaled, -limit), limit)
 
 
 # --- rANS coding of the quantised prediction errors (errorbound stream versions 2 and 3) --------

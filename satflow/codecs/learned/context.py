@@ -18,6 +18,13 @@ point: inputs with `FRACTION` fraction bits, weights with `WEIGHT_BITS`, every p
 integer held exactly in float64 (all bounded below 2^53, see `_check_bounds`). Exact integer sums
 do not depend on summation order, so BLAS matrix products (any blocking, SIMD or FMA) give the
 same bits everywhere; the rounding steps are floor and rint, which are exact.
+
+The codec runs `ContextPredictor.closed_loop`: the points of one row and column parity are
+predicted together (their inputs are all decoded: rows above, and for odd columns the row's even
+points), layers 1 and 2 as two BLAS products over them, the rest compiled
+(`kernels.context_closed_loop`), 6x-8x the numpy loop `prediction.run(..., reference=True)` that
+defines the bits (`start`, `_StaticSums`, `_row_function`), which it gives exactly: the same integers
+whatever the order of the sums, and the reference's float operations in its order elsewhere.
 """
 
 from __future__ import annotations
@@ -200,6 +207,49 @@ class ContextPredictor:
         """Fixed-point inputs of feature g: 0 where invalid (compiled: it runs once a row)."""
         return kernels.fixed_inputs(np.ascontiguousarray(values, np.float64), np.ascontiguousarray(valid, bool),
                                      self.mean[g], self.std[g], ONE, ACTIVATION_LIMIT)
+
+    def closed_loop(self, x_hat: np.ndarray, mask: np.ndarray, step: np.ndarray, *,
+                    x: np.ndarray | None = None, q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`prediction.run`'s loop, batched a row at a time and compiled: the same integers,
+        predictions and q as the numpy loop (`run(..., reference=True)`), so the same bytes.
+
+        The points of one row and column parity depend only on rows above and (odd columns) the
+        row's even ones, so they are predicted together: `kernels.context_gather` lays out their
+        inputs, layers 1 and 2 are two BLAS products (exact: integers, see `_check_bounds`), and
+        compiled loops apply the activations and the output layer, quantise and reconstruct
+        (`kernels.context_closed_loop`). Invalid points are never predicted and keep x_hat in the returned
+        reconstruction (no input reads them, decoding returns NaN there), where the reference
+        leaves its prediction; q and every valid point are the reference's.
+        """
+        encoding = x is not None
+        n_features = mask.shape[0]
+        q = np.zeros(mask.shape, np.int64) if encoding else np.ascontiguousarray(q, np.int64)
+        if encoding:
+            x = np.ascontiguousarray(x if np.asarray(x).dtype == np.float32 else np.asarray(x, np.float64))
+        else:
+            x = np.zeros((1, 1, 1), np.float32)
+        net, s, v = self.net, static_slots(n_features), value_slots(n_features)
+        ones = ONE * net.w1
+        layers = [[self._row_layer(f, parity, ones[f]) for parity in (0, 1)] for f in range(n_features)]
+        rec = kernels.context_closed_loop(
+            np.ascontiguousarray(x_hat, np.float64), np.ascontiguousarray(mask != 0), x, q, encoding, layers, ones,
+            net.w2, net.b2, net.w3, net.b3, self.mean, self.std, 2.0**-(FRACTION + WEIGHT_BITS) * self.std,
+            np.asarray(step, np.float64), _AROUND, _ROW, len(BESIDE), EARLIER, v, v + s, ONE, ACTIVATION_LIMIT,
+            2.0**-WEIGHT_BITS)
+        return rec, q
+
+    def _row_layer(self, f: int, parity: int, ones: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(w1 rows of the value inputs `kernels.context_gather` lays out, with the skip as a last
+        column; the layer-1 sum with every flag set: b1, noise, parity, each validity flag's term)."""
+        net, n_features = self.net, self.net.n_features
+        s, v = static_slots(n_features), value_slots(n_features)
+        n_static = len(AROUND) * len(earlier(f))
+        n_terms = len(ROW) if parity else len(ROW) - len(BESIDE)
+        slots = [*range(n_static), *range(s, s + n_terms)]
+        w1 = np.ascontiguousarray(np.concatenate([net.w1[f, slots], net.skip[f, slots, None]], axis=1))
+        start = (net.b1[f] + self.noise[f] * net.w1[f, 2 * v + 1] + parity * ones[2 * v]
+                 + ones[v : v + n_static].sum(axis=0) + ones[v + s : v + s + n_terms].sum(axis=0))
+        return w1, start
 
     def start(self, f: int, x_hat: np.ndarray, rec: np.ndarray, valid: np.ndarray):
         """Row functions of feature f (even columns, odd columns) over shared static sums."""

@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from satflow.codecs.base import unpack_sections
 from satflow.codecs.container import ContainerError, unpack_container
 from satflow.codecs.residuals import decode_residuals
 from satflow.codecs.learned.checkpoint import load_checkpoint
-from satflow.codecs.learned.context import ContextPredictor, FixedPointNet, point_inputs, noise_inputs
+from satflow.codecs.learned.context import ContextNet, ContextPredictor, FixedPointNet, noise_inputs, point_inputs
 from satflow.codecs.registry import codec_from_container, decode_any, get_codec
 
 MEAN, STD = np.array([230.0, 245.0]), np.array([8.0, 9.0])  # the fixture checkpoint's statistics
@@ -67,12 +68,17 @@ def test_round_trip_holds_the_bound_and_decodes_identically_in_a_fresh_process(c
     assert error[0][valid[0]].max() <= 0.5 and error[1][valid[1]].max() <= 0.25
     np.testing.assert_array_equal(np.isnan(x), ~valid)
     (tmp_path / "block.sfc").write_bytes(data)
+    np.save(tmp_path / "block.npy", block)
     script = ("import sys, numpy as np\n"
-              "from satflow.codecs.registry import decode_any\n"
-              "np.save(sys.argv[3], decode_any(open(sys.argv[1], 'rb').read(), checkpoint=sys.argv[2])[0])\n")
+              "from satflow.codecs.registry import decode_any, get_codec\n"
+              "np.save(sys.argv[3], decode_any(open(sys.argv[1], 'rb').read(), checkpoint=sys.argv[2])[0])\n"
+              "codec = get_codec('errorbound', inner='constant', eps=[0.5, 0.25], context='learned', checkpoint=sys.argv[2])\n"
+              "open(sys.argv[4], 'wb').write(codec.encode(np.load(sys.argv[5])))\n")
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "block.sfc"), str(context_checkpoint),
-                    str(tmp_path / "x.npy")], check=True, timeout=120, env={**os.environ, **env})
+                    str(tmp_path / "x.npy"), str(tmp_path / "again.sfc"), str(tmp_path / "block.npy")],
+                   check=True, timeout=300, env={**os.environ, **env})
     assert np.load(tmp_path / "x.npy").tobytes() == x.tobytes()
+    assert (tmp_path / "again.sfc").read_bytes() == data  # the compiled loop's stream, from another process
 
 
 def test_the_network_does_the_predicting(context_checkpoint, make_block):
@@ -162,3 +168,103 @@ def test_static_sums_in_row_chunks_give_the_same_stream(context_checkpoint, make
     whole = learned(context_checkpoint, eps=0.3).encode(block)
     monkeypatch.setattr(context, "STATIC_CHUNK", 1)  # one row per chunk
     assert learned(context_checkpoint, eps=0.3).encode(block) == whole
+
+
+# --- the compiled, row-batched loop (`ContextPredictor.closed_loop`) against the numpy reference ----
+SHIPPED = Path(__file__).parents[3] / "satflow" / "data" / "amsua-vaeformer"  # 15 features, hidden 64
+
+
+def _random_predictor(n_features: int, hidden: int, seed: int, eps: float) -> ContextPredictor:
+    """An untrained network whose skip mostly copies the point above (predictions in range) and
+    whose hidden units matter (weights large enough that many are active)."""
+    torch.manual_seed(seed)
+    net = ContextNet(n_features, hidden)
+    with torch.no_grad():
+        net.skip.uniform_(-0.1, 0.1)
+        net.skip[:, -8] += 0.9
+        net.w3.mul_(4.0)
+        net.b1.uniform_(-0.5, 0.5)
+    mean, std = np.linspace(220.0, 250.0, n_features), np.linspace(6.0, 11.0, n_features)
+    return ContextPredictor(FixedPointNet(net.state_dict()), mean, std, noise_inputs(np.full(n_features, eps), std))
+
+
+def _field(n_features: int, shape: tuple[int, int], seed: int, gaps: bool) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lat, lon = np.meshgrid(np.linspace(0, 3, shape[0]), np.linspace(0, 6, shape[1]), indexing="ij")
+    x = np.stack([220 + 30 * f / max(n_features, 1) + 8 * np.sin(lon + f) * np.cos(lat) for f in range(n_features)])
+    x = (x + rng.normal(0, 0.7, x.shape)).astype(np.float32)
+    mask = np.ones(x.shape, np.uint8)
+    if gaps:
+        mask[:, :, shape[1] // 3 : shape[1] // 3 + 3] = 0  # a swath gap through every feature
+        mask[rng.random(x.shape) < 0.1] = 0  # and scattered missing points, differing by feature
+        x[mask == 0] = np.nan
+    return x, mask
+
+
+def _both(predictor_factory, x, mask, eps):
+    """(fast, reference) runs of the encoder's loop, then the fast decoder on the fast q."""
+    filled = prediction.finite_fill(x, mask)
+    step = np.full(x.shape[0], 2 * eps)
+    fast = prediction.run(filled, mask, predictor_factory(), step, x=x)
+    reference = prediction.run(filled, mask, predictor_factory(), step, x=x, reference=True)
+    decoded = prediction.run(filled, mask, predictor_factory(), step, q=fast[1])
+    return fast, reference, decoded
+
+
+@pytest.mark.parametrize("n_features, shape, gaps", [(1, (9, 13), False), (1, (12, 10), True), (2, (11, 16), True),
+                                                     (3, (8, 15), False), (18, (6, 9), True), (2, (5, 1), False),
+                                                     (2, (4, 2), True)])  # narrow: every point in the gap
+def test_compiled_loop_gives_the_reference_integers_and_predictions(n_features, shape, gaps):
+    """Same q everywhere and the same float64 reconstruction at every valid point (invalid ones keep
+    x_hat in the compiled loop: never read, decoded as NaN); 18 features: a point sees only the last
+    EARLIER of them."""
+    x, mask = _field(n_features, shape, seed=n_features, gaps=gaps)
+    eps = 0.3
+    fast, reference, decoded = _both(lambda: _random_predictor(n_features, 8, seed=n_features, eps=eps), x, mask, eps)
+    valid = mask != 0
+    np.testing.assert_array_equal(fast[1], reference[1])
+    assert valid.sum() < 20 or np.count_nonzero(fast[1]) > valid.sum() // 4  # q is not trivial
+    assert fast[0][valid].tobytes() == reference[0][valid].tobytes() == decoded[0][valid].tobytes()
+    assert np.all(np.abs(fast[0][valid] - x[valid]) <= eps)
+
+
+def _reference_encode(monkeypatch, codec, x, mask) -> bytes:
+    run = prediction.run
+    with monkeypatch.context() as patch:
+        patch.setattr(prediction, "run", lambda *args, **kwargs: run(*args, reference=True, **kwargs))
+        return codec.encode(x, mask)
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+def test_compiled_loop_writes_the_reference_stream(context_checkpoint, monkeypatch, gaps):
+    x, mask = _field(2, (14, 22), seed=21, gaps=gaps)
+    codec = learned(context_checkpoint, eps=0.4)
+    data = codec.encode(x, mask)
+    assert data == _reference_encode(monkeypatch, codec, x, mask)
+    x_rec, _ = codec.decode(data)
+    valid = mask != 0
+    assert np.abs(x_rec[valid].astype(np.float64) - x[valid]).max() <= 0.4
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+def test_compiled_loop_writes_the_reference_stream_of_the_shipped_network(monkeypatch, gaps):
+    """15 features, hidden 64: the products are BLAS's over many terms, still the same integers."""
+    x, mask = _field(15, (7, 12), seed=31, gaps=gaps)
+    x = (x - 220 + np.array([207, 194, 227, 237, 233, 224, 217, 211, 208, 214, 219, 226, 235, 247, 232],
+                            np.float32)[:, None, None])
+    codec = get_codec("errorbound", inner="constant", eps=0.5, context="learned", checkpoint=str(SHIPPED))
+    data = codec.encode(x, mask)
+    assert data == _reference_encode(monkeypatch, codec, x, mask)
+    x_rec, _ = codec.decode(data)
+    valid = mask != 0
+    assert np.abs(x_rec[valid].astype(np.float64) - x[valid]).max() <= 0.5
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(masked_blocks(), st.sampled_from([0.01, 0.5, 3.0]))
+def test_property_compiled_loop_is_the_reference(context_checkpoint, sample, eps):
+    x, mask = (np.concatenate([a, a])[:2] for a in sample)
+    fast, reference, decoded = _both(lambda: _random_predictor(2, 8, seed=4, eps=eps), x, mask, eps)
+    valid = (mask != 0) & np.isfinite(x)
+    np.testing.assert_array_equal(fast[1], reference[1])
+    assert fast[0][valid].tobytes() == reference[0][valid].tobytes() == decoded[0][valid].tobytes()
