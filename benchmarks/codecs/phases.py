@@ -1,5 +1,6 @@
 """Where errorbound(constant)'s time goes: each phase of encode and decode on its own, thread CPU time,
-best of 3, with SZ3 per feature and the whole codec (versions 4 and 3) timed in the same run.
+best of 3, with SZ3 per feature and the whole codec (versions 5 and 3) timed in the same run; the
+residual decoders of versions 4 and 5 alone and fused with the closed loop.
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/codecs/phases.py \
         [shared-full amsua-full block] [--out FILE]
@@ -75,6 +76,13 @@ for name in names:
         row["dec: rans_decode alone (not used: fused below)"], _ = best(lambda: residuals.decode_residuals(mask, *secs, 4))
         model = residuals.residual_model(mask, *secs, 4)
         row["dec: fused rANS + closed loop (linear_decode)"], _ = best(lambda: pred.decode_stream(x_hat32, model, step))
+        secs5 = residuals.encode_residuals(q, mask, 5)
+        row["dec: rans_decode alone, version 5 (simple decoder)"], _ = best(lambda: residuals.decode_residuals(mask, *secs5, 5))
+        m5 = residuals.residual_model(mask, *secs5, 5)
+        q5 = np.zeros(mask.shape, np.int64)
+        row["dec: rans_decode alone, version 5 (fast decoder)"], _ = best(lambda: kernels.rans_decode_fast(
+            m5.words, m5.valid, m5.lo, m5.hi, m5.freqs, m5.escapes, q5, m5.class_map, m5.lanes))
+        row["dec: fused rANS + closed loop (linear_decode), version 5"], _ = best(lambda: pred.decode_stream(x_hat32, m5, step))
         row["dec: fill_values"], _ = best(lambda: prediction.fill_values(x_hat32, valid))
         out[f"{name} eps {eps}"] = row
         print(name, eps, json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in row.items()}, indent=0), flush=True)

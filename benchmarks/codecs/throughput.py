@@ -6,7 +6,7 @@ Fields (--fields): `block`, one AMSU-like block (15 x 180 x 360 float32, `write_
 (15 x 360 x 720, `write_amsua_sample(seed=1, resolution=0.5)`, its `tmbrs` read directly);
 `shared-full`, a full field without gaps whose 15 channels share only their large scales plus 0.3 K
 white noise (`shared_field`). Each is coded at each bound by SZ3 per feature, errorbound(constant)
-with the least-squares context (stream version 4, and the same writing version 3), and on `block`
+with the least-squares context (stream version 5, and the same writing version 4), and on `block`
 errorbound(constant) with the learned context of the shipped checkpoint (unless --no-learned).
 --cold adds the first call in a fresh process (cold: the kernels loaded from numba's cache by the
 first block; warmed: after `satflow.codecs.warm.warm_kernels()`), at 0.5 K. Throughput
@@ -57,8 +57,8 @@ def settings(n_features: int, learned: bool) -> list[tuple[str, str, dict]]:
     for eps in BOUNDS:
         rows.append(("sz3 (per feature)", "sz3", {"tol": [eps] * n_features}))
         rows.append(("errorbound(constant)", "errorbound", {"inner": "constant", "eps": eps}))
-        # the same coder writing stream version 3 (no SZ3 trial, long headers): what version 4 changed
-        rows.append(("errorbound(constant), stream v3", "errorbound", {"inner": "constant", "eps": eps, "stream": 3}))
+        # the same coder writing stream version 4 (one rANS state): what version 5 changed
+        rows.append(("errorbound(constant), stream v4", "errorbound", {"inner": "constant", "eps": eps, "stream": 4}))
         if learned:
             rows.append(("errorbound(constant, learned context)", "errorbound",
                          {"inner": "constant", "eps": eps, "context": "learned", "checkpoint": str(CHECKPOINT)}))

@@ -13,7 +13,11 @@ not explain (q = round(r / (2 eps)), so |r - 2 eps q| <= eps):
 - context="none": r = x - x_hat at every valid point (streams written before the context existed
   read back this way).
 
-Stream version 4 (the header's `stream`: every stream written now) is version 3's stream, or, on
+Stream version 5 (the header's `stream`: every stream written now) is version 4 with the residuals
+coded by up to four interleaved rANS states, one per band of rows, whose contexts see no row above a
+band's first row (`residuals.lanes_of`: one band per 16 k valid points and 32 rows, so small blocks
+keep one and version 4's residual bytes; `kernels.rans_encode_lanes`): the decoder runs up to four
+dependency chains side by side instead of one. Stream version 4 (written before version 5) is version 3's stream, or, on
 blocks of at most `interpolation.TRIAL_FEATURES` features where it is shorter, SZ3 per feature at the
 same bound with patches (`satflow.codecs.interpolation`; the payload's first byte says which), so
 errorbound is never larger than SZ3 per feature there; its header leaves out the defaults
@@ -59,8 +63,8 @@ from satflow.codecs.residuals import (WINDOW, decode_residuals, encode_residuals
 
 _LIMIT = prediction.LIMIT  # |q| beyond this is not worth coding: the point becomes a verbatim patch
 CONTEXTS = ("causal", "learned", "none")
-READABLE_VERSIONS = (1, 2, 3, 4)
-STREAM_VERSION = 4  # what this satflow writes (version 4: version 3's residual stream, or SZ3, per block)
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
+STREAM_VERSION = 5  # what this satflow writes (version 5: version 4 with interleaved rANS states)
 # A version-4 header leaves out what is the default: inner "constant", no inner_params, context "causal".
 _V4_DEFAULTS = {"inner": "constant", "inner_params": {}, "context": "causal"}
 

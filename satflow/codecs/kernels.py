@@ -9,8 +9,9 @@
 - The learned context's loop (`context_closed_loop`) predicts a row of one feature and column parity
   at once: layers 1 and 2 are BLAS products over those points, exact because they sum integers
   held exactly in float64 (`learned.context._check_bounds`), in any order or blocking.
-- The residual symbols of stream versions 2 and 3 are rANS-coded with integer arithmetic only; version
-  3 picks each point's model by a context of the q decoded next to it (`_context`).
+- The residual symbols of stream versions 2 to 5 are rANS-coded with integer arithmetic only; version
+  3 picks each point's model by a context of the q decoded next to it (`_context`); version 5 runs
+  several interleaved states, one per band of rows (`rans_encode_lanes`).
 Nothing runs in parallel. `cache=True` compiles once per machine (the cache lives next to this
 file, or in NUMBA_CACHE_DIR).
 """
@@ -588,9 +589,10 @@ def context_close(h2, z1, n, columns, w3, b3, limit, scale, mean, std, one, step
         coded[f, i, j] = min(max(scaled, -limit), limit)
 
 
-# --- rANS coding of the quantised prediction errors (errorbound stream versions 2 and 3) --------
-# One rANS state (32 bits, renormalised 16 bits at a time, probabilities in PROB_BITS bits) runs
-# over every group in order: group g = 2 f + column parity, valid points in raster order. Integer
+# --- rANS coding of the quantised prediction errors (errorbound stream versions 2 to 5) ---------
+# Versions 2-4: one rANS state (32 bits, renormalised 16 bits at a time, probabilities in PROB_BITS
+# bits) runs over every group in order: group g = 2 f + column parity, valid points in raster order
+# (version 5: several states, below). Integer
 # arithmetic only, so every machine codes and decodes the same words.
 PROB_BITS = 14
 PROB_SCALE = 1 << PROB_BITS
@@ -877,6 +879,463 @@ def all_frequencies(counts, lo, hi):
     return freqs
 
 
+# --- Stream version 5: interleaved rANS over row bands -------------------------------------------
+# Versions 2-4 decode through one state: each symbol's table lookup waits on the state update of
+# the one before, one dependency chain through every point (about 12-14 ns a symbol). Version 5
+# splits every group's rows into `lanes` bands (band r: rows r H // lanes to (r + 1) H // lanes) and
+# gives each band its own state; the decoder takes one point of each band in turn (step s: row
+# start_r + s of every band, column by column), so `lanes` chains run side by side. A point's context
+# is version 3's except that a band's first row sees no row above (the row above is another band's,
+# decoded later): every context reads only its own band's symbols and the previous feature's, so
+# the bands never wait on each other. All states share one word stream (each symbol renormalises
+# its own state, at most one word, in the decoder's order): the states' initial values first
+# (2 words each, band order), then the words in decoding order. Integer arithmetic only.
+
+
+@njit(cache=True, inline="always")
+def _band(r, height, lanes):
+    """Rows [start, stop) of band r of `lanes`."""
+    return (r * height) // lanes, ((r + 1) * height) // lanes
+
+
+@njit(cache=True)
+def band_contexts(q, valid, class_map, lanes):
+    """`point_contexts` with the up neighbour read as 0 on the first row of every band (lanes = 1:
+    exactly `point_contexts`)."""
+    n_features, height, width = q.shape
+    contexts = np.zeros(q.shape, np.uint8)
+    if class_map.size == 1:
+        return contexts
+    cap = class_map.size - 1
+    first = np.zeros(height + 1, np.bool_)
+    for r in range(lanes):
+        first[_band(r, height, lanes)[0]] = True
+    for f in range(n_features):
+        for i in range(height):
+            for j in range(width):
+                if valid[f, i, j]:
+                    left = _magnitude(q[f, i, j - 2], cap) if j >= 2 else 0
+                    up = 0 if first[i] else _magnitude(q[f, i - 1, j], cap)
+                    earlier = _magnitude(q[f - 1, i, j], cap) if f >= 1 else 0
+                    contexts[f, i, j] = _context(left, up, earlier, class_map)
+    return contexts
+
+
+@njit(cache=True)
+def rans_encode_lanes(q, valid, lo, hi, freqs, n_valid, contexts, n_contexts, lanes):
+    """Version 5's `rans_encode`: the words (uint16, in decoding order: the lanes' states, then the
+    renormalisation words) and the escaped values in decoding order. Decoding order: group by group
+    (feature, then column parity); within a group, step s = 0, 1, ... of the bands, column by
+    column, band by band: point (start_r + s, column) where that row is in band r."""
+    n_features, height, width = q.shape
+    cums = np.zeros(freqs.shape, np.int64)
+    for m in range(freqs.shape[0]):
+        for s in range(1, freqs.shape[1]):
+            cums[m, s] = cums[m, s - 1] + freqs[m, s - 1]
+    starts, stops = np.zeros(lanes, np.int64), np.zeros(lanes, np.int64)
+    for r in range(lanes):
+        starts[r], stops[r] = _band(r, height, lanes)
+    steps = (height + lanes - 1) // lanes
+    words = np.empty(n_valid + 2 * lanes, np.uint16)  # a symbol emits at most one word
+    escapes = np.empty(n_valid, np.int64)
+    # every symbol's frequency, start and band in decoding order (one pass in that order), then the
+    # states run over them backwards in one flat loop
+    sym_freq, sym_start = np.empty(n_valid, np.uint16), np.empty(n_valid, np.uint16)
+    sym_lane = np.empty(n_valid, np.uint8)
+    n_escapes, n = 0, 0
+    for g in range(2 * n_features):
+        f, parity = g >> 1, g & 1
+        for s in range(steps):
+            for j in range(parity, width, 2):
+                for r in range(lanes):
+                    i = starts[r] + s
+                    if i < stops[r] and valid[f, i, j]:
+                        m = g * n_contexts + contexts[f, i, j]
+                        v = q[f, i, j]
+                        if lo[m] <= v <= hi[m]:
+                            sym = v - lo[m]
+                        else:
+                            sym = hi[m] - lo[m] + 1
+                            escapes[n_escapes] = v
+                            n_escapes += 1
+                        sym_freq[n], sym_start[n], sym_lane[n] = freqs[m, sym], cums[m, sym], r
+                        n += 1
+    states = np.full(lanes, np.uint64(RANS_LOW))
+    at = words.size
+    for t in range(n - 1, -1, -1):
+        r = sym_lane[t]
+        freq, start = np.uint64(sym_freq[t]), np.uint64(sym_start[t])
+        state = states[r]
+        if state >= np.uint64((RANS_LOW >> PROB_BITS) << 16) * freq:
+            at -= 1
+            words[at] = np.uint16(state & np.uint64(0xFFFF))
+            state >>= np.uint64(16)
+        states[r] = (state // freq << np.uint64(PROB_BITS)) + state % freq + start
+    at -= 2 * lanes
+    for r in range(lanes):
+        words[at + 2 * r] = np.uint16(states[r] >> np.uint64(16))
+        words[at + 2 * r + 1] = np.uint16(states[r] & np.uint64(0xFFFF))
+    return words[at:].copy(), escapes[:n_escapes].copy()
+
+
+@njit(cache=True)
+def _rans_start_lanes(words, lanes):
+    """Version 5's running decoder state: [next word, escapes used, state of lane 0, 1, ...]
+    (status 1: too short for the states)."""
+    coder = np.zeros(2 + lanes, np.int64)
+    if words.size < 2 * lanes:
+        return coder, 1
+    for r in range(lanes):
+        coder[2 + r] = (np.int64(words[2 * r]) << 16) | np.int64(words[2 * r + 1])
+    coder[0] = 2 * lanes
+    return coder, 0
+
+
+@njit(cache=True)
+def _rans_finish_lanes(coder, words, escapes):
+    """0 when the stream ended exactly (all words and escapes used, every state back at its start), else 3."""
+    for r in range(2, coder.size):
+        if coder[r] != RANS_LOW:
+            return 3
+    return 0 if coder[0] == words.size and coder[1] == escapes.size else 3
+
+
+@njit(cache=True)
+def _rans_lanes_group(coder, words, escapes, luts, cums, model_freqs, lo, hi, freqs, valid, parity, dest, magnitudes,
+                      earlier, class_map):
+    """Version 5's `_rans_group`: one group decoded band by band in turn (`rans_encode_lanes`' order),
+    each band through its own state. Renormalisation is branch-free (the word is read from the stream
+    clamped to its end; a stream that runs out shows as words used past the end: status 1). Same
+    buffers and statuses as `_rans_group`."""
+    height, width = valid.shape
+    n_contexts = lo.size
+    lanes = coder.size - 2
+    cap = class_map.size - 1
+    usable = np.zeros(n_contexts, np.bool_)
+    escape_at = np.zeros(n_contexts, np.int64)
+    for k in range(n_contexts):
+        cum = 0
+        for s in range(hi[k] - lo[k] + 2):
+            cums[k, s], model_freqs[k, s] = cum, freqs[k, s]
+            for m in range(freqs[k, s]):
+                luts[k, cum + m] = s
+            cum += freqs[k, s]
+        usable[k] = cum == PROB_SCALE
+        escape_at[k] = hi[k] - lo[k] + 1
+    states = np.empty(lanes, np.uint64)
+    rows, ups, ids = np.zeros(lanes, np.int64), np.zeros(lanes, np.int64), np.zeros(lanes, np.int64)
+    for r in range(lanes):
+        states[r] = np.uint64(coder[2 + r])
+    at, n_escapes = coder[0], coder[1]
+    last = words.size - 1
+    mask = np.uint64(PROB_SCALE - 1)
+    low = np.uint64(RANS_LOW)
+    n_columns = (width - parity + 1) // 2
+    steps = (height + lanes - 1) // lanes
+    k = 0
+    for s in range(steps):
+        active = 0
+        for r in range(lanes):
+            start, stop = _band(r, height, lanes)
+            if start + s < stop:  # bands differ by one row at most: some end a step before others
+                rows[active], ids[active] = start + s, r
+                ups[active] = start + s if s else 0  # a band's first row reads magnitudes' zero row 0
+                active += 1
+        for column in range(n_columns):
+            j = parity + 2 * column
+            for a in range(active):
+                i, r = rows[a], ids[a]
+                if not valid[i, j]:
+                    dest[i, column] = 0
+                    if n_contexts > 1:
+                        magnitudes[i + 1, column + 1] = 0
+                    continue
+                if n_contexts > 1:
+                    k = _context(magnitudes[i + 1, column], magnitudes[ups[a], column + 1],
+                                 earlier[i + 1, column + 1], class_map)
+                if not usable[k]:
+                    return 4
+                state = states[r]
+                slot = state & mask
+                sym = np.int64(luts[k, slot])
+                state = model_freqs[k, sym] * (state >> np.uint64(PROB_BITS)) + slot - cums[k, sym]
+                word = np.uint64(words[min(at, last)])
+                need = state < low
+                states[r] = (state << np.uint64(16)) | word if need else state
+                at += np.int64(need)
+                if sym == escape_at[k]:
+                    if n_escapes >= escapes.size:
+                        return 2
+                    value = escapes[n_escapes]
+                    n_escapes += 1
+                else:
+                    value = sym + lo[k]
+                dest[i, column] = value
+                if n_contexts > 1:
+                    magnitudes[i + 1, column + 1] = _magnitude(value, cap)
+    if at > words.size:
+        return 1
+    coder[0], coder[1] = at, n_escapes
+    for r in range(lanes):
+        coder[2 + r] = np.int64(states[r])
+    return 0
+
+
+@njit(cache=True)
+def _decode_group_lanes(coder, words, escapes, tables, lo, hi, freqs, valid, f, parity, q, magnitudes, class_map):
+    """`_decode_group` for version 5 (`_rans_lanes_group`)."""
+    luts, cums, model_freqs = tables
+    n_contexts = class_map[class_map.size - 1] + 1
+    first = (2 * f + parity) * n_contexts
+    return _rans_lanes_group(coder, words, escapes, luts, cums, model_freqs, lo[first : first + n_contexts],
+                             hi[first : first + n_contexts], freqs[first : first + n_contexts], valid[f], parity,
+                             q[parity], magnitudes[f & 1, parity], magnitudes[1 - (f & 1), parity], class_map)
+
+
+@njit(cache=True)
+def rans_decode_lanes(words, valid, lo, hi, freqs, escapes, q, class_map, lanes):
+    """Inverse of `rans_encode_lanes` (version 5), into q; statuses as `rans_decode`."""
+    n_features, height, width = q.shape
+    coder, status = _rans_start_lanes(words, lanes)
+    if status:
+        return status
+    tables, halves, magnitudes = _decoder_buffers(freqs, class_map, height, (width + 1) // 2)
+    for f in range(n_features):
+        for parity in range(2):
+            status = _decode_group_lanes(coder, words, escapes, tables, lo, hi, freqs, valid, f, parity, halves,
+                                         magnitudes, class_map)
+            if status:
+                return status
+            for i in range(height):
+                for j in range(parity, width, 2):
+                    q[f, i, j] = halves[parity, i, j >> 1]
+    return _rans_finish_lanes(coder, words, escapes)
+
+
+@njit(cache=True)
+def _rans_fast_group(coder, words, escapes, luts, cums, model_freqs, lo, hi, freqs, valid, parity, dest, magnitudes,
+                     earlier, class_map, scratch, scratch_m):
+    """`_rans_lanes_group` (the reference: same order, same statuses) for at most 4 bands, the bands'
+    states, rows and left contexts held in registers, tables flat: what `linear_decode` runs.
+    scratch (q) and scratch_m (capped |q|, the second row staying 0): rows standing in for a band
+    that has no row at this step or does not exist (never valid)."""
+    height, width = valid.shape
+    n_contexts = lo.size
+    lanes = coder.size - 2
+    cap = class_map.size - 1
+    stride = freqs.shape[1] + 1
+    escape_at = np.zeros(n_contexts, np.int64)
+    for k in range(n_contexts):
+        cum = 0
+        escape_at[k] = hi[k] - lo[k] + 1
+        for s in range(hi[k] - lo[k] + 2):
+            cums[k * stride + s], model_freqs[k * stride + s] = cum, freqs[k, s]
+            for m in range(freqs[k, s]):
+                luts[(k << PROB_BITS) + cum + m] = s
+            cum += freqs[k, s]
+        if cum != PROB_SCALE:  # no symbols: every slot decodes to the marker past the escape
+            luts[k << PROB_BITS : (k + 1) << PROB_BITS] = escape_at[k] + 1
+            cums[k * stride + escape_at[k] + 1], model_freqs[k * stride + escape_at[k] + 1] = 0, 1
+    state0 = np.uint64(coder[2])
+    state1 = np.uint64(coder[3]) if lanes > 1 else np.uint64(RANS_LOW)
+    state2 = np.uint64(coder[4]) if lanes > 2 else np.uint64(RANS_LOW)
+    state3 = np.uint64(coder[5]) if lanes > 3 else np.uint64(RANS_LOW)
+    at, n_escapes = coder[0], coder[1]
+    last = words.size - 1
+    mask, shift, sixteen, low = np.uint64(PROB_SCALE - 1), np.uint64(PROB_BITS), np.uint64(16), np.uint64(RANS_LOW)
+    n_columns = (width - parity + 1) // 2
+    steps = (height + lanes - 1) // lanes
+    never = np.zeros(width, np.bool_)
+    start0, stop0 = _band(0, height, lanes)
+    start1, stop1 = _band(1, height, lanes)
+    start2, stop2 = _band(2, height, lanes)
+    start3, stop3 = _band(3, height, lanes)
+    for s in range(steps):
+        # band r's rows for this step, or scratch where the band has ended or does not exist
+        if start0 + s < stop0:
+            v0, d0, m0, u0, e0 = valid[start0 + s], dest[start0 + s], magnitudes[start0 + s + 1], magnitudes[
+                start0 + s if s else 0], earlier[start0 + s + 1]
+        else:
+            v0, d0, m0, u0, e0 = never, scratch[0], scratch_m[0], scratch_m[1], scratch_m[1]
+        if lanes > 1 and start1 + s < stop1:
+            v1, d1, m1, u1, e1 = valid[start1 + s], dest[start1 + s], magnitudes[start1 + s + 1], magnitudes[
+                start1 + s if s else 0], earlier[start1 + s + 1]
+        else:
+            v1, d1, m1, u1, e1 = never, scratch[0], scratch_m[0], scratch_m[1], scratch_m[1]
+        if lanes > 2 and start2 + s < stop2:
+            v2, d2, m2, u2, e2 = valid[start2 + s], dest[start2 + s], magnitudes[start2 + s + 1], magnitudes[
+                start2 + s if s else 0], earlier[start2 + s + 1]
+        else:
+            v2, d2, m2, u2, e2 = never, scratch[0], scratch_m[0], scratch_m[1], scratch_m[1]
+        if lanes > 3 and start3 + s < stop3:
+            v3, d3, m3, u3, e3 = valid[start3 + s], dest[start3 + s], magnitudes[start3 + s + 1], magnitudes[
+                start3 + s if s else 0], earlier[start3 + s + 1]
+        else:
+            v3, d3, m3, u3, e3 = never, scratch[0], scratch_m[0], scratch_m[1], scratch_m[1]
+        l0 = l1 = l2 = l3 = np.int64(0)
+        for column in range(n_columns):  # band 0, 1, 2, 3 in turn (the same code four times)
+            j = parity + 2 * column
+            if v0[j]:
+                k = class_map[min(l0 + u0[column + 1] + e0[column + 1], cap)] if n_contexts > 1 else 0
+                slot = state0 & mask
+                sym = np.int64(luts[np.uint64(k << PROB_BITS) + slot])
+                at_k = np.uint64(k * stride + sym)
+                state0 = model_freqs[at_k] * (state0 >> shift) + slot - cums[at_k]
+                word = np.uint64(words[min(at, last)])
+                need = state0 < low
+                state0 = (state0 << sixteen) | word if need else state0
+                at += np.int64(need)
+                if sym >= escape_at[k]:  # the escape, or the marker of a context without symbols
+                    if sym > escape_at[k]:
+                        return 4
+                    if n_escapes >= escapes.size:
+                        return 2
+                    value = escapes[n_escapes]
+                    n_escapes += 1
+                else:
+                    value = sym + lo[k]
+                d0[column] = value
+                l0 = np.int64(_magnitude(value, cap))
+                m0[column + 1] = l0
+            else:
+                d0[column] = 0
+                m0[column + 1] = 0
+                l0 = np.int64(0)
+            if v1[j]:
+                k = class_map[min(l1 + u1[column + 1] + e1[column + 1], cap)] if n_contexts > 1 else 0
+                slot = state1 & mask
+                sym = np.int64(luts[np.uint64(k << PROB_BITS) + slot])
+                at_k = np.uint64(k * stride + sym)
+                state1 = model_freqs[at_k] * (state1 >> shift) + slot - cums[at_k]
+                word = np.uint64(words[min(at, last)])
+                need = state1 < low
+                state1 = (state1 << sixteen) | word if need else state1
+                at += np.int64(need)
+                if sym >= escape_at[k]:  # the escape, or the marker of a context without symbols
+                    if sym > escape_at[k]:
+                        return 4
+                    if n_escapes >= escapes.size:
+                        return 2
+                    value = escapes[n_escapes]
+                    n_escapes += 1
+                else:
+                    value = sym + lo[k]
+                d1[column] = value
+                l1 = np.int64(_magnitude(value, cap))
+                m1[column + 1] = l1
+            else:
+                d1[column] = 0
+                m1[column + 1] = 0
+                l1 = np.int64(0)
+            if v2[j]:
+                k = class_map[min(l2 + u2[column + 1] + e2[column + 1], cap)] if n_contexts > 1 else 0
+                slot = state2 & mask
+                sym = np.int64(luts[np.uint64(k << PROB_BITS) + slot])
+                at_k = np.uint64(k * stride + sym)
+                state2 = model_freqs[at_k] * (state2 >> shift) + slot - cums[at_k]
+                word = np.uint64(words[min(at, last)])
+                need = state2 < low
+                state2 = (state2 << sixteen) | word if need else state2
+                at += np.int64(need)
+                if sym >= escape_at[k]:  # the escape, or the marker of a context without symbols
+                    if sym > escape_at[k]:
+                        return 4
+                    if n_escapes >= escapes.size:
+                        return 2
+                    value = escapes[n_escapes]
+                    n_escapes += 1
+                else:
+                    value = sym + lo[k]
+                d2[column] = value
+                l2 = np.int64(_magnitude(value, cap))
+                m2[column + 1] = l2
+            else:
+                d2[column] = 0
+                m2[column + 1] = 0
+                l2 = np.int64(0)
+            if v3[j]:
+                k = class_map[min(l3 + u3[column + 1] + e3[column + 1], cap)] if n_contexts > 1 else 0
+                slot = state3 & mask
+                sym = np.int64(luts[np.uint64(k << PROB_BITS) + slot])
+                at_k = np.uint64(k * stride + sym)
+                state3 = model_freqs[at_k] * (state3 >> shift) + slot - cums[at_k]
+                word = np.uint64(words[min(at, last)])
+                need = state3 < low
+                state3 = (state3 << sixteen) | word if need else state3
+                at += np.int64(need)
+                if sym >= escape_at[k]:  # the escape, or the marker of a context without symbols
+                    if sym > escape_at[k]:
+                        return 4
+                    if n_escapes >= escapes.size:
+                        return 2
+                    value = escapes[n_escapes]
+                    n_escapes += 1
+                else:
+                    value = sym + lo[k]
+                d3[column] = value
+                l3 = np.int64(_magnitude(value, cap))
+                m3[column + 1] = l3
+            else:
+                d3[column] = 0
+                m3[column + 1] = 0
+                l3 = np.int64(0)
+    if at > words.size:
+        return 1
+    coder[0], coder[1], coder[2] = at, n_escapes, np.int64(state0)
+    if lanes > 1:
+        coder[3] = np.int64(state1)
+    if lanes > 2:
+        coder[4] = np.int64(state2)
+    if lanes > 3:
+        coder[5] = np.int64(state3)
+    return 0
+
+
+@njit(cache=True)
+def _fast_buffers(freqs, class_map, half):
+    """`_rans_fast_group`'s flat tables (luts, cums, model freqs) and its scratch rows (q, capped |q|)."""
+    n_contexts = class_map[class_map.size - 1] + 1
+    stride = freqs.shape[1] + 1  # one more symbol: the marker of a context without symbols
+    luts = np.zeros(n_contexts << PROB_BITS, np.uint8)  # marker <= 2 * 127 + 2 fits a byte
+    return (luts, np.zeros(n_contexts * stride, np.uint64), np.zeros(n_contexts * stride, np.uint64),
+            np.zeros((1, half + 1), np.int64), np.zeros((2, half + 1), np.uint8))
+
+
+@njit(cache=True)
+def rans_decode_fast(words, valid, lo, hi, freqs, escapes, q, class_map, lanes):
+    """`rans_decode_lanes` through `_rans_fast_group` (lanes 1 to 4), the fast path `linear_decode`
+    takes, on its own: tests hold it to the reference."""
+    n_features, height, width = q.shape
+    coder, status = _rans_start_lanes(words, lanes)
+    if status:
+        return status
+    _, halves, magnitudes = _decoder_buffers(freqs, class_map, height, (width + 1) // 2)
+    fast = _fast_buffers(freqs, class_map, (width + 1) // 2)
+    for f in range(n_features):
+        for parity in range(2):
+            status = _decode_group_fast(coder, words, escapes, fast, lo, hi, freqs, valid, f, parity, halves,
+                                        magnitudes, class_map)
+            if status:
+                return status
+            for i in range(height):
+                for j in range(parity, width, 2):
+                    q[f, i, j] = halves[parity, i, j >> 1]
+    return _rans_finish_lanes(coder, words, escapes)
+
+
+@njit(cache=True)
+def _decode_group_fast(coder, words, escapes, fast, lo, hi, freqs, valid, f, parity, q, magnitudes, class_map):
+    """`_decode_group_lanes` through `_rans_fast_group` (fast: `_fast_buffers`)."""
+    luts, cums, model_freqs, scratch, scratch_m = fast
+    n_contexts = class_map[class_map.size - 1] + 1
+    first = (2 * f + parity) * n_contexts
+    return _rans_fast_group(coder, words, escapes, luts, cums, model_freqs, lo[first : first + n_contexts],
+                            hi[first : first + n_contexts], freqs[first : first + n_contexts], valid[f], parity,
+                            q[parity], magnitudes[f & 1, parity], magnitudes[1 - (f & 1), parity], class_map, scratch,
+                            scratch_m)
+
+
+
 @njit(cache=True)
 def float32_exponent_sums_usable(values, valid):
     """Exact sums of each feature's valid finite float32 values, as int64 sums of their 24-bit
@@ -1095,10 +1554,11 @@ def valid_values(values, valid):
 
 @njit(cache=True)
 def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_earlier, step,
-                  words, lo, hi, freqs, escapes, class_map, out):
-    """Stream versions 2 and 3's decoder in one pass: each feature's two groups of q are rANS-decoded
-    (`rans_decode`) just before the closed loop (`linear_loop`) runs over that feature, and the
-    reconstruction is written as float32 into `out`. Returns `rans_decode`'s status.
+                  words, lo, hi, freqs, escapes, class_map, lanes, out):
+    """Stream versions 2 to 5's decoder in one pass: each feature's two groups of q are rANS-decoded
+    (`rans_decode`, or with lanes > 1 (at most 4) version 5's `_rans_fast_group`) just before the closed loop
+    (`linear_loop`) runs over that feature, and the reconstruction is written as float32 into `out`.
+    Returns the rANS decoder's status.
 
     x_hat: float32 as the inner codec decoded it, `fills[f]` standing in at invalid or non-finite
     points (what `prediction.finite_fill` gives); the predictions, their order and the float64
@@ -1114,10 +1574,11 @@ def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_e
     acc = np.empty(half)
     most = 1 + around.shape[0] * (n_earlier + 1) + row_offsets.shape[0]
     term_starts, term_weights = np.empty(most, np.int64), np.empty(most)
-    coder, status = _rans_start(words)
+    coder, status = _rans_start(words) if lanes == 1 else _rans_start_lanes(words, lanes)
     if status:
         return status
     tables, q, magnitudes = _decoder_buffers(freqs, class_map, height, half)
+    fast = _fast_buffers(freqs, class_map, half)
     for f in range(n_features):
         for i in range(height):  # x_hat of f as `_padded_halves` lays it out, filled as `finite_fill` does
             for j in range(width):
@@ -1125,8 +1586,12 @@ def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_e
                 hat[j & 1, i, (j >> 1) + 1] = v if valid[f, i, j] and np.isfinite(v) else fills[f]
             _refresh_pads(hat, i, width)
         for parity in range(2):
-            status = _decode_group(coder, words, escapes, tables, lo, hi, freqs, valid, f, parity, q, magnitudes,
-                                   class_map)
+            if lanes == 1:
+                status = _decode_group(coder, words, escapes, tables, lo, hi, freqs, valid, f, parity, q, magnitudes,
+                                       class_map)
+            else:
+                status = _decode_group_fast(coder, words, escapes, fast, lo, hi, freqs, valid, f, parity, q,
+                                            magnitudes, class_map)
             if status:
                 return status
         rec = flat[(f + 1) * plane : (f + 2) * plane].reshape((2, height, stride))
@@ -1144,4 +1609,4 @@ def linear_decode(x_hat, valid, fills, weights, starts, around, row_offsets, n_e
                     rec[parity, i, jj + 1] = value
                     out[f, i, parity + 2 * jj] = np.float32(value)
                 _refresh_pads(rec, i, width)
-    return _rans_finish(coder, words, escapes)
+    return _rans_finish(coder, words, escapes) if lanes == 1 else _rans_finish_lanes(coder, words, escapes)

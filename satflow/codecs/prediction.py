@@ -246,7 +246,7 @@ class LinearPredictor:
         return rec, q
 
     def decode_stream(self, x_hat: np.ndarray, model, step: np.ndarray) -> np.ndarray:
-        """Stream versions 2 and 3's one-pass decoder (`kernels.linear_decode`): the float32 reconstruction
+        """Stream versions 2 to 5's one-pass decoder (`kernels.linear_decode`): the float32 reconstruction
         that `run` on `finite_fill(x_hat)` with the q that `model` (a `residuals.ResidualModel`)
         codes would give, cast to float32. ContainerError when the residual stream does not decode."""
         x_hat = np.ascontiguousarray(x_hat, np.float32)
@@ -254,7 +254,7 @@ class LinearPredictor:
         check_residual_status(kernels.linear_decode(
             x_hat, model.valid, fill_values(x_hat, model.valid), self._flat, self._starts, AROUND_ARRAY,
             ROW_ARRAY, EARLIER, np.asarray(step, np.float64), model.words, model.lo, model.hi, model.freqs,
-            model.escapes, model.class_map, out))
+            model.escapes, model.class_map, model.lanes, out))
         return out
 
     def start(self, f: int, x_hat: np.ndarray, rec: np.ndarray, valid: np.ndarray):

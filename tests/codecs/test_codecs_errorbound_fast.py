@@ -6,11 +6,15 @@ with a compiled rANS coder (version 3 with contexts): the streams are pinned, de
 bound, and decode to the same numbers in any process (other thread counts, or the kernels
 interpreted). Version-1 streams (constriction's range coder) and version-2 streams, stored in
 data/errorbound-v1.sfc and data/errorbound-v2.sfc, still decode to the very numbers they did, and a
-codec read from a version-2 stream still writes its pinned bytes.
+codec read from a version-2 stream still writes its pinned bytes. Stream version 5 codes the residuals
+with up to four interleaved rANS states (one per band of rows): its fast decoder (`linear_decode`,
+`kernels.rans_decode_fast`) is held to the simple one (`kernels.rans_decode_lanes`) on streams with
+several bands, and version-4 streams (data/errorbound-v4.sfc) still decode to what version 4 decoded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -18,6 +22,7 @@ import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -27,11 +32,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numcodecs import Zstd
 
-from satflow.codecs import kernels, prediction
+from satflow.codecs import kernels, prediction, residuals
 from satflow.codecs.base import pack_sections, unpack_sections
 from satflow.codecs.container import ContainerError, pack_container, split_containers, unpack_container
 from satflow.codecs.interpolation import is_sz3
-from satflow.codecs.residuals import CONTEXT_SCHEMES, decode_residuals, encode_residuals
+from satflow.codecs.residuals import (CONTEXT_SCHEMES, decode_residuals, encode_residuals, lanes_of, residual_model,
+                                      unzstd_int64, zstd_int64)
 from satflow.codecs.registry import codec_from_container, decode_any, get_codec
 
 PINNED_VERSIONS = {"numcodecs": "0.16.6"}  # zstd of the pins (version 2 needs no other coding library)
@@ -73,29 +79,50 @@ def _patchy_block(seed: int, shape: tuple[int, int, int]) -> np.ndarray:
     return block.astype(np.float32)
 
 
-# SHA-256 of the version-4 streams (version 3's rANS residuals with contexts and compiled fit, or SZ3
-# per feature where that is shorter; compact headers), as first written by satflow.
+# SHA-256 of the version-5 streams (version 4's with the residuals of blocks of over 32 k points and
+# 64 rows coded by interleaved rANS states, one per band of rows: here "contexts", with 2), as first
+# written by satflow. Streams of one band are version 4's bytes but for the header's `stream`.
 CASES = {
     "contexts": (lambda smooth: _valid(_patchy_block(2, (3, 96, 128))), {"eps": 0.1},
-                 "aa0df0bcc4b5bae97a1b510bb583f9884ecec2b262f94611acd7b5ce2c854353"),
+                 "eb3e966b8c354265c84f325807be3f051ad6f08751d138c34e5aa2a95e376ca7"),
     "smooth-odd-width": (lambda smooth: _valid(smooth(seed=7, shape=(3, 21, 33))), {"eps": 0.1},
-                         "13f5ad00b839aa03f2a18fc0dd54c1e2f3ea17c5cb1c606a66da2bdd88d8a37a"),
+                         "2e00934de33fbe053a295d959424d7c78004d52b40f7db1c25539425a6e2e650"),
     "more-features-than-earlier": (lambda smooth: _valid(_shared_block(3, (20, 40, 64))), {"eps": 0.2},
-                                   "9f07dc6a515f84cf0350e282a6f10ba6829f153a6532fa25cf5195bf3ac2b689"),
+                                   "1adfd3c0e8b73bef0991e559b692fc55478dc9a9d90a50b5f61c510fc164d1f9"),
     "extremes-fine": (lambda smooth: _extreme_block(5, (2, 9, 7)), {"eps": 0.01},
-                      "df0d822ea93d66bce9d63f6765468da1ae964ef2f5f8f66999f6f82c5de3f2f9"),
+                      "d4e298a5e61ef633aa1b1a137cd271887aa5bb119d832abaa67a9f979ea627d7"),
     "extremes-coarse-bitround": (lambda smooth: _extreme_block(5, (2, 9, 7)),
                                  {"inner": "bitround", "inner_params": {"keepbits": 2}, "eps": 3.0},
-                                 "43f060f3980dbffa0dd48fa74c14c7124f97557fd49b76f6c94df0afea2246f4"),
+                                 "13eb0c0eb3b99ef25761dcbe2f338ba35a1d57773bd60a2955cda127aabbc9a0"),
     "per-feature-eps": (lambda smooth: _valid(smooth(seed=11, shape=(2, 30, 48), gap_fraction=0.3)),
-                        {"eps": [0.05, 0.5]}, "5bb93e0d2c4afb8b8d626eed81df603713bb30361cdb7bbd1127fba69698e7fd"),
+                        {"eps": [0.05, 0.5]}, "7eda9ee1d938ffaf9e7a7acfa22870daec0369617118dbfb40ccbee9cf70b7ee"),
+}
+# The bands of each case's version-5 residuals (`residuals.lanes_of`): 1 where not listed.
+LANES = {"contexts": 2}
+# data/errorbound-v4.sfc: every CASES stream (sorted) as satflow wrote them in version 4 (commit
+# 2e79ea7, these pins), and what that commit decoded them to; a codec read from one still writes it.
+V4_PINS = {
+    "contexts": "aa0df0bcc4b5bae97a1b510bb583f9884ecec2b262f94611acd7b5ce2c854353",
+    "smooth-odd-width": "13f5ad00b839aa03f2a18fc0dd54c1e2f3ea17c5cb1c606a66da2bdd88d8a37a",
+    "more-features-than-earlier": "9f07dc6a515f84cf0350e282a6f10ba6829f153a6532fa25cf5195bf3ac2b689",
+    "extremes-fine": "df0d822ea93d66bce9d63f6765468da1ae964ef2f5f8f66999f6f82c5de3f2f9",
+    "extremes-coarse-bitround": "43f060f3980dbffa0dd48fa74c14c7124f97557fd49b76f6c94df0afea2246f4",
+    "per-feature-eps": "5bb93e0d2c4afb8b8d626eed81df603713bb30361cdb7bbd1127fba69698e7fd",
+}
+V4_DECODED = {
+    "contexts": "41d99f6960866659f99189115926a31c5e160e21823780d4c4aebb1409f64df2",
+    "extremes-coarse-bitround": "d1cb49caef7355279e774e30023f938c75313890eab1c746ac0c0c78148b81b3",
+    "extremes-fine": "2f525b1190316a50c56a73a47694ee6be2a30e445051896fbcf085462fc415ff",
+    "more-features-than-earlier": "5568b210424871066edf73b8e5bd7c51f375070f742926c15c9a8ec413c5df2c",
+    "per-feature-eps": "15825d21599e30cdb76b3501365e7bce9368491634301a654d7b47d6c0884a90",
+    "smooth-odd-width": "0491bfc1851ffa6b10e495d8f6b91233b1d2b7cdfe2b0814a39b889787dfe35e",
 }
 EARLIER_CASES = sorted(set(CASES) - {"contexts"})  # the cases streams of versions 1 and 2 were stored for
 # The context scheme of each case's stream: "contexts" has enough points per model for scheme 1;
 # "more-features-than-earlier" is in the band where the encoder tries both, and scheme 1 is shorter
 # there; the others are too small for it.
 SCHEMES = {"contexts": 1, "more-features-than-earlier": 1}
-# The cases whose version-4 stream is SZ3's (shorter there); the others are predictive.
+# The cases whose version-4 and -5 stream is SZ3's (shorter there); the others are predictive.
 SZ3_CASES = {"extremes-fine", "per-feature-eps", "smooth-odd-width"}
 
 # data/errorbound-v2.sfc: the EARLIER_CASES streams (sorted) as satflow wrote them in version 2
@@ -157,7 +184,7 @@ def _context_scheme(data: bytes) -> int:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_version_4_streams_are_pinned(case, make_block):
+def test_version_5_streams_are_pinned(case, make_block):
     make, params, digest = CASES[case]
     x, mask = make(make_block)
     codec = _codec(params)
@@ -166,12 +193,13 @@ def test_version_4_streams_are_pinned(case, make_block):
     decoded, decoded_mask = codec.decode(data)
     assert _within_bound(decoded, x, mask, params["eps"])
     np.testing.assert_array_equal(decoded_mask, ((mask != 0) & np.isfinite(x)).astype(np.uint8))
-    assert unpack_container(data).params == {"eps": params["eps"], "stream": 4, **(
+    assert unpack_container(data).params == {"eps": params["eps"], "stream": 5, **(
         {"inner": "bitround", "inner_params": {"information": 0.99, "keepbits": 2, "level": 5}}
         if "inner" in params else {})}
     assert is_sz3(unpack_container(data).payload) == (case in SZ3_CASES)
     if case not in SZ3_CASES:
         assert _context_scheme(data) == SCHEMES.get(case, 0)
+        assert lanes_of(mask != 0, 5) == LANES.get(case, 1)
     installed = {name: version(name) for name in PINNED_VERSIONS}
     if installed != PINNED_VERSIONS:
         pytest.skip(f"pinned with {PINNED_VERSIONS}, installed {installed}: re-pin (the bound was checked above)")
@@ -192,7 +220,27 @@ def test_contexts_pay_where_residuals_are_large_together(make_block):
 
 def _stored_streams(name: str) -> dict[str, bytes]:
     data = (Path(__file__).parent / "data" / name).read_bytes()
-    return dict(zip(sorted(CASES) if name == "errorbound-v3.sfc" else EARLIER_CASES, split_containers(data)))
+    every = name in ("errorbound-v3.sfc", "errorbound-v4.sfc")
+    return dict(zip(sorted(CASES) if every else EARLIER_CASES, split_containers(data)))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_version_4_streams_still_decode_to_the_same_values_and_are_written_again(case, make_block):
+    make, params, _ = CASES[case]
+    x, mask = make(make_block)
+    data = _stored_streams("errorbound-v4.sfc")[case]
+    decoder = codec_from_container(data)
+    assert decoder.stream_version == 4
+    decoded, decoded_mask = decoder.decode(data)
+    assert _within_bound(decoded, x, mask, params["eps"])
+    np.testing.assert_array_equal(decoded_mask, ((mask != 0) & np.isfinite(x)).astype(np.uint8))
+    assert hashlib.sha256(decoded.tobytes() + decoded_mask.tobytes()).hexdigest() == V4_DECODED[case]
+    again = decoder.encode(x, mask)  # a codec read from a version-4 stream writes version 4
+    assert unpack_container(again).params["stream"] == 4
+    installed = {name: version(name) for name in PINNED_VERSIONS}
+    if installed != PINNED_VERSIONS:
+        pytest.skip(f"pinned with {PINNED_VERSIONS}, installed {installed}")
+    assert hashlib.sha256(data).hexdigest() == hashlib.sha256(again).hexdigest() == V4_PINS[case]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -245,15 +293,15 @@ def test_a_version_1_codec_still_writes_version_1(make_block):
     assert "stream" not in unpack_container(again).params
     assert _within_bound(decode_any(again)[0], x, mask, params["eps"])
     fast = _codec(params).encode(x, mask)
-    assert unpack_container(fast).params["stream"] == 4 and fast != again
+    assert unpack_container(fast).params["stream"] == 5 and fast != again
 
 
 def test_a_newer_stream_version_is_refused_with_the_reason(block):
     data = _codec({"eps": 0.1}).encode(block)
     container = unpack_container(data)
-    forged = pack_container("errorbound", {**container.params, "stream": 5}, container.mask, container.payload)
-    with pytest.raises(ContainerError, match=r"errorbound stream version 5 is not one this satflow reads "
-                                             r"\(1, 2, 3, 4\); a newer satflow wrote it: upgrade satflow"):
+    forged = pack_container("errorbound", {**container.params, "stream": 6}, container.mask, container.payload)
+    with pytest.raises(ContainerError, match=r"errorbound stream version 6 is not one this satflow reads "
+                                             r"\(1, 2, 3, 4, 5\); a newer satflow wrote it: upgrade satflow"):
         decode_any(forged)
 
 
@@ -558,3 +606,189 @@ def test_property_compiled_misses_are_the_classic_ones(sample, tol):
     x_rec.ravel()[::5] = np.nan
     tol = np.full(x.shape[0], tol)
     np.testing.assert_array_equal(kernels.exceedances(x, x_rec, mask != 0, tol), exceedances(x, x_rec, mask, tol))
+
+
+# --- stream version 5: interleaved rANS states over bands of rows ---------------------------------
+
+@contextlib.contextmanager
+def _bands_everywhere():
+    """Version 5 with as many bands as a block has rows (up to `residuals.LANES`), whatever its size:
+    small blocks then take the paths of large ones."""
+    with mock.patch.object(residuals, "LANE_POINTS", 1), mock.patch.object(residuals, "LANE_ROWS", 1):
+        yield
+
+
+def _both_decoders(mask: np.ndarray, sections: tuple[bytes, bytes, bytes], words: np.ndarray | None = None):
+    """(status, q) of the simple version-5 decoder (`rans_decode_lanes`, what `decode_residuals` runs)
+    and of the fast one (`rans_decode_fast`, `linear_decode`'s), on the same model."""
+    model = residual_model(mask, *sections, 5)
+    words = model.words if words is None else words
+    out = []
+    for decoder in (kernels.rans_decode_lanes, kernels.rans_decode_fast):
+        q = np.zeros(mask.shape, np.int64)
+        out.append((decoder(words, model.valid, model.lo, model.hi, model.freqs, model.escapes, q, model.class_map,
+                            model.lanes), q))
+    return out, model.lanes
+
+
+def test_bands_by_block_size():
+    """Bands only where a block has the points and rows to pay for them; none before version 5."""
+    full = np.ones((15, 360, 720), bool)
+    assert lanes_of(full, 5) == 4 and lanes_of(full, 4) == lanes_of(full, 3) == 1
+    assert lanes_of(np.ones((1, 360, 720), bool), 5) == 4  # one feature
+    assert lanes_of(np.ones((3, 96, 128), bool), 5) == 2
+    assert lanes_of(np.ones((20, 40, 64), bool), 5) == 1  # few rows
+    gapped = full.copy()
+    gapped[:, :, 100:700] = False  # 15 x 360 x 100 valid
+    assert lanes_of(gapped, 5) == 4
+    with _bands_everywhere():
+        assert lanes_of(np.ones((1, 3, 5), bool), 5) == 3 and lanes_of(np.ones((1, 9, 1), bool), 5) == 4
+
+
+@settings(max_examples=80, deadline=None)
+@given(_residual_blocks(), st.sampled_from([None, *CONTEXT_SCHEMES]))
+def test_property_version_5_residuals_round_trip_and_the_fast_decoder_is_the_simple_one(sample, scheme):
+    q, mask = sample
+    with _bands_everywhere():
+        sections = encode_residuals(q, mask, 5, scheme)
+        np.testing.assert_array_equal(decode_residuals(mask, *sections, 5), q)
+        (simple, fast), lanes = _both_decoders(mask, sections)
+    assert lanes == max(1, min(4, mask.shape[1], int(np.count_nonzero(mask))))
+    assert simple[0] == fast[0] == 0
+    np.testing.assert_array_equal(simple[1], q)
+    np.testing.assert_array_equal(fast[1], q)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([0, 1]))
+def test_property_forged_version_5_words_give_both_decoders_the_same_answer(seed, scheme):
+    """Words damaged past the CRC: both decoders read only inside their buffers and agree on the
+    status (and on q where they decode); `decode_residuals` answers ContainerError or q."""
+    rng = np.random.default_rng(seed)
+    shape = (2, int(rng.integers(4, 20)), int(rng.integers(1, 23)))
+    mask = (rng.random(shape) < 0.8).astype(np.uint8)
+    q = np.where(mask != 0, rng.integers(-40, 41, shape), 0)
+    q.flat[int(rng.integers(0, q.size))] = 10**6  # an escape where valid
+    with _bands_everywhere():
+        sections = encode_residuals(q, mask, 5, scheme)
+        words = np.frombuffer(sections[1], "<u2").astype(np.uint16)
+        forged = words.copy()
+        for at in rng.integers(0, words.size, int(rng.integers(1, 4))):
+            forged[at] ^= np.uint16(rng.integers(1, 2**16))
+        cut = forged[: int(rng.integers(0, words.size + 1))]
+        for candidate in (forged, cut, np.concatenate([words, forged[:3]])):
+            (simple, fast), _ = _both_decoders(mask, sections, candidate)
+            assert simple[0] == fast[0]
+            if simple[0] == 0:
+                np.testing.assert_array_equal(simple[1], fast[1])
+                assert not simple[1][mask == 0].any()
+            try:
+                decoded = decode_residuals(mask, sections[0], candidate.astype("<u2").tobytes(), sections[2], 5)
+            except ContainerError:
+                continue
+            assert decoded.shape == mask.shape and not decoded[mask == 0].any()
+
+
+def test_one_band_is_version_3_and_bands_cost_almost_nothing():
+    """Version 5 with one band writes version 3's residual bytes; with four on a full field whose
+    residuals are large together (contexts matter), the words grow by under 0.1%."""
+    rng = np.random.default_rng(3)
+    mask = np.ones((2, 360, 720), np.uint8)
+    mask[:, :, 300:340] = 0  # a swath gap
+    spread = np.where((np.arange(360) // 30) % 2 == 0, 0.4, 3.0)[None, :, None]
+    q = np.where(mask != 0, np.rint(rng.laplace(0, 1, mask.shape) * spread), 0).astype(np.int64)
+    small = (q[:, :30, :64], mask[:, :30, :64])
+    for scheme in CONTEXT_SCHEMES:
+        assert lanes_of(small[1] != 0, 5) == 1
+        assert encode_residuals(*small, 5, scheme) == encode_residuals(*small, 3, scheme)
+    assert lanes_of(mask != 0, 5) == 4
+    v5, v3 = encode_residuals(q, mask, 5), encode_residuals(q, mask, 3)
+    assert len(v5[1]) < 1.001 * len(v3[1]) and abs(len(v5[0]) - len(v3[0])) <= 8  # tables: other counts
+    np.testing.assert_array_equal(decode_residuals(mask, *v5, 5), q)
+
+
+def _fields_for_bands() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Blocks with 4 bands at the real sizes: one feature without gaps, several with a swath gap."""
+    lat, lon = np.meshgrid(np.linspace(0, 3, 180), np.linspace(0, 6, 400), indexing="ij")
+    rng = np.random.default_rng(8)
+    one = (280 + 8 * np.sin(lon) * np.cos(lat) + rng.normal(0, 0.3, lat.shape))[None].astype(np.float32)
+    return {"one-feature-no-gaps": _valid(one), "features-with-gap": _valid(_shared_block(6, (4, 130, 200)))}
+
+
+@pytest.mark.parametrize("name", ["one-feature-no-gaps", "features-with-gap"])
+def test_version_5_with_four_bands_holds_the_bound_and_decodes_as_the_reference(name):
+    x, mask = _fields_for_bands()[name]
+    assert lanes_of(mask != 0, 5) == 4
+    codec = _codec({"eps": 0.1}, sz3_trial=False)
+    data = codec.encode(x, mask)
+    assert unpack_container(data).params["stream"] == 5
+    decoded, _ = decode_any(data)
+    assert _within_bound(decoded, x, mask, 0.1)
+    assert decoded.tobytes() == _two_pass_decode(data).tobytes()
+    old = _codec({"eps": 0.1}, sz3_trial=False)
+    old.stream_version = 4
+    # the bands' states and their first rows' contexts: 0.3% on this block of 130 rows (0.02-0.08% on full fields)
+    assert len(data) <= 1.005 * len(old.encode(x, mask))
+
+
+@settings(max_examples=40, deadline=None)
+@given(masked_blocks(), st.sampled_from([0.01, 0.5, 3.0]), st.sampled_from(["constant", "bitround"]))
+def test_property_version_5_with_bands_holds_the_bound_and_one_pass_is_the_reference(sample, eps, inner):
+    x, mask = sample
+    codec = get_codec("errorbound", inner=inner, inner_params={"keepbits": 2} if inner == "bitround" else {}, eps=eps)
+    codec.sz3_trial = False
+    with _bands_everywhere():
+        data = codec.encode(x, mask)
+        decoded = decode_any(data)[0]
+        assert decoded.tobytes() == _two_pass_decode(data).tobytes()
+    valid = (mask != 0) & np.isfinite(x)
+    assert (np.abs(decoded[valid].astype(np.float64) - x[valid]) <= eps).all()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "extra word", "flipped word", "extra escape"])
+def test_damaged_version_5_streams_with_bands_are_refused(damage, make_block):
+    make, params, _ = CASES["contexts"]
+    x, mask = make(make_block)
+    data = _codec(params, sz3_trial=False).encode(x, mask)
+    container = unpack_container(data)
+    parts = unpack_sections(container.payload)
+    assert lanes_of(mask != 0, 5) == 2
+    words = parts[4]
+    if damage == "truncated":
+        parts[4] = words[:-2]
+    elif damage == "extra word":
+        parts[4] = words + b"\x01\x00"
+    elif damage == "flipped word":
+        parts[4] = words[:2] + bytes([words[2] ^ 0x5A]) + words[3:]  # the second band's state
+    else:
+        parts[5] = zstd_int64(np.concatenate([unzstd_int64(parts[5]), [1000]]))
+    forged = pack_container("errorbound", container.params, container.mask, pack_sections(parts))
+    with pytest.raises(ContainerError, match="errorbound residual stream does not decode"):
+        decode_any(forged)
+
+
+@pytest.mark.parametrize("env", [{"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"},
+                                 {"NUMBA_DISABLE_JIT": "1"}], ids=["other-threads", "interpreted-kernels"])
+def test_fresh_process_writes_and_decodes_the_same_version_5_bands(tmp_path, env):
+    """Another process (or the kernels as plain Python) writes the same version-5 stream with four
+    bands and decodes this one to the same numbers."""
+    x, mask = _valid(_shared_block(4, (3, 10, 14)))
+    codec = _codec({"eps": 0.1}, sz3_trial=False)
+    with _bands_everywhere():
+        data = codec.encode(x, mask)
+        x_rec, _ = codec.decode(data)
+        assert residuals.lanes_of(mask != 0, 5) == 4
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "block.sfc").write_bytes(data)
+    script = ("import sys, numpy as np\n"
+              "from satflow.codecs import residuals\n"
+              "from satflow.codecs.registry import decode_any, get_codec\n"
+              "residuals.LANE_POINTS = residuals.LANE_ROWS = 1\n"
+              "x = np.load(sys.argv[1] + '/x.npy')\n"
+              "codec = get_codec('errorbound', inner='constant', eps=0.1)\n"
+              "codec.sz3_trial = False\n"
+              "open(sys.argv[1] + '/again.sfc', 'wb').write(codec.encode(x, np.isfinite(x).astype(np.uint8)))\n"
+              "np.save(sys.argv[1] + '/x_rec.npy', decode_any(open(sys.argv[1] + '/block.sfc', 'rb').read())[0])\n")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=300, env={**os.environ, **env})
+    assert (tmp_path / "again.sfc").read_bytes() == data
+    assert np.load(tmp_path / "x_rec.npy").tobytes() == x_rec.tobytes()

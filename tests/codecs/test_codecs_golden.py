@@ -34,12 +34,13 @@ GOLDEN = {
     "zfp": ({"tol": 0.25}, 1470, "25b570e285b4685ac5896cfeb9f82945bee50f7b9653b127100a4ed56ce57caf"),
     "errorbound": (
         {"inner": "sz3", "inner_params": {"tol": 2.0}, "eps": 0.1},
-        # context="causal" since satflow 0.2, stream version 4 (SZ3 per feature is shorter than the
-        # predictive stream on this 2-feature block, and the header is compact; version 3 wrote 871
-        # bytes, af404f76..., version 2 870, 8aa23875..., version 1 924, 1cde2585...); golden.sfc keeps
-        # the 0.1 stream (context="none", version 1)
+        # context="causal" since satflow 0.2, stream version 5 (SZ3 per feature is shorter than the
+        # predictive stream on this 2-feature block, and the header is compact: version 4's bytes but
+        # the header's `stream`; version 4 wrote 848 bytes, f65935d2..., version 3 871, af404f76...,
+        # version 2 870, 8aa23875..., version 1 924, 1cde2585...); golden.sfc keeps the 0.1 stream
+        # (context="none", version 1)
         848,
-        "f65935d2f76427fa8242ab951ac14170ff6be4ec95bdd2e479d1fd4bfbc48c20",
+        "4d2a822f6c29b73a5a9bc591c15037e4d21349838e01a3b9fcdf5a3b7dc62b1a",
     ),
 }
 
