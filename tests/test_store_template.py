@@ -108,3 +108,11 @@ def test_the_template_is_the_recorded_one(name, tmp_path):
     assert sorted(written["arrays"]) == sorted(recorded["arrays"])
     for array, want in recorded["arrays"].items():
         assert written["arrays"][array] == want, array
+
+
+def test_the_template_names_the_grid_mapping_as_the_domain_does():
+    # the template keeps its own copy of the name (importing sources.domain would import pyproj)
+    from satflow.sources.domain import GRID_MAPPING_NAME
+    from satflow.store import template
+
+    assert template.GRID_MAPPING_NAME == GRID_MAPPING_NAME
