@@ -100,3 +100,14 @@ def test_finalize_reads_the_store_when_the_records_miss_a_step(tiny_store):
     path, values = tiny_store
     record = write_steps(open_group(path, mode="r+"), 1, values[1:2], ["b.nc"])  # step 0 was written before
     np.testing.assert_array_equal(finalize(path, [record]).count, np.isfinite(values).sum(axis=(0, 2, 3)))
+
+
+def test_a_killed_writer_s_partial_chunk_files_are_removed_and_nothing_else(tmp_path):
+    from satflow.store import remove_partial_writes
+
+    chunk = tmp_path / "s.zarr" / "X" / "c" / "2" / "0" / "0"
+    chunk.mkdir(parents=True)
+    (chunk / "1").write_bytes(b"kept")
+    (chunk / "1.77fc724148de455da6885d4837a99143.partial").write_bytes(b"")
+    assert remove_partial_writes(tmp_path / "s.zarr") == 1
+    assert [p.name for p in chunk.iterdir()] == ["1"]

@@ -24,6 +24,7 @@ from satflow.compress.plan import DIMS, CompressError, CompressPlan, plan_compre
 from satflow.compress.scan import scan_compress
 from satflow.compress.tasks import CompressPartial, RegionTask, combine_partials, compress_region
 from satflow.runtime.executors import as_executor
+from satflow.store import remove_partial_writes
 
 
 @dataclass
@@ -79,6 +80,8 @@ def run_compress(store: str | Path, out: str | Path, config: CompressConfig, *, 
         if Path(plan.out).exists():
             remove_output(plan.out)
         create_compressed_store(plan)
+    else:
+        remove_partial_writes(plan.out)  # a killed run's half-written chunk files
     tic = time.perf_counter()
     tasks = [RegionTask(region, True) for region in plan.pending] + [RegionTask(region, False) for region in plan.done]
     executor = as_executor(client)

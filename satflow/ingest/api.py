@@ -19,7 +19,7 @@ from satflow.ingest.scan import scan_ingest
 from satflow.ingest.tasks import aux_infos_for, infos_for, ingest_task, readers_for
 from satflow.runtime.executors import as_executor
 from satflow.sources.timecodec import as_time_array
-from satflow.store import consolidate, create_template, extend_time, finalize, open_group
+from satflow.store import consolidate, create_template, extend_time, finalize, open_group, remove_partial_writes
 from satflow.version import __version__
 
 
@@ -53,7 +53,9 @@ def prepare_store(plan: IngestPlan, config: IngestConfig) -> None:
     if plan.mode == "create":
         create_template(plan.store, plan.layout, attrs, grid_coordinates(config.source),
                         serializer=x_serializer(config.codec))
-    elif plan.mode == "append" and plan.regions:
+    else:
+        remove_partial_writes(plan.store)  # a killed run's half-written chunk files
+    if plan.mode == "append" and plan.regions:
         extend_time(plan.store, as_time_array([s.time for r in plan.regions for s in r.slots]))
     open_group(plan.store, mode="r+").attrs.pop("satflow_fingerprint", None)  # stale until finalised
     consolidate(plan.store)  # region tasks open the final layout with one metadata read

@@ -43,6 +43,7 @@ from satflow.store.write import (
     add_grid_coordinates,
     annotate,
     consolidate,
+    remove_partial_writes,
     StepRecord,
     finalize,
     write_region,
@@ -53,6 +54,6 @@ from satflow.store.write import (
 __all__ = [
     "DEFAULT_COMPRESSION_LEVEL", "DIMS", "STAT_NAMES", "STEP_NAMES", "TIME_CALENDAR", "TIME_UNITS", "StoreError",
     "StepRecord", "StoreLayout", "add_grid_coordinates", "annotate", "compressor", "compute_fingerprint",
-    "consolidate", "create_template", "extend_time", "finalize", "fingerprint", "open_group", "open_store", "step_moments",
+    "consolidate", "create_template", "extend_time", "finalize", "fingerprint", "open_group", "open_store", "remove_partial_writes", "step_moments",
     "write_region", "write_steps", "write_store_from_arrays",
 ]

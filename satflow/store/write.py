@@ -141,6 +141,16 @@ def _recorded_arrays(records: Sequence[StepRecord], n_time: int) -> dict[str, np
     return arrays
 
 
+def remove_partial_writes(path: str | Path) -> int:
+    """Delete the temporary files a killed writer left in the store (zarr's LocalStore writes each
+    chunk to `<key>.<uuid>.partial` and renames it into place); returns how many. A resumed run
+    rewrites those chunks whole, so only the leftovers go."""
+    leftovers = [p for p in Path(path).rglob("*.partial") if p.is_file()]
+    for leftover in leftovers:
+        leftover.unlink()
+    return len(leftovers)
+
+
 def consolidate(path: str | Path) -> None:
     """Consolidate metadata so `xr.open_zarr(path)` opens the store with one read and no warning.
 
