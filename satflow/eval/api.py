@@ -33,7 +33,7 @@ from satflow.eval.stores import (check_compressed_store, chunk_coords, create_co
                                  finish_reconstruction, read_compressed_store, write_json)
 from satflow.eval.tasks import BatchItem, EvalContext, Partials, code_batch, combine_partials, moments_by_step
 from satflow.runtime.executors import Executor, as_executor
-from satflow.store import StoreLayout
+from satflow.store import StoreLayout, remove_partial_writes
 from satflow.version import __version__
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,7 @@ def _prepare_codec_dir(folder: Path, plan: EvalPlan, spec: CodecSpec, facts: Eva
     compressed, reconstruction = folder / "compressed.zarr", folder / "reconstruction.zarr"
     if (compressed / "zarr.json").exists():
         check_compressed_store(compressed, plan, str(spec))
+        remove_partial_writes(compressed)  # a killed run's half-written chunk files
     else:
         folder.mkdir(parents=True, exist_ok=True)
         create_compressed_store(compressed, plan, spec, facts)

@@ -172,12 +172,16 @@ def test_rerun_resumes_without_encoding_finished_blocks(eval_store, tmp_path):
     first = run_eval(path, tmp_path / "out", _config(SZ3), progress=False)
     folder = tmp_path / "out" / first.entries[0]["dir"]
     chunk_file(folder, first.plan, 4).unlink()  # as if the run died before this block finished
+    missing = chunk_file(folder, first.plan, 4)
+    leftover = missing.with_name(f"{missing.name}.77fc724148de455da6885d4837a99143.partial")
+    leftover.write_bytes(b"half a container")  # what zarr's LocalStore leaves when killed mid-write
     chunks = [chunk_file(folder, first.plan, i) for i in range(len(first.plan.blocks)) if i != 4]
     kept = [p.stat().st_mtime_ns for p in chunks]
     second = run_eval(path, tmp_path / "out", _config(SZ3), progress=False)
     assert (second.entries[0]["blocks_encoded"], second.entries[0]["blocks_resumed"]) == (1, len(first.plan.blocks) - 1)
     assert [p.stat().st_mtime_ns for p in chunks] == kept  # finished blocks are decoded, never rewritten
     assert chunk_file(folder, first.plan, 4).is_file()
+    assert not leftover.exists()
     for key in ("rmse", "max_abs_error", "count"):
         assert second.entries[0]["per_feature"][key] == first.entries[0]["per_feature"][key]
     assert second.entries[0]["n_bytes"] == first.entries[0]["n_bytes"]
