@@ -42,6 +42,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+from quiet import settled_load  # noqa: E402  (benchmarks/quiet.py)
+
 SPEC = "sz3:tol=0.5"
 MAX_LOAD = 2.5
 READ_REPEATS = 7
@@ -132,17 +135,6 @@ def route_loop(store: Path, work: Path, steps: tuple[int, int], processes: int) 
     bounds = np.linspace(steps[0], steps[1], processes + 1).round().astype(int)
     commands = [_loop_command(str(store), out, (int(a), int(b))) for a, b in zip(bounds[:-1], bounds[1:])]
     return {"seconds": _timed(commands), "processes": processes}
-
-
-def settled_load(target: float = 2.0, timeout: float = 90.0) -> tuple[float, float, float]:
-    """The load average once the previous route's own load has decayed to `target` (at most `timeout` s).
-
-    A route keeps both cores busy, so right after it the 1-minute load reads about 2 whatever else
-    runs; waiting lets the next route start on a machine as quiet as the other jobs leave it."""
-    deadline = time.monotonic() + timeout
-    while os.getloadavg()[0] > target and time.monotonic() < deadline:
-        time.sleep(2.0)
-    return os.getloadavg()
 
 
 def _rounds(store: Path, work: Path, steps: tuple[int, int], time_range: str | None, n_rounds: int) -> list[dict]:

@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+from quiet import settled_load  # noqa: E402  (benchmarks/quiet.py)
 ROOT = HERE.parent.parent
 WORKERS = 2  # the floor's processes; the cluster keeps its default
 
@@ -190,17 +192,6 @@ def du(path: Path) -> int:
 ROUTES = ("satflow", "xarray", "floor")
 
 
-def settled_load(target: float = 2.0, timeout: float = 90.0) -> tuple[float, float, float]:
-    """The load average once the previous route's own load has decayed to `target` (at most `timeout` s).
-
-    A route keeps both cores busy, so right after it the 1-minute load reads about 2 whatever else
-    runs; waiting lets the next route start on a machine as quiet as the other jobs leave it."""
-    deadline = time.monotonic() + timeout
-    while os.getloadavg()[0] > target and time.monotonic() < deadline:
-        time.sleep(2.0)
-    return os.getloadavg()
-
-
 def bench_sizes(name: str, archives: dict[int, list[str]], variables: list[str], work: Path, rounds: int,
                 max_load: float, tuned: bool = False) -> dict:
     """Every route on every archive size, `rounds` times, in a rotated order each round."""
@@ -307,6 +298,18 @@ def tiny_files(data: Path, count: int) -> list[str]:
     return [str(p) for p in paths]
 
 
+def merged_with_earlier(results: dict, out: Path) -> dict:
+    """Archives this run did not measure (`--archives` a subset) keep their figures from the file it
+    replaces; each archive's `run` says which command and day produced it."""
+    if not out.exists():
+        return results
+    earlier = json.loads(out.read_text())
+    earlier_run = {"command": earlier.get("command"), "load_at_start": earlier.get("machine", {}).get("load_at_start")}
+    kept = {name: {"run": earlier_run, **entry} for name, entry in earlier.get("archives", {}).items()
+            if name not in results["archives"]}
+    return {**results, "archives": {**kept, **results["archives"]}}
+
+
 # --- main ------------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -349,6 +352,7 @@ def run_benchmark(args) -> None:
         "max_load": args.max_load,
         "archives": {},
     }
+    stamp = {"command": results["command"], "date": time.strftime("%Y-%m-%d"), "load_at_start": results["machine"]["load_at_start"]}
     wanted = set(args.archives.split(","))
     try:
         if "coarse" in wanted:
@@ -356,23 +360,23 @@ def run_benchmark(args) -> None:
             name = f"amsua-{coarse_resolution}deg"
             print(f"{name}: {sizes} files, tmbrs", flush=True)
             results["archives"][name] = bench_sizes(name, {n: coarse[:n] for n in sizes}, ["tmbrs"], work, rounds,
-                                                    args.max_load)
+                                                    args.max_load) | {"run": stamp}
         if "tiny" in wanted:
             small = tiny_files(data, tiny)
             print(f"tiny: {tiny} files of one 4 x 8 step", flush=True)
             results["archives"]["tiny"] = bench_sizes("tiny", {tiny: small}, ["tmbrs"], work, rounds, args.max_load,
-                                                      tuned=True)
+                                                      tuned=True) | {"run": stamp}
             results["archives"]["tiny"]["dry_run"] = dry_run_rate(small, ["tmbrs"], work)
         if "fine" in wanted and not args.quick:
             fine = amsua_files(data, 0.25, max(args.fine_sizes))
             print(f"amsua-0.25deg: {args.fine_sizes} files, all 40 features", flush=True)
             results["archives"]["amsua-0.25deg"] = bench_sizes("fine", {n: fine[:n] for n in args.fine_sizes}, [],
-                                                               work, rounds, args.max_load)
+                                                               work, rounds, args.max_load) | {"run": stamp}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     args.out = args.out or HERE / "results" / ("ingest-quick.json" if args.quick else "ingest.json")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    args.out.write_text(json.dumps(merged_with_earlier(results, args.out), indent=2))
     print(json.dumps({name: {**r["summary"], "phases": r["phases"], **({"dry_run": r["dry_run"]} if "dry_run" in r else {})}
                       for name, r in results["archives"].items()}, indent=2))
 
