@@ -3,9 +3,10 @@
 The first errorbound call in a fresh process loads every numba kernel from the on-disk cache and
 specialises it (about 0.2-0.5 s; about 16 s when the cache is cold, once per machine), which made
 the first block 2.6x slower than the next. `warm_kernels()` codes a tiny block through each path
-(the closed loop and its fit, both rANS context schemes, the one-pass decoder, SZ3's stream) with the
-dtypes real blocks have, and runs the learned context's closed loop (`kernels.context_closed_loop`)
-on a tiny random integer network (no checkpoint, no torch), so the kernels a task needs are ready. It changes no state that reaches a
+(the closed loop and its fit, both rANS context schemes, the one-pass decoder, the banded rANS
+decoder of context="none", SZ3's stream) with the dtypes real blocks have, and runs the learned
+context's closed loop (`kernels.context_closed_loop`) on a tiny random integer network (no
+checkpoint, no torch), so the kernels a task needs are ready. It changes no state that reaches a
 stream: a block coded after it is bit-identical to one coded without it.
 
 Registering the plugin on a cluster warms every worker, those that join later included:
@@ -22,10 +23,10 @@ import numpy as np
 from distributed import WorkerPlugin
 
 
-def _warm_block() -> np.ndarray:
+def _warm_block(rows: int = 40, columns: int = 48) -> np.ndarray:
     """Three smooth features with a gap and a noisy patch: every kernel's path, in well under a second."""
     rng = np.random.default_rng(0)
-    lat, lon = np.meshgrid(np.linspace(0, 3, 40), np.linspace(0, 5, 48), indexing="ij")
+    lat, lon = np.meshgrid(np.linspace(0, 3, rows), np.linspace(0, 5, columns), indexing="ij")
     block = np.stack([250 + 10 * f + 8 * np.sin(lon + f) * np.cos(lat) for f in range(3)])
     block = block + rng.normal(0, 0.5, block.shape)
     block[:, :, 20:23] = np.nan
@@ -35,6 +36,7 @@ def _warm_block() -> np.ndarray:
 def warm_kernels() -> float:
     """Compile or load every errorbound kernel in this process; returns the seconds it took."""
     from satflow.codecs.registry import get_codec
+    from satflow.codecs.residuals import LANE_ROWS
 
     start = time.perf_counter()
     block = _warm_block()
@@ -45,6 +47,12 @@ def warm_kernels() -> float:
         codec.decode(codec.encode(block, mask))
     single = get_codec("errorbound", inner="constant", eps=0.5)  # one smooth feature: SZ3's stream decoded too
     single.decode(single.encode(block[:1, :, :20], mask[:1, :, :20]))
+    # context="none" decodes through `residuals.decode_residuals`: one rANS band, and several (a block of
+    # more than 2 x LANE_POINTS valid points and 2 x LANE_ROWS rows); without this its first block paid
+    # 3.6 s of compilation.
+    plain = get_codec("errorbound", inner="constant", eps=0.5, context="none")
+    for part in (block, _warm_block(rows=2 * LANE_ROWS, columns=192)):
+        plain.decode(plain.encode(part, np.isfinite(part).astype(np.uint8)))
     _warm_context(block[:2, :8, :10])
     return time.perf_counter() - start
 

@@ -85,3 +85,38 @@ def test_the_dask_executor_readies_workers_with_the_named_plugins_and_in_process
         DaskExecutor(client).prepare_workers(["satflow.codecs.warm:WarmKernels"])
         plugins = client.run(lambda dask_worker: sorted(dask_worker.plugins))
     assert [WarmKernels.name in names for names in plugins.values()] == [True]
+
+
+def test_after_warming_no_block_of_any_context_or_shape_compiles_a_kernel():
+    """In a fresh process, `warm_kernels()` leaves nothing for a task to compile: coding blocks of one
+    and several rANS bands through the causal and the plain context adds no numba specialisation."""
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        from numba.core.registry import CPUDispatcher
+        from satflow.codecs import kernels
+        from satflow.codecs.registry import get_codec
+        from satflow.codecs.warm import warm_kernels
+
+        def compiled():
+            return {n: len(k.signatures) for n, k in vars(kernels).items() if isinstance(k, CPUDispatcher)}
+
+        warm_kernels()
+        before = compiled()
+        rng = np.random.default_rng(1)
+        lat, lon = np.meshgrid(np.linspace(0, 3, 96), np.linspace(0, 5, 200), indexing="ij")
+        block = np.stack([250 + 3 * f + 8 * np.sin(lon + f) * np.cos(lat) for f in range(4)])
+        block = (block + rng.normal(0, 0.4, block.shape)).astype(np.float32)
+        block[:, 30:34] = np.nan
+        for context in ("causal", "none"):
+            for eps in (0.5, 0.05, [0.5, 1.0, 0.2, 0.3]):
+                for part in (block, block[:1], block[:, :40, :50]):
+                    codec = get_codec("errorbound", inner="constant", eps=eps if part.shape[0] == 4 else 0.5,
+                                      context=context)
+                    codec.decode(codec.encode(part))
+        after = compiled()
+        print({n: (before[n], after[n]) for n in after if after[n] != before[n]})
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], check=True, timeout=600, capture_output=True, text=True)
+    assert run.stdout.strip() == "{}"
