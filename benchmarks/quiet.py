@@ -19,3 +19,14 @@ def settled_load(target: float = 2.0, timeout: float = 90.0) -> tuple[float, flo
     while os.getloadavg()[0] > target and time.monotonic() < deadline:
         time.sleep(2.0)
     return os.getloadavg()
+
+
+def cpu_probe() -> float:
+    """Seconds of a fixed pure-Python loop in this process, now: the machine's speed at this moment.
+
+    The load average misses a host that slows every core at once (seen here: the same route 1.6-2x
+    slower from one quarter of an hour to the next at the same load), so every timed route records
+    this beside its load; a ratio of routes within one round is the figure to trust."""
+    started = time.perf_counter()
+    sum(i * i for i in range(2_000_000))
+    return time.perf_counter() - started
