@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from satflow.eval.field_kernels import adjacent_pair_sums, gaussian_moments, scaled_pair, ssim_map
 from satflow.stats import pairwise_weights
 
 DSSIM_SIGMA = 1.5  # ldcpy: Gaussian2DKernel(x_stddev=1.5)
@@ -64,6 +63,8 @@ def dssim_field(x: np.ndarray, x_hat: np.ndarray, valid: np.ndarray) -> float:
     x, x_hat = np.asarray(x, dtype=np.float64), np.asarray(x_hat, dtype=np.float64)
     if min(x.shape) <= 2 * DSSIM_RADIUS:
         return float("nan")
+    from satflow.eval.field_kernels import gaussian_moments, scaled_pair, ssim_map  # numba: in the tasks only
+
     a1, a2, same_finite, any_finite = scaled_pair(x, x_hat, np.asarray(valid, dtype=bool), float(DSSIM_LEVELS))
     if not any_finite:
         return float("nan")
@@ -164,6 +165,8 @@ class FieldSums:
     @staticmethod
     def _error_pair_moments(error: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per feature: count, means, squared deviations and co-moment of the adjacent error pairs."""
+        from satflow.eval.field_kernels import adjacent_pair_sums
+
         moments = np.array([adjacent_pair_sums(error[f], valid[f]) for f in range(error.shape[0])],
                            dtype=np.float64).reshape(-1, 6)
         return (moments[:, 0].astype(np.int64), *moments[:, 1:].T.copy())

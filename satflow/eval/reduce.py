@@ -8,14 +8,18 @@ one row per codec x feature (`t` = -1) and one per codec x feature x time step.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from satflow.eval.fields import FieldSums, acceptance
 from satflow.eval.options import EvalConfig
 from satflow.eval.plan import EvalPlan
 from satflow.eval.tasks import Partials
 from satflow.metrics import merge_all
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Scalar per-feature metrics that go into the Parquet table (the lists of metrics.json, flattened).
 TABLE_METRICS = ("count", "rmse", "nrmse", "mae", "bias", "max_abs_error", "max_rel_error", "rel_error_exceed_share",
@@ -91,6 +95,8 @@ def metrics_frame(plan: EvalPlan, entries: list[dict], partials: Partials, times
 
     `time` is a timestamp, or ISO text for cftime dates (a climatology's year 0 has no timestamp).
     """
+    import pandas as pd  # here: the run's main process needs it only for this table
+
     if not np.issubdtype(np.asarray(times).dtype, np.datetime64):
         times = np.array([t.isoformat() for t in times], dtype=object)
     rows = []
