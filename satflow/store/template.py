@@ -37,15 +37,16 @@ def create_template(path: str | Path, layout: StoreLayout, attrs: dict | None = 
     """
     group = zarr.open_group(str(path), mode="w", zarr_format=3,
                             attributes={"satflow_version": __version__, "Conventions": "CF-1.8", **(attrs or {})})
-    writer = _Writer(group, _non_dimension_coordinates(grid_coordinates))
+    writer = CFArrayWriter(group, non_dimension_coordinates(grid_coordinates))
     _write_coordinates(writer, layout, grid_coordinates)
     _write_data_variables(writer, layout, grid_coordinates, serializer)
 
 
-class _Writer:
+class CFArrayWriter:
     """Creates arrays as xarray encodes them: dimension names, the NaN `_FillValue` attribute of
     float arrays, and a `coordinates` attribute on data variables naming the non-dimension
-    coordinates that lie on their dimensions."""
+    coordinates that lie on their dimensions ({name: dims}, `non_dimension_coordinates`). Also the
+    writer of an eval's compressed store (`satflow.eval.stores`)."""
 
     def __init__(self, group: zarr.Group, coordinates: dict[str, tuple[str, ...]]) -> None:
         self.group, self.coordinates = group, coordinates
@@ -69,7 +70,7 @@ class _Writer:
             array[...] = np.asarray(values, dtype=object) if dtype.kind in "UOT" else values
 
 
-def _non_dimension_coordinates(grid_coordinates: dict | None) -> dict[str, tuple[str, ...]]:
+def non_dimension_coordinates(grid_coordinates: dict | None) -> dict[str, tuple[str, ...]]:
     return {name: tuple(dims) for name, (dims, _, _) in (grid_coordinates or {}).items() if (name,) != tuple(dims)}
 
 
@@ -81,7 +82,7 @@ def _time_attributes(times: np.ndarray) -> tuple[dict, str, str]:
     return {**CF_ATTRIBUTES["time"], "units": units, "calendar": encoding["calendar"]}, units, encoding["calendar"]
 
 
-def _write_coordinates(writer: _Writer, layout: StoreLayout, grid_coordinates: dict | None) -> None:
+def _write_coordinates(writer: CFArrayWriter, layout: StoreLayout, grid_coordinates: dict | None) -> None:
     n_time = len(layout.times)
     attributes, units, calendar = _time_attributes(layout.times)
     writer.array("time", ("time",), np.asarray(encode_times(layout.times, units, calendar) if n_time else [],
@@ -97,7 +98,7 @@ def _write_coordinates(writer: _Writer, layout: StoreLayout, grid_coordinates: d
         writer.array("aux_product", ("aux_product",), np.asarray(layout.aux_products, dtype=object))
 
 
-def _write_data_variables(writer: _Writer, layout: StoreLayout, grid_coordinates: dict | None, serializer) -> None:
+def _write_data_variables(writer: CFArrayWriter, layout: StoreLayout, grid_coordinates: dict | None, serializer) -> None:
     shape, chunk_shape = layout.shape, layout.chunk_shape
     n_feature, time_chunk = shape[1], chunk_shape[0]
     grid_mapping = {"grid_mapping": GRID_MAPPING_NAME} if grid_coordinates and GRID_MAPPING_NAME in grid_coordinates else {}
@@ -125,7 +126,7 @@ def _write_data_variables(writer: _Writer, layout: StoreLayout, grid_coordinates
         _write_aux_provenance(writer, layout, (shape[0], len(layout.aux_products)), (time_chunk, len(layout.aux_products)))
 
 
-def _write_aux_provenance(writer: _Writer, layout: StoreLayout, shape: tuple[int, int], chunks: tuple[int, int]) -> None:
+def _write_aux_provenance(writer: CFArrayWriter, layout: StoreLayout, shape: tuple[int, int], chunks: tuple[int, int]) -> None:
     """Per time step and auxiliary product: the file (`aux_source_file`, "" = none mapped) and the time
     (`aux_time`, NaT = none) of the auxiliary scene that filled the step's `<product>/...` features."""
     dims = ("time", "aux_product")
