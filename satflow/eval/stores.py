@@ -41,7 +41,7 @@ FORMAT = 2  # the `satflow_compressed` attribute; 1 = containers/ folder (before
 LEGACY_CONTAINERS = "containers"
 CUBE_DIMS = ("time", "feature", "lat", "lon")
 PATCH_DIMS = ("patch", "feature", "y", "x")
-_DROPPED_ATTRS = ("satflow_fingerprint",)  # describes the input's values, not these
+DROPPED_ATTRS = ("satflow_fingerprint",)  # describes the input's values, not these
 
 
 class EvalStoreError(ValueError):
@@ -106,7 +106,7 @@ def _compressed_store_attrs(plan: EvalPlan, spec: CodecSpec, facts: EvalFacts) -
     """The input store's attributes and what a decoder and a re-run need to know."""
     t0, t1 = plan.time_range
     units = list(facts.units or ("",) * len(plan.features))
-    return {**{k: v for k, v in facts.attrs.items() if k not in _DROPPED_ATTRS}, **{
+    return {**{k: v for k, v in facts.attrs.items() if k not in DROPPED_ATTRS}, **{
         "satflow_compressed": FORMAT, "codec": str(spec), "checkpoint": spec.checkpoint, "source_store": plan.store,
         "source_fingerprint": plan.fingerprint, "time_range": [t0, t1], "mode": plan.mode,
         "block_shape": list(plan.block_shape), "reconstruction_chunks": list(plan.reconstruction_chunks),
@@ -127,8 +127,8 @@ def _cube_coordinates(plan: EvalPlan, facts: EvalFacts) -> Coordinates:
     return {
         "time": _time_coordinate(facts.time_numbers[t0:t1], facts, ("time",)),
         "feature": (("feature",), np.asarray(plan.features, dtype=object), {}),
-        "lat": (("lat",), np.asarray(facts.lat, np.float64), _LAT_ATTRS),
-        "lon": (("lon",), np.asarray(facts.lon, np.float64), _LON_ATTRS),
+        "lat": (("lat",), np.asarray(facts.lat, np.float64), LAT_ATTRS),
+        "lon": (("lon",), np.asarray(facts.lon, np.float64), LON_ATTRS),
     }
 
 
@@ -145,13 +145,13 @@ def _patch_coordinates(plan: EvalPlan, facts: EvalFacts) -> Coordinates:
         "y0": (("patch",), np.array([b.y0 for b in plan.blocks], np.int64), {"long_name": "first lat index"}),
         "x0": (("patch",), np.array([b.x0 for b in plan.blocks], np.int64), {"long_name": "first lon index"}),
         "feature": (("feature",), np.asarray(plan.features, dtype=object), {}),
-        "lat": (("patch", "y"), np.stack([lat[b.y0:b.y1] for b in plan.blocks]), _LAT_ATTRS),
-        "lon": (("patch", "x"), np.stack([lon[b.x0:b.x1] for b in plan.blocks]), _LON_ATTRS),
+        "lat": (("patch", "y"), np.stack([lat[b.y0:b.y1] for b in plan.blocks]), LAT_ATTRS),
+        "lon": (("patch", "x"), np.stack([lon[b.x0:b.x1] for b in plan.blocks]), LON_ATTRS),
     }
 
 
-_LAT_ATTRS = {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude"}
-_LON_ATTRS = {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"}
+LAT_ATTRS = {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude"}
+LON_ATTRS = {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"}
 
 
 def _legacy_error(path: str | Path) -> EvalStoreError:

@@ -13,7 +13,7 @@ import pytest
 from satflow.codecs.spec import CodecSpec
 from satflow.eval.api import prepare_eval
 from satflow.eval.options import EvalConfig
-from satflow.eval.stores import (_DROPPED_ATTRS, _LAT_ATTRS, _LON_ATTRS, CUBE_DIMS, FORMAT, PATCH_DIMS,
+from satflow.eval.stores import (DROPPED_ATTRS, LAT_ATTRS, LON_ATTRS, CUBE_DIMS, FORMAT, PATCH_DIMS,
                                  create_compressed_store, mask_compressor)
 
 SPECS = ("sz3:tol=0.5", "errorbound:inner=constant,eps=0.5")
@@ -38,7 +38,7 @@ def xarray_compressed_store(path: Path, plan, spec: CodecSpec, facts) -> None:
     ds["M"] = (dims, da.zeros(shape, dtype=np.uint8, chunks=chunk),
                {"long_name": "validity mask", "flag_values": [0, 1], "flag_meanings": "invalid valid"})
     ds["units"] = ("feature", np.asarray(facts.units or ("",) * n_features, dtype=object))
-    ds.attrs = {**{k: v for k, v in facts.attrs.items() if k not in _DROPPED_ATTRS}, **{
+    ds.attrs = {**{k: v for k, v in facts.attrs.items() if k not in DROPPED_ATTRS}, **{
         "satflow_compressed": FORMAT, "codec": str(spec), "checkpoint": spec.checkpoint, "source_store": plan.store,
         "source_fingerprint": plan.fingerprint, "time_range": [t0, t1], "mode": plan.mode,
         "block_shape": list(plan.block_shape), "reconstruction_chunks": list(plan.reconstruction_chunks),
@@ -63,8 +63,8 @@ def _cube_dataset(plan, facts):
     ds = xr.Dataset(coords={
         "time": _time_variable(facts.time_numbers[t0:t1], facts, ("time",)),
         "feature": ("feature", np.asarray(plan.features, dtype=object)),
-        "lat": ("lat", np.asarray(facts.lat, np.float64), _LAT_ATTRS),
-        "lon": ("lon", np.asarray(facts.lon, np.float64), _LON_ATTRS),
+        "lat": ("lat", np.asarray(facts.lat, np.float64), LAT_ATTRS),
+        "lon": ("lon", np.asarray(facts.lon, np.float64), LON_ATTRS),
     })
     ds["source_file"] = ("time", np.asarray(facts.source_files[t0:t1] or ("",) * (t1 - t0), dtype=object))
     return ds
@@ -81,8 +81,8 @@ def _patch_dataset(plan, facts):
         "y0": ("patch", np.array([b.y0 for b in plan.blocks], np.int64), {"long_name": "first lat index"}),
         "x0": ("patch", np.array([b.x0 for b in plan.blocks], np.int64), {"long_name": "first lon index"}),
         "feature": ("feature", np.asarray(plan.features, dtype=object)),
-        "lat": (("patch", "y"), np.stack([lat[b.y0:b.y1] for b in plan.blocks]), _LAT_ATTRS),
-        "lon": (("patch", "x"), np.stack([lon[b.x0:b.x1] for b in plan.blocks]), _LON_ATTRS),
+        "lat": (("patch", "y"), np.stack([lat[b.y0:b.y1] for b in plan.blocks]), LAT_ATTRS),
+        "lon": (("patch", "x"), np.stack([lon[b.x0:b.x1] for b in plan.blocks]), LON_ATTRS),
     })
 
 
