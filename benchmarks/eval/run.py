@@ -43,7 +43,7 @@ import numpy as np
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
-from quiet import settled_load  # noqa: E402  (benchmarks/quiet.py)
+from quiet import cpu_probe, settled_load  # noqa: E402  (benchmarks/quiet.py)
 
 SPEC = "sz3:tol=0.5"
 MAX_LOAD = 2.5
@@ -152,8 +152,10 @@ def _rounds(store: Path, work: Path, steps: tuple[int, int], time_range: str | N
         record: dict = {"order": order, "routes": {}}
         for name in order:
             before = settled_load()
+            probe = cpu_probe()  # the host's speed now: the load average misses a host slowed as a whole
             result = routes[name]()
             result["load_before"], result["load_after"] = before, os.getloadavg()
+            result["cpu_probe_s"] = round(probe, 3)
             record["routes"][name] = result
         record["max_load"] = max(r["load_before"][0] for r in record["routes"].values())
         record["refused"] = record["max_load"] > MAX_LOAD
@@ -274,6 +276,8 @@ def summarise(rounds: list[dict]) -> dict:
         "rounds_kept": len(kept), "rounds_refused": len(rounds) - len(kept),
         "figures_from": "kept rounds" if kept else "REFUSED rounds only (load above 2.5): not a valid figure",
         "best_seconds": best, "eval_over_two_process_loop": best["eval"] / best["loop_2_processes"],
+        # routes of one round ran minutes apart: these survive a host whose speed drifts between rounds
+        "per_round_eval_over_two_process_loop": [round(r["eval_over_two_process_loop"], 3) for r in use],
         "eval_over_one_process_loop": best["eval"] / best["loop_1_process"],
         "eval_phases_of_fastest": fastest_eval["phases"],
         "metric_share_of_encode_decode": fastest_eval["metric_share_of_encode_decode"],

@@ -71,11 +71,11 @@ def run_eval(store: str | Path, out: str | Path, config: EvalConfig | None = Non
     """
     config = config or EvalConfig()
     started, clock = dt.datetime.now(dt.timezone.utc), time.perf_counter()
+    executor = as_executor(client)
     facts, plan = prepare_eval(store, config)
     seconds = {"plan": time.perf_counter() - clock}  # the facts scan and the pure plan
     outputs = _prepare_outputs(plan, facts, Path(out), overwrite, config.reconstruction)
     seconds["outputs_created"] = time.perf_counter() - clock - seconds["plan"]  # the stores the tasks fill
-    executor = as_executor(client)
     with _performance_report(config.performance_report, executor):
         partials = _run_tasks(plan, facts, config, outputs, executor, progress, seconds)
     tic = time.perf_counter()
